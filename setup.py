@@ -1,0 +1,35 @@
+"""tb_xai: attributions logged while a Keras model trains, and a TensorBoard plugin to watch them evolve."""
+
+import setuptools
+
+setuptools.setup(
+    name="tb_xai",
+    version="0.1.0",
+    description="Watch why your Keras model predicts what it predicts, epoch by epoch, in TensorBoard.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["tb_xai", "tb_xai.*"]),
+    package_data={"tb_xai": ["plugin_data.proto", "plugin/static/*"]},
+    install_requires=[
+        "keras>=3.0",
+        "tensorboard>=2.16",
+        "protobuf>=6.30",
+        "numpy>=1.24",
+        "shap>=0.44",
+        "lime>=0.2.0.1",
+        "matplotlib>=3.7",
+    ],
+    # TensorFlow is an extra, not a requirement: the GPU build (`tensorflow`) and the CPU build
+    # (`tensorflow-cpu`) are different distributions, and requiring one would install it beside the other.
+    extras_require={
+        "tensorflow": ["tensorflow>=2.16"],
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "test": ["pytest>=7", "scikit-learn>=1.2", "scikit-image>=0.21", "pandas>=2"],
+        "demo": ["scikit-learn>=1.2", "scikit-image>=0.21"],
+    },
+    entry_points={
+        # The TensorBoard plugin (tb_xai.plugin) registers itself here.
+        "tensorboard_plugins": [],
+    },
+)

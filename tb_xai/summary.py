@@ -1,0 +1,121 @@
+"""Writes tb_xai summaries into event files.
+
+The writer uses TensorBoard's own event-file writer, not TensorFlow's, so that logging needs no particular
+Keras backend. Every `*_pb` function builds the `Summary` proto a write would produce (handy in tests); the
+`SummaryWriter` methods write it at a step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import tensor_util
+
+from tb_xai import metadata
+
+
+def _summary_pb(tag: str, value: np.ndarray, summary_metadata) -> summary_pb2.Summary:
+    tensor = tensor_util.make_tensor_proto(value)
+    return summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=tag, metadata=summary_metadata, tensor=tensor)]
+    )
+
+
+def probe_pb(input_name: str, value, *, feature_names=None, modality: str = "") -> summary_pb2.Summary:
+    value = np.asarray(value)
+    return _summary_pb(
+        metadata.probe_tag(input_name),
+        value,
+        metadata.create_summary_metadata(
+            metadata.PROBE, input_name=input_name, feature_names=feature_names, modality=modality
+        ),
+    )
+
+
+def labels_pb(value) -> summary_pb2.Summary:
+    return _summary_pb(
+        metadata.LABELS_TAG, np.asarray(value), metadata.create_summary_metadata(metadata.LABEL)
+    )
+
+
+def predictions_pb(value, *, output_name: str = "", class_names=None, config=None) -> summary_pb2.Summary:
+    return _summary_pb(
+        metadata.PREDICTIONS_TAG,
+        np.asarray(value, dtype=np.float32),
+        metadata.create_summary_metadata(
+            metadata.PREDICTION, output_name=output_name, class_names=class_names, config=config
+        ),
+    )
+
+
+def targets_pb(value, *, output_name: str = "", config=None) -> summary_pb2.Summary:
+    return _summary_pb(
+        metadata.TARGETS_TAG,
+        np.asarray(value, dtype=np.int32),
+        metadata.create_summary_metadata(metadata.TARGET, output_name=output_name, config=config),
+    )
+
+
+def attribution_pb(
+    method: str,
+    input_name: str,
+    value,
+    *,
+    feature_names=None,
+    modality: str = "",
+    config=None,
+) -> summary_pb2.Summary:
+    return _summary_pb(
+        metadata.attribution_tag(method, input_name),
+        np.asarray(value, dtype=np.float32),
+        metadata.create_summary_metadata(
+            metadata.ATTRIBUTION,
+            method=method,
+            input_name=input_name,
+            feature_names=feature_names,
+            modality=modality,
+            config=config,
+        ),
+    )
+
+
+def failure_pb(method: str, message: str) -> summary_pb2.Summary:
+    return _summary_pb(
+        metadata.failure_tag(method),
+        np.array([message.encode("utf-8")], dtype=object),
+        metadata.create_summary_metadata(metadata.FAILURE, method=method),
+    )
+
+
+class SummaryWriter:
+    """Appends tb_xai summaries to one run directory. Created lazily, flushed after every logged step."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self._writer: Optional[EventFileWriter] = None
+
+    def write(self, summary: summary_pb2.Summary, step: int) -> None:
+        if self._writer is None:
+            os.makedirs(self.run_dir, exist_ok=True)
+            self._writer = EventFileWriter(self.run_dir, filename_suffix=".tb_xai")
+        self._writer.add_event(
+            event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
+        )
+
+    def write_all(self, summaries: Sequence[summary_pb2.Summary], step: int) -> None:
+        for summary in summaries:
+            self.write(summary, step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
