@@ -1,0 +1,261 @@
+"""Aggregations of logged attributions: the one implementation behind the plugin, `tb_xai.load` and the plots.
+
+Everything here is pure numpy over arrays laid out as logged: attributions ``[steps, probes, *attribution_shape]``,
+targets ``[steps, probes]``. A *map* is one probe's attribution after channel reduction (see :func:`map_shape`);
+a step's *importance* is the mean map over the counted probes.
+
+Example:
+    >>> import numpy as np
+    >>> a = np.array([[[1.0, -3.0], [3.0, -1.0]]])  # 1 step, 2 probes, 2 features
+    >>> importance, counts = feature_importance(a)
+    >>> importance.tolist(), counts.tolist()
+    ([[2.0, 2.0]], [2])
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+IMAGE = "image"
+
+
+def map_shape(attribution_shape: Sequence[int], modality: str) -> tuple:
+    """Shape of one probe's map: an image ``[H, W, C]`` loses its channel axis, every other shape is kept.
+
+    Args:
+        attribution_shape: the per-probe attribution shape.
+        modality: ``"tabular"``, ``"image"`` or ``"sequence"`` as logged.
+    """
+    shape = tuple(int(d) for d in attribution_shape)
+    if modality == IMAGE and len(shape) == 3:
+        return shape[:2]
+    return shape
+
+
+def to_maps(
+    attributions: np.ndarray, attribution_shape: Sequence[int], modality: str, *, signed: bool
+) -> np.ndarray:
+    """Reduces attributions to maps: ``[*lead, *attribution_shape] -> [*lead, *map_shape]``.
+
+    Image channels are summed, of ``|a|`` when `signed` is False (so channels of opposite sign do not cancel),
+    of ``a`` when it is True. Other shapes only take the absolute value when `signed` is False.
+
+    Args:
+        attributions: array whose trailing axes are `attribution_shape`.
+        attribution_shape: the per-probe attribution shape.
+        modality: the logged modality.
+        signed: keep the sign.
+    """
+    shape = tuple(int(d) for d in attribution_shape)
+    values = np.asarray(attributions)
+    if values.shape[values.ndim - len(shape):] != shape:
+        raise ValueError(
+            f"attributions of shape {values.shape} do not end with the attribution shape {shape}"
+        )
+    if not signed:
+        values = np.abs(values)
+    if map_shape(shape, modality) != shape:
+        values = values.sum(axis=-1)
+    return values
+
+
+def feature_importance(
+    attributions: np.ndarray,
+    *,
+    modality: str = "tabular",
+    signed: bool = False,
+    targets: Optional[np.ndarray] = None,
+    target: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step importance: the mean map over probes, optionally only over probes explained for one class.
+
+    Args:
+        attributions: ``[steps, probes, *attribution_shape]``.
+        modality: the logged modality (images are channel-reduced, see :func:`to_maps`).
+        signed: average signed attributions instead of magnitudes.
+        targets: ``[steps, probes]`` class explained per probe; required when `target` is given.
+        target: a class index: average only the probes whose target at that step was it.
+
+    Returns:
+        ``(importance, counts)``: ``[steps, *map_shape]`` float64 means (NaN where no probe counted) and
+        ``[steps]`` numbers of probes averaged.
+    """
+    values = np.asarray(attributions)
+    if values.ndim < 3:
+        raise ValueError(
+            f"attributions must be [steps, probes, *attribution_shape]; received shape {values.shape}"
+        )
+    steps, probes = values.shape[:2]
+    maps = to_maps(values, values.shape[2:], modality, signed=signed)
+    flat = maps.reshape(steps, probes, -1)
+    if target is None:
+        importance = flat.mean(axis=1, dtype=np.float64)
+        counts = np.full(steps, probes, dtype=np.int64)
+    else:
+        if targets is None:
+            raise ValueError(f"target={target!r} needs the per-step targets; received targets=None")
+        targets = np.asarray(targets)
+        if targets.shape != (steps, probes):
+            raise ValueError(
+                f"targets must be [steps, probes] = {(steps, probes)}; received shape {targets.shape}"
+            )
+        mask = (targets == target).astype(flat.dtype if flat.dtype.kind == "f" else np.float64)
+        counts = mask.sum(axis=1).astype(np.int64)
+        sums = np.einsum("sp,spm->sm", mask, flat, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            importance = sums / counts[:, None]
+    return importance.reshape((steps,) + maps.shape[2:]), counts
+
+
+def importance_order(importance: np.ndarray) -> np.ndarray:
+    """Feature indices sorted by ``|importance|`` at the last step that has a finite value, largest first.
+
+    Args:
+        importance: ``[steps, features]``.
+    """
+    values = np.asarray(importance, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"importance must be [steps, features]; received shape {values.shape}")
+    finite_rows = np.flatnonzero(np.isfinite(values).any(axis=1))
+    if finite_rows.size == 0:
+        return np.arange(values.shape[1])
+    last = np.abs(values[finite_rows[-1]])
+    return np.argsort(-np.nan_to_num(last, nan=-np.inf), kind="stable")
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties sharing their average rank."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"rankdata ranks a 1-D array; received shape {values.shape}")
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts_group = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    starts = np.flatnonzero(starts_group)
+    sizes = np.diff(np.append(starts, values.size))
+    average = starts + (sizes - 1) / 2.0 + 1.0
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(average, sizes)
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two 1-D arrays; NaN if either is constant or holds a non-finite value."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"spearman needs equal sizes; received {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    return _pearson(rankdata(a), rankdata(b))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    denominator = np.sqrt(np.dot(x, x) * np.dot(y, y))
+    if denominator == 0:
+        return float("nan")
+    return float(np.clip(np.dot(x, y) / denominator, -1.0, 1.0))
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` largest values of a 1-D array, ties broken by the lower index."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1; received k={k}")
+    return np.argsort(-np.asarray(values, dtype=np.float64).ravel(), kind="stable")[:k]
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Fraction of shared indices between the top-`k` of `a` and of `b`; NaN if either holds a non-finite value."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"top_k_overlap needs equal sizes; received {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    k = min(k, a.size)
+    return np.intersect1d(top_k(a, k), top_k(b, k)).size / k
+
+
+def rank_stability(importance: np.ndarray, k: int) -> dict:
+    """Rank stability of a per-step importance, against the previous step and against the last step.
+
+    Args:
+        importance: ``[steps, features]`` (images: flattened maps).
+        k: top-k size, clipped to the number of features.
+
+    Returns:
+        A dict of ``[steps]`` float arrays ``spearman_previous``, ``topk_previous`` (NaN at the first step),
+        ``spearman_last``, ``topk_last``; and ``k``, the effective k.
+    """
+    values = np.asarray(importance, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"importance must be [steps, features]; received shape {values.shape}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1; received k={k}")
+    steps = values.shape[0]
+    k = min(k, values.shape[1])
+    # Ranks and top-k sets once per step: images have thousands of features.
+    finite = np.isfinite(values).all(axis=1)
+    ranks = [rankdata(row) if ok else None for row, ok in zip(values, finite)]
+    tops = [set(top_k(row, k).tolist()) if ok else None for row, ok in zip(values, finite)]
+
+    def compare(i: int, j: int) -> tuple[float, float]:
+        if ranks[i] is None or ranks[j] is None:
+            return float("nan"), float("nan")
+        return _pearson(ranks[i], ranks[j]), len(tops[i] & tops[j]) / k
+
+    result = {
+        name: np.full(steps, np.nan)
+        for name in ("spearman_previous", "topk_previous", "spearman_last", "topk_last")
+    }
+    for i in range(steps):
+        if i > 0:
+            result["spearman_previous"][i], result["topk_previous"][i] = compare(i - 1, i)
+        result["spearman_last"][i], result["topk_last"][i] = compare(i, steps - 1)
+    result["k"] = k
+    return result
+
+
+def method_agreement(
+    importances: Mapping[str, tuple[np.ndarray, np.ndarray]], k: int
+) -> list[dict]:
+    """Rank agreement between methods, per pair and per step both methods hold.
+
+    Args:
+        importances: method name -> ``(steps [n], importance [n, features])``; all of one feature count.
+        k: top-k size, clipped to the number of features.
+
+    Returns:
+        One dict per unordered pair, in sorted method order: ``methods`` (the two names), ``steps`` (common
+        steps, ascending), ``spearman`` and ``topk`` (float arrays over those steps).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1; received k={k}")
+    by_step = {}
+    for method, (steps, importance) in importances.items():
+        importance = np.asarray(importance, dtype=np.float64)
+        if importance.ndim != 2 or importance.shape[0] != len(steps):
+            raise ValueError(
+                f"importance of {method!r} must be [len(steps), features] = [{len(steps)}, F]; "
+                f"received shape {importance.shape}"
+            )
+        by_step[method] = {int(s): row for s, row in zip(steps, importance)}
+    pairs = []
+    for first, second in itertools.combinations(sorted(by_step), 2):
+        common = sorted(by_step[first].keys() & by_step[second].keys())
+        pairs.append(
+            {
+                "methods": [first, second],
+                "steps": np.array(common, dtype=np.int64),
+                "spearman": np.array(
+                    [spearman(by_step[first][s], by_step[second][s]) for s in common], dtype=np.float64
+                ),
+                "topk": np.array(
+                    [top_k_overlap(by_step[first][s], by_step[second][s], k) for s in common],
+                    dtype=np.float64,
+                ),
+            }
+        )
+    return pairs

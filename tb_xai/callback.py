@@ -1,0 +1,183 @@
+"""AttributionCallback: explains a fixed probe set every N epochs and logs it for TensorBoard."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Union
+
+import keras
+import numpy as np
+
+from tb_xai import metadata, methods as methods_lib, summary
+from tb_xai.backend import adapt
+from tb_xai.methods.base import AttributionMethod
+from tb_xai.probe import ProbeLike, as_probe_set
+from tb_xai.targets import TargetLike, check_target, parse_target, resolve_targets
+
+logger = logging.getLogger(__name__)
+
+MethodLike = Union[str, AttributionMethod]
+
+
+class AttributionCallback(keras.callbacks.Callback):
+    """Logs attributions of a fixed probe set as TensorBoard summaries while a model trains.
+
+    Configuration mistakes fail before training starts (or, for a model that is only built by its first
+    training batch, right after that batch). A method that fails at run time, or returns NaN/inf, is logged
+    as a failure for that step with a warning, and training goes on.
+
+    Args:
+        log_dir: the directory given to `keras.callbacks.TensorBoard` too; summaries go to its `subdir`.
+        probe: the inputs explained at every logged step: an array (probes, *features), or a list/dict of
+            arrays for multi-input models (the structure the model is called with).
+        labels: optional labels of the probes (class indices, one-hot rows or regression targets).
+        methods: method names from `tb_xai.methods.REGISTRY` or configured method objects.
+        feature_names: names of the features of a tabular probe.
+        class_names: names of the explained output's classes.
+        target: "predicted", "label", a class index, or (output name or index, one of those).
+        every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
+        batch_size: the most rows any method puts through the model at once (bounds memory).
+        subdir: the run directory under `log_dir` the summaries are written to.
+
+    Example:
+        >>> cb = tb_xai.AttributionCallback("runs/exp1", x_test[:32], labels=y_test[:32],
+        ...                                 methods=["saliency", "integrated_gradients"])
+        >>> model.fit(x, y, epochs=20, callbacks=[cb, keras.callbacks.TensorBoard("runs/exp1")])
+    """
+
+    def __init__(
+        self,
+        log_dir: Union[str, os.PathLike],
+        probe: ProbeLike,
+        labels=None,
+        methods: Sequence[MethodLike] = ("saliency", "integrated_gradients"),
+        feature_names: Optional[Sequence[str]] = None,
+        class_names: Optional[Sequence[str]] = None,
+        target: TargetLike = "predicted",
+        every_n_epochs: int = 1,
+        batch_size: int = 1024,
+        subdir: str = metadata.DEFAULT_SUBDIR,
+    ):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise ValueError(f"log_dir must be a non-empty path; received: {log_dir!r}")
+        for arg, value in (("every_n_epochs", every_n_epochs), ("batch_size", batch_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{arg} must be an integer >= 1; received: {value!r}")
+        if isinstance(methods, (str, AttributionMethod)):
+            methods = [methods]
+        if not methods:
+            raise ValueError(f"methods must name at least one method; known methods: {sorted(methods_lib.REGISTRY)}")
+        self.methods: List[AttributionMethod] = [methods_lib.get(m) for m in methods]
+        names = [m.name for m in self.methods]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"methods {duplicates} are given more than once; give each configuration its own name=..."
+            )
+        self.probe = as_probe_set(probe, labels, feature_names, class_names)
+        self.target = parse_target(target)
+        if self.target.mode == "label" and self.probe.labels is None:
+            raise ValueError("target='label' needs labels=...; none were given")
+        self.every_n_epochs = int(every_n_epochs)
+        self.batch_size = int(batch_size)
+        self.run_dir = os.path.join(os.fspath(log_dir), metadata.check_name(subdir, "subdir"))
+        #: seconds each method took at the last logged step, for the curious and for benchmarks.
+        self.timings: Dict[str, float] = {}
+        self._adapter = None
+        self._writer: Optional[summary.SummaryWriter] = None
+        self._wrote_probe = False
+        self._last_epoch: Optional[int] = None
+        self._last_logged: Optional[int] = None
+
+    # -------------------------------------------------------------------------------- Keras lifecycle
+    def on_train_begin(self, logs=None):
+        self._last_epoch = self._last_logged = None
+        if self.model.built:
+            self._setup()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # A model that was never called is only built by its first training batch.
+        if self._adapter is None:
+            self._setup()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_epoch = epoch
+        if epoch % self.every_n_epochs == 0:
+            self._log(epoch)
+
+    def on_train_end(self, logs=None):
+        if self._last_epoch is not None and self._last_logged != self._last_epoch:
+            self._log(self._last_epoch)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -------------------------------------------------------------------------------------- internals
+    def _setup(self) -> None:
+        self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size)
+        check_target(self.target, self._adapter.n_outputs, self.probe.labels)
+        if self.probe.class_names is not None and len(self.probe.class_names) != self._adapter.n_outputs:
+            raise ValueError(
+                f"class_names has {len(self.probe.class_names)} names but the explained output has "
+                f"{self._adapter.n_outputs} unit(s)"
+            )
+        for method in self.methods:
+            method.setup(self._adapter, self.probe)
+        if self._adapter.is_chief():
+            self._writer = self._writer or summary.SummaryWriter(self.run_dir)
+
+    def _log(self, step: int) -> None:
+        if self._adapter is None:
+            self._setup()
+        self._last_logged = step
+        if self._writer is None:  # not the chief: another worker writes
+            return
+        probe, writer = self.probe, self._writer
+        if not self._wrote_probe:
+            for i, (name, array) in enumerate(zip(probe.names, probe.inputs)):
+                writer.write(summary.probe_pb(name, array, feature_names=probe.feature_names_for(i),
+                                              modality=probe.modality(i)), step)
+            if probe.labels is not None:
+                writer.write(summary.labels_pb(probe.labels), step)
+            self._wrote_probe = True
+        predictions = self._adapter.predict(probe.inputs)
+        targets = resolve_targets(self.target, predictions, probe.labels)
+        writer.write(summary.predictions_pb(predictions, output_name=self._adapter.output_name,
+                                            class_names=probe.class_names), step)
+        writer.write(summary.targets_pb(targets, output_name=self._adapter.output_name,
+                                        config=self.target.as_config()), step)
+        for method in self.methods:
+            self._log_method(method, targets, step)
+        writer.flush()
+
+    def _log_method(self, method: AttributionMethod, targets: np.ndarray, step: int) -> None:
+        start = time.perf_counter()
+        try:
+            attributions = method.attribute(self.probe.inputs, targets)
+            for name, values in zip(self.probe.names, attributions):
+                bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+                if bad:
+                    raise FloatingPointError(
+                        f"{bad} of {np.size(values)} attribution values for input {name!r} are NaN or inf "
+                        "(diverged weights?); nothing was logged for this step"
+                    )
+        except Exception as error:  # an explanation must never stop the user's training
+            message = f"{type(error).__name__}: {error}"
+            logger.warning("tb_xai: %s failed at step %d: %s", method.name, step, message)
+            self._writer.write(summary.failure_pb(method.name, message), step)
+            return
+        finally:
+            self.timings[method.name] = time.perf_counter() - start
+        for i, (name, values) in enumerate(zip(self.probe.names, attributions)):
+            self._writer.write(
+                summary.attribution_pb(
+                    method.name, name, values,
+                    feature_names=self.probe.feature_names_for(i),
+                    modality=self.probe.modality(i),
+                    config=method.config(),
+                ),
+                step,
+            )

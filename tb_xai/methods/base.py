@@ -1,0 +1,78 @@
+"""The base every attribution method shares: one signature, one batching path, one validation hook."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tb_xai import metadata
+from tb_xai.methods.batching import map_batches
+from tb_xai.probe import ProbeSet
+
+
+class AttributionMethod(abc.ABC):
+    """An attribution method: `attribute(inputs, target)` returns one array per input, one row per probe.
+
+    Subclasses set `name` (the registry name), implement `_attribute` for a slice of probes, and declare
+    how many model rows one probe costs (`rows_per_probe`) so the shared batching keeps every model call
+    within the adapter's `batch_size`.
+
+    Lifecycle: `setup(model, probe)` once before the first logged step — it validates everything it can
+    and raises ValueError on a configuration mistake — then `attribute` at every logged step.
+
+    Args:
+        name: the name logged for this configured method; defaults to the registry name. Give two
+            configurations of one method different names to log both.
+    """
+
+    name: str = ""
+    #: False for methods that only evaluate the model (perturbation methods); those accept integer inputs.
+    requires_gradients: bool = True
+
+    def __init__(self, name: Optional[str] = None):
+        self.name = metadata.check_name(name or type(self).name, "method name")
+        self.model = None
+        self.probe: Optional[ProbeSet] = None
+
+    def config(self) -> Dict[str, Any]:
+        """The parameters logged with the attributions (JSON-serializable)."""
+        return {}
+
+    def rows_per_probe(self) -> int:
+        """Model rows evaluated per probe by one call of `_attribute`."""
+        return 1
+
+    def attribution_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        """Shape of one probe's attribution for an input of `input_shape` (default: the same)."""
+        return input_shape
+
+    def setup(self, model, probe: ProbeSet) -> None:
+        """Binds the method to a model adapter and probe set; validates them."""
+        if self.requires_gradients:
+            for name, array in zip(probe.names, probe.inputs):
+                if not (np.issubdtype(array.dtype, np.floating)):
+                    raise ValueError(
+                        f"{self.name} needs gradients, but probe input {name!r} has dtype {array.dtype}: "
+                        "integer inputs (token ids, categories) have no gradient. Explain them with a "
+                        "perturbation method (kernel_shap, lime, occlusion), or pass float inputs."
+                    )
+        self.model = model
+        self.probe = probe
+
+    def attribute(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
+        """Attributions for `inputs` (one array per model input) explaining class `target[i]` of row i."""
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call setup(model, probe) before attribute()")
+        per_call = max(1, self.model.batch_size // max(1, self.rows_per_probe()))
+        arrays = list(inputs) + [np.asarray(target, dtype=np.int32)]
+        return map_batches(lambda *a: self._attribute(list(a[:-1]), a[-1]), arrays, per_call)
+
+    @abc.abstractmethod
+    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
+        """Attributions for a slice of probes whose model rows fit in one batch."""
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}(name={self.name!r}{', ' if params else ''}{params})"

@@ -1,0 +1,50 @@
+"""The one batching helper: every method and every model call splits its rows through here.
+
+Keeping a single place for it bounds memory the same way everywhere: a call never puts more than `batch_size`
+rows through the model at once, whatever the number of probes or the per-probe sample budget.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, List, Sequence
+
+import numpy as np
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Yields slices covering `range(n)` in consecutive pieces of at most `size` rows."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1; received: {size}")
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def map_batches(
+    fn: Callable[..., Sequence[np.ndarray]],
+    arrays: Sequence[np.ndarray],
+    size: int,
+) -> List[np.ndarray]:
+    """Applies `fn` to row-aligned slices of `arrays` and concatenates its outputs along the first axis.
+
+    Args:
+        fn: takes one slice of each array positionally and returns a sequence of arrays with as many rows.
+        arrays: arrays sharing their first dimension.
+        size: rows per call.
+
+    Returns:
+        One array per output of `fn`, covering all rows.
+
+    Example:
+        >>> map_batches(lambda a: [a * 2], [np.arange(5)], size=2)[0]
+        array([0, 2, 4, 6, 8])
+    """
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"arrays must share their first dimension; received lengths {[len(a) for a in arrays]}")
+    parts: List[List[np.ndarray]] = []
+    for piece in chunks(n, size):
+        out = fn(*(a[piece] for a in arrays))
+        parts.append([np.asarray(o) for o in out])
+    if not parts:
+        raise ValueError("map_batches needs at least one row")
+    return [np.concatenate(column, axis=0) for column in zip(*parts)]

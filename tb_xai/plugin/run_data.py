@@ -1,0 +1,209 @@
+"""What a tb_xai run holds, read through TensorBoard's data provider.
+
+:func:`index_runs` turns a ``list_tensors`` answer into one :class:`RunIndex` per run (pure). :class:`Run`
+pairs an index with a way to read a tag's every step as one :class:`TagSeries`; the plugin reads through
+:class:`ProviderReader`, tests may pass any function.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+from tensorboard.data import provider
+
+from tb_xai import metadata
+
+# `read_tensors` keeps at most `downsample` points per tag and returns nothing for 0: ask for every step.
+ALL_STEPS = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TagSeries:
+    """Every readable step of one tag: ``steps [n]`` ascending, ``values [n, *shape]``."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def from_points(cls, points) -> "TagSeries":
+        """Stacks ``(step, ndarray)`` pairs; a step logged twice keeps its last value.
+
+        Points whose shape differs from the last point's (a corrupt or foreign write) are left out, since
+        they cannot be stacked with the rest.
+        """
+        latest = {}
+        for step, value in points:
+            latest[int(step)] = np.asarray(value)
+        if not latest:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros((0,)))
+        steps = sorted(latest)
+        shape = latest[steps[-1]].shape
+        steps = [s for s in steps if latest[s].shape == shape]
+        return cls(np.array(steps, dtype=np.int64), np.stack([latest[s] for s in steps]))
+
+    def select(self, start: Optional[int], stop: Optional[int]) -> "TagSeries":
+        """The steps with ``start <= step < stop`` (either bound may be None)."""
+        keep = np.ones(self.steps.shape, dtype=bool)
+        if start is not None:
+            keep &= self.steps >= start
+        if stop is not None:
+            keep &= self.steps < stop
+        return TagSeries(self.steps[keep], self.values[keep])
+
+
+@dataclasses.dataclass(frozen=True)
+class TagRef:
+    """One tag of a run: its name, its parsed metadata and the listing's version of it."""
+
+    tag: str
+    info: metadata.TagInfo
+    version: tuple = ()
+
+
+@dataclasses.dataclass
+class RunIndex:
+    """The tb_xai tags of one run, by what they hold."""
+
+    run: str
+    attributions: dict = dataclasses.field(default_factory=dict)  # method -> input -> TagRef
+    failures: dict = dataclasses.field(default_factory=dict)  # method -> TagRef
+    probes: dict = dataclasses.field(default_factory=dict)  # input -> TagRef
+    labels: Optional[TagRef] = None
+    predictions: Optional[TagRef] = None
+    targets: Optional[TagRef] = None
+
+
+def index_runs(listing: Mapping[str, Mapping[str, object]]) -> dict:
+    """Indexes a ``list_tensors(plugin_name=PLUGIN_NAME)`` answer: run -> :class:`RunIndex`.
+
+    Tags whose payload version this release does not know are skipped.
+
+    Args:
+        listing: run -> tag -> time series with ``plugin_content``, ``max_step`` and ``max_wall_time``.
+    """
+    runs = {}
+    for run, tags in listing.items():
+        index = RunIndex(run)
+        for tag, series in tags.items():
+            info = metadata.parse_plugin_metadata(series.plugin_content)
+            if info is None:
+                continue
+            ref = TagRef(tag, info, (series.max_step, series.max_wall_time))
+            if info.kind == metadata.ATTRIBUTION:
+                index.attributions.setdefault(info.method, {})[info.input_name] = ref
+            elif info.kind == metadata.FAILURE:
+                index.failures[info.method] = ref
+            elif info.kind == metadata.PROBE:
+                index.probes[info.input_name] = ref
+            elif info.kind == metadata.LABEL:
+                index.labels = ref
+            elif info.kind == metadata.PREDICTION:
+                index.predictions = ref
+            elif info.kind == metadata.TARGET:
+                index.targets = ref
+        if index.attributions or index.failures or index.predictions:
+            runs[run] = index
+    return runs
+
+
+@dataclasses.dataclass
+class Run:
+    """A run's index and a reader of its tags: ``read(ref) -> TagSeries``."""
+
+    index: RunIndex
+    read: Callable[[TagRef], TagSeries]
+
+    @property
+    def name(self) -> str:
+        return self.index.run
+
+
+class ProviderReader:
+    """Reads tags through a data provider, one call per tag, keeping recent answers in memory.
+
+    A cached answer is reused while the listing reports the same ``(max_step, max_wall_time)`` for its tag,
+    so a run being written is read again once it grows. The cache holds at most `cache_bytes` of arrays.
+    """
+
+    def __init__(self, data_provider, cache_bytes: int = 512 * 2**20):
+        self._data_provider = data_provider
+        self._cache_bytes = cache_bytes
+        self._cache: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def runs(self, ctx, experiment_id: str) -> dict:
+        """run name -> :class:`Run`, for every run holding tb_xai summaries."""
+        listing = self._data_provider.list_tensors(
+            ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME
+        )
+        return {
+            name: Run(index, self._reader(ctx, experiment_id, name))
+            for name, index in index_runs(listing).items()
+        }
+
+    def _reader(self, ctx, experiment_id: str, run: str) -> Callable[[TagRef], TagSeries]:
+        def read(ref: TagRef) -> TagSeries:
+            key = (experiment_id, run, ref.tag)
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None and cached[0] == ref.version:
+                    self._cache.move_to_end(key)
+                    return cached[1]
+            data = self._data_provider.read_tensors(
+                ctx,
+                experiment_id=experiment_id,
+                plugin_name=metadata.PLUGIN_NAME,
+                downsample=ALL_STEPS,
+                run_tag_filter=provider.RunTagFilter(runs=[run], tags=[ref.tag]),
+            )
+            points = data.get(run, {}).get(ref.tag, [])
+            series = TagSeries.from_points((p.step, p.numpy) for p in points)
+            self._store(key, ref.version, series)
+            return series
+
+        return read
+
+    def _store(self, key: tuple, version: tuple, series: TagSeries) -> None:
+        size = series.values.nbytes
+        if size > self._cache_bytes:
+            return
+        with self._lock:
+            self._cache[key] = (version, series, size)
+            total = sum(entry[2] for entry in self._cache.values())
+            while total > self._cache_bytes:
+                _, (_, _, evicted) = self._cache.popitem(last=False)
+                total -= evicted
+
+    def scalar_series(self, ctx, experiment_id: str, runs: list) -> dict:
+        """run -> tag -> ``{"steps", "wall_times", "values"}`` of the scalars of `runs`, every step."""
+        if not runs:
+            return {}
+        data = self._data_provider.read_scalars(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name="scalars",
+            downsample=ALL_STEPS,
+            run_tag_filter=provider.RunTagFilter(runs=runs),
+        )
+        return {
+            run: {
+                tag: {
+                    "steps": [p.step for p in points],
+                    "wall_times": [p.wall_time for p in points],
+                    "values": [p.value for p in points],
+                }
+                for tag, points in sorted(tags.items())
+            }
+            for run, tags in sorted(data.items())
+        }
+
+    def scalar_runs(self, ctx, experiment_id: str) -> list:
+        """Names of the runs holding scalar data (the Keras `train`/`validation` runs, among others)."""
+        listing = self._data_provider.list_scalars(
+            ctx, experiment_id=experiment_id, plugin_name="scalars"
+        )
+        return sorted(run for run, tags in listing.items() if tags)

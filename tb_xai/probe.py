@@ -1,0 +1,134 @@
+"""The probe set: the fixed inputs explained at every logged step, normalized once."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from tb_xai import metadata
+
+ProbeLike = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
+
+
+@dataclasses.dataclass
+class ProbeSet:
+    """Probe inputs as a list of arrays (one per model input), with names and optional labels.
+
+    `structure` remembers how the user passed them ("array", "list" or "dict") so the model is called with
+    the same structure it was trained with.
+    """
+
+    inputs: List[np.ndarray]
+    names: List[str]
+    structure: str
+    labels: Optional[np.ndarray] = None
+    feature_names: Optional[List[str]] = None
+    class_names: Optional[List[str]] = None
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs[0])
+
+    def feature_shape(self, i: int = 0) -> Tuple[int, ...]:
+        return tuple(self.inputs[i].shape[1:])
+
+    def modality(self, i: int = 0) -> str:
+        """"tabular" for vectors, "image" for (H, W, C) with C in 1..4, "sequence" otherwise."""
+        shape = self.feature_shape(i)
+        if len(shape) == 1:
+            return "tabular"
+        if len(shape) == 3 and shape[-1] in (1, 3, 4):
+            return "image"
+        return "sequence"
+
+    def feature_names_for(self, i: int) -> Optional[List[str]]:
+        # Feature names describe the single tabular input; multi-input models name inputs instead.
+        return self.feature_names if (i == 0 and self.modality(0) == "tabular") else None
+
+    def structured(self, arrays: Sequence[np.ndarray]):
+        """Returns `arrays` in the structure the user gave the probe in."""
+        if self.structure == "array":
+            return arrays[0]
+        if self.structure == "dict":
+            return dict(zip(self.names, arrays))
+        return list(arrays)
+
+
+def as_probe_set(
+    probe: ProbeLike,
+    labels=None,
+    feature_names: Optional[Sequence[str]] = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> ProbeSet:
+    """Validates and normalizes a user's probe set. Raises ValueError/TypeError naming the bad value."""
+    if isinstance(probe, Mapping):
+        if not probe:
+            raise ValueError("probe is an empty dict; expected one array per model input")
+        names = [metadata.check_name(str(k), "probe input name") for k in probe]
+        arrays = [_as_array(v, f"probe[{k!r}]") for k, v in probe.items()]
+        structure = "dict"
+    elif isinstance(probe, (list, tuple)) and probe and not np.isscalar(probe[0]) and _is_arraylike(probe[0]) \
+            and np.ndim(probe[0]) >= 2:
+        arrays = [_as_array(v, f"probe[{i}]") for i, v in enumerate(probe)]
+        names = [f"input_{i}" for i in range(len(arrays))]
+        structure = "list"
+    else:
+        arrays = [_as_array(probe, "probe")]
+        names = ["input"]
+        structure = "array"
+    for name, a in zip(names, arrays):
+        if a.ndim < 2:
+            raise ValueError(
+                f"probe input {name!r} has shape {a.shape}; expected (probes, *features) with at least 2 "
+                "dimensions (use x[None] for a single probe, x[:, None] for one feature)"
+            )
+        if len(a) == 0:
+            raise ValueError(f"probe input {name!r} has no rows; expected at least one probe")
+    n = len(arrays[0])
+    for name, a in zip(names, arrays):
+        if len(a) != n:
+            raise ValueError(
+                f"probe inputs must have the same number of rows; {names[0]!r} has {n}, {name!r} has {len(a)}"
+            )
+    label_array = None
+    if labels is not None:
+        label_array = np.asarray(labels)
+        if label_array.ndim == 0 or len(label_array) != n:
+            raise ValueError(
+                f"labels has shape {label_array.shape} but the probe has {n} rows; expected {n} labels"
+            )
+    if feature_names is not None:
+        feature_names = [str(f) for f in feature_names]
+        if structure != "array" or arrays[0].ndim != 2:
+            raise ValueError(
+                "feature_names applies to a single tabular input of shape (probes, features); the probe has "
+                f"shapes {[a.shape for a in arrays]}"
+            )
+        if len(feature_names) != arrays[0].shape[1]:
+            raise ValueError(
+                f"feature_names has {len(feature_names)} names but the probe has {arrays[0].shape[1]} features"
+            )
+    return ProbeSet(
+        inputs=arrays,
+        names=names,
+        structure=structure,
+        labels=label_array,
+        feature_names=feature_names,
+        class_names=[str(c) for c in class_names] if class_names is not None else None,
+    )
+
+
+def _is_arraylike(value) -> bool:
+    return hasattr(value, "shape") or isinstance(value, (list, tuple))
+
+
+def _as_array(value, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"{what} could not be converted to an array: {error}") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{what} has dtype {array.dtype}; expected a numeric array")
+    return array
