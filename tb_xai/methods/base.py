@@ -30,6 +30,8 @@ class AttributionMethod(abc.ABC):
     name: str = ""
     #: False for methods that only evaluate the model (perturbation methods); those accept integer inputs.
     requires_gradients: bool = True
+    #: Probe modalities the method can explain (see `ProbeSet.modality`).
+    modalities: Tuple[str, ...] = ("tabular", "image", "sequence")
 
     def __init__(self, name: Optional[str] = None):
         self.name = metadata.check_name(name or type(self).name, "method name")
@@ -50,6 +52,12 @@ class AttributionMethod(abc.ABC):
 
     def setup(self, model, probe: ProbeSet) -> None:
         """Binds the method to a model adapter and probe set; validates them."""
+        for i, name in enumerate(probe.names):
+            if probe.modality(i) not in self.modalities:
+                raise ValueError(
+                    f"{self.name} explains {' or '.join(self.modalities)} inputs, but probe input {name!r} has "
+                    f"shape {probe.inputs[i].shape} ({probe.modality(i)})"
+                )
         if self.requires_gradients:
             for name, array in zip(probe.names, probe.inputs):
                 if not (np.issubdtype(array.dtype, np.floating)):

@@ -20,6 +20,7 @@ class GradCAM(AttributionMethod):
     """
 
     name = "grad_cam"
+    modalities = ("image", "sequence")
 
     def __init__(self, layer: Optional[str] = None, name=None):
         super().__init__(name)
@@ -34,10 +35,9 @@ class GradCAM(AttributionMethod):
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
-        if len(probe.inputs) != 1 or probe.inputs[0].ndim not in (3, 4):
+        if len(probe.inputs) != 1:
             raise ValueError(
-                f"{self.name} explains one image (H, W, C) or sequence (length, C) input; the probe has "
-                f"shapes {[a.shape for a in probe.inputs]}"
+                f"{self.name} explains a single image or sequence input; the probe has inputs {probe.names}"
             )
         convs = model.conv_layers()
         if self.layer is None:
