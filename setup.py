@@ -30,6 +30,6 @@ setuptools.setup(
     },
     entry_points={
         # The TensorBoard plugin (tb_xai.plugin) registers itself here.
-        "tensorboard_plugins": [],
+        "tensorboard_plugins": ["tb_xai = tb_xai.plugin.loader:XaiLoader"],
     },
 )

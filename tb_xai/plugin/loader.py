@@ -1,0 +1,36 @@
+"""The ``tensorboard_plugins`` entry point: keeps every tb_xai step and loads the plugin.
+
+TensorBoard imports this module at start-up and an ImportError here takes all of TensorBoard down, so it
+imports only TensorBoard and :mod:`tb_xai.metadata` (no TensorFlow, shap or lime); the plugin module itself is
+imported when TensorBoard asks for it.
+"""
+
+from __future__ import annotations
+
+from tensorboard.plugins import base_plugin
+
+from tb_xai import metadata
+
+
+class XaiLoader(base_plugin.TBLoader):
+    """Loads :class:`tb_xai.plugin.plugin.XaiPlugin` and turns off reservoir sampling of its tags.
+
+    Example:
+        ``setup.py``: ``entry_points={"tensorboard_plugins": ["tb_xai = tb_xai.plugin.loader:XaiLoader"]}``.
+    """
+
+    def fix_flags(self, flags) -> None:
+        """Keeps every step of tb_xai tags (``samples_per_plugin[tb_xai] = 0``) unless the user chose a number.
+
+        Without this both loaders silently keep only a sample of a third-party plugin's steps (the Rust data
+        server 100 tensors per tag, ``--load_fast=false`` 10).
+        """
+        # Parsed by TensorBoard into a dict (`--samples_per_plugin a=1,b=2`); copied so a caller's dict is kept.
+        samples = dict(getattr(flags, "samples_per_plugin", None) or {})
+        samples.setdefault(metadata.PLUGIN_NAME, 0)
+        flags.samples_per_plugin = samples
+
+    def load(self, context: base_plugin.TBContext) -> base_plugin.TBPlugin:
+        from tb_xai.plugin.plugin import XaiPlugin
+
+        return XaiPlugin(context)
