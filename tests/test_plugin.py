@@ -1,0 +1,528 @@
+"""The tb_xai TensorBoard plugin: pure route logic, the real WSGI app, and real servers in both load modes.
+
+Synthetic runs are written with `tb_xai.summary` (exact expected numbers); the real-server tests also serve the
+log directories the callback wrote next to `keras.callbacks.TensorBoard` (the `tabular_run` and `image_run`
+session fixtures of conftest.py).
+"""
+
+from __future__ import annotations
+
+import glob
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+from tensorboard import errors
+from tensorboard.compat.proto import event_pb2
+from tensorboard.data import provider
+from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import tensor_util
+
+from tb_xai import metadata, summary
+from tb_xai.plugin import loader, plugin, run_data
+
+FEATURES = ["age", "bmi", "bp", "chol", "glucose"]
+PROBES = 6
+ROUTE = f"/data/plugin/{metadata.PLUGIN_NAME}/"
+
+
+# ---- synthetic runs -----------------------------------------------------------------------------------
+
+
+def tabular_attribution(step: int, probes: int = PROBES, features: int = len(FEATURES)) -> np.ndarray:
+    """a[p, f] = (f + 1) * (step + 1) * (+1 for even probes, -1 for odd): mean |a| is (f + 1) * (step + 1)."""
+    sign = np.where(np.arange(probes) % 2 == 0, 1.0, -1.0)[:, None]
+    return (np.arange(1, features + 1)[None, :] * (step + 1) * sign).astype(np.float32)
+
+
+def tabular_summaries(steps: int) -> list:
+    """(step, Summary) pairs of a tabular run: methods `ig` and `saliency`, `lime` failing at step 1."""
+    pairs = [
+        (0, summary.probe_pb("x", np.arange(PROBES * 5).reshape(PROBES, 5), feature_names=FEATURES,
+                             modality="tabular")),
+        (0, summary.labels_pb(np.arange(PROBES) % 2)),
+    ]
+    for step in range(steps):
+        pairs += [
+            (step, summary.predictions_pb(np.full((PROBES, 2), step / 100.0), class_names=["no", "yes"])),
+            (step, summary.targets_pb(np.arange(PROBES) % 2)),
+            (step, summary.attribution_pb("ig", "x", tabular_attribution(step), feature_names=FEATURES,
+                                          modality="tabular", config={"steps": 50})),
+            # saliency ranks features in reverse order
+            (step, summary.attribution_pb("saliency", "x", tabular_attribution(step)[:, ::-1],
+                                          feature_names=FEATURES, modality="tabular")),
+        ]
+        if step == 1:
+            pairs.append((1, summary.failure_pb("lime", "ValueError: lime needs RGB")))
+    return pairs
+
+
+def image_summaries(steps: int) -> list:
+    """An image run: 3 probes of 4x5x3; attribution channel c of probe p at step s is (c + 1) * (s + 1)."""
+    shape = (3, 4, 5, 3)
+    pairs = [(0, summary.probe_pb("img", np.linspace(0.0, 1.0, np.prod(shape)).reshape(shape), modality="image"))]
+    for step in range(steps):
+        a = np.broadcast_to(np.arange(1.0, 4.0) * (step + 1), shape).astype(np.float32)
+        pairs += [
+            (step, summary.predictions_pb(np.eye(3, 10))),
+            (step, summary.targets_pb(np.array([0, 1, 2]))),
+            (step, summary.attribution_pb("grad_cam", "img", a, modality="image")),
+        ]
+    return pairs
+
+
+def write_run(run_dir: str, pairs) -> None:
+    writer = summary.SummaryWriter(run_dir)
+    for step, value in pairs:
+        writer.write(value, step)
+    writer.close()
+
+
+def write_scalars(run_dir: str, steps: int) -> None:
+    """Scalars the way Keras 3 writes them (tensor summaries of the `scalars` plugin)."""
+    os.makedirs(run_dir, exist_ok=True)
+    writer = EventFileWriter(run_dir)
+    for step in range(steps):
+        for tag, value in (("epoch_loss", 1.0 / (step + 1)), ("epoch_accuracy", step / steps)):
+            writer.add_event(event_pb2.Event(wall_time=1.0 + step, step=step,
+                                             summary=scalar_summary.scalar_pb(tag, value)))
+    writer.close()
+
+
+def truncate_last_record(run_dir: str, nbytes: int = 7) -> None:
+    """Cuts the end of the run's event file, as a reader sees a file whose last write is under way."""
+    (path,) = glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - nbytes)
+
+
+def memory_run(name: str, pairs) -> run_data.Run:
+    """A `Run` read from (step, Summary) pairs in memory: the same listing and points a data provider gives."""
+    listing, points = {}, {}
+    for step, value in pairs:
+        for v in value.value:
+            points.setdefault(v.tag, []).append((step, tensor_util.make_ndarray(v.tensor)))
+            listing[v.tag] = provider.TensorTimeSeries(
+                max_step=step, max_wall_time=0.0, plugin_content=v.metadata.plugin_data.content,
+                description="", display_name="",
+            )
+    index = run_data.index_runs({name: listing})[name]
+    return run_data.Run(index, lambda ref: run_data.TagSeries.from_points(points[ref.tag]))
+
+
+# ---- pure route logic ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    return memory_run("exp1/xai", tabular_summaries(4))
+
+
+@pytest.fixture(scope="module")
+def image():
+    return memory_run("img/xai", image_summaries(3))
+
+
+def test_index_runs_skips_payloads_of_unknown_versions():
+    content = metadata.plugin_data_pb2.PluginData(version=metadata.PROTO_VERSION + 1,
+                                                  kind=metadata.ATTRIBUTION, method="future").SerializeToString()
+    known = summary.attribution_pb("ig", "x", np.zeros((1, 2))).value[0].metadata.plugin_data.content
+    series = lambda c: provider.TensorTimeSeries(max_step=0, max_wall_time=0.0, plugin_content=c,
+                                                 description="", display_name="")
+    runs = run_data.index_runs({"a": {"t1": series(content)}, "b": {"t1": series(content), "t2": series(known)}})
+    assert list(runs) == ["b"]
+    assert list(runs["b"].attributions) == ["ig"]
+
+
+def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
+    (run,) = plugin.runs_impl({"exp1/xai": tabular}, ["exp1/train", "exp1/validation", "exp2/train"])["runs"]
+    assert run["run"] == "exp1/xai"
+    assert run["probe_count"] == PROBES
+    assert run["has_labels"] is True
+    assert run["class_names"] == ["no", "yes"]
+    assert run["prediction_steps"] == [0, 1, 2, 3]
+    assert run["scalar_runs"] == ["exp1/train", "exp1/validation"]
+    assert run["probe_inputs"] == [{"input": "x", "modality": "tabular", "feature_names": FEATURES}]
+    assert [m["method"] for m in run["methods"]] == ["ig", "lime", "saliency"]
+    ig, lime, _ = run["methods"]
+    assert ig["inputs"] == [{
+        "input": "x", "modality": "tabular", "feature_names": FEATURES, "attribution_shape": [5],
+        "map_shape": [5], "steps": [0, 1, 2, 3], "config": {"steps": 50},
+    }]
+    assert ig["failures"] == []
+    assert lime == {"method": "lime", "inputs": [], "failures": [{"step": 1, "message": "ValueError: lime needs RGB"}]}
+
+
+def test_evolution_impl_means_over_probes(tabular):
+    body = plugin.evolution_impl(tabular, "ig", None)
+    assert body["steps"] == [0, 1, 2, 3]
+    assert body["features"] == FEATURES and body["map_shape"] == [5]
+    np.testing.assert_allclose(body["importance"], np.outer([1, 2, 3, 4], [1, 2, 3, 4, 5]))
+    assert body["probe_counts"] == [PROBES] * 4
+    assert body["order"] == [4, 3, 2, 1, 0]
+    assert body["range"] == [1.0, 20.0]
+    signed = plugin.evolution_impl(tabular, "ig", "x", signed=True)
+    np.testing.assert_allclose(signed["importance"], 0.0)  # even and odd probes cancel
+
+
+def test_evolution_impl_per_target_and_step_range(tabular):
+    body = plugin.evolution_impl(tabular, "ig", "x", signed=True, target=1, steps=(1, 3))
+    assert body["steps"] == [1, 2] and body["target"] == 1
+    np.testing.assert_allclose(body["importance"], -np.outer([2, 3], [1, 2, 3, 4, 5]))  # odd probes only
+    assert body["probe_counts"] == [PROBES // 2] * 2
+    absent = plugin.evolution_impl(tabular, "ig", "x", target=7)
+    assert absent["importance"][0] == [None] * 5 and absent["probe_counts"][0] == 0
+    assert absent["range"] is None
+
+
+def test_evolution_impl_of_images_sends_channel_reduced_maps(image):
+    body = plugin.evolution_impl(image, "grad_cam", None)
+    assert body["map_shape"] == [4, 5] and body["features"] is None and body["order"] is None
+    assert len(body["importance"][0]) == 20
+    np.testing.assert_allclose(body["importance"], np.outer([6, 12, 18], np.ones(20)))  # 1 + 2 + 3 channels
+
+
+def test_probe_impl_follows_one_probe(tabular):
+    body = plugin.probe_impl(tabular, "ig", "x", 1, signed=True, steps=(2, None))
+    assert body["steps"] == [2, 3]
+    np.testing.assert_allclose(body["attributions"], -np.outer([3, 4], [1, 2, 3, 4, 5]))
+    assert body["prediction_steps"] == [2, 3]
+    np.testing.assert_allclose(body["predictions"], [[0.02, 0.02], [0.03, 0.03]])
+    assert body["targets"] == [1, 1] and body["label"] == 1
+    assert body["input_shape"] == [5] and body["input_values"] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert body["input_range"] == [5.0, 9.0]
+    magnitudes = plugin.probe_impl(tabular, "ig", "x", 1)
+    assert min(min(row) for row in magnitudes["attributions"]) > 0
+
+
+def test_probe_impl_of_images(image):
+    body = plugin.probe_impl(image, "grad_cam", "img", 2, steps=(None, 1))
+    assert body["steps"] == [0] and body["map_shape"] == [4, 5]
+    np.testing.assert_allclose(body["attributions"], [[6.0] * 20])
+    assert body["input_shape"] == [4, 5, 3] and len(body["input_values"]) == 60
+    assert body["label"] is None and body["targets"] == [2]
+
+
+def test_probe_impl_rejects_a_probe_out_of_range(tabular):
+    with pytest.raises(errors.InvalidArgumentError, match=r"probe=6 .*6 probes \(0\.\.5\)"):
+        plugin.probe_impl(tabular, "ig", "x", PROBES)
+
+
+def test_stability_impl_of_a_constant_ranking_is_one(tabular):
+    body = plugin.stability_impl(tabular, "ig", "x", k=2)
+    assert body["steps"] == [0, 1, 2, 3] and body["k"] == 2
+    assert body["spearman_previous"] == [None, 1.0, 1.0, 1.0]
+    assert body["topk_previous"] == [None, 1.0, 1.0, 1.0]
+    assert body["spearman_last"] == [1.0] * 4 and body["topk_last"] == [1.0] * 4
+
+
+def test_agreement_impl_compares_methods_on_common_steps(tabular):
+    body = plugin.agreement_impl(tabular, None, k=2)
+    assert body["methods"] == ["ig", "saliency"]
+    (pair,) = body["pairs"]
+    assert pair["methods"] == ["ig", "saliency"] and pair["steps"] == [0, 1, 2, 3]
+    assert pair["spearman"] == [-1.0] * 4 and pair["topk"] == [0.0] * 4
+
+
+def test_lookups_name_the_bad_value(tabular):
+    with pytest.raises(errors.NotFoundError, match="'nope'.*exp1/xai"):
+        plugin.find_run({"exp1/xai": tabular}, "nope")
+    with pytest.raises(errors.NotFoundError, match="'shap'.*'ig', 'saliency'"):
+        plugin.evolution_impl(tabular, "shap", None)
+    with pytest.raises(errors.NotFoundError, match="input 'y'.*'x'"):
+        plugin.stability_impl(tabular, "ig", "y")
+    with pytest.raises(errors.NotFoundError, match="input 'y'"):
+        plugin.agreement_impl(tabular, "y")
+
+
+def test_parsers_accept_documented_forms_and_name_bad_values():
+    assert plugin.parse_step_range("5:10") == (5, 10)
+    assert plugin.parse_step_range(":10") == (None, 10)
+    assert plugin.parse_step_range("5:") == (5, None)
+    assert plugin.parse_step_range(None) == (None, None)
+    assert plugin.parse_target("all") is None and plugin.parse_target("3") == 3
+    assert plugin.parse_bool("1", "signed") is True and plugin.parse_bool(None, "signed") is False
+    for bad, call in [
+        ("'5'", lambda: plugin.parse_step_range("5")),
+        ("'a:b'", lambda: plugin.parse_step_range("a:b")),
+        ("'9:3'", lambda: plugin.parse_step_range("9:3")),
+        ("'-1'", lambda: plugin.parse_target("-1")),
+        ("'yes'", lambda: plugin.parse_bool("yes", "signed")),
+        ("k='1e9x'", lambda: plugin.parse_int("1e9x", "k")),
+        ("k='0'", lambda: plugin.parse_int("0", "k", minimum=1)),
+    ]:
+        with pytest.raises(errors.InvalidArgumentError, match=re.escape(bad)):
+            call()
+
+
+def test_sibling_runs_pair_xai_with_keras_runs():
+    candidates = ["exp1/train", "exp1/validation", "exp2/train", "train", "exp1/xai"]
+    assert plugin.sibling_runs("exp1/xai", candidates) == ["exp1/train", "exp1/validation"]
+    assert plugin.sibling_runs("xai", candidates) == ["train"]
+
+
+def test_resolve_static_serves_only_files_inside_the_static_folder(tmp_path):
+    root = tmp_path / "static"
+    (root / "chunks").mkdir(parents=True)
+    (root / "index.js").write_text("export function render() {}")
+    (root / "chunks" / "a.css").write_text("body {}")
+    (tmp_path / "secret.js").write_text("secret")
+    (root / "escape.js").symlink_to(tmp_path / "secret.js")
+    (root / "README.py").write_text("x")
+    assert plugin.resolve_static("index.js", str(root)) == (str(root / "index.js"), "text/javascript")
+    assert plugin.resolve_static("chunks/a.css", str(root))[1] == "text/css"
+    for name in ["../secret.js", "chunks/../../secret.js", "/etc/passwd", "..\\secret.js", "escape.js",
+                 "README.py", "", "missing.js", "chunks//a.css", "./index.js", "index.js\0.png"]:
+        with pytest.raises(errors.NotFoundError):
+            plugin.resolve_static(name, str(root))
+
+
+def test_floats_round_relative_to_the_peak_and_send_null_for_non_finite():
+    assert plugin._floats(np.array([123.456789, 0.000123456, np.nan, np.inf])) == [123.457, 0.0, None, None]
+    assert plugin._floats(np.array([1e-8, 3.14159265e-8])) == [1e-8, 3.14159e-8]
+
+
+# ---- loader -------------------------------------------------------------------------------------------
+
+
+class _Flags:
+    def __init__(self, samples_per_plugin):
+        self.samples_per_plugin = samples_per_plugin
+
+
+def test_loader_keeps_every_step_unless_the_user_chose():
+    flags = _Flags({})
+    loader.XaiLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {metadata.PLUGIN_NAME: 0}
+    chosen = {metadata.PLUGIN_NAME: 5, "images": 3}
+    flags = _Flags(chosen)
+    loader.XaiLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {metadata.PLUGIN_NAME: 5, "images": 3}
+
+
+def test_plugin_modules_import_neither_tensorflow_nor_shap_nor_lime():
+    code = (
+        "import sys, tb_xai.plugin.loader, tb_xai.plugin.plugin\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'shap', 'lime', 'keras'))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+# ---- the real WSGI app (Python loader, loaded once, in process) ---------------------------------------
+
+
+def wsgi_client(logdir: str, *extra_flags):
+    from tensorboard import program
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_ingester
+    from werkzeug import test as werkzeug_test
+
+    tb = program.TensorBoard()
+    tb.configure(argv=[None, "--logdir", logdir, "--load_fast", "false", "--reload_interval", "0",
+                       "--reload_task", "blocking", *extra_flags])
+    ingester = data_ingester.LocalDataIngester(tb.flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(tb.flags, tb.plugin_loaders, ingester.data_provider,
+                                         tb.assets_zip_provider, ingester.deprecated_multiplexer)
+    return werkzeug_test.Client(app)
+
+
+@pytest.fixture(scope="module")
+def synthetic_logdir(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("synthetic")
+    write_run(str(logdir / "long" / "xai"), tabular_summaries(150))
+    write_scalars(str(logdir / "long" / "train"), 150)
+    write_run(str(logdir / "img" / "xai"), image_summaries(3))
+    write_run(str(logdir / "cut" / "xai"), tabular_summaries(10))
+    truncate_last_record(str(logdir / "cut" / "xai"))
+    return str(logdir)
+
+
+def test_wsgi_app_serves_every_route(synthetic_logdir):
+    client = wsgi_client(synthetic_logdir)
+    listing = client.get("/data/plugins_listing").get_json()
+    assert listing[metadata.PLUGIN_NAME]["enabled"] is True
+    assert listing[metadata.PLUGIN_NAME]["loading_mechanism"]["module_path"] == ROUTE + "index.js"
+    runs = {r["run"]: r for r in client.get(ROUTE + "runs").get_json()["runs"]}
+    assert runs["long/xai"]["methods"][0]["inputs"][0]["steps"] == list(range(150))
+    assert runs["long/xai"]["scalar_runs"] == ["long/train"]
+    evolution = client.get(ROUTE + "evolution?run=long/xai&method=ig&target=0&signed=1").get_json()
+    assert evolution["steps"] == list(range(150)) and evolution["probe_counts"][0] == PROBES // 2
+    probe = client.get(ROUTE + "probe?run=img/xai&method=grad_cam&probe=0&steps=1:2").get_json()
+    assert probe["steps"] == [1] and probe["map_shape"] == [4, 5]
+    stability = client.get(ROUTE + "stability?run=long/xai&method=saliency&k=3").get_json()
+    assert stability["k"] == 3 and len(stability["spearman_last"]) == 150
+    agreement = client.get(ROUTE + "agreement?run=long/xai&input=x").get_json()
+    assert agreement["pairs"][0]["steps"] == list(range(150))
+    scalars = client.get(ROUTE + "scalars?run=long/xai").get_json()
+    loss = scalars["runs"]["long/train"]["epoch_loss"]
+    assert loss["steps"] == list(range(150)) and loss["values"][1] == pytest.approx(0.5)
+    response = client.get(ROUTE + "index.js")
+    assert response.status_code == 200 and b"render" in response.data
+    assert response.headers["Content-Type"].startswith("text/javascript")
+
+
+def test_wsgi_app_lets_an_explicit_samples_per_plugin_win(synthetic_logdir):
+    client = wsgi_client(synthetic_logdir, "--samples_per_plugin", f"{metadata.PLUGIN_NAME}=5")
+    evolution = client.get(ROUTE + "evolution?run=long/xai&method=ig").get_json()
+    assert len(evolution["steps"]) == 5
+
+
+# ---- real servers on 127.0.0.1 in both load modes -----------------------------------------------------
+
+SERVER = """
+import sys
+from tensorboard import program
+tb = program.TensorBoard()
+tb.configure(argv=[None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", "0", "--load_fast", sys.argv[2]])
+print(tb.launch(), flush=True)
+sys.stdin.read()
+"""
+
+
+class Server:
+    """A TensorBoard server in its own process; `get` answers (status, body bytes)."""
+
+    def __init__(self, logdir: str, load_fast: str):
+        self.process = subprocess.Popen([sys.executable, "-c", SERVER, logdir, load_fast], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        url = urllib.parse.urlsplit(self.process.stdout.readline().strip())
+        if not url.port:
+            self.stop()
+            raise RuntimeError(f"TensorBoard did not start (load_fast={load_fast})")
+        self.host, self.port = url.hostname, url.port
+
+    def get(self, path: str) -> tuple:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            connection.request("GET", path)  # sent as is: no client-side normalization of '..'
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def json(self, path: str):
+        status, body = self.get(path)
+        assert status == 200, (path, status, body[:300])
+        return json.loads(body)
+
+    def wait_for(self, runs: dict, timeout: float = 120.0) -> dict:
+        """Polls `runs` until every run in `runs` lists at least its number of prediction steps."""
+        deadline = time.time() + timeout
+        while True:
+            listed = {r["run"]: r for r in self.json(ROUTE + "runs")["runs"]}
+            if all(len(listed.get(name, {}).get("prediction_steps", [])) >= n for name, n in runs.items()):
+                return listed
+            if time.time() > deadline:
+                raise AssertionError(f"runs not loaded in {timeout}s: {sorted(listed)}")
+            time.sleep(1.0)
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served_logdir(tmp_path_factory, synthetic_logdir, tabular_run, image_run):
+    """The synthetic runs and the callback's two log directories (xai, train, validation runs) in one logdir."""
+    logdir = tmp_path_factory.mktemp("served")
+    shutil.copytree(synthetic_logdir, logdir, dirs_exist_ok=True)
+    shutil.copytree(tabular_run.log_dir, logdir / "tabular")
+    shutil.copytree(image_run.log_dir, logdir / "digits")
+    return str(logdir)
+
+
+@pytest.fixture(scope="module", params=["true", "false"], ids=lambda mode: f"load_fast={mode}")
+def server(request, served_logdir):
+    server = Server(served_logdir, request.param)
+    try:
+        server.runs = server.wait_for({"long/xai": 150, "tabular/xai": 20, "digits/xai": 20, "img/xai": 3})
+        yield server
+    finally:
+        server.stop()
+
+
+def test_server_lists_the_plugin(server):
+    listing = server.json("/data/plugins_listing")
+    assert listing[metadata.PLUGIN_NAME]["enabled"] is True
+    assert listing[metadata.PLUGIN_NAME]["tab_name"] == "Attributions"
+    status, body = server.get(ROUTE + "index.js")
+    assert status == 200 and b"render" in body
+
+
+def test_server_keeps_all_150_steps(server):
+    ig = server.runs["long/xai"]["methods"][0]
+    assert ig["method"] == "ig" and ig["inputs"][0]["steps"] == list(range(150))
+    assert server.json(ROUTE + "evolution?run=long/xai&method=ig")["steps"] == list(range(150))
+    assert len(server.json(ROUTE + "probe?run=long/xai&method=saliency&probe=5")["steps"]) == 150
+
+
+@pytest.mark.parametrize("name, modality", [("tabular", "tabular"), ("digits", "image")])
+def test_server_serves_every_route_over_a_callback_run(server, name, modality):
+    run = server.runs[f"{name}/xai"]
+    assert run["scalar_runs"] == [f"{name}/train", f"{name}/validation"]
+    assert run["has_labels"] is True and run["probe_count"] > 0
+    methods = [m for m in run["methods"] if m["inputs"]]
+    assert methods, run["methods"]
+    for method in methods:
+        entry = method["inputs"][0]
+        assert entry["modality"] == modality and entry["steps"] == list(range(20)), (method["method"], entry)
+        query = f"run={name}/xai&method={method['method']}&input={entry['input']}"
+        evolution = server.json(ROUTE + f"evolution?{query}&signed=1&target=1")
+        assert evolution["steps"] == entry["steps"]
+        assert len(evolution["importance"][0]) == int(np.prod(entry["map_shape"]))
+        probe = server.json(ROUTE + f"probe?{query}&probe={run['probe_count'] - 1}&steps=18:")
+        assert probe["steps"] == [18, 19] and probe["prediction_steps"] == [18, 19]
+        assert probe["input_values"] is not None and probe["label"] is not None
+        stability = server.json(ROUTE + f"stability?{query}&k=5")
+        assert len(stability["spearman_previous"]) == 20 and stability["spearman_last"][-1] == 1.0
+    agreement = server.json(ROUTE + f"agreement?run={name}/xai&input={methods[0]['inputs'][0]['input']}")
+    shapes = [tuple(m["inputs"][0]["map_shape"]) for m in methods]
+    assert len(agreement["pairs"]) == sum(n * (n - 1) // 2 for n in map(shapes.count, set(shapes)))
+    for pair in agreement["pairs"]:
+        assert pair["steps"] == list(range(20)) and len(pair["spearman"]) == 20
+    scalars = server.json(ROUTE + f"scalars?run={name}/xai")["runs"]
+    assert scalars[f"{name}/train"]["epoch_loss"]["steps"] == list(range(20))
+    assert f"{name}/validation" in scalars
+
+
+def test_server_serves_what_is_readable_of_a_truncated_run(server):
+    run = server.runs["cut/xai"]
+    steps = {m["method"]: m["inputs"][0]["steps"] for m in run["methods"] if m["inputs"]}
+    assert steps["ig"] == list(range(10)) and steps["saliency"] == list(range(9))  # last record cut
+    evolution = server.json(ROUTE + "evolution?run=cut/xai&method=saliency")
+    assert evolution["steps"] == list(range(9))
+
+
+@pytest.mark.parametrize("path, status, message", [
+    ("evolution?run=nope&method=ig", 404, b"'nope'"),
+    ("evolution?run=long/xai&method=shap", 404, b"'shap'"),
+    ("evolution?run=long/xai&method=ig&input=z", 404, b"'z'"),
+    ("evolution?method=ig", 400, b"'run'"),
+    ("evolution?run=long/xai&method=ig&signed=maybe", 400, b"'maybe'"),
+    ("evolution?run=long/xai&method=ig&steps=3", 400, b"'3'"),
+    ("probe?run=long/xai&method=ig&probe=6", 400, b"probe=6"),
+    ("probe?run=long/xai&method=ig&probe=-1", 400, b"'-1'"),
+    ("probe?run=long/xai&method=ig&probe=one", 400, b"'one'"),
+    ("stability?run=long/xai&method=ig&k=0", 400, b"k='0'"),
+    ("agreement?run=long/xai&target=x", 400, b"'x'"),
+    ("static/../plugin.py", 404, b"Not found"),
+    ("static/..%2fplugin.py", 404, b"Not found"),
+    ("static/%2e%2e/%2e%2e/metadata.py", 404, b"Not found"),
+    ("static/index.py", 404, b"Not found"),
+])
+def test_server_answers_bad_requests_with_400_or_404(server, path, status, message):
+    got, body = server.get(ROUTE + path)
+    assert got == status and message in body, (path, got, body)
