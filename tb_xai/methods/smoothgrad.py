@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import List
 
 import numpy as np
@@ -12,8 +13,9 @@ from tb_xai.methods.base import AttributionMethod
 class SmoothGrad(AttributionMethod):
     """The gradient averaged over copies of the input with Gaussian noise added.
 
-    The noise of probe i is drawn from a generator seeded with (seed, i), so it is the same at every logged
-    step and for any batch size: changes between steps come from the model, not from the noise.
+    The noise of a probe is drawn from a generator seeded with (seed, a checksum of the probe's values), so
+    it is the same at every logged step, for any batch size and any position of the probe in the set:
+    changes between steps come from the model, not from the noise.
 
     Args:
         samples: noisy copies per probe.
@@ -37,7 +39,6 @@ class SmoothGrad(AttributionMethod):
         self.noise_level = float(noise_level)
         self.absolute = bool(absolute)
         self.seed = int(seed)
-        self._offset = 0
 
     def config(self):
         return {"samples": self.samples, "noise_level": self.noise_level, "absolute": self.absolute,
@@ -45,10 +46,6 @@ class SmoothGrad(AttributionMethod):
 
     def rows_per_probe(self) -> int:
         return self.samples
-
-    def attribute(self, inputs, target):
-        self._offset = 0
-        return super().attribute(inputs, target)
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
         m, s = len(target), self.samples
@@ -58,12 +55,11 @@ class SmoothGrad(AttributionMethod):
             flat = x.reshape(m, -1)
             sigma = self.noise_level * (flat.max(axis=1) - flat.min(axis=1))
             noise = np.stack([
-                np.random.default_rng([self.seed, k, self._offset + i]).standard_normal((s,) + x.shape[1:])
-                for i in range(m)
+                np.random.default_rng([self.seed, k, zlib.crc32(row.tobytes())]).standard_normal((s,) + x.shape[1:])
+                for row in x
             ]).astype(np.float32)
             noise *= sigma.reshape((m, 1) + (1,) * (x.ndim - 1))
             noisy.append((x[:, None] + noise).reshape((m * s,) + x.shape[1:]))
-        self._offset += m
         _, grads = self.model.gradients(noisy, np.repeat(target, s))
         out = []
         for g, x in zip(grads, inputs):

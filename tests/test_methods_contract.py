@@ -1,0 +1,87 @@
+"""The contract every registered method keeps. Adding a method adds one entry to CONTRACT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import models
+from tb_xai import methods as methods_lib
+from tb_xai.backend import adapt
+from tb_xai.probe import as_probe_set
+
+# method name -> keyword arguments for a quick but faithful configuration
+CONTRACT = {
+    "saliency": {},
+    "gradient_x_input": {},
+    "integrated_gradients": {"steps": 16},
+    "smoothgrad": {"samples": 8},
+    "grad_cam": {},
+}
+
+
+def test_every_registered_method_is_in_the_contract():
+    assert sorted(CONTRACT) == sorted(methods_lib.REGISTRY)
+
+
+def _setup(name, modality, batch_size=1024, n=5):
+    if modality == "tabular":
+        model, x = models.mlp(), models.random_inputs((6,), n)
+    else:
+        model, x = models.cnn(), models.random_inputs((8, 8, 1), n)
+    probe = as_probe_set(x)
+    adapter = adapt(model, probe, batch_size=batch_size)
+    method = methods_lib.REGISTRY[name](**CONTRACT[name])
+    method.setup(adapter, probe)
+    return method, adapter, x
+
+
+def _cases():
+    for name, cls in methods_lib.REGISTRY.items():
+        for modality in ("tabular", "image"):
+            if modality in cls.modalities:
+                yield name, modality
+
+
+@pytest.mark.parametrize("name,modality", list(_cases()))
+def test_shape_finiteness_determinism_and_batching(name, modality):
+    method, adapter, x = _setup(name, modality)
+    target = np.array([0, 1, 2, 3, 0])[: len(x)] % adapter.n_outputs
+    (first,) = method.attribute([x], target)
+    assert first.shape == (len(x),) + method.attribution_shape(x.shape[1:])
+    assert first.dtype == np.float32
+    assert np.all(np.isfinite(first))
+    assert np.abs(first).sum() > 0
+    (again,) = method.attribute([x], target)
+    np.testing.assert_array_equal(first, again)
+    # The same probes through one-row model batches give the same answer: batching is invisible.
+    small, _, _ = _setup(name, modality, batch_size=1)
+    (batched,) = small.attribute([x], target)
+    np.testing.assert_allclose(batched, first, rtol=1e-4, atol=1e-6)
+    # Each row is explained independently: a row's attribution does not depend on its neighbours.
+    (alone,) = method.attribute([x[2:3]], target[2:3])
+    np.testing.assert_allclose(alone[0], first[2], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,modality", list(_cases()))
+def test_target_changes_the_explanation(name, modality):
+    method, _, x = _setup(name, modality)
+    (a,) = method.attribute([x], np.zeros(len(x), np.int32))
+    (b,) = method.attribute([x], np.ones(len(x), np.int32))
+    assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("name", [n for n, c in methods_lib.REGISTRY.items() if c.requires_gradients])
+def test_gradient_methods_reject_integer_inputs(name):
+    tabular = "tabular" in methods_lib.REGISTRY[name].modalities
+    model = models.mlp() if tabular else models.cnn()
+    ids = np.arange(12).reshape(2, 6) if tabular else np.zeros((2, 8, 8, 1), np.int64)
+    probe = as_probe_set(ids)
+    method = methods_lib.REGISTRY[name](**CONTRACT[name])
+    with pytest.raises(ValueError, match=r"dtype int64"):
+        method.setup(adapt(model, probe), probe)
+
+
+def test_unknown_method_lists_known_ones():
+    with pytest.raises(ValueError, match=r"unknown method 'shapley'.*integrated_gradients"):
+        methods_lib.get("shapley")
