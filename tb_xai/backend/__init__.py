@@ -22,8 +22,9 @@ class ModelAdapter(Protocol):
     n_outputs: int
     output_name: str
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Outputs of the explained head, (rows, n_outputs)."""
+    def predict(self, inputs: Sequence[np.ndarray], batch_size: Optional[int] = None) -> np.ndarray:
+        """Outputs of the explained head, (rows, n_outputs); `batch_size` overrides the rows per model call
+        (perturbation methods evaluating millions of rows use larger calls than the gradient methods)."""
 
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
         """(selected output per row, d selected output / d input for each input)."""

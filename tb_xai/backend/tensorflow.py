@@ -148,14 +148,16 @@ class TensorFlowModel:
             raise ValueError(f"expected {len(self._dtypes)} input arrays; received {len(inputs)}")
         return [np.asarray(a, dtype=d.as_numpy_dtype) for a, d in zip(inputs, self._dtypes)]
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    def predict(self, inputs: Sequence[np.ndarray], batch_size: Optional[int] = None) -> np.ndarray:
         if self._predict_fn is None:
             @tf.function(input_signature=self._specs, reduce_retracing=True)
             def predict_fn(*xs):
                 return tf.cast(self._head_of(self._call(xs)), tf.float32)
 
             self._predict_fn = predict_fn
-        (out,) = map_batches(lambda *xs: [self._predict_fn(*xs).numpy()], self._as_tensors(inputs), self.batch_size)
+        (out,) = map_batches(
+            lambda *xs: [self._predict_fn(*xs).numpy()], self._as_tensors(inputs), batch_size or self.batch_size
+        )
         return out
 
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -11,8 +12,9 @@ from tb_xai.methods.base import AttributionMethod
 BaselineLike = Union[str, float, np.ndarray, Sequence[np.ndarray]]
 
 
+@functools.lru_cache(maxsize=32)
 def integration_nodes(steps: int, rule: str):
-    """Points in [0, 1] and their weights for the path integral."""
+    """Points in [0, 1] and their weights for the path integral (cached: Gauss-Legendre nodes cost O(steps^3))."""
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (nodes + 1) / 2, weights / 2

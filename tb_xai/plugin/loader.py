@@ -7,9 +7,24 @@ imported when TensorBoard asks for it.
 
 from __future__ import annotations
 
+import argparse
+
 from tensorboard.plugins import base_plugin
 
 from tb_xai import metadata
+
+
+DEFAULT_CACHE_MB = 512
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of megabytes >= 0; received {value!r}")
+    return number
 
 
 class XaiLoader(base_plugin.TBLoader):
@@ -18,6 +33,17 @@ class XaiLoader(base_plugin.TBLoader):
     Example:
         ``setup.py``: ``entry_points={"tensorboard_plugins": ["tb_xai = tb_xai.plugin.loader:XaiLoader"]}``.
     """
+
+    def define_flags(self, parser: argparse.ArgumentParser) -> None:
+        """Adds ``--xai_cache_mb``: memory the plugin may keep decoded tags in between requests."""
+        parser.add_argument(
+            "--xai_cache_mb",
+            metavar="MB",
+            type=_non_negative_int,
+            default=DEFAULT_CACHE_MB,
+            help="tb_xai: megabytes of decoded attribution tensors kept in memory between requests "
+            f"(default {DEFAULT_CACHE_MB}; 0 reads every tag anew on every request).",
+        )
 
     def fix_flags(self, flags) -> None:
         """Keeps every step of tb_xai tags (``samples_per_plugin[tb_xai] = 0``) unless the user chose a number.

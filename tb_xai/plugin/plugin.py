@@ -17,7 +17,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
 from tb_xai import aggregate, metadata
-from tb_xai.plugin import run_data
+from tb_xai.plugin import loader, run_data
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {
@@ -41,7 +41,8 @@ class XaiPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
     def __init__(self, context: base_plugin.TBContext):
-        self._reader = run_data.ProviderReader(context.data_provider)
+        cache_mb = getattr(context.flags, "xai_cache_mb", loader.DEFAULT_CACHE_MB)
+        self._reader = run_data.ProviderReader(context.data_provider, cache_bytes=cache_mb * 2**20)
 
     def get_plugin_apps(self):
         return {

@@ -129,7 +129,7 @@ class ProviderReader:
     so a run being written is read again once it grows. The cache holds at most `cache_bytes` of arrays.
     """
 
-    def __init__(self, data_provider, cache_bytes: int = 512 * 2**20):
+    def __init__(self, data_provider, cache_bytes: int):
         self._data_provider = data_provider
         self._cache_bytes = cache_bytes
         self._cache: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
