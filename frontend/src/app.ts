@@ -1,0 +1,170 @@
+// Wires the selection to the routes and the views: a change of selection is remembered, the data it needs is
+// fetched (in parallel, cached), and each view draws as soon as its own data arrives.
+
+import { el } from './dom';
+import { Evolution, Query, RunInfo, fetchEvolution, fetchProbe, fetchRuns, fetchScalars, fetchStability } from './model';
+import { Selection, loadSelection, saveSelection } from './selection';
+import { Card } from './views/card';
+import { Controls } from './views/controls';
+import { EvolutionView } from './views/evolution';
+import { ProbeView } from './views/probe';
+import { StabilityView } from './views/stability';
+import { TopkView } from './views/topk';
+
+/** Makes `s` name things that exist in `runs`, falling back to the first choice at each level. */
+export function consistent(s: Selection, runs: RunInfo[], classCount: number): Selection {
+  const run = runs.find((r) => r.run === s.run) ?? runs[0];
+  const methods = run.methods.filter((m) => m.inputs.length > 0);
+  const method = methods.find((m) => m.method === s.method) ?? methods[0];
+  const input = method?.inputs.find((i) => i.input === s.input) ?? method?.inputs[0];
+  const compare = methods.find((m) => m.method === s.compare && m !== method && m.inputs.some((i) => i.input === input?.input));
+  const target = s.target !== 'all' && Number(s.target) < classCount ? s.target : 'all';
+  const probeCount = run.probe_count ?? 0;
+  return {
+    ...s,
+    run: run.run,
+    method: method?.method ?? '',
+    input: input?.input ?? '',
+    compare: compare?.method ?? '',
+    target,
+    probe: s.probe < probeCount ? s.probe : 0,
+  };
+}
+
+export class App {
+  readonly element: HTMLElement;
+  private runs: RunInfo[] = [];
+  private selection: Selection = loadSelection();
+  private classNames: string[] = [];
+  private generation = 0;
+  private readonly controls: Controls;
+  private readonly evolution: EvolutionView;
+  private readonly topk: TopkView;
+  private readonly probe: ProbeView;
+  private readonly stability: StabilityView;
+  private readonly message = el('p', { class: 'message', role: 'status' });
+  private readonly redraws = new Map<Card, () => void>();
+  private readonly started = performance.now();
+
+  constructor() {
+    this.controls = new Controls((change) => this.change(change));
+    this.evolution = new EvolutionView((rows) => this.change({ rows }), (step) => this.probe.setStep(step));
+    this.topk = new TopkView((overlay) => this.change({ overlay }));
+    this.probe = new ProbeView((step) => this.evolution.markStep(step));
+    this.stability = new StabilityView();
+    this.element = el(
+      'main',
+      { class: 'tb-xai' },
+      this.controls.element,
+      this.message,
+      el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.probe.card.element, this.stability.card.element),
+    );
+    let frame = 0;
+    let lastWidth = 0;
+    new ResizeObserver(() => {
+      const width = this.element.clientWidth;
+      if (width === lastWidth) return;
+      lastWidth = width;
+      cancelAnimationFrame(frame);
+      frame = requestAnimationFrame(() => this.redraws.forEach((redraw) => redraw()));
+    }).observe(this.element);
+  }
+
+  async start(): Promise<void> {
+    this.message.textContent = 'Loading runs…';
+    try {
+      this.runs = await fetchRuns();
+    } catch (error) {
+      this.message.textContent = `Could not load the runs: ${error}`;
+      return;
+    }
+    const usable = this.runs.filter((r) => r.methods.some((m) => m.inputs.length > 0));
+    if (!usable.length) {
+      this.message.textContent =
+        'No attributions logged yet. Add tb_xai.AttributionCallback(...) to model.fit(callbacks=[...]) and point TensorBoard at its log_dir.';
+      this.element.querySelector('.cards')!.setAttribute('hidden', '');
+      return;
+    }
+    this.runs = usable;
+    this.message.hidden = true;
+    this.change({});
+  }
+
+  private change(change: Partial<Selection>): void {
+    const next = { ...this.selection, ...change };
+    if (change.run !== undefined && change.run !== this.selection.run) {
+      this.classNames = [];
+      next.probe = 0;
+    }
+    this.classNames = this.runs.find((r) => r.run === next.run)?.class_names ?? this.classNames;
+    this.selection = consistent(next, this.runs, this.classNames.length);
+    saveSelection(this.selection);
+    this.controls.show(this.runs, this.selection, this.classNames);
+    this.refresh();
+  }
+
+  private refresh(): void {
+    const generation = ++this.generation;
+    const s = this.selection;
+    const query: Query = { run: s.run, method: s.method, input: s.input, target: s.target, signed: s.signed };
+    const current = () => generation === this.generation;
+    const cards = [this.evolution.card, this.topk.card, this.probe.card, this.stability.card];
+    cards.forEach((card) => {
+      card.setStatus('Loading…');
+      card.element.setAttribute('aria-busy', 'true');
+    });
+    const draw = (card: Card, redraw: () => void) => {
+      if (!current()) return;
+      card.setStatus('');
+      card.element.removeAttribute('aria-busy');
+      this.redraws.set(card, redraw);
+      redraw();
+    };
+    const fail = (card: Card) => (error: unknown) => {
+      if (!current()) return;
+      card.element.removeAttribute('aria-busy');
+      card.setStatus(String(error instanceof Error ? error.message : error));
+    };
+    const width = (card: Card) => card.figure.clientWidth;
+
+    const evolution = fetchEvolution(query);
+    evolution
+      .then((data) =>
+        draw(this.evolution.card, () => {
+          this.evolution.show(data, { run: s.run, method: s.method, rows: s.rows }, width(this.evolution.card));
+          this.noteFirstPaint();
+        }),
+      )
+      .catch(fail(this.evolution.card));
+
+    const run = this.runs.find((r) => r.run === s.run)!;
+    const scalars = run.scalar_runs.length ? fetchScalars(s.run).catch(() => null) : Promise.resolve(null);
+    Promise.all([evolution, scalars])
+      .then(([data, curves]) =>
+        draw(this.topk.card, () => this.topk.show(data, curves, { run: s.run, method: s.method, k: s.k, overlay: s.overlay }, width(this.topk.card))),
+      )
+      .catch(fail(this.topk.card));
+
+    const methods = s.compare ? [s.method, s.compare] : [s.method];
+    const probeQuery = (method: string) => ({ ...query, method });
+    Promise.all([Promise.all(methods.map((m) => fetchProbe(probeQuery(m), s.probe))), evolution.catch((): Evolution | null => null)])
+      .then(([probes, global]) => {
+        if (current() && !this.classNames.length && probes[0].class_names.length) {
+          this.classNames = probes[0].class_names;
+          this.controls.show(this.runs, this.selection, this.classNames);
+        }
+        draw(this.probe.card, () => this.probe.show(probes, { run: s.run, rows: s.rows, order: global?.order ?? null }, width(this.probe.card)));
+      })
+      .catch(fail(this.probe.card));
+
+    fetchStability(query, s.k)
+      .then((data) => draw(this.stability.card, () => this.stability.show(data, s.run, s.method, width(this.stability.card))))
+      .catch(fail(this.stability.card));
+  }
+
+  /** Records the time from render() to the first drawn heatmap (read by the benchmark and tests). */
+  private noteFirstPaint(): void {
+    if (this.element.dataset.firstPaintMs) return;
+    this.element.dataset.firstPaintMs = (performance.now() - this.started).toFixed(1);
+  }
+}

@@ -1,0 +1,140 @@
+// Typed access to the plugin's routes (docs/http_api.md). The iframe's <base href> is the plugin's route
+// prefix, so relative URLs reach /data/plugin/tb_xai/<route>.
+
+export type Num = number | null;
+
+export interface InputInfo {
+  input: string;
+  modality: string;
+  feature_names: string[];
+  attribution_shape: number[];
+  map_shape: number[];
+  steps: number[];
+  config: Record<string, unknown>;
+}
+
+export interface MethodInfo {
+  method: string;
+  inputs: InputInfo[];
+  failures: { step: number; message: string }[];
+}
+
+export interface RunInfo {
+  run: string;
+  probe_count: number | null;
+  has_labels: boolean;
+  class_names: string[];
+  output_name: string;
+  prediction_steps: number[];
+  scalar_runs: string[];
+  methods: MethodInfo[];
+}
+
+export interface Evolution {
+  modality: string;
+  signed: boolean;
+  steps: number[];
+  map_shape: number[];
+  features: string[] | null;
+  importance: Num[][];
+  probe_counts: number[];
+  order: number[] | null;
+  range: [number, number] | null;
+}
+
+export interface Probe {
+  method: string;
+  probe: number;
+  modality: string;
+  signed: boolean;
+  steps: number[];
+  map_shape: number[];
+  features: string[] | null;
+  attributions: Num[][];
+  range: [number, number] | null;
+  prediction_steps: number[];
+  predictions: Num[][];
+  targets: (number | null)[];
+  class_names: string[];
+  label: number | number[] | null;
+  input_shape: number[] | null;
+  input_values: Num[] | null;
+  input_range: [number, number] | null;
+}
+
+export interface Stability {
+  k: number;
+  steps: number[];
+  spearman_previous: Num[];
+  topk_previous: Num[];
+  spearman_last: Num[];
+  topk_last: Num[];
+}
+
+export interface ScalarSeries {
+  steps: number[];
+  wall_times: number[];
+  values: number[];
+}
+
+export interface Scalars {
+  runs: Record<string, Record<string, ScalarSeries>>;
+}
+
+type Params = Record<string, string | number | boolean | undefined>;
+
+const cache = new Map<string, Promise<unknown>>();
+
+function routeUrl(route: string, params: Params): string {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined) continue;
+    query.set(key, typeof value === 'boolean' ? (value ? '1' : '0') : String(value));
+  }
+  const qs = query.toString();
+  return `./${route}${qs ? `?${qs}` : ''}`;
+}
+
+async function getJson<T>(route: string, params: Params, cached: boolean): Promise<T> {
+  const url = routeUrl(route, params);
+  const hit = cached ? cache.get(url) : undefined;
+  if (hit) return hit as Promise<T>;
+  const pending = fetch(url).then(async (response) => {
+    if (!response.ok) throw new Error(`${route}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  });
+  if (cached) {
+    cache.set(url, pending);
+    pending.catch(() => cache.delete(url));
+  }
+  return pending;
+}
+
+/** The runs holding tb_xai data. Never cached: a reload picks up runs written since. */
+export async function fetchRuns(): Promise<RunInfo[]> {
+  return (await getJson<{ runs: RunInfo[] }>('runs', {}, false)).runs;
+}
+
+export interface Query {
+  run: string;
+  method: string;
+  input: string;
+  target: string;
+  signed: boolean;
+}
+
+export function fetchEvolution(q: Query): Promise<Evolution> {
+  return getJson('evolution', { run: q.run, method: q.method, input: q.input, target: q.target, signed: q.signed }, true);
+}
+
+export function fetchProbe(q: Query, probe: number): Promise<Probe> {
+  return getJson('probe', { run: q.run, method: q.method, input: q.input, probe, signed: q.signed }, true);
+}
+
+export function fetchStability(q: Query, k: number): Promise<Stability> {
+  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, true);
+}
+
+export function fetchScalars(run: string): Promise<Scalars> {
+  return getJson('scalars', { run }, true);
+}

@@ -1,0 +1,130 @@
+// What the user is looking at, remembered across reloads.
+//
+// The tab runs in a same-origin iframe (/data/plugin_entry.html) that TensorBoard recreates on reload, so the
+// iframe's own URL forgets everything. TensorBoard keeps its top-level hash (`#tb_xai`) across reloads and
+// tolerates extra `&key=value` parts after the tab name, so the selection lives there; localStorage is the
+// fallback when the parent is not reachable, and restores the last selection when the hash holds none.
+
+export interface Selection {
+  run: string;
+  method: string;
+  input: string;
+  target: string; // 'all' or a class index
+  probe: number;
+  signed: boolean;
+  compare: string; // a second method for the probe explorer, '' for none
+  k: number;
+  rows: number; // heatmap rows shown, 0 for all
+  overlay: string; // '<scalar run>|<tag>' drawn with the top-k lines, 'none', or 'auto' (the training loss)
+}
+
+export const DEFAULTS: Selection = {
+  run: '',
+  method: '',
+  input: '',
+  target: 'all',
+  probe: 0,
+  signed: false,
+  compare: '',
+  k: 5,
+  rows: 30,
+  overlay: 'auto',
+};
+
+const STORAGE_KEY = 'tb_xai.selection';
+const KEYS = Object.keys(DEFAULTS) as (keyof Selection)[];
+
+function parentLocation(): Location | null {
+  try {
+    const location = window.parent.location;
+    void location.hash; // throws when cross-origin
+    return location;
+  } catch {
+    return null;
+  }
+}
+
+function parse(raw: Record<string, string>): Partial<Selection> {
+  const out: Partial<Selection> = {};
+  for (const key of KEYS) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    const fallback = DEFAULTS[key];
+    if (typeof fallback === 'number') {
+      const n = Number(value);
+      if (Number.isInteger(n) && n >= 0) (out as Record<string, unknown>)[key] = n;
+    } else if (typeof fallback === 'boolean') {
+      (out as Record<string, unknown>)[key] = value === '1' || value === 'true';
+    } else {
+      (out as Record<string, unknown>)[key] = value;
+    }
+  }
+  return out;
+}
+
+function decode(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null; // a malformed part written by someone else
+  }
+}
+
+function hashParts(hash: string): string[] {
+  return hash.replace(/^#/, '').split('&').filter((part) => part !== '');
+}
+
+function fromHash(hash: string): Record<string, string> {
+  const raw: Record<string, string> = {};
+  for (const part of hashParts(hash).slice(1)) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    const key = decode(part.slice(0, eq));
+    const value = decode(part.slice(eq + 1));
+    if (key !== null && value !== null) raw[key] = value;
+  }
+  return raw;
+}
+
+function fromStorage(): Record<string, string> {
+  try {
+    const stored = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? '{}');
+    return stored && typeof stored === 'object' ? stored : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The remembered selection: the page's hash first, then localStorage, then defaults. */
+export function loadSelection(): Selection {
+  const location = parentLocation();
+  const fromUrl = location ? parse(fromHash(location.hash)) : {};
+  const stored = Object.keys(fromUrl).length ? {} : parse(fromStorage());
+  return { ...DEFAULTS, ...stored, ...fromUrl };
+}
+
+/** Writes the selection into the page's hash (without a history entry) and localStorage. */
+export function saveSelection(selection: Selection): void {
+  const raw: Record<string, string> = {};
+  for (const key of KEYS) {
+    const value = selection[key];
+    raw[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
+  }
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(raw));
+  } catch {
+    // storage disabled: the hash still remembers
+  }
+  const location = parentLocation();
+  if (!location) return;
+  const parts = hashParts(location.hash);
+  const tab = parts[0] ?? '';
+  const others = parts.slice(1).filter((part) => !KEYS.includes(decode(part.split('=')[0]) as keyof Selection));
+  const ours = KEYS.map((key) => `${key}=${encodeURIComponent(raw[key])}`);
+  const hash = '#' + [tab, ...others, ...ours].join('&');
+  if (hash !== location.hash) {
+    const url = new URL(location.href);
+    url.hash = hash;
+    window.parent.history.replaceState(window.parent.history.state, '', url.href);
+  }
+}

@@ -1,0 +1,253 @@
+// The probe explorer: one probe's prediction over training and its attributions step by step, for one
+// method or two side by side. Tabular probes get bars at the chosen step plus a feature x step heatmap;
+// image probes get the image with the attribution laid over it.
+
+import { bisector } from 'd3-array';
+import { select } from 'd3-selection';
+import { attributionScale, lineColors } from '../colors';
+import { el, formatValue } from '../dom';
+import { fileStem } from '../export';
+import { Probe } from '../model';
+import { BARS_TOP, Bars } from './bars';
+import { Card, Table } from './card';
+import { elementNames, isPicture } from './evolution';
+import { Heatmap } from './heatmap';
+import { Lines } from './lines';
+import { CLIP_PERCENTILE, paintOverlay } from './overlay';
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const MAX_CLASSES = 8;
+const PLAY_MS = 450;
+
+export interface ProbeContext {
+  run: string;
+  rows: number; // tabular rows shown, 0 for all
+  order: number[] | null; // the global ranking of the primary method, for a stable row order
+}
+
+/** The index in `steps` (ascending) of the step nearest to `step`. */
+function nearestIndex(steps: number[], step: number): number {
+  return Math.max(0, Math.min(steps.length - 1, bisector<number, number>((d) => d).center(steps, step)));
+}
+
+function labelText(probe: Probe): string {
+  if (probe.label === null) return '';
+  if (Array.isArray(probe.label)) return probe.label.map((v) => formatValue(v)).join(', ');
+  return probe.class_names[probe.label] !== undefined && Number.isInteger(probe.label)
+    ? `${probe.class_names[probe.label]} (${probe.label})`
+    : formatValue(probe.label);
+}
+
+function title(text: string, width: number): SVGSVGElement {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  select(svg).attr('width', width).attr('height', 20).append('text').attr('x', 0).attr('y', 14)
+    .attr('font-size', 12).attr('font-weight', 500).attr('fill', '#212121').text(text);
+  return svg;
+}
+
+class MethodPanel {
+  readonly element = el('div', { class: 'panel' });
+  private readonly canvas = el('canvas', { class: 'overlay' });
+  private readonly legend = document.createElementNS(SVG_NS, 'svg');
+  private readonly bars = new Bars();
+  private readonly heatmap: Heatmap;
+  private probe: Probe | null = null;
+
+  constructor(onPick: (step: number) => void) {
+    this.heatmap = new Heatmap((column) => this.probe && onPick(this.probe.steps[column]), BARS_TOP);
+  }
+
+  show(probe: Probe, context: ProbeContext, step: number, width: number): void {
+    this.probe = probe;
+    const i = nearestIndex(probe.steps, step);
+    const map = probe.attributions[i] ?? [];
+    const heading = title(`${probe.method} · step ${probe.steps[i] ?? 'n/a'}`, width);
+    if (isPicture(probe.map_shape)) {
+      const input = probe.input_shape && probe.input_values && probe.input_range
+        ? { shape: probe.input_shape, values: probe.input_values, range: probe.input_range }
+        : null;
+      const size = Math.min(width - 20, 280);
+      const clip = paintOverlay(this.canvas, input, map, probe.map_shape, probe.signed, size);
+      this.drawLegend(clip, probe.signed, size);
+      this.canvas.dataset.step = String(probe.steps[i]);
+      this.element.replaceChildren(heading, this.canvas, this.legend);
+    } else {
+      const names = elementNames(probe);
+      const order = (context.order && context.order.length === names.length ? context.order : names.map((_, n) => n))
+        .slice(0, context.rows || names.length);
+      const barsWidth = Math.max(90, Math.round(width * 0.25));
+      this.heatmap.draw(
+        {
+          rows: order.map((n) => names[n]),
+          steps: probe.steps,
+          values: order.map((n) => probe.attributions.map((a) => a[n])),
+          scale: attributionScale(probe.range, probe.signed),
+          valueName: probe.signed ? 'attribution' : '|attribution|',
+        },
+        width - barsWidth,
+      );
+      this.heatmap.mark(i);
+      this.bars.draw(order.map((n) => names[n]), order.map((n) => map[n]), probe.range, probe.signed, barsWidth, this.heatmap.rowHeight);
+      this.element.replaceChildren(heading, el('div', { class: 'rows' }, this.heatmap.element, this.bars.element));
+    }
+  }
+
+  private drawLegend(clip: number, signed: boolean, width: number): void {
+    const scale = attributionScale(signed ? [-clip, clip] : [0, clip], signed);
+    const svg = select(this.legend).attr('width', width).attr('height', 30);
+    svg.selectAll('*').remove();
+    const id = `overlay-${Math.random().toString(36).slice(2)}`;
+    const gradient = svg.append('defs').append('linearGradient').attr('id', id);
+    for (let s = 0; s <= 10; s++) {
+      gradient.append('stop').attr('offset', `${s * 10}%`).attr('stop-color', scale((signed ? -clip : 0) + ((signed ? 2 : 1) * clip * s) / 10));
+    }
+    svg.append('rect').attr('x', 0).attr('y', 2).attr('width', width).attr('height', 8).attr('fill', `url(#${id})`).attr('stroke', '#bdbdbd');
+    const text = (x: number, anchor: string, value: string) =>
+      svg.append('text').attr('x', x).attr('y', 24).attr('text-anchor', anchor).attr('font-size', 10).attr('fill', '#616161').text(value);
+    text(0, 'start', signed ? formatValue(-clip) : '0');
+    text(width / 2, 'middle', `clipped at the ${Math.round(CLIP_PERCENTILE * 100)}th percentile of |attribution|`);
+    text(width, 'end', formatValue(clip));
+  }
+}
+
+export class ProbeView {
+  readonly card: Card;
+  private readonly predictions = new Lines(150);
+  private readonly slider = el('input', { type: 'range', name: 'step', min: 0, max: 0, value: 0, 'aria-label': 'step' });
+  private readonly play = el('button', { type: 'button', class: 'play', 'aria-label': 'play' }, '▶ Play');
+  private readonly stepLabel = el('output', { class: 'step-label' });
+  private readonly panels: [MethodPanel, MethodPanel];
+  private current: { probes: Probe[]; context: ProbeContext; width: number } | null = null;
+  private step = Infinity;
+  private timer: number | undefined;
+
+  constructor(private readonly onStep: (step: number) => void) {
+    this.card = new Card({
+      id: 'probe',
+      title: 'Probe explorer',
+      fileName: () => fileStem('probe', this.current?.context.run ?? '', String(this.current?.probes[0]?.probe ?? ''), ...(this.current?.probes.map((p) => p.method) ?? [])),
+      table: () => this.table(),
+    });
+    const pick = (step: number) => this.setStep(step);
+    this.panels = [new MethodPanel(pick), new MethodPanel(pick)];
+    const player = el('div', { class: 'player' }, this.play, this.slider, this.stepLabel);
+    this.card.figure.before(player);
+    this.slider.addEventListener('input', () => {
+      const steps = this.current?.probes[0].steps ?? [];
+      this.setStep(steps[Number(this.slider.value)] ?? 0);
+    });
+    this.play.addEventListener('click', () => (this.timer === undefined ? this.start() : this.stop()));
+  }
+
+  /** Draws `probes` (the primary method first, then the one compared with). */
+  show(probes: Probe[], context: ProbeContext, width: number): void {
+    this.current = { probes, context, width };
+    const steps = probes[0].steps;
+    this.slider.max = String(Math.max(0, steps.length - 1));
+    this.slider.disabled = steps.length < 2;
+    this.play.disabled = steps.length < 2;
+    if (!steps.includes(this.step)) this.step = steps[steps.length - 1] ?? 0;
+    this.redraw();
+  }
+
+  /** Shows `step` (the nearest logged one) in every panel. */
+  setStep(step: number): void {
+    this.step = step;
+    if (this.current) this.redraw();
+  }
+
+  private redraw(): void {
+    const { probes, context, width } = this.current!;
+    const primary = probes[0];
+    const index = nearestIndex(primary.steps, this.step);
+    const step = primary.steps[index] ?? 0;
+    this.slider.value = String(index);
+    this.stepLabel.textContent = `step ${step}`;
+
+    this.drawPredictions(primary, step, width);
+    const panelWidth = probes.length > 1 ? Math.floor((width - 24) / 2) : Math.min(width, isPicture(primary.map_shape) ? 320 : width);
+    const row = el('div', { class: 'panels' });
+    probes.forEach((probe, n) => {
+      this.panels[n].show(probe, context, step, panelWidth);
+      row.append(this.panels[n].element);
+    });
+    this.card.figure.replaceChildren(this.predictions.element, row);
+    this.card.note.textContent = this.summary(primary, step);
+    this.card.markDrawn(`${context.run}|${primary.probe}|${probes.map((p) => p.method).join('+')}|${step}`);
+    this.onStep(step);
+  }
+
+  private drawPredictions(probe: Probe, step: number, width: number): void {
+    const classes = probe.predictions[0]?.length ?? 0;
+    const last = probe.predictions[probe.predictions.length - 1] ?? [];
+    let shown = Array.from({ length: classes }, (_, c) => c);
+    if (classes > MAX_CLASSES) {
+      const keep = new Set<number>([...probe.targets.filter((t): t is number => t !== null)]);
+      if (typeof probe.label === 'number') keep.add(probe.label);
+      shown.sort((a, b) => (last[b] ?? -Infinity) - (last[a] ?? -Infinity));
+      shown = [...new Set([...keep, ...shown])].slice(0, MAX_CLASSES).sort((a, b) => a - b);
+    }
+    this.predictions.draw(
+      {
+        series: shown.map((c, n) => ({
+          name: classes === 1 ? 'output' : `${probe.class_names[c] ?? c}${c === probe.label ? ' (label)' : ''}`,
+          color: lineColors[n % lineColors.length],
+          steps: probe.prediction_steps,
+          values: probe.predictions.map((p) => p[c]),
+        })),
+        yLabel: 'prediction',
+        marker: step,
+      },
+      width,
+    );
+  }
+
+  private summary(probe: Probe, step: number): string {
+    const parts = [`Probe ${probe.probe}`];
+    const label = labelText(probe);
+    if (label) parts.push(`label: ${label}`);
+    const p = nearestIndex(probe.prediction_steps, step);
+    const prediction = probe.predictions[p];
+    if (prediction && prediction.length > 1) {
+      let best = 0;
+      prediction.forEach((v, c) => { if ((v ?? -Infinity) > (prediction[best] ?? -Infinity)) best = c; });
+      parts.push(`at step ${probe.prediction_steps[p]} predicts ${probe.class_names[best] ?? best} (${formatValue(prediction[best])})`);
+    } else if (prediction) {
+      parts.push(`at step ${probe.prediction_steps[p]} outputs ${formatValue(prediction[0])}`);
+    }
+    const target = probe.targets[p];
+    if (target !== null && target !== undefined) parts.push(`explaining class ${probe.class_names[target] ?? target}`);
+    return parts.join(' · ') + '. Use the slider, ▶ Play, or click a heatmap column to change the step.';
+  }
+
+  private start(): void {
+    const steps = this.current?.probes[0].steps ?? [];
+    if (steps.length < 2) return;
+    if (nearestIndex(steps, this.step) === steps.length - 1) this.setStep(steps[0]);
+    this.play.textContent = '❚❚ Pause';
+    this.timer = window.setInterval(() => {
+      const i = nearestIndex(steps, this.step);
+      if (i >= steps.length - 1) this.stop();
+      else this.setStep(steps[i + 1]);
+    }, PLAY_MS);
+  }
+
+  private stop(): void {
+    window.clearInterval(this.timer);
+    this.timer = undefined;
+    this.play.textContent = '▶ Play';
+  }
+
+  private table(): Table | null {
+    if (!this.current) return null;
+    const rows = this.current.probes.flatMap((probe) => {
+      const names = elementNames(probe);
+      return probe.steps.flatMap((step, i) => probe.attributions[i].map((value, n) => [probe.method, step, names[n], value]));
+    });
+    const primary = this.current.probes[0];
+    const predictions = primary.prediction_steps.flatMap((step, i) =>
+      primary.predictions[i].map((value, c) => ['prediction', step, primary.class_names[c] ?? String(c), value]),
+    );
+    return { header: ['method', 'step', 'feature', 'value'], rows: [...predictions, ...rows] };
+  }
+}

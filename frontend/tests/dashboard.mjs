@@ -1,0 +1,269 @@
+// Drives the Attributions tab of a real TensorBoard in Chromium and reports what works, as one JSON line:
+//   {"checks": {"<name>": {"ok": bool, "detail": ...}}, "first_paint_ms": ..., "screenshots": [...]}
+// Every check runs even when an earlier one fails, so one report says everything. tests/test_frontend.py
+// starts TensorBoard over logdirs written by the callback and asserts each check.
+//
+//   node tests/dashboard.mjs '<json config>'
+// config: {url, screenshots, downloads, runs: {tabular, image, xss}, tabular_features: [...], xss_name}
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { launch, openTab, tabFrame } from './browser.mjs';
+
+const config = JSON.parse(process.argv[2]);
+const checks = {};
+const screenshots = [];
+const pageErrors = [];
+const dialogs = [];
+
+async function check(name, body) {
+  try {
+    const detail = await body();
+    checks[name] = { ok: true, detail: detail ?? null };
+  } catch (error) {
+    checks[name] = { ok: false, detail: String(error?.stack ?? error) };
+  }
+}
+
+function assert(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** Distinct colours and a hash of a canvas's pixels (to tell blank from drawn, and one drawing from another). */
+function canvasStats(frame, selector) {
+  return frame.$eval(selector, (canvas) => {
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    const colours = new Set();
+    let hash = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const c = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      colours.add(c);
+      hash = (hash * 31 + c + data[i + 3]) | 0;
+    }
+    return { colours: colours.size, hash, width: canvas.width, height: canvas.height };
+  });
+}
+
+const drawn = (frame, card, prefix) => frame.waitForSelector(`#${card}[data-drawn^="${prefix}"]:not([aria-busy])`, { timeout: 20000 });
+
+async function selectRun(frame, run) {
+  await frame.selectOption('select[name=run]', run);
+  for (const card of ['evolution', 'topk', 'probe', 'stability']) await drawn(frame, card, `${run}|`);
+}
+
+async function shoot(frame, card, name) {
+  const file = path.join(config.screenshots, `${name}.png`);
+  await frame.locator(`#${card}`).screenshot({ path: file });
+  screenshots.push(file);
+}
+
+async function download(page, frame, card, format) {
+  const [file] = await Promise.all([page.waitForEvent('download'), frame.click(`#${card} button[data-export=${format}]`)]);
+  const target = path.join(config.downloads, file.suggestedFilename());
+  await file.saveAs(target);
+  return target;
+}
+
+const browser = await launch({ width: 1280, height: 1700 });
+const { page } = browser;
+page.on('pageerror', (error) => pageErrors.push(error.message));
+page.on('dialog', async (dialog) => {
+  dialogs.push(dialog.message());
+  await dialog.dismiss();
+});
+const { tabular, image, xss } = config.runs;
+let frame;
+
+try {
+  await check('tab_appears', async () => {
+    await page.goto(config.url);
+    const tab = page.getByText('Attributions', { exact: true }).first();
+    await tab.waitFor({ timeout: 30000 });
+    await tab.click();
+    frame = await tabFrame(page);
+    return page.url();
+  });
+  frame ??= await openTab(page, config.url);
+
+  await check('tabular_views_draw', async () => {
+    await selectRun(frame, tabular);
+    const heatmap = await canvasStats(frame, '#evolution canvas.cells');
+    assert(heatmap.colours > 20, `evolution heatmap looks blank: ${JSON.stringify(heatmap)}`);
+    const rows = await frame.$$eval('#evolution .row-labels text', (texts) => texts.map((t) => t.querySelector('title').textContent));
+    assert(rows.length === Math.min(30, config.tabular_features.length), `expected ${config.tabular_features.length} rows, got ${rows.length}`);
+    assert(rows.every((r) => config.tabular_features.includes(r)), `unexpected row names ${rows}`);
+    const lines = await frame.$$eval('#topk g.series path', (paths) => paths.filter((p) => (p.getAttribute('d') ?? '').length > 20).length);
+    assert(lines >= 6, `top-k card drew ${lines} lines, expected 5 features + the training curve`);
+    const legend = await frame.$$eval('#topk .legend text', (texts) => texts.map((t) => t.textContent));
+    assert(legend.some((t) => t.includes('epoch_loss')), `no Keras training curve in the legend: ${legend}`);
+    const bars = await frame.$$eval('#probe svg.bars rect', (rects) => rects.length);
+    assert(bars > 0, 'probe explorer drew no bars');
+    const probeHeatmap = await canvasStats(frame, '#probe canvas.cells');
+    assert(probeHeatmap.colours > 10, 'probe heatmap looks blank');
+    const predictions = await frame.$$eval('#probe .lines g.series path', (paths) => paths.length);
+    assert(predictions >= 2, `prediction trajectory has ${predictions} lines`);
+    const stability = await frame.$$eval('#stability g.series path', (paths) => paths.filter((p) => (p.getAttribute('d') ?? '').length > 20).length);
+    assert(stability >= 2, `stability drew ${stability} lines`);
+    const note = await frame.textContent('#stability .note');
+    assert(/settled|Not settled/.test(note), `stability summary: ${note}`);
+    await shoot(frame, 'evolution', 'evolution_heatmap');
+    await shoot(frame, 'topk', 'topk_lines');
+    await shoot(frame, 'stability', 'stability');
+    return { heatmap, rows: rows.length, lines, bars, first_paint_ms: Number(await frame.getAttribute('main.tb-xai', 'data-first-paint-ms')) };
+  });
+
+  await check('hover_shows_value', async () => {
+    const box = await frame.locator('#evolution canvas.cells').boundingBox();
+    await page.mouse.move(box.x + box.width - 3, box.y + 3);
+    const tip = frame.locator('#evolution .tooltip');
+    await tip.waitFor({ state: 'visible', timeout: 5000 });
+    const text = await tip.textContent();
+    assert(/feature: .+step: \d+.*attribution\|?: [-\d.e]+/.test(text), `tooltip: ${text}`);
+    await page.mouse.move(0, 0);
+    return text;
+  });
+
+  await check('keyboard_reads_cells', async () => {
+    await frame.focus('#evolution canvas.cells');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    const text = await frame.locator('#evolution .tooltip').textContent();
+    assert(text.startsWith('feature: '), `tooltip after arrow keys: ${text}`);
+    await frame.locator('select[name=run]').focus();
+    return text;
+  });
+
+  await check('method_change_updates', async () => {
+    const before = await canvasStats(frame, '#evolution canvas.cells');
+    const methods = await frame.$$eval('select[name=method] option', (options) => options.map((o) => o.value));
+    const current = await frame.inputValue('select[name=method]');
+    const other = methods.find((m) => m !== current);
+    assert(other, `only one method: ${methods}`);
+    await frame.selectOption('select[name=method]', other);
+    await drawn(frame, 'evolution', `${tabular}|${other}|`);
+    await drawn(frame, 'stability', `${tabular}|${other}|`);
+    const after = await canvasStats(frame, '#evolution canvas.cells');
+    assert(after.hash !== before.hash, 'heatmap pixels did not change with the method');
+    return { from: current, to: other };
+  });
+
+  await check('probe_change_updates', async () => {
+    const before = await frame.getAttribute('#probe', 'data-drawn');
+    const bars = await frame.$$eval('#probe svg.bars rect', (rects) => rects.map((r) => r.getAttribute('width')).join());
+    await frame.selectOption('select[name=probe]', '3');
+    await drawn(frame, 'probe', `${tabular}|3|`);
+    const after = await frame.$$eval('#probe svg.bars rect', (rects) => rects.map((r) => r.getAttribute('width')).join());
+    assert(after !== bars, 'bars did not change with the probe');
+    const note = await frame.textContent('#probe .note');
+    assert(note.startsWith('Probe 3'), `probe summary: ${note}`);
+    await shoot(frame, 'probe', 'probe_tabular');
+    return { before, after: await frame.getAttribute('#probe', 'data-drawn') };
+  });
+
+  await check('url_remembers_selection', async () => {
+    const wanted = {
+      run: await frame.inputValue('select[name=run]'),
+      method: await frame.inputValue('select[name=method]'),
+      probe: await frame.inputValue('select[name=probe]'),
+    };
+    await page.reload();
+    frame = await tabFrame(page);
+    await drawn(frame, 'probe', `${wanted.run}|${wanted.probe}|${wanted.method}`);
+    const got = {
+      run: await frame.inputValue('select[name=run]'),
+      method: await frame.inputValue('select[name=method]'),
+      probe: await frame.inputValue('select[name=probe]'),
+    };
+    assert(JSON.stringify(got) === JSON.stringify(wanted), `after reload ${JSON.stringify(got)}, expected ${JSON.stringify(wanted)}`);
+    return { url: page.url(), ...got };
+  });
+
+  await check('export_png_svg_csv', async () => {
+    const files = {};
+    for (const format of ['PNG', 'SVG', 'CSV']) files[format] = await download(page, frame, 'evolution', format);
+    const png = fs.readFileSync(files.PNG);
+    assert(png.subarray(1, 4).toString() === 'PNG' && png.length > 2000, `PNG of ${png.length} bytes`);
+    const svg = fs.readFileSync(files.SVG, 'utf8');
+    assert(svg.startsWith('<svg') && svg.includes('<image') && svg.includes('step'), 'SVG lacks the heatmap image or axes');
+    const csv = fs.readFileSync(files.CSV, 'utf8').trim().split(/\r?\n/);
+    assert(csv[0].startsWith('feature,step_'), `CSV header: ${csv[0]}`);
+    assert(csv.length === config.tabular_features.length + 1, `CSV has ${csv.length - 1} rows, expected every feature`);
+    for (const card of ['topk', 'probe', 'stability']) {
+      for (const format of ['PNG', 'SVG', 'CSV']) {
+        const file = await download(page, frame, card, format);
+        assert(fs.statSync(file).size > 100, `${card} ${format} is nearly empty`);
+      }
+    }
+    return Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${path.basename(f)} (${fs.statSync(f).size} bytes)`]));
+  });
+
+  await check('image_run_draws', async () => {
+    await selectRun(frame, image);
+    const strip = await canvasStats(frame, '#evolution .filmstrip canvas');
+    assert(strip.colours > 10, `filmstrip looks blank: ${JSON.stringify(strip)}`);
+    const overlay = await canvasStats(frame, '#probe canvas.overlay');
+    assert(overlay.colours > 10, `probe overlay looks blank: ${JSON.stringify(overlay)}`);
+    // Never near-black: the mean luminance of the overlay stays light.
+    const luminance = await frame.$eval('#probe canvas.overlay', (canvas) => {
+      const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+      let sum = 0;
+      for (let i = 0; i < data.length; i += 4) sum += 0.2126 * data[i] + 0.7152 * data[i + 1] + 0.0722 * data[i + 2];
+      return sum / (data.length / 4);
+    });
+    assert(luminance > 100, `overlay is dark: mean luminance ${luminance}`);
+    await shoot(frame, 'evolution', 'evolution_filmstrip');
+    return { strip, overlay, luminance };
+  });
+
+  await check('slider_changes_image', async () => {
+    const slider = frame.locator('input[name=step]');
+    await slider.fill('0');
+    const first = { step: await frame.getAttribute('#probe canvas.overlay', 'data-step'), ...(await canvasStats(frame, '#probe canvas.overlay')) };
+    const max = await slider.getAttribute('max');
+    await slider.fill(max);
+    const last = { step: await frame.getAttribute('#probe canvas.overlay', 'data-step'), ...(await canvasStats(frame, '#probe canvas.overlay')) };
+    assert(first.step !== last.step, `slider did not change the step: ${first.step}`);
+    assert(first.hash !== last.hash, 'slider changed the step but not the image');
+    await slider.fill('0');
+    await frame.click('#probe button.play');
+    await page.waitForTimeout(1200);
+    const playing = await frame.getAttribute('#probe canvas.overlay', 'data-step');
+    assert(playing !== first.step, 'play did not advance the step');
+    await frame.click('#probe button.play');
+    return { first: first.step, last: last.step, after_play: playing };
+  });
+
+  await check('compare_methods_side_by_side', async () => {
+    const options = await frame.$$eval('select[name=compare] option', (o) => o.map((x) => x.value).filter(Boolean));
+    assert(options.length > 0, 'nothing to compare with');
+    const method = await frame.inputValue('select[name=method]');
+    await frame.selectOption('select[name=compare]', options[0]);
+    await drawn(frame, 'probe', `${image}|`);
+    await frame.waitForSelector(`#probe[data-drawn*="${method}+${options[0]}"]`);
+    const panels = await frame.$$eval('#probe canvas.overlay', (canvases) => canvases.length);
+    assert(panels === 2, `${panels} overlay panels`);
+    await shoot(frame, 'probe', 'probe_image_compare');
+    return { method, compare: options[0] };
+  });
+
+  await check('names_render_as_text', async () => {
+    await selectRun(frame, xss);
+    const labels = await frame.$$eval('#evolution .row-labels title', (titles) => titles.map((t) => t.textContent));
+    assert(labels.includes(config.xss_name), `the feature is not shown literally: ${labels}`);
+    const legend = await frame.$$eval('#topk .legend title', (titles) => titles.map((t) => t.textContent));
+    assert(legend.includes(config.xss_name), 'the top-k legend does not show the name literally');
+    const images = await frame.$$eval('img', (imgs) => imgs.length);
+    assert(images === 0, `${images} <img> elements were created from data`);
+    await page.waitForTimeout(500);
+    assert(dialogs.length === 0, `a dialog fired: ${dialogs}`);
+    return { labels };
+  });
+
+  await check('no_page_errors', async () => {
+    assert(pageErrors.length === 0, pageErrors.join('\n'));
+  });
+} finally {
+  await browser.close();
+}
+
+process.stdout.write(`${JSON.stringify({ checks, screenshots, dialogs })}\n`);

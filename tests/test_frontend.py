@@ -1,0 +1,144 @@
+"""The Attributions tab in a real browser: Chromium (driven by playwright-core) against a real TensorBoard
+serving log directories written by the callback.
+
+One browser session (frontend/tests/dashboard.mjs) walks through the tab and reports every check; each test
+here asserts one of them, so a failure names the behaviour that broke. Screenshots of every view land in
+docs/screenshots/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRONTEND = os.path.join(ROOT, "frontend")
+SCREENSHOTS = os.path.join(ROOT, "docs", "screenshots")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and shutil.which("node")
+         and os.path.isdir(os.path.join(FRONTEND, "node_modules", "playwright-core"))),
+    reason="needs Chromium, Node and `npm ci` in frontend/",
+)
+
+SERVER = """
+import sys
+from tensorboard import program
+board = program.TensorBoard()
+board.configure(argv=[None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", "0"])
+print(board.launch(), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture(scope="module")
+def xss_run(tmp_path_factory):
+    """A tiny model logged by the callback with a feature name that is HTML, and other hostile names."""
+    import keras
+    import tb_xai
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 3)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64)
+    log_dir = str(tmp_path_factory.mktemp("xss_run"))
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    callback = tb_xai.AttributionCallback(
+        log_dir, x[:8], labels=y[:8], methods=["saliency"],
+        feature_names=[XSS_NAME, '=HYPERLINK("x")', "a, \"quoted\" name"],
+        class_names=["<b>no</b>", "<script>alert(2)</script>"],
+    )
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[callback])
+    return log_dir
+
+
+@pytest.fixture(scope="module")
+def tensorboard_url(tmp_path_factory, tabular_run, image_run, xss_run):
+    """A TensorBoard process over the callback's runs; yields its URL once every run is loaded."""
+    logdir = tmp_path_factory.mktemp("frontend_logdir")
+    for name, path in (("tabular", tabular_run.log_dir), ("digits", image_run.log_dir), ("xss", xss_run)):
+        shutil.copytree(path, logdir / name)
+    process = subprocess.Popen([sys.executable, "-c", SERVER, str(logdir)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"TensorBoard did not start: {url!r}"
+        expected = {"tabular/xai": 20, "digits/xai": 20, "xss/xai": 3}
+        deadline = time.time() + 120
+        while True:
+            with urllib.request.urlopen(url + "data/plugin/tb_xai/runs", timeout=30) as response:
+                runs = {r["run"]: len(r["prediction_steps"]) for r in json.load(response)["runs"]}
+            if all(runs.get(name, 0) >= n for name, n in expected.items()):
+                break
+            assert time.time() < deadline, f"runs not loaded: {runs}"
+            time.sleep(1)
+        yield url
+    finally:
+        process.stdin.close()
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def report(tensorboard_url, tabular_run, tmp_path_factory):
+    """Runs the browser session once and parses its report."""
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    config = {
+        "url": tensorboard_url,
+        "screenshots": SCREENSHOTS,
+        "downloads": str(tmp_path_factory.mktemp("downloads")),
+        "runs": {"tabular": "tabular/xai", "image": "digits/xai", "xss": "xss/xai"},
+        "tabular_features": tabular_run.feature_names,
+        "xss_name": XSS_NAME,
+    }
+    result = subprocess.run(["node", os.path.join("tests", "dashboard.mjs"), json.dumps(config)], cwd=FRONTEND,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"browser session crashed:\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+CHECKS = [
+    "tab_appears",
+    "tabular_views_draw",
+    "hover_shows_value",
+    "keyboard_reads_cells",
+    "method_change_updates",
+    "probe_change_updates",
+    "url_remembers_selection",
+    "export_png_svg_csv",
+    "image_run_draws",
+    "slider_changes_image",
+    "compare_methods_side_by_side",
+    "names_render_as_text",
+    "no_page_errors",
+]
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_dashboard(report, name):
+    outcome = report["checks"].get(name)
+    assert outcome is not None, f"the browser session never reached {name!r}"
+    assert outcome["ok"], outcome["detail"]
+
+
+def test_no_dialog_fired(report):
+    assert report["dialogs"] == []
+
+
+def test_screenshots_of_every_view_are_saved(report):
+    names = {os.path.basename(path) for path in report["screenshots"]}
+    assert {"evolution_heatmap.png", "topk_lines.png", "stability.png", "probe_tabular.png",
+            "evolution_filmstrip.png", "probe_image_compare.png"} <= names
+    for path in report["screenshots"]:
+        assert os.path.getsize(path) > 5000, path
