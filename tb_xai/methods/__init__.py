@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from typing import Dict, Type, Union
 
+from tb_xai.methods.background import Background
 from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.expected_gradients import ExpectedGradients
 from tb_xai.methods.grad_cam import GradCAM
 from tb_xai.methods.gradient_x_input import GradientXInput
 from tb_xai.methods.integrated_gradients import IntegratedGradients
+from tb_xai.methods.kernel_shap import KernelShap
+from tb_xai.methods.lime_method import Lime
+from tb_xai.methods.occlusion import Occlusion
 from tb_xai.methods.saliency import Saliency
+from tb_xai.methods.segmentation import Segmentation
 from tb_xai.methods.smoothgrad import SmoothGrad
 
 REGISTRY: Dict[str, Type[AttributionMethod]] = {
@@ -21,6 +27,10 @@ REGISTRY: Dict[str, Type[AttributionMethod]] = {
     "integrated_gradients": IntegratedGradients,
     "smoothgrad": SmoothGrad,
     "grad_cam": GradCAM,
+    "kernel_shap": KernelShap,
+    "lime": Lime,
+    "expected_gradients": ExpectedGradients,
+    "occlusion": Occlusion,
 }
 
 
@@ -42,4 +52,6 @@ def get(method: Union[str, AttributionMethod]) -> AttributionMethod:
     )
 
 
-__all__ = ["AttributionMethod", "REGISTRY", "get"] + [cls.__name__ for cls in REGISTRY.values()]
+__all__ = ["AttributionMethod", "Background", "REGISTRY", "Segmentation", "get"] + [
+    cls.__name__ for cls in REGISTRY.values()
+]

@@ -1,0 +1,162 @@
+"""The reference engines: the `shap` and `lime` libraries themselves, on the same features, background,
+budget and seed as our batched engine, with the model wrapped as the adapter's compiled batched predict
+(never `model.predict`, which is 50-60x slower inside these libraries).
+
+They explain one probe at a time, as the libraries do; they are here to check and to benchmark the batched
+engine against, and for users who want the library's own numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+
+from tb_xai.methods.segmentation import as_rgb
+from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
+
+
+def explain(method: LocalSurrogate, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Attributions of probes `x` by the library `method` stands for (KernelSHAP: shap, LIME: lime)."""
+    from tb_xai.methods.kernel_shap import KernelShap
+
+    rows = []
+    for i in range(len(x)):
+        seed = int(np.random.SeedSequence([method.seed, int(index[i])]).generate_state(1)[0])
+        if isinstance(method, KernelShap):
+            rows.append(_kernel_shap(method, x[i], int(target[i]), seed))
+        elif method.modality == "tabular":
+            rows.append(_lime_tabular(method, x[i], int(target[i]), seed))
+        else:
+            rows.append(_lime_image(method, x[i], int(target[i]), seed))
+    return np.stack(rows).astype(np.float32)
+
+
+def _output(method: LocalSurrogate, target: int):
+    """The model function the libraries call: rows -> the target output, one compiled batched call."""
+    def fn(rows):
+        rows = np.asarray(rows, dtype=np.float32)
+        return method.model.predict([rows], batch_size=method.rows_per_call(int(np.prod(rows.shape[1:]))))[:, target]
+    return fn
+
+
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int):
+    """shap draws from numpy's global generator: seed it for one call and restore the user's state after."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _kernel_shap(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
+    import shap
+
+    f = _output(method, target)
+    if method.modality == "tabular":
+        background = method.background
+        if np.allclose(background.weights, background.weights[0]):
+            data = background.data
+        else:
+            from shap.utils._legacy import DenseData
+
+            data = DenseData(background.data, [str(j) for j in range(x.shape[0])], None, background.weights)
+        with _seeded_global_numpy(seed):
+            explainer = shap.KernelExplainer(f, data)
+            return np.asarray(explainer.shap_values(x[None], nsamples=method.samples, l1_reg=False, silent=True))[0]
+    # Images: the features are superpixels; a coalition's value is computed as in the batched engine.
+    segments = method.segmentation(x)
+    k = int(segments.max()) + 1
+    replacement, weights = method.replacements(x[None], segments[None])
+    groups = segment_groups(x[None], segments[None])
+
+    def coalition_fn(z):
+        z = np.asarray(z) > 0.5
+        masks = z[None]
+        values = method.coalition_values(
+            x[None], masks, np.ones(masks.shape[:2], dtype=bool), groups, replacement, weights,
+            np.array([target]),
+        )
+        return values[0]
+
+    with _seeded_global_numpy(seed):
+        explainer = shap.KernelExplainer(coalition_fn, np.zeros((1, k)))
+        phi = np.asarray(explainer.shap_values(np.ones((1, k)), nsamples=method.samples, l1_reg=False, silent=True))
+    return phi[0][segments]
+
+
+def _lime_tabular(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
+    from lime.lime_tabular import LimeTabularExplainer
+
+    background = method.background
+    if not np.allclose(background.weights, background.weights[0]):
+        raise ValueError(
+            f"{method.name}: lime's LimeTabularExplainer weighs its training rows equally, and this background "
+            f"({background.source}) is weighted; use 'probe' or an array of rows with the reference engine"
+        )
+    d = x.shape[0]
+    explainer = LimeTabularExplainer(
+        background.data.astype(np.float64), mode="classification", discretize_continuous=False,
+        kernel_width=method.width(d), sample_around_instance=method.sample_around_instance,
+        random_state=np.random.RandomState(seed),
+    )
+    explanation = explainer.explain_instance(
+        x.astype(np.float64), _probabilities(method), labels=(target,), num_features=d,
+        num_samples=method.sample_count(), model_regressor=_ridge(method, seed),
+    )
+    return _dense(explanation.local_exp[target], d)
+
+
+def _lime_image(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
+    from lime.lime_image import LimeImageExplainer
+
+    if x.shape[-1] not in (1, 3):
+        raise ValueError(f"lime's image explainer needs 1 or 3 channels; the probe images have shape {x.shape}")
+    if method.background is not None:
+        raise ValueError(
+            f"{method.name}: lime's image explainer hides superpixels with a fill; the reference engine takes "
+            "background='segment_mean' or a number"
+        )
+    segments = method.segmentation(x)
+    k = int(segments.max()) + 1
+    channels = x.shape[-1]
+    predict = _output(method, target)
+
+    def classifier_fn(images):
+        # lime works on RGB copies; the model sees its own channel count (gray copies are equal per channel).
+        scores = np.zeros((len(images), target + 1))
+        scores[:, target] = predict(np.asarray(images)[..., :channels])
+        return scores
+
+    explainer = LimeImageExplainer(kernel_width=method.width(k), random_state=np.random.RandomState(seed))
+    with contextlib.redirect_stderr(io.StringIO()):  # lime prints a progress bar per probe
+        explanation = explainer.explain_instance(
+            as_rgb(x).astype(np.float64), classifier_fn, labels=(target,), top_labels=None,
+            hide_color=None if method.fill == "segment_mean" else method.fill, num_features=k,
+            num_samples=method.sample_count(), batch_size=method.sample_count(),
+            segmentation_fn=lambda image: segments, model_regressor=_ridge(method, seed),
+        )
+    return _dense(explanation.local_exp[target], k)[segments]
+
+
+def _probabilities(method):
+    def fn(rows):
+        rows = np.asarray(rows, dtype=np.float32)
+        return method.model.predict([rows], batch_size=method.rows_per_call(rows.shape[1]))
+    return fn
+
+
+def _ridge(method, seed: int):
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=method.ridge, fit_intercept=True, random_state=seed)
+
+
+def _dense(pairs, size: int) -> np.ndarray:
+    out = np.zeros(size)
+    for feature, value in pairs:
+        out[feature] = value
+    return out

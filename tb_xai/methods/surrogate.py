@@ -1,0 +1,309 @@
+"""Local surrogate models: what LIME and KernelSHAP share.
+
+Both explain a probe by switching interpretable features (tabular features or image superpixels) on and off,
+evaluating the model on the perturbed inputs, and fitting a weighted linear model to the outputs. They differ
+in how they sample perturbations and weigh them (LIME: a distance kernel; KernelSHAP: the Shapley kernel with
+an efficiency constraint). This module holds the shared parts: the interpretable features of each probe, the
+batched evaluation of perturbations through the model's compiled predict, and one batched weighted
+least-squares solve for all probes of a block.
+"""
+
+from __future__ import annotations
+
+import abc
+import numbers
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from tb_xai.methods.background import Background, BackgroundLike, as_background
+from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.batching import chunks, map_batches
+from tb_xai.methods.segmentation import Segmentation, as_segmentation, segment_means
+
+#: Input elements (float32) per model call when no batch_size is given: about 8 MB, large enough for the
+#: compiled predict to reach its throughput on small models and small enough to bound memory on large ones.
+_ELEMENTS_PER_CALL = 2 ** 21
+#: Host elements (masks, sampled rows) held for one block of probes.
+_ELEMENTS_PER_BLOCK = 2 ** 24
+_SUPERPIXELS_PER_IMAGE = 256
+_ENGINES = ("batched", "reference")
+
+
+def weighted_least_squares(
+    design: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    valid: np.ndarray,
+    ridge: float = 0.0,
+    intercept: bool = True,
+    total: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Solves one weighted (ridge) least-squares problem per probe, all probes in one batched call.
+
+    Minimizes sum_s w_s (y_s - b - z_s . beta)^2 + ridge |beta|^2 for each probe, with the intercept b
+    unpenalized (as scikit-learn's Ridge with sample weights), or without intercept and subject to
+    sum(beta) == total when `total` is given (KernelSHAP's efficiency constraint, solved through its KKT
+    system).
+
+    Args:
+        design: (P, S, K) interpretable features of each sample.
+        y: (P, S) model outputs.
+        weights: (P, S) sample weights; zero for padding samples.
+        valid: (P, K) which features exist for each probe (images have different superpixel counts);
+            coefficients of the others are 0.
+        ridge: L2 penalty.
+        intercept: fit an intercept.
+        total: (P,) the sum the coefficients must have, or None.
+
+    Returns:
+        (coefficients (P, K), intercepts (P,)).
+    """
+    design = np.asarray(design, dtype=np.float64) * valid[:, None, :]
+    y = np.asarray(y, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    if intercept:
+        x_mean = np.einsum("ps,psk->pk", w, design)
+        y_mean = np.einsum("ps,ps->p", w, y)
+        design = design - x_mean[:, None, :]
+        y = y - y_mean[:, None]
+    weighted = design * w[:, :, None]
+    gram = np.matmul(np.swapaxes(weighted, 1, 2), design)
+    rhs = np.einsum("psk,ps->pk", weighted, y)
+    k = design.shape[2]
+    gram = gram + np.eye(k) * ridge + np.eye(k) * (~valid)[:, None, :]
+    if total is not None:
+        c = valid.astype(np.float64)
+        kkt = np.zeros((len(y), k + 1, k + 1))
+        kkt[:, :k, :k] = gram
+        kkt[:, :k, k] = c
+        kkt[:, k, :k] = c
+        rhs = np.concatenate([rhs, np.asarray(total, dtype=np.float64)[:, None]], axis=1)
+        gram = kkt
+    try:
+        solution = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # too few samples for the features: the minimum-norm solution
+        solution = np.matmul(np.linalg.pinv(gram), rhs[..., None])[..., 0]
+    beta = solution[:, :k] * valid
+    b = (y_mean - np.einsum("pk,pk->p", x_mean, beta)) if intercept else np.zeros(len(y))
+    return beta, b
+
+
+class LocalSurrogate(AttributionMethod):
+    """Base of the local-surrogate methods (LIME, KernelSHAP) on one tabular or image input.
+
+    Tabular probes (probes, features) have one interpretable feature per column and one attribution per
+    column. Image probes (probes, H, W, C) have one per superpixel; the attribution is an (H, W) map holding
+    each pixel's superpixel coefficient. Subclasses sample the perturbations and choose the regression.
+
+    Args:
+        samples: perturbations per probe.
+        background: what replaces a removed feature. Tabular: a `Background` ("probe", an array, k-means).
+            Images: "segment_mean" (each superpixel's mean colour), a number (a constant fill), or a
+            `Background` of images.
+        segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation`.
+        engine: "batched" (ours: all probes through the compiled model in large batches, one batched solve)
+            or "reference" (the shap / lime library, with the compiled batched predict as model function).
+        seed: seed of the perturbations; probe i's draws depend only on (seed, i).
+        batch_size: model rows per call; by default about 8 MB of input per call (and at least the
+            adapter's batch size).
+        name: the logged name.
+    """
+
+    requires_gradients = False
+
+    def __init__(
+        self,
+        samples,
+        background: Optional[Union[BackgroundLike, float]] = None,
+        segmentation: Optional[Union[str, Segmentation]] = None,
+        engine: str = "batched",
+        seed: int = 0,
+        batch_size: Optional[int] = None,
+        name: Optional[str] = None,
+    ):
+        super().__init__(name)
+        if engine not in _ENGINES:
+            raise ValueError(f"engine must be one of {_ENGINES}; received: {engine!r}")
+        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be None or an integer >= 1; received: {batch_size!r}")
+        self.samples = samples
+        self.background_spec = background
+        self.segmentation = as_segmentation(segmentation)
+        self.engine = engine
+        self.seed = int(seed)
+        self.batch_size = batch_size
+        self.modality = ""
+        self.background: Optional[Background] = None
+        self.fill: Optional[Union[str, float]] = None
+
+    # ------------------------------------------------------------------------------------- configuration
+    def config(self) -> Dict[str, Any]:
+        config: Dict[str, Any] = {"samples": self.samples, "engine": self.engine, "seed": self.seed}
+        if self.background is not None:
+            config.update(self.background.config())
+        elif self.fill is not None:
+            config["background"] = self.fill if isinstance(self.fill, str) else "constant"
+            if not isinstance(self.fill, str):
+                config["background_value"] = float(self.fill)
+        if self.modality == "image":
+            config.update(self.segmentation.config())
+        return config
+
+    def attribution_shape(self, input_shape):
+        return tuple(input_shape[:2]) if len(input_shape) == 3 else tuple(input_shape)
+
+    def setup(self, model, probe) -> None:
+        super().setup(model, probe)
+        if len(probe.inputs) != 1:
+            raise ValueError(
+                f"{self.name} explains a single-input model; the probe has {len(probe.inputs)} inputs {probe.names}"
+            )
+        self.modality = probe.modality(0)
+        if self.modality not in ("tabular", "image"):
+            raise ValueError(
+                f"{self.name} explains tabular (probes, features) or image (probes, H, W, C) inputs; probe "
+                f"input {probe.names[0]!r} has shape {probe.inputs[0].shape}"
+            )
+        spec = self.background_spec
+        if spec is None:
+            spec = "probe" if self.modality == "tabular" else "segment_mean"
+        self.background, self.fill = None, None
+        is_fill = (isinstance(spec, str) and spec == "segment_mean") or _is_number(spec)
+        if self.modality == "image" and is_fill:
+            self.fill = spec if isinstance(spec, str) else float(spec)
+        elif is_fill:
+            raise ValueError(
+                f"{self.name}: background {spec!r} fills image superpixels; for tabular input "
+                f"{probe.names[0]!r} use 'probe', an array of rows or a Background"
+            )
+        else:
+            self.background = as_background(spec).bind(probe, self.name)
+        self._check(probe)
+
+    def _check(self, probe) -> None:
+        """Method-specific validation at setup."""
+
+    @abc.abstractmethod
+    def samples_per_probe(self, features: int) -> int:
+        """Perturbations evaluated for a probe with `features` interpretable features."""
+
+    def rows_per_call(self, row_elements: int) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(self.model.batch_size, _ELEMENTS_PER_CALL // max(1, row_elements))
+
+    # ------------------------------------------------------------------------------------------- driving
+    def attribute(self, inputs, target) -> List[np.ndarray]:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call setup(model, probe) before attribute()")
+        x = np.asarray(inputs[0])
+        # Host memory per probe: its samples times its interpretable features (tabular columns, or a
+        # generous count of superpixels).
+        width = x.shape[1] if self.modality == "tabular" else _SUPERPIXELS_PER_IMAGE
+        block = max(1, _ELEMENTS_PER_BLOCK // (self.samples_per_probe(width) * width))
+        arrays = [x, np.asarray(target, dtype=np.int64), np.arange(len(x))]
+        return map_batches(lambda *a: [self._explain(*a)], arrays, block)
+
+    def _attribute(self, inputs, target) -> List[np.ndarray]:
+        return [self._explain(np.asarray(inputs[0]), np.asarray(target), np.arange(len(target)))]
+
+    def _explain(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
+        if self.engine == "reference":
+            from tb_xai.methods import reference_engines
+
+            return reference_engines.explain(self, x, target, index)
+        if self.modality == "tabular":
+            return self._explain_tabular(x, target, index)
+        segments = np.stack([self.segmentation(image) for image in x])
+        coefficients = self._explain_superpixels(x, segments, target, index)
+        return np.take_along_axis(coefficients, segments.reshape(len(x), -1), axis=1).reshape(segments.shape)
+
+    @abc.abstractmethod
+    def _explain_tabular(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """(P, features) attributions of tabular probes."""
+
+    @abc.abstractmethod
+    def _explain_superpixels(self, x, segments, target, index) -> np.ndarray:
+        """(P, K_max) coefficients of each probe's superpixels (0 beyond a probe's own count)."""
+
+    # ------------------------------------------------------------------------------- model evaluation
+    def replacements(self, x: np.ndarray, segments: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """What removed features take: (1 or P, B, *features) rows and their (B,) weights."""
+        if self.background is not None:
+            return self.background.data[None], self.background.weights
+        if self.fill == "segment_mean":
+            return np.stack([segment_means(image, s) for image, s in zip(x, segments)])[:, None], np.ones(1)
+        return np.full((1, 1) + x.shape[1:], self.fill, dtype=np.float32), np.ones(1)
+
+    def coalition_values(
+        self,
+        x: np.ndarray,
+        masks: np.ndarray,
+        valid: np.ndarray,
+        groups: Optional[np.ndarray],
+        replacement: np.ndarray,
+        replacement_weights: np.ndarray,
+        target: np.ndarray,
+    ) -> np.ndarray:
+        """The model's `target` output with each coalition's features kept, averaged over replacement rows.
+
+        Args:
+            x: (P, *features) probes.
+            masks: (P, S, K) coalitions over interpretable features.
+            valid: (P, S) which coalitions exist (the rest are padding and are not evaluated).
+            groups: (P, D) interpretable feature of each flattened input element, or None when features
+                are the input's own columns.
+            replacement: (1 or P, B, *features) rows removed features take from.
+            replacement_weights: (B,) weights of those rows.
+            target: (P,) explained class of each probe.
+
+        Returns:
+            (P, S) values; 0 where not valid.
+        """
+        p_count, s_count = masks.shape[:2]
+        shape = x.shape[1:]
+        flat_x = x.reshape(p_count, -1).astype(np.float32)
+        flat_r = replacement.reshape(replacement.shape[:2] + (-1,)).astype(np.float32)
+        rows_b = flat_r.shape[1]
+        probe_of, sample_of = np.nonzero(valid)
+        values = np.zeros((p_count, s_count))
+        pairs_per_call = max(1, self.rows_per_call(flat_x.shape[1]) // rows_b)
+        for piece in chunks(len(probe_of), pairs_per_call):
+            p, s = probe_of[piece], sample_of[piece]
+            keep = masks[p, s]
+            if groups is not None:
+                keep = np.take_along_axis(keep, groups[p], axis=1)
+            fill = flat_r[p] if len(flat_r) > 1 else flat_r
+            rows = np.where(keep[:, None, :], flat_x[p][:, None, :], fill)
+            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b))
+            values[p, s] = out.reshape(-1, rows_b) @ replacement_weights
+        return values
+
+    def predict_rows(self, rows: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The `target` output of each row, through the compiled predict in calls of `rows_per_call` rows."""
+        size = self.rows_per_call(int(np.prod(rows.shape[1:])))
+        out = np.empty(len(rows), dtype=np.float64)
+        for piece in chunks(len(rows), size):
+            predicted = self.model.predict([rows[piece]], batch_size=size)
+            out[piece] = predicted[np.arange(len(predicted)), target[piece]]
+        return out
+
+
+def padded(arrays: List[np.ndarray], shape: Tuple[int, ...], value=0) -> np.ndarray:
+    """Stacks arrays of different leading sizes into one `shape` array, padding with `value`."""
+    out = np.full((len(arrays),) + shape, value, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+def segment_groups(x: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """(P, H*W*C) superpixel of each flattened element of (P, H, W, C) images."""
+    return np.broadcast_to(segments[..., None], x.shape).reshape(len(x), -1)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
