@@ -7,6 +7,7 @@ session fixtures of conftest.py).
 
 from __future__ import annotations
 
+import argparse
 import glob
 import http.client
 import json
@@ -307,6 +308,15 @@ def test_loader_keeps_every_step_unless_the_user_chose():
     flags = _Flags(chosen)
     loader.XaiLoader().fix_flags(flags)
     assert flags.samples_per_plugin == {metadata.PLUGIN_NAME: 5, "images": 3}
+
+
+def test_loader_flag_bounds_the_cache():
+    parser = argparse.ArgumentParser()
+    loader.XaiLoader().define_flags(parser)
+    assert parser.parse_args([]).xai_cache_mb == loader.DEFAULT_CACHE_MB
+    assert parser.parse_args(["--xai_cache_mb", "0"]).xai_cache_mb == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--xai_cache_mb", "-1"])
 
 
 def test_plugin_modules_import_neither_tensorflow_nor_shap_nor_lime():
