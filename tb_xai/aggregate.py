@@ -90,7 +90,7 @@ def feature_importance(
         )
     steps, probes = values.shape[:2]
     maps = to_maps(values, values.shape[2:], modality, signed=signed)
-    flat = maps.reshape(steps, probes, -1)
+    flat = maps.reshape(steps, probes, int(np.prod(maps.shape[2:])))
     if target is None:
         importance = flat.mean(axis=1, dtype=np.float64)
         counts = np.full(steps, probes, dtype=np.int64)

@@ -54,6 +54,11 @@ def test_feature_importance_of_images_is_a_per_step_map():
     assert counts.tolist() == [4, 4, 4]
 
 
+def test_feature_importance_of_no_step_keeps_the_map_shape():
+    importance, counts = aggregate.feature_importance(np.zeros((0, 4, 5, 6, 3)), modality="image")
+    assert importance.shape == (0, 5, 6) and counts.shape == (0,)
+
+
 def test_feature_importance_needs_targets_for_a_target():
     with pytest.raises(ValueError, match="target=1"):
         aggregate.feature_importance(np.zeros((1, 2, 3)), target=1)

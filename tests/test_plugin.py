@@ -180,6 +180,8 @@ def test_evolution_impl_per_target_and_step_range(tabular):
     assert body["steps"] == [1, 2] and body["target"] == 1
     np.testing.assert_allclose(body["importance"], -np.outer([2, 3], [1, 2, 3, 4, 5]))  # odd probes only
     assert body["probe_counts"] == [PROBES // 2] * 2
+    empty = plugin.evolution_impl(tabular, "ig", "x", steps=(100, None))
+    assert empty["steps"] == [] and empty["importance"] == [] and empty["map_shape"] == [5]
     absent = plugin.evolution_impl(tabular, "ig", "x", target=7)
     assert absent["importance"][0] == [None] * 5 and absent["probe_counts"][0] == 0
     assert absent["range"] is None
