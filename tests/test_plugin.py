@@ -247,6 +247,14 @@ def test_lookups_name_the_bad_value(tabular):
         plugin.agreement_impl(tabular, "y")
 
 
+def test_a_run_holding_only_failures_has_nothing_to_compare():
+    failed = memory_run("f/xai", [(0, summary.failure_pb("lime", "boom"))])
+    assert plugin.runs_impl({"f/xai": failed}, [])["runs"][0]["methods"][0]["failures"] == [
+        {"step": 0, "message": "boom"}]
+    with pytest.raises(errors.NotFoundError, match="run 'f/xai' holds no attributions"):
+        plugin.agreement_impl(failed, None)
+
+
 def test_parsers_accept_documented_forms_and_name_bad_values():
     assert plugin.parse_step_range("5:10") == (5, 10)
     assert plugin.parse_step_range(":10") == (None, 10)

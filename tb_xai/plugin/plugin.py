@@ -222,6 +222,8 @@ def find_attribution(run: run_data.Run, method: str, input_name: Optional[str]) 
 
 
 def _pick_input(input_name: Optional[str], known, where: str) -> str:
+    if not known:
+        raise errors.NotFoundError(f"{where} holds no attributions")
     if input_name is None or input_name == "":
         if len(known) != 1:
             raise errors.InvalidArgumentError(
