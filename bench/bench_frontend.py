@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -66,8 +65,9 @@ def write_synthetic_run(log_dir: str, steps: int, features: int, probes: int = 3
     scalars.close()
 
 
-def measure(url: str) -> dict:
-    out = subprocess.run(["node", SCRIPT, url], check=True, capture_output=True, text=True, timeout=120)
+def measure(url: str, hash_suffix: str) -> dict:
+    out = subprocess.run(["node", SCRIPT, url, hash_suffix], check=True, capture_output=True, text=True, timeout=120,
+                         cwd=os.path.join(ROOT, "frontend"))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -82,13 +82,13 @@ def main() -> None:
         board = program.TensorBoard()
         board.configure(argv=[None, "--logdir", log_dir, "--host", "127.0.0.1", "--port", "0"])
         url = board.launch()
-        runs = [measure(url) for _ in range(args.repeats)]
-    render = sorted(r["render_to_heatmap_ms"] for r in runs)
-    navigation = sorted(r["navigation_to_heatmap_ms"] for r in runs)
-    print(f"first paint, {args.steps} steps x {args.features} features, median of {args.repeats} "
-          f"(goal < 1500 ms): render() -> heatmap {render[len(render) // 2]:.0f} ms, "
-          f"navigation -> heatmap {navigation[len(navigation) // 2]:.0f} ms")
-    sys.stdout.flush()
+        for label, hash_suffix in (("top 30 rows (default)", ""), ("all rows", "&rows=0")):
+            runs = [measure(url, hash_suffix) for _ in range(args.repeats)]
+            render = sorted(r["render_to_heatmap_ms"] for r in runs)
+            navigation = sorted(r["navigation_to_heatmap_ms"] for r in runs)
+            print(f"first paint, {args.steps} steps x {args.features} features, {label}, median of {args.repeats} "
+                  f"(goal < 1500 ms): render() -> heatmap {render[len(render) // 2]:.0f} ms, "
+                  f"navigation -> heatmap {navigation[len(navigation) // 2]:.0f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,10 @@ async function selectRun(frame, run) {
 
 async function shoot(frame, card, name) {
   const file = path.join(config.screenshots, `${name}.png`);
+  // The sticky selection bar would cover the top of a card scrolled into view.
+  await frame.$eval('nav.controls', (nav) => { nav.style.position = 'static'; });
   await frame.locator(`#${card}`).screenshot({ path: file });
+  await frame.$eval('nav.controls', (nav) => { nav.style.position = ''; });
   screenshots.push(file);
 }
 

@@ -67,9 +67,13 @@ export class EvolutionView {
       const names = elementNames(evolution);
       const order = evolution.order ?? names.map((_, i) => i);
       this.rows.parentElement!.hidden = false;
-      const choices = [10, 30, 100].filter((n) => n < names.length);
-      setOptions(this.rows, [...choices.map((n) => ({ value: String(n), label: `top ${n}` })), { value: '0', label: `all ${names.length}` }], String(context.rows));
-      const shown = Number(this.rows.value) || names.length;
+      const shown = context.rows > 0 && context.rows < names.length ? context.rows : names.length;
+      const choices = [...new Set([10, 30, 100, shown])].filter((n) => n < names.length).sort((a, b) => a - b);
+      setOptions(
+        this.rows,
+        [...choices.map((n) => ({ value: String(n), label: `top ${n}` })), { value: '0', label: `all ${names.length}` }],
+        shown < names.length ? String(shown) : '0',
+      );
       const rows = order.slice(0, shown);
       this.heatmap.draw(
         {
