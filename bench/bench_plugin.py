@@ -12,7 +12,6 @@ Run: ``python bench/bench_plugin.py [--repeats 15]``.
 from __future__ import annotations
 
 import argparse
-import gzip
 import http.client
 import json
 import os

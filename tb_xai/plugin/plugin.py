@@ -13,7 +13,6 @@ import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
-from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
 from tb_xai import aggregate, metadata
@@ -62,13 +61,9 @@ class XaiPlugin(base_plugin.TBPlugin):
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attributions")
 
-    def _runs(self, request) -> dict:
-        return self._reader.runs(
-            plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
-        )
-
     def _run(self, request) -> run_data.Run:
-        return find_run(self._runs(request), _required(request, "run"))
+        runs = self._reader.runs(plugin_util.context(request.environ), plugin_util.experiment_id(request.environ))
+        return find_run(runs, _required(request, "run"))
 
     @wrappers.Request.application
     def _runs_route(self, request):

@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 from tensorboard.data import provider
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 from tb_xai import metadata
 
@@ -185,7 +186,7 @@ class ProviderReader:
         data = self._data_provider.read_scalars(
             ctx,
             experiment_id=experiment_id,
-            plugin_name="scalars",
+            plugin_name=scalar_metadata.PLUGIN_NAME,
             downsample=ALL_STEPS,
             run_tag_filter=provider.RunTagFilter(runs=runs),
         )
@@ -204,6 +205,6 @@ class ProviderReader:
     def scalar_runs(self, ctx, experiment_id: str) -> list:
         """Names of the runs holding scalar data (the Keras `train`/`validation` runs, among others)."""
         listing = self._data_provider.list_scalars(
-            ctx, experiment_id=experiment_id, plugin_name="scalars"
+            ctx, experiment_id=experiment_id, plugin_name=scalar_metadata.PLUGIN_NAME
         )
         return sorted(run for run, tags in listing.items() if tags)
