@@ -98,11 +98,19 @@ class SummaryWriter:
     def __init__(self, run_dir: str):
         self.run_dir = run_dir
         self._writer: Optional[EventFileWriter] = None
+        self._described: set = set()
 
     def write(self, summary: summary_pb2.Summary, step: int) -> None:
         if self._writer is None:
             os.makedirs(self.run_dir, exist_ok=True)
             self._writer = EventFileWriter(self.run_dir, filename_suffix=".tb_xai")
+            self._described = set()
+        # Loaders take a tag's metadata from its first event in a file; repeating it every step (feature
+        # names included) would only grow the file.
+        for value in summary.value:
+            if value.tag in self._described:
+                value.ClearField("metadata")
+            self._described.add(value.tag)
         self._writer.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
         )
