@@ -43,6 +43,7 @@ export class App {
   private readonly probe: ProbeView;
   private readonly stability: StabilityView;
   private readonly message = el('p', { class: 'message', role: 'status' });
+  private readonly failures = el('ul', { class: 'failures', 'aria-label': 'method failures' });
   private readonly redraws = new Map<Card, () => void>();
   private readonly started = performance.now();
 
@@ -57,6 +58,7 @@ export class App {
       { class: 'tb-xai' },
       this.controls.element,
       this.message,
+      this.failures,
       el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.probe.card.element, this.stability.card.element),
     );
     let frame = 0;
@@ -100,7 +102,23 @@ export class App {
     this.selection = consistent(next, this.runs, this.classNames.length);
     saveSelection(this.selection);
     this.controls.show(this.runs, this.selection, this.classNames);
+    this.showFailures();
     this.refresh();
+  }
+
+  /** Says which methods of the run failed, at which steps and why (a method failing everywhere has no data). */
+  private showFailures(): void {
+    const run = this.runs.find((r) => r.run === this.selection.run);
+    const items = (run?.methods ?? [])
+      .filter((m) => m.failures.length > 0)
+      .map((m) => {
+        const first = m.failures[0];
+        const where = m.inputs.length ? `failed at ${m.failures.length} step${m.failures.length === 1 ? '' : 's'}` : 'failed at every step';
+        const text = `${m.method} ${where}; at step ${first.step}: ${first.message}`;
+        return el('li', { title: text }, text);
+      });
+    this.failures.replaceChildren(...items);
+    this.failures.hidden = items.length === 0;
   }
 
   private refresh(): void {

@@ -19,6 +19,9 @@ button:disabled { color: #9e9e9e; cursor: default; }
 :focus-visible { outline: 2px solid #f57c00; outline-offset: 1px; }
 .step-probe { width: 28px; padding: 0; }
 .message { margin: 24px 0; font-size: 14px; color: #616161; }
+.failures { margin: 0 0 8px; padding: 6px 12px 6px 28px; background: #fff8e1; border: 1px solid #ffe082; border-radius: 4px;
+  font-size: 12px; color: #5d4037; }
+.failures li { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .cards { display: grid; grid-template-columns: minmax(0, 1fr); gap: 12px; }
 @media (min-width: 1100px) { .cards { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); }
   #evolution, #probe { grid-column: 1 / -1; } }

@@ -78,7 +78,7 @@ export class Heatmap {
     const plotHeight = rowHeight * data.rows.length;
     this.layout = { left, top: this.top, cell: plotWidth / data.steps.length, row: rowHeight, width: plotWidth, height: plotHeight };
     this.paintCells(plotWidth, plotHeight);
-    this.drawAxes(width, plotHeight + this.layout.top + bottom);
+    this.drawAxes(width, Math.max(plotHeight + bottom, this.colourBarHeight() + 10) + this.layout.top);
     this.drawMarks();
   }
 
@@ -168,7 +168,7 @@ export class Heatmap {
 
     // Colour bar: a gradient sampled from the scale, with its own axis.
     const barX = left + plotWidth + 14;
-    const barHeight = Math.min(plotHeight, 200);
+    const barHeight = this.colourBarHeight();
     const domain = scale.domain();
     const y = scaleLinear().domain([domain[0], domain[domain.length - 1]]).range([top + barHeight, top]);
     const gradientId = `bar-${Math.random().toString(36).slice(2)}`;
@@ -187,6 +187,10 @@ export class Heatmap {
       .attr('fill', '#616161')
       .text(valueName);
     svg.append('g').attr('class', 'marks');
+  }
+
+  private colourBarHeight(): number {
+    return Math.max(80, Math.min(this.layout.height, 200));
   }
 
   private drawMarks(): void {

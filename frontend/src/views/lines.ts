@@ -71,9 +71,10 @@ export class Lines {
     const svg = select(this.svg).attr('width', width).attr('height', height);
     svg.selectAll('*').remove();
     this.element.style.height = `${height}px`;
-    const integerSteps = (s1 ?? 0) - (s0 ?? 0) >= 4;
+    // Steps are integers: never label a tick between two of them.
+    const stepTicks = x.ticks(Math.max(2, Math.floor(plotWidth / 70))).filter(Number.isInteger);
     svg.append('g').attr('transform', `translate(0,${top + this.plotHeight})`)
-      .call(axisBottom(x).ticks(Math.max(2, Math.floor(plotWidth / 70)), integerSteps ? 'd' : '~g').tickSizeOuter(0));
+      .call(axisBottom(x).tickValues(stepTicks).tickFormat((d) => String(d)).tickSizeOuter(0));
     svg.append('g').attr('transform', `translate(${left},0)`).call(axisLeft(y).ticks(5, '~g'));
     svg.append('g').attr('class', 'grid').attr('transform', `translate(${left},0)`)
       .call(axisLeft(y).ticks(5).tickSize(-plotWidth).tickFormat(() => ''))
