@@ -10,7 +10,11 @@ from typing import Optional
 import numpy as np
 
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
-from tb_xai.methods.surrogate import LocalSurrogate, padded, segment_groups, weighted_least_squares
+from tb_xai.methods.batching import chunks
+from tb_xai.methods.surrogate import (
+    LocalSurrogate, normal_equations, padded, pipelined, segment_groups, solve_normal_equations,
+    weighted_least_squares,
+)
 
 #: LIME's own defaults: samples per probe and the kernel width (tabular: times sqrt(features)).
 _DEFAULT_SAMPLES = {"tabular": 5000, "image": 1000}
@@ -105,17 +109,34 @@ class Lime(LocalSurrogate):
         p, d = x.shape
         s = self.sample_count()
         mean, scale = self.standardization()
-        z = np.stack([standard_normal(probe_generator(self.seed, i), (s, d)) for i in index]).astype(np.float64)
-        standardized = (x - mean) / scale
-        if self.sample_around_instance:
-            z += standardized[:, None, :]
-        z[:, 0] = standardized
-        rows = (z * scale + mean).astype(np.float32)
-        y = self.predict_rows(rows.reshape(p * s, d), np.repeat(target, s)).reshape(p, s)
-        distances = np.linalg.norm(z - z[:, :1], axis=2)
-        beta, _ = weighted_least_squares(
-            z, y, self._kernel(distances, d), np.ones((p, d), dtype=bool), ridge=self.ridge, intercept=True
-        )
+        standardized = ((x - mean) / scale).astype(np.float32)
+        pieces = list(chunks(p, max(1, self.rows_per_call(d) // s)))
+        moments, outputs = [], []
+
+        def sampled(j: int) -> np.ndarray:
+            # Everything but the model's outputs is computed here, on the thread that overlaps the model.
+            piece = pieces[j]
+            z = np.stack([standard_normal(probe_generator(self.seed, i), (s, d)) for i in index[piece]])
+            if self.sample_around_instance:
+                z += standardized[piece, None, :]
+            z[:, 0] = standardized[piece]
+            delta = z - z[:, :1]
+            distances = np.sqrt(np.einsum("psk,psk->ps", delta, delta))
+            moments.append(normal_equations(z, self._kernel(distances, d), self.ridge))
+            return (z * scale.astype(np.float32) + mean.astype(np.float32)).reshape(-1, d)
+
+        def evaluate(j: int, rows: np.ndarray) -> None:
+            outputs.append(self.predict_rows(rows, np.repeat(target[pieces[j]], s)).reshape(-1, s))
+
+        pipelined(sampled, evaluate, len(pieces))
+        xy = np.concatenate([
+            np.matmul(np.swapaxes(weighted, 1, 2), y.astype(np.float32)[..., None])[..., 0]
+            for (weighted, _, _, _, _), y in zip(moments, outputs)
+        ])
+        y_sum = np.concatenate([(w * y).sum(axis=1) for (_, w, _, _, _), y in zip(moments, outputs)])
+        gram, x_sum, total_weight = (np.concatenate([m[i] for m in moments]) for i in (2, 3, 4))
+        beta, _ = solve_normal_equations(gram, x_sum, total_weight, xy, y_sum, np.ones((p, d), dtype=bool),
+                                         ridge=self.ridge, intercept=True)
         return beta.astype(np.float32)
 
     def _explain_superpixels(self, x, segments, target, index):

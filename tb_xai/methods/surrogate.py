@@ -11,6 +11,7 @@ least-squares solve for all probes of a block.
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import numbers
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -28,6 +29,73 @@ _ELEMENTS_PER_CALL = 2 ** 21
 _ELEMENTS_PER_BLOCK = 2 ** 24
 _SUPERPIXELS_PER_IMAGE = 256
 _ENGINES = ("batched", "reference")
+
+
+def normal_equations(design: np.ndarray, weights: np.ndarray, ridge: float):
+    """The weighted moments a least-squares fit needs that do not depend on the outputs.
+
+    Args:
+        design: (P, S, K) interpretable features of each sample; float32 keeps the big product in float32.
+        weights: (P, S) sample weights; zero for padding samples.
+        ridge: the L2 penalty the moments will be solved with (without one, weights are scaled to sum 1:
+            the solution ignores their scale and the KKT system is better conditioned).
+
+    Returns:
+        (weighted design (P, S, K), the weights used (P, S), gram (P, K, K), weighted feature sums (P, K),
+        weight sums (P,)).
+    """
+    dtype = np.float32 if design.dtype == np.float32 else np.float64
+    design = np.asarray(design, dtype=dtype)
+    w = np.asarray(weights, dtype=np.float64)
+    total_weight = np.maximum(w.sum(axis=1), np.finfo(np.float64).tiny)
+    if ridge == 0:
+        w = w / total_weight[:, None]
+        total_weight = np.ones(len(w))
+    weighted = design * w[:, :, None].astype(dtype)
+    gram = np.matmul(np.swapaxes(weighted, 1, 2), design).astype(np.float64)
+    return weighted, w, gram, weighted.sum(axis=1, dtype=np.float64), total_weight
+
+
+def solve_normal_equations(
+    gram: np.ndarray,
+    x_sum: np.ndarray,
+    total_weight: np.ndarray,
+    xy: np.ndarray,
+    y_sum: np.ndarray,
+    valid: np.ndarray,
+    ridge: float = 0.0,
+    intercept: bool = True,
+    total: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Solves the weighted least-squares problems given their moments, all probes in one batched call.
+
+    `xy` and `y_sum` are sum_s w_s z_s y_s and sum_s w_s y_s with the weights `normal_equations` returned.
+    See `weighted_least_squares` for the problem. Returns (coefficients (P, K), intercepts (P,)).
+    """
+    k = gram.shape[1]
+    rhs = np.asarray(xy, dtype=np.float64)
+    if intercept:  # centring on the weighted means, done on the moments instead of copying the design
+        x_mean = x_sum / total_weight[:, None]
+        y_mean = y_sum / total_weight
+        gram = gram - total_weight[:, None, None] * x_mean[:, :, None] * x_mean[:, None, :]
+        rhs = rhs - total_weight[:, None] * x_mean * y_mean[:, None]
+    gram = gram + np.eye(k) * ridge + np.eye(k) * (~valid)[:, None, :]
+    rhs = rhs * valid
+    if total is not None:
+        c = valid.astype(np.float64)
+        kkt = np.zeros((len(gram), k + 1, k + 1))
+        kkt[:, :k, :k] = gram
+        kkt[:, :k, k] = c
+        kkt[:, k, :k] = c
+        rhs = np.concatenate([rhs, np.asarray(total, dtype=np.float64)[:, None]], axis=1)
+        gram = kkt
+    try:
+        solution = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # too few samples for the features: the minimum-norm solution
+        solution = np.matmul(np.linalg.pinv(gram), rhs[..., None])[..., 0]
+    beta = solution[:, :k] * valid
+    b = (y_mean - (x_mean * beta).sum(axis=1)) if intercept else np.zeros(len(gram))
+    return beta, b
 
 
 def weighted_least_squares(
@@ -59,35 +127,13 @@ def weighted_least_squares(
     Returns:
         (coefficients (P, K), intercepts (P,)).
     """
-    design = np.asarray(design, dtype=np.float64) * valid[:, None, :]
-    y = np.asarray(y, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
-    if intercept:
-        x_mean = np.einsum("ps,psk->pk", w, design)
-        y_mean = np.einsum("ps,ps->p", w, y)
-        design = design - x_mean[:, None, :]
-        y = y - y_mean[:, None]
-    weighted = design * w[:, :, None]
-    gram = np.matmul(np.swapaxes(weighted, 1, 2), design)
-    rhs = np.einsum("psk,ps->pk", weighted, y)
-    k = design.shape[2]
-    gram = gram + np.eye(k) * ridge + np.eye(k) * (~valid)[:, None, :]
-    if total is not None:
-        c = valid.astype(np.float64)
-        kkt = np.zeros((len(y), k + 1, k + 1))
-        kkt[:, :k, :k] = gram
-        kkt[:, :k, k] = c
-        kkt[:, k, :k] = c
-        rhs = np.concatenate([rhs, np.asarray(total, dtype=np.float64)[:, None]], axis=1)
-        gram = kkt
-    try:
-        solution = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:  # too few samples for the features: the minimum-norm solution
-        solution = np.matmul(np.linalg.pinv(gram), rhs[..., None])[..., 0]
-    beta = solution[:, :k] * valid
-    b = (y_mean - np.einsum("pk,pk->p", x_mean, beta)) if intercept else np.zeros(len(y))
-    return beta, b
+    design = np.asarray(design)
+    if design.dtype == bool:
+        design = design.astype(np.float64)
+    weighted, w, gram, x_sum, total_weight = normal_equations(design, weights, ridge)
+    xy = np.matmul(np.swapaxes(weighted, 1, 2), np.asarray(y, dtype=weighted.dtype)[..., None])[..., 0]
+    y_sum = (w * y).sum(axis=1)
+    return solve_normal_equations(gram, x_sum, total_weight, xy, y_sum, valid, ridge, intercept, total)
 
 
 class LocalSurrogate(AttributionMethod):
@@ -270,16 +316,26 @@ class LocalSurrogate(AttributionMethod):
         rows_b = flat_r.shape[1]
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
-        pairs_per_call = max(1, self.rows_per_call(flat_x.shape[1]) // rows_b)
-        for piece in chunks(len(probe_of), pairs_per_call):
-            p, s = probe_of[piece], sample_of[piece]
-            keep = masks[p, s]
+        pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
+        pieces = list(chunks(len(probe_of), pairs_per_call))
+        buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=np.float32) for _ in range(2)]
+
+        def perturbed(j: int):
+            p = probe_of[pieces[j]]
+            keep = masks[p, sample_of[pieces[j]]]
             if groups is not None:
                 keep = np.take_along_axis(keep, groups[p], axis=1)
-            fill = flat_r[p] if len(flat_r) > 1 else flat_r
-            rows = np.where(keep[:, None, :], flat_x[p][:, None, :], fill)
+            rows = buffers[j % 2][:len(p)]
+            np.copyto(rows, flat_r[p] if len(flat_r) > 1 else flat_r)
+            np.copyto(rows, flat_x[p][:, None, :], where=keep[:, None, :])
+            return rows
+
+        def evaluate(j: int, rows: np.ndarray) -> None:
+            p = probe_of[pieces[j]]
             out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b))
-            values[p, s] = out.reshape(-1, rows_b) @ replacement_weights
+            values[p, sample_of[pieces[j]]] = out.reshape(-1, rows_b) @ replacement_weights
+
+        pipelined(perturbed, evaluate, len(pieces))
         return values
 
     def predict_rows(self, rows: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -290,6 +346,22 @@ class LocalSurrogate(AttributionMethod):
             predicted = self.model.predict([rows[piece]], batch_size=size)
             out[piece] = predicted[np.arange(len(predicted)), target[piece]]
         return out
+
+
+def pipelined(build, evaluate, count: int) -> None:
+    """Calls `evaluate(j, build(j))` for j < count, building j + 1 on a second thread while j is evaluated.
+
+    Perturbed inputs are built by numpy while the model runs in TensorFlow; both release the GIL, so the
+    host work overlaps the model's and costs little of its throughput. `build(j + 2)` starts only after
+    `evaluate(j)` returns, so two alternating buffers suffice.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(build, 0)
+        for j in range(count):
+            built = pending.result()
+            if j + 1 < count:
+                pending = pool.submit(build, j + 1)
+            evaluate(j, built)
 
 
 def padded(arrays: List[np.ndarray], shape: Tuple[int, ...], value=0) -> np.ndarray:

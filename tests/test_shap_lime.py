@@ -1,0 +1,293 @@
+"""KernelSHAP, LIME, expected gradients and occlusion: exactness, agreement with shap and lime, logging.
+
+Agreement is calibrated by the libraries themselves: our estimate must correlate with the library's at least
+as well as the library correlates with itself under another seed, minus 0.01.
+"""
+
+import itertools
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import tb_xai
+from tb_xai.backend import adapt
+from tb_xai.methods import Background, ExpectedGradients, KernelShap, Lime, Occlusion, Segmentation
+from tb_xai.methods import surrogate
+from tb_xai.probe import as_probe_set
+
+
+def corr(a, b):
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def assert_agrees(ours, library_1, library_2):
+    mutual = corr(library_1, library_2)
+    ours_vs_library = (corr(ours, library_1) + corr(ours, library_2)) / 2
+    assert ours_vs_library >= mutual - 0.01, (ours_vs_library, mutual)
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    """A tiny trained MLP on 8 features, its probes, targets and a background."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    y = (x[:, 0] + 2 * x[:, 1] * x[:, 2] - x[:, 3] > 0).astype(np.int32)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    probes, background = x[:10], x[200:210]
+    probe = as_probe_set(probes)
+    adapter = adapt(model, probe)
+    target = np.argmax(adapter.predict([probes]), axis=1)
+    return model, adapter, probe, probes, target, background
+
+
+def attribute(method, adapter, probe, x, target):
+    method.setup(adapter, probe)
+    return method.attribute([x], target)[0]
+
+
+def exact_shapley(adapter, x, target, background):
+    """Interventional Shapley values by enumerating every coalition."""
+    d = x.shape[1]
+    out = np.zeros(x.shape)
+    for i in range(len(x)):
+        value = {}
+        for r in range(d + 1):
+            for members in itertools.combinations(range(d), r):
+                rows = background.copy()
+                rows[:, list(members)] = x[i, list(members)]
+                value[members] = adapter.predict([rows])[:, target[i]].mean()
+        for j in range(d):
+            for members, v in value.items():
+                if j not in members:
+                    s = len(members)
+                    weight = math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
+                    out[i, j] += weight * (value[tuple(sorted(members + (j,)))] - v)
+    return out
+
+
+def test_kernel_shap_is_exact_at_a_full_coalition_budget(tabular):
+    _, adapter, probe, x, target, background = tabular
+    ours = attribute(KernelShap(samples=2 ** 8, background=background), adapter, probe, x[:4], target[:4])
+    exact = exact_shapley(adapter, x[:4], target[:4], background)
+    assert np.abs(ours - exact).max() < 1e-5
+
+
+def test_kernel_shap_is_efficient_on_every_probe(tabular):
+    _, adapter, probe, x, target, background = tabular
+    ours = attribute(KernelShap(samples=60, background=background), adapter, probe, x, target)
+    f_x = adapter.predict([x])[np.arange(len(x)), target]
+    f_background = adapter.predict([background])[:, target].mean(axis=0)
+    np.testing.assert_allclose(ours.sum(axis=1), f_x - f_background, atol=1e-5)
+
+
+def test_kernel_shap_agrees_with_shap_kernel_explainer(tabular):
+    import shap
+
+    _, adapter, probe, x, target, background = tabular
+    ours = attribute(KernelShap(samples=100, background=background), adapter, probe, x, target)
+
+    def library(seed):
+        np.random.seed(seed)
+        rows = []
+        for i in range(len(x)):
+            explainer = shap.KernelExplainer(lambda r, t=target[i]: adapter.predict([r])[:, t], background)
+            rows.append(explainer.shap_values(x[i:i + 1], nsamples=100, l1_reg=False, silent=True)[0])
+        return np.array(rows)
+
+    assert_agrees(ours, library(1), library(2))
+
+
+def test_lime_agrees_with_lime_tabular_explainer(tabular):
+    from lime.lime_tabular import LimeTabularExplainer
+
+    _, adapter, probe, x, target, background = tabular
+    ours = attribute(Lime(samples=1000, background=background), adapter, probe, x, target)
+
+    def library(seed):
+        explainer = LimeTabularExplainer(background.astype(np.float64), discretize_continuous=False,
+                                         random_state=seed)
+        rows = []
+        for i in range(len(x)):
+            explanation = explainer.explain_instance(
+                x[i].astype(np.float64), lambda r: adapter.predict([r.astype(np.float32)]), labels=(target[i],),
+                num_features=x.shape[1], num_samples=1000,
+            )
+            row = np.zeros(x.shape[1])
+            for feature, value in explanation.local_exp[target[i]]:
+                row[feature] = value
+            rows.append(row)
+        return np.array(rows)
+
+    assert_agrees(ours, library(1), library(2))
+
+
+def test_expected_gradients_agrees_with_shap_gradient_explainer(tabular):
+    import shap
+
+    model, adapter, probe, x, target, background = tabular
+    ours = attribute(ExpectedGradients(background=background, samples=200), adapter, probe, x, target)
+    explainer = shap.GradientExplainer(model, background)
+    picked = [np.asarray(explainer.shap_values(x, nsamples=200, rseed=seed))[np.arange(len(x)), :, target]
+              for seed in (1, 2)]
+    assert_agrees(ours, *picked)
+
+
+@pytest.fixture(scope="module")
+def grayscale():
+    """A tiny CNN on 16x16 grayscale digits-like images (sklearn's 8x8 digits, upscaled)."""
+    from sklearn.datasets import load_digits
+
+    keras.utils.set_random_seed(0)
+    digits = load_digits()
+    images = np.kron(digits.images[:300] / 16.0, np.ones((2, 2)))[..., None].astype(np.float32)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(images, digits.target[:300], epochs=3, batch_size=32, verbose=0)
+    x = images[-4:]
+    probe = as_probe_set(x)
+    adapter = adapt(model, probe)
+    return model, adapter, probe, x, np.argmax(adapter.predict([x]), axis=1)
+
+
+def test_lime_on_grayscale_images_agrees_with_lime_image_explainer(grayscale):
+    from lime.lime_image import LimeImageExplainer
+
+    _, adapter, probe, x, target = grayscale
+    segmentation = Segmentation("grid", patch=4)
+    ours = attribute(Lime(samples=500, segmentation=segmentation), adapter, probe, x, target)
+    assert ours.shape == (4, 16, 16)
+
+    def library(seed):
+        maps = []
+        for i in range(len(x)):
+            segments = segmentation(x[i])
+            explainer = LimeImageExplainer(random_state=seed)
+            explanation = explainer.explain_instance(
+                np.repeat(x[i], 3, axis=-1).astype(np.float64),
+                lambda images: adapter.predict([images[..., :1].astype(np.float32)]),
+                labels=(target[i],), top_labels=None, num_samples=500, batch_size=500,
+                segmentation_fn=lambda image, s=segments: s,
+            )
+            values = np.zeros(segments.max() + 1)
+            for feature, value in explanation.local_exp[target[i]]:
+                values[feature] = value
+            maps.append(values[segments])
+        return np.array(maps)
+
+    assert_agrees(ours, library(1), library(2))
+
+
+def test_reference_engines_agree_with_the_batched_engines(tabular, grayscale):
+    _, adapter, probe, x, target, background = tabular
+    for cls, samples in ((KernelShap, 100), (Lime, 500)):
+        batched = attribute(cls(samples=samples, background=background), adapter, probe, x[:4], target[:4])
+        reference = attribute(cls(samples=samples, background=background, engine="reference"), adapter, probe,
+                              x[:4], target[:4])
+        assert reference.shape == batched.shape and corr(batched, reference) > 0.95
+    _, adapter, probe, x, target = grayscale
+    for cls in (KernelShap, Lime):
+        segmentation = Segmentation("grid", patch=4)
+        batched = attribute(cls(samples=300, segmentation=segmentation), adapter, probe, x[:2], target[:2])
+        reference = attribute(cls(samples=300, segmentation=segmentation, engine="reference"), adapter, probe,
+                              x[:2], target[:2])
+        assert reference.shape == batched.shape == (2, 16, 16) and corr(batched, reference) > 0.9
+
+
+def test_seeded_and_deterministic_per_probe_whatever_the_batching(tabular, grayscale, monkeypatch):
+    _, adapter, probe, x, target, background = tabular
+    _, image_adapter, image_probe, images, image_target = grayscale
+    cases = [
+        (lambda **kw: KernelShap(samples=50, background=background, **kw), adapter, probe, x, target),
+        (lambda **kw: Lime(samples=300, background=background, **kw), adapter, probe, x, target),
+        (lambda **kw: ExpectedGradients(background=background, samples=20, **kw), adapter, probe, x, target),
+        (lambda **kw: Lime(samples=100, segmentation="grid", **kw), image_adapter, image_probe, images,
+         image_target),
+    ]
+    for make, model, p, inputs, t in cases:
+        first = attribute(make(seed=3), model, p, inputs, t)
+        np.testing.assert_array_equal(first, attribute(make(seed=3), model, p, inputs, t))
+        assert not np.allclose(first, attribute(make(seed=4), model, p, inputs, t))
+        with monkeypatch.context() as patch:  # one probe per block and tiny model calls
+            patch.setattr(surrogate, "_ELEMENTS_PER_BLOCK", 1)
+            patch.setattr(model, "batch_size", 7)
+            kw = {} if isinstance(make(), ExpectedGradients) else {"batch_size": 7}
+            np.testing.assert_allclose(attribute(make(seed=3, **kw), model, p, inputs, t), first, atol=1e-5)
+
+
+def test_occlusion_finds_the_pixels_a_linear_model_reads():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    weights = np.zeros((64, 2), dtype=np.float32)
+    weights[:16, 1] = 1.0  # class 1 reads the top two rows
+    model.layers[-1].set_weights([weights, np.zeros(2, dtype=np.float32)])
+    x = np.ones((2, 8, 8, 1), dtype=np.float32)
+    probe = as_probe_set(x)
+    maps = attribute(Occlusion(window=2, stride=2), adapt(model, probe), probe, x, np.array([1, 1]))
+    assert maps.shape == (2, 8, 8)
+    np.testing.assert_allclose(maps[:, :2], 4.0)
+    np.testing.assert_allclose(maps[:, 2:], 0.0)
+
+
+def test_backgrounds_are_stated_in_the_logged_config(tmp_path, tabular):
+    model, _, _, x, _, _ = tabular
+    kmeans = Background.kmeans(np.random.default_rng(0).standard_normal((200, 8)), k=5, seed=0)
+    assert kmeans.data.shape == (5, 8) and np.isclose(kmeans.weights.sum(), 1.0)
+    callback = tb_xai.AttributionCallback(
+        str(tmp_path), x[:4], methods=[KernelShap(samples=40, background=kmeans),
+                                       Lime(samples=100, name="lime_probe")])
+    model.fit(x, np.zeros(len(x), dtype=np.int32), epochs=1, verbose=0, callbacks=[callback])
+    run = tb_xai.load(str(tmp_path))
+    assert run.config("kernel_shap")["background"] == "kmeans" and run.config("kernel_shap")["background_k"] == 5
+    assert run.config("lime_probe")["background"] == "probe"
+
+
+def test_callback_logs_every_new_method(tmp_path, tabular, grayscale):
+    model, _, _, x, _, background = tabular
+    callback = tb_xai.AttributionCallback(
+        str(tmp_path / "tabular"), x[:4],
+        methods=[KernelShap(samples=40, background=background), Lime(samples=100),
+                 ExpectedGradients(samples=10)],
+    )
+    model.fit(x, np.zeros(len(x), dtype=np.int32), epochs=2, verbose=0, callbacks=[callback])
+    run = tb_xai.load(str(tmp_path / "tabular"))
+    for name in ("kernel_shap", "lime", "expected_gradients"):
+        assert run.attributions(name).shape == (2, 4, 8), name
+        assert np.abs(run.attributions(name)).sum() > 0
+    assert not run.failures()
+
+    cnn, _, _, images, _ = grayscale
+    callback = tb_xai.AttributionCallback(
+        str(tmp_path / "images"), images[:3],
+        methods=[KernelShap(samples=40, segmentation="grid"), Lime(samples=100, segmentation="slic"),
+                 Occlusion(window=4), ExpectedGradients(samples=10)],
+    )
+    cnn.fit(images, np.zeros(len(images), dtype=np.int32), epochs=2, verbose=0, callbacks=[callback])
+    run = tb_xai.load(str(tmp_path / "images"))
+    for name, shape in (("kernel_shap", (2, 3, 16, 16)), ("lime", (2, 3, 16, 16)), ("occlusion", (2, 3, 16, 16)),
+                        ("expected_gradients", (2, 3, 16, 16, 1))):
+        assert run.attributions(name).shape == shape, name
+    assert run.config("lime")["segmentation"] == "slic"
+    assert not run.failures()
+
+
+def test_configuration_mistakes_name_the_bad_value(tabular):
+    _, adapter, probe, x, target, background = tabular
+    sequence = as_probe_set(np.zeros((2, 5, 7), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"tabular \(probes, features\) or image .* shape \(2, 5, 7\)"):
+        Lime().setup(adapter, sequence)
+    with pytest.raises(ValueError, match=r"background rows have shape \(3,\) but probe rows have shape \(8,\)"):
+        KernelShap(background=np.zeros((4, 3))).setup(adapter, probe)
+    with pytest.raises(ValueError, match="segment_mean"):
+        KernelShap(background="segment_mean").setup(adapter, probe)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Lime(engine="fast")
+    with pytest.raises(ValueError, match="explains one image input"):
+        Occlusion().setup(adapter, probe)
