@@ -30,7 +30,7 @@ export class Bars {
     names.forEach((name, i) => {
       const v = values[i];
       const y = top + i * row;
-      if (v === null || !Number.isFinite(v)) return;
+      if (v === null || !Number.isFinite(v) || v === 0) return;
       const x0 = x(0);
       const x1 = x(signed ? v : Math.abs(v));
       rows.append('rect').attr('x', Math.min(x0, x1)).attr('y', y + 1).attr('width', Math.max(1, Math.abs(x1 - x0))).attr('height', Math.max(2, row - 2))
