@@ -16,7 +16,7 @@ import numpy as np
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
 
-from tb_xai import metadata
+from tb_xai import aggregate, metadata
 
 
 @dataclasses.dataclass
@@ -138,6 +138,195 @@ class Run:
                     message = series.values[step].reshape(-1)[0]
                     out.append((step, series.info.method, message.decode("utf-8", "replace")))
         return sorted(out)
+
+    # ------------------------------------------------------- the dashboard's aggregates (tb_xai.aggregate)
+    def importance(
+        self, method: str, input: Optional[str] = None, *, signed: bool = False, target: Optional[int] = None
+    ) -> np.ndarray:
+        """Per-step feature importance, as the dashboard's evolution view draws it.
+
+        The mean over probes of each probe's map (|attribution|, image channels summed); see
+        `tb_xai.aggregate.feature_importance`.
+
+        Args:
+            method: a logged method.
+            input: the probe input, for multi-input models.
+            signed: average signed attributions instead of magnitudes.
+            target: only average the probes explained for this class at each step (NaN where none was).
+
+        Returns:
+            float64 array (steps, *map_shape): (steps, features) for tabular probes, (steps, H, W) for images.
+            The steps are `run.steps(method)`.
+
+        Example:
+            >>> run = tb_xai.load("runs/exp1")
+            >>> importance = run.importance("integrated_gradients")
+            >>> run.feature_names()[importance[-1].argmax()]   # the most important feature at the last step
+            'worst radius'
+        """
+        series = self._attribution_series(method, input)
+        targets = self._targets_at(series.steps()) if target is not None else None
+        importance, _ = aggregate.feature_importance(
+            series.stacked(), modality=series.info.modality, signed=signed, targets=targets, target=target
+        )
+        return importance
+
+    def ranking(self, method: str, input: Optional[str] = None, *, step: int = -1) -> List[str]:
+        """Features (tabular names, or "pixel (row, col)" of an image map) by importance at a step, largest first.
+
+        Args:
+            method: a logged method.
+            input: the probe input, for multi-input models.
+            step: a position in `run.steps(method)` (-1: the last logged step).
+
+        Example:
+            >>> tb_xai.load("runs/exp1").ranking("saliency")[:3]
+            ['worst radius', 'worst texture', 'mean concave points']
+        """
+        importance = self.importance(method, input)
+        if not -len(importance) <= step < len(importance):
+            raise IndexError(f"step position {step} is out of range for {len(importance)} logged steps of {method!r}")
+        names = self.map_names(method, input)
+        flat = importance.reshape(len(importance), -1)[[step]]
+        return [names[i] for i in aggregate.importance_order(flat)]
+
+    def stability(
+        self, method: str, input: Optional[str] = None, *, k: int = 10, target: Optional[int] = None
+    ) -> Dict[str, np.ndarray]:
+        """Rank stability of the importance between consecutive steps and against the last step.
+
+        Args:
+            method: a logged method.
+            input: the probe input, for multi-input models.
+            k: size of the top-k sets compared (clipped to the number of features).
+            target: only count probes explained for this class.
+
+        Returns:
+            A dict of (steps,) arrays: `steps`, `spearman_previous` and `topk_previous` (NaN at the first step),
+            `spearman_last`, `topk_last`; and `k`, the effective k. See `tb_xai.aggregate.rank_stability`.
+
+        Example:
+            >>> tb_xai.load("runs/exp1").stability("saliency", k=5)["spearman_previous"][-1]
+            0.98
+        """
+        importance = self.importance(method, input, target=target)
+        result = aggregate.rank_stability(importance.reshape(len(importance), -1), k)
+        result["steps"] = np.asarray(self.steps(method, input), dtype=np.int64)
+        return result
+
+    def agreement(
+        self, input: Optional[str] = None, *, k: int = 10, target: Optional[int] = None
+    ) -> List[dict]:
+        """Rank agreement of every pair of methods whose maps have one shape, at the steps both logged.
+
+        Args:
+            input: the probe input, for multi-input models.
+            k: size of the top-k sets compared.
+            target: only count probes explained for this class.
+
+        Returns:
+            One dict per pair: `methods`, `steps`, `spearman`, `topk` (see `tb_xai.aggregate.method_agreement`).
+
+        Example:
+            >>> [pair["methods"] for pair in tb_xai.load("runs/exp1").agreement()]
+            [['integrated_gradients', 'saliency']]
+        """
+        by_shape: Dict[tuple, dict] = {}
+        for method in self.methods:
+            try:
+                series = self._attribution_series(method, input)
+            except KeyError:  # a method that only ever failed
+                continue
+            importance = self.importance(method, input, target=target)
+            by_shape.setdefault(importance.shape[1:], {})[method] = (
+                series.steps(), importance.reshape(len(importance), -1)
+            )
+        pairs = [pair for group in by_shape.values() for pair in aggregate.method_agreement(group, k)]
+        return sorted(pairs, key=lambda pair: pair["methods"])
+
+    def to_dataframe(self, methods: Optional[List[str]] = None):
+        """Every logged attribution as a tidy pandas DataFrame, one row per (method, input, step, probe, feature).
+
+        Columns: `method`, `input`, `step`, `probe` (index in the probe set), `feature` (the feature's name, "feature 3"
+        when none was logged, or "pixel (3, 5)" for row 3, column 5 of an image's attribution; image attributions
+        with channels name "3,5,0"), `attribution`, and
+        `target` (the class explained for that probe at that step).
+
+        Args:
+            methods: the methods to include; all logged ones by default.
+
+        Raises:
+            ImportError: pandas is not installed.
+
+        Example:
+            >>> df = tb_xai.load("runs/exp1").to_dataframe()
+            >>> df[df.step == df.step.max()].groupby("feature").attribution.apply(lambda a: a.abs().mean())
+        """
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError(
+                "Run.to_dataframe needs pandas, which is not installed; install it with `pip install pandas`, "
+                "or use the numpy accessors (run.attributions, run.importance)"
+            ) from error
+        frames = []
+        for method in self.methods if methods is None else methods:
+            for input in self.inputs:
+                try:
+                    series = self._attribution_series(method, input)
+                except KeyError:  # failures only, or not logged for this input
+                    continue
+                values = series.stacked()
+                steps, probes = values.shape[:2]
+                per_probe = values.shape[2:]
+                names = self._element_names(method, input, per_probe)
+                targets = self._targets_at(series.steps())
+                frames.append(pd.DataFrame({
+                    "method": method,
+                    "input": input,
+                    "step": np.repeat(series.steps(), probes * len(names)),
+                    "probe": np.tile(np.repeat(np.arange(probes), len(names)), steps),
+                    "feature": np.tile(np.asarray(names, dtype=object), steps * probes),
+                    "attribution": values.reshape(-1),
+                    "target": np.repeat(targets.reshape(-1), len(names)),
+                }))
+        columns = ["method", "input", "step", "probe", "feature", "attribution", "target"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    def map_names(self, method: str, input: Optional[str] = None) -> List[str]:
+        """Names of the elements of `run.importance(method)` maps, flattened in C order.
+
+        Tabular probes: the logged feature names (else "feature 0", ...); images: "pixel (row, col)".
+
+        Example:
+            >>> run = tb_xai.load("runs/exp1")
+            >>> dict(zip(run.map_names("saliency"), run.importance("saliency")[-1].ravel()))
+        """
+        series = self._attribution_series(method, input)
+        attribution_shape = next(iter(series.values.values())).shape[1:]
+        return self._element_names(method, input, aggregate.map_shape(attribution_shape, series.info.modality))
+
+    def _element_names(self, method: str, input: Optional[str], shape: Tuple[int, ...]) -> List[str]:
+        """Names of the elements of an attribution or map of `shape`: the logged names, else positions."""
+        names = self._attribution_series(method, input).info.feature_names
+        if names and len(shape) == 1 and len(names) == shape[0]:
+            return list(names)
+        if len(shape) == 1:
+            return [f"feature {i}" for i in range(shape[0])]
+        if len(shape) == 2:  # as the dashboard names the pixels of a map
+            return [f"pixel ({r}, {c})" for r, c in np.ndindex(*shape)]
+        return [",".join(str(i) for i in index) for index in np.ndindex(*shape)]
+
+    def _targets_at(self, steps: List[int]) -> np.ndarray:
+        """(len(steps), probes) targets logged at `steps`; -1 (no class) where none was logged."""
+        series = self._series.get(metadata.TARGETS_TAG)
+        probes = len(self.probe(self.inputs[0])) if self.inputs else 0
+        aligned = np.full((len(steps), probes), -1, dtype=np.int64)
+        if series is not None:
+            for row, step in enumerate(steps):
+                if step in series.values and series.values[step].shape == (probes,):
+                    aligned[row] = series.values[step]
+        return aligned
 
     def __repr__(self) -> str:
         return f"Run({self.path!r}, methods={self.methods})"

@@ -1,0 +1,367 @@
+"""Matplotlib figures of the dashboard's views, for notebooks, papers and CI artifacts.
+
+Every function takes a `tb_xai.Run` (or a log directory) and returns a `matplotlib.figure.Figure` built without
+pyplot: no global current figure, so `fig.savefig("x.png" | "x.svg" | "x.pdf")` draws the same figure under any
+backend, before or after `plt.show()`. In a notebook, a returned figure displays itself.
+
+The numbers drawn come from `tb_xai.aggregate` through `Run.importance`, `Run.stability` and `Run.agreement`:
+the same aggregation the TensorBoard plugin serves. Colours follow the dashboard: white means no attribution,
+magnitudes use a white-yellow-red ramp, signed values blue (against the class) - white - red (towards it).
+
+Example:
+    >>> run = tb_xai.load("runs/exp1")
+    >>> tb_xai.plot.evolution_heatmap(run, "integrated_gradients").savefig("evolution.png", dpi=150)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+from matplotlib import colormaps, colors as mcolors
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import MaxNLocator
+
+from tb_xai import aggregate
+from tb_xai.reader import Run, load
+
+RunLike = Union[Run, str, os.PathLike]
+
+#: The dashboard's scales: magnitudes on a ramp from white through yellow to red, signed values red-white-blue.
+_MAGNITUDE = mcolors.LinearSegmentedColormap.from_list(
+    "tb_xai_magnitude", ["#ffffff"] + [mcolors.to_hex(c) for c in colormaps["YlOrRd"](np.linspace(0.0, 0.95, 8))]
+)
+_SIGNED = "RdBu_r"
+
+
+def _run(run: RunLike) -> Run:
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, (str, os.PathLike)):
+        return load(run)
+    raise TypeError(f"run must be a tb_xai.Run or a log directory; received: {run!r}")
+
+
+def _norm(values: np.ndarray, signed: bool) -> mcolors.Normalize:
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    top = float(np.abs(finite).max()) if finite.size else 1.0
+    top = top or 1.0
+    return mcolors.Normalize(-top if signed else 0.0, top)
+
+
+def _pick(count: int, most: int) -> List[int]:
+    """At most `most` positions out of `count`, evenly spaced, always the first and the last."""
+    if most < 1:
+        raise ValueError(f"the number of frames must be at least 1; received {most}")
+    if count <= most:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, most)})
+
+
+def _value_name(signed: bool) -> str:
+    return "signed mean attribution" if signed else "mean |attribution|"
+
+
+def _steps_axis(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step (epoch)")
+
+
+def _is_picture(importance: np.ndarray) -> bool:
+    return importance.ndim == 3  # (steps, H, W)
+
+
+def evolution_heatmap(
+    run: RunLike,
+    method: str,
+    *,
+    input: Optional[str] = None,
+    signed: bool = False,
+    target: Optional[int] = None,
+    rows: int = 20,
+    frames: int = 10,
+) -> Figure:
+    """Which features matter, since when: the dashboard's evolution view.
+
+    Tabular probes: a feature x step heatmap of the importance, features ranked by their importance at the
+    last step (the top `rows`). Image probes: the mean attribution map at up to `frames` steps, on one scale.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        method: a logged method.
+        input: the probe input, for multi-input models.
+        signed: signed mean attributions instead of mean magnitudes.
+        target: only average probes explained for this class.
+        rows: the most features drawn (tabular).
+        frames: the most steps drawn (images); the first and last are always among them.
+
+    Example:
+        >>> fig = tb_xai.plot.evolution_heatmap("runs/exp1", "saliency", rows=10)
+        >>> fig.savefig("evolution.svg")
+    """
+    run = _run(run)
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1; received rows={rows}")
+    importance = run.importance(method, input, signed=signed, target=target)
+    steps = run.steps(method, input)
+    norm = _norm(importance, signed)
+    cmap = _SIGNED if signed else _MAGNITUDE
+    if _is_picture(importance):
+        return _map_strip(None, importance, steps, norm, cmap, frames, f"{method}: mean map over probes per step",
+                          _value_name(signed))
+    names = run.map_names(method, input)
+    order = aggregate.importance_order(importance)[:rows]
+    data = importance[:, order].T
+    fig = Figure(figsize=(min(3 + 0.35 * len(steps), 14), 1.2 + 0.28 * len(order)), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", interpolation="nearest", cmap=cmap, norm=norm)
+    ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
+    ticks = _pick(len(steps), 12)
+    ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+    ax.set_xlabel("step (epoch)")
+    ax.set_title(f"{method}: feature importance per step, ranked at step {steps[-1]}")
+    fig.colorbar(image, ax=ax, label=_value_name(signed), shrink=0.9)
+    return fig
+
+
+def _map_strip(
+    fig: Union[Figure, SubFigure], maps, steps, norm, cmap, frames, title, value_name, first=None
+) -> Union[Figure, SubFigure]:
+    """Maps at up to `frames` steps side by side on one colour scale, optionally after the input image."""
+    picks = _pick(len(steps), frames)
+    columns = len(picks) + (first is not None)
+    if fig is None:
+        fig = Figure(figsize=(1.6 * columns + 1.4, 2.6), layout="constrained")
+    axes = fig.subplots(1, columns, squeeze=False)[0]
+    if first is not None:
+        _draw_input(axes[0], first)
+    image = None
+    for ax, i in zip(axes[columns - len(picks):], picks):
+        image = ax.imshow(np.ma.masked_invalid(maps[i]), cmap=cmap, norm=norm, interpolation="nearest")
+        ax.set_title(f"step {steps[i]}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.colorbar(image, ax=list(axes), label=value_name, shrink=0.85)
+    return fig
+
+
+def _draw_input(ax, value: np.ndarray) -> None:
+    value = np.asarray(value, dtype=np.float64)
+    if value.ndim == 3 and value.shape[-1] in (3, 4):
+        low, high = np.nanmin(value), np.nanmax(value)
+        ax.imshow((value - low) / ((high - low) or 1.0), interpolation="nearest")
+    else:
+        ax.imshow(value.reshape(value.shape[:2]), cmap="gray_r", interpolation="nearest")
+    ax.set_title("input", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def top_k_lines(
+    run: RunLike,
+    method: str,
+    *,
+    k: int = 5,
+    input: Optional[str] = None,
+    signed: bool = False,
+    target: Optional[int] = None,
+) -> Figure:
+    """The `k` most important features' importance over steps (ranked at the last step), one line each.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        method: a logged method.
+        k: how many features (or pixels, for image maps).
+        input: the probe input, for multi-input models.
+        signed: signed mean attributions instead of mean magnitudes.
+        target: only average probes explained for this class.
+
+    Example:
+        >>> tb_xai.plot.top_k_lines("runs/exp1", "integrated_gradients", k=3).savefig("top3.pdf")
+    """
+    run = _run(run)
+    if k < 1:
+        raise ValueError(f"k must be at least 1; received k={k}")
+    importance = run.importance(method, input, signed=signed, target=target)
+    flat = importance.reshape(len(importance), -1)
+    names = run.map_names(method, input)
+    order = aggregate.importance_order(flat)[:k]
+    steps = run.steps(method, input)
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for i in order:
+        ax.plot(steps, flat[:, i], marker="o", markersize=3, label=names[i])
+    _steps_axis(ax)
+    ax.set_ylabel(_value_name(signed))
+    ax.set_title(f"{method}: top {len(order)} at step {steps[-1]}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def probe_filmstrip(
+    run: RunLike,
+    method: str,
+    probe: int,
+    *,
+    input: Optional[str] = None,
+    signed: Optional[bool] = None,
+    frames: int = 8,
+    rows: int = 15,
+) -> Figure:
+    """One probe across steps: its attributions and, below, the model's predicted probabilities.
+
+    Shows whether the explanation of this probe changed while its prediction did not, or the reverse. Image
+    probes get the input and its attribution map at up to `frames` steps; tabular probes a feature x step
+    heatmap of their `rows` largest attributions at the last step.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        method: a logged method.
+        probe: index of the probe in the probe set.
+        input: the probe input, for multi-input models.
+        signed: draw signed attributions; by default signed for tabular probes, magnitudes for images.
+        frames: the most steps drawn as maps (images).
+        rows: the most features drawn (tabular).
+
+    Example:
+        >>> tb_xai.plot.probe_filmstrip("runs/exp1", "grad_cam", probe=3).savefig("probe3.png")
+    """
+    run = _run(run)
+    attributions = run.attributions(method, input)
+    if not 0 <= probe < attributions.shape[1]:
+        raise IndexError(f"probe={probe} is out of range: {method!r} has {attributions.shape[1]} probes")
+    steps = run.steps(method, input)
+    values = attributions[:, probe]
+    picture = values.ndim == 3 or (values.ndim == 4 and values.shape[-1] in (1, 3, 4))
+    if signed is None:
+        signed = not picture
+    label = run.labels()
+    class_names = run.class_names()
+    title = f"{method}: probe {probe}"
+    if label is not None and np.ndim(label[probe]) == 0:
+        title += f" (label {_class_name(int(label[probe]), class_names)})"
+    if picture:
+        maps = values if values.ndim == 3 else (values if signed else np.abs(values)).sum(axis=-1)
+        if not signed:
+            maps = np.abs(maps)
+        columns = min(len(steps), frames) + 1
+        fig = Figure(figsize=(1.6 * columns + 1.2, 5.0), layout="constrained")
+        top, bottom = fig.subfigures(2, 1, height_ratios=[2.6, 2.4])
+        _map_strip(top, maps, steps, _norm(maps, signed), _SIGNED if signed else _MAGNITUDE, frames, title,
+                   "attribution" if signed else "|attribution|", first=run.probe(input)[probe])
+        _prediction_panel(bottom.add_subplot(), run, probe)
+        return fig
+    flat = values.reshape(len(values), -1)
+    labels = run.map_names(method, input)
+    order = np.argsort(-np.abs(flat[-1]), kind="stable")[:rows]
+    fig = Figure(figsize=(min(3 + 0.35 * len(steps), 14), 3.2 + 0.28 * len(order)), layout="constrained")
+    grid = fig.add_gridspec(2, 1, height_ratios=[0.28 * len(order) + 0.8, 2.2])
+    ax = fig.add_subplot(grid[0])
+    norm = _norm(flat[:, order], signed)
+    image = ax.imshow(flat[:, order].T if signed else np.abs(flat[:, order]).T, aspect="auto",
+                      interpolation="nearest", cmap=_SIGNED if signed else _MAGNITUDE, norm=norm)
+    ax.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=8)
+    ticks = _pick(len(steps), 12)
+    ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="attribution" if signed else "|attribution|", shrink=0.9)
+    _prediction_panel(fig.add_subplot(grid[1]), run, probe)
+    return fig
+
+
+def _class_name(index: int, class_names: Optional[Sequence[str]]) -> str:
+    return class_names[index] if class_names and 0 <= index < len(class_names) else str(index)
+
+
+def _prediction_panel(ax, run: Run, probe: int) -> None:
+    """The probe's predicted outputs over the logged steps; for classifiers, each class it ever predicted."""
+    predictions = run.predictions()
+    prediction_steps = run.steps()
+    rows = predictions[:, probe].reshape(len(predictions), -1)
+    class_names = run.class_names()
+    shown = {0}
+    if rows.shape[1] > 1:
+        shown = set(rows.argmax(axis=1).tolist())
+        labels = run.labels()
+        if labels is not None and np.ndim(labels[probe]) == 0 and 0 <= int(labels[probe]) < rows.shape[1]:
+            shown.add(int(labels[probe]))
+    for c in sorted(shown):
+        ax.plot(prediction_steps, rows[:, c], marker="o", markersize=3, label=_class_name(c, class_names))
+    _steps_axis(ax)
+    ax.set_ylabel("prediction")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="class", title_fontsize=8, loc="best")
+
+
+def stability(
+    run: RunLike, method: str, *, k: int = 10, input: Optional[str] = None, target: Optional[int] = None
+) -> Figure:
+    """Are the explanations settled? Rank correlation and top-k overlap of the importance, step to step.
+
+    Solid lines compare each step with the step before it, dashed lines with the last step.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        method: a logged method.
+        k: size of the top-k sets compared.
+        input: the probe input, for multi-input models.
+        target: only count probes explained for this class.
+
+    Example:
+        >>> tb_xai.plot.stability("runs/exp1", "saliency", k=5).savefig("stability.png")
+    """
+    run = _run(run)
+    result = run.stability(method, input, k=k, target=target)
+    steps = result["steps"]
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, result["spearman_previous"], "-o", markersize=3, color="C0", label="Spearman vs previous step")
+    ax.plot(steps, result["topk_previous"], "-o", markersize=3, color="C1", label=f"top-{result['k']} overlap vs previous")
+    ax.plot(steps, result["spearman_last"], "--", color="C0", label="Spearman vs last step")
+    ax.plot(steps, result["topk_last"], "--", color="C1", label=f"top-{result['k']} overlap vs last")
+    ax.set_ylim(-1.05, 1.05)
+    _steps_axis(ax)
+    ax.set_title(f"{method}: rank stability of the importance")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def agreement(
+    run: RunLike, *, k: int = 10, input: Optional[str] = None, target: Optional[int] = None
+) -> Figure:
+    """Do the methods agree? Spearman correlation of every pair of methods' importance, per step.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        k: size of the top-k sets compared (drawn dashed).
+        input: the probe input, for multi-input models.
+        target: only count probes explained for this class.
+
+    Raises:
+        ValueError: fewer than two methods with maps of one shape were logged.
+
+    Example:
+        >>> tb_xai.plot.agreement("runs/exp1").savefig("agreement.svg")
+    """
+    run = _run(run)
+    pairs = run.agreement(input, k=k, target=target)
+    if not pairs:
+        raise ValueError(f"agreement needs two methods with maps of one shape; {run.path} has {run.methods}")
+    fig = Figure(figsize=(10, max(3.8, 1.2 + 0.22 * len(pairs))), layout="constrained")
+    ax = fig.add_subplot()
+    for i, pair in enumerate(pairs):
+        color = f"C{i % 10}"
+        name = " vs ".join(pair["methods"])
+        ax.plot(pair["steps"], pair["spearman"], "-o", markersize=3, color=color, label=f"{name} (Spearman)")
+        ax.plot(pair["steps"], pair["topk"], "--", color=color, alpha=0.7)
+    ax.set_ylim(-1.05, 1.05)
+    _steps_axis(ax)
+    ax.set_title(f"method agreement (solid: Spearman; dashed: top-{k} overlap)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
