@@ -17,6 +17,10 @@ CONTRACT = {
     "integrated_gradients": {"steps": 16},
     "smoothgrad": {"samples": 8},
     "grad_cam": {},
+    "expected_gradients": {"samples": 16},
+    "kernel_shap": {"samples": 64},
+    "lime": {"samples": 200},
+    "occlusion": {"window": 2},
 }
 
 

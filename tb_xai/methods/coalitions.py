@@ -1,22 +1,36 @@
 """Sampling the perturbations local surrogate methods fit: coalitions of interpretable features, Gaussian rows.
 
-Every draw for probe i comes from a generator seeded with (seed, i), so a probe gets the same perturbations at
-every logged step and whatever batch it is computed in.
+Every draw for a probe comes from a generator seeded with (seed, a checksum of the probe's values), so a probe
+gets the same perturbations at every logged step, whatever batch or position it is computed in.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import zlib
 from typing import Tuple
 
 import numpy as np
 from scipy.special import comb
 
 
-def probe_generator(seed: int, index: int) -> np.random.Generator:
-    """The random generator of probe `index`."""
-    return np.random.default_rng([int(seed), int(index)])
+def probe_key(row: np.ndarray) -> int:
+    """A checksum of one probe's values: what seeds its random draws.
+
+    Keying the draws on the probe's content, not its position, makes a probe's attribution the same at every
+    step, for any batch size, alone or among other probes, in any order.
+    """
+    return zlib.crc32(np.ascontiguousarray(row).tobytes())
+
+
+def probe_keys(rows: np.ndarray) -> np.ndarray:
+    return np.array([probe_key(row) for row in rows], dtype=np.int64)
+
+
+def probe_generator(seed: int, *keys: int) -> np.random.Generator:
+    """The random generator of the probe with key `keys` (see `probe_key`)."""
+    return np.random.default_rng([int(seed)] + [int(k) for k in keys])
 
 
 def shapley_budget(features: int, samples) -> int:

@@ -12,14 +12,15 @@ import numpy as np
 
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod
-from tb_xai.methods.coalitions import probe_generator
+from tb_xai.methods.coalitions import probe_generator, probe_key
 
 
 class ExpectedGradients(AttributionMethod):
     """E over background rows b and alpha ~ U(0, 1) of grad f(b + alpha (x - b)) * (x - b).
 
     A Monte Carlo estimate with `samples` (background row, alpha) draws per probe; the attributions of a probe
-    sum to f(x) - E[f(background)] in expectation. Probe i's draws depend only on (seed, i).
+    sum to f(x) - E[f(background)] in expectation. A probe's draws depend only on the seed and its
+    values.
 
     Cost: `samples` forward+backward passes per probe.
 
@@ -45,7 +46,6 @@ class ExpectedGradients(AttributionMethod):
         self.samples = int(samples)
         self.seed = int(seed)
         self.background: Optional[Background] = None
-        self._offset = 0
 
     def config(self):
         config = {"samples": self.samples, "seed": self.seed}
@@ -59,20 +59,15 @@ class ExpectedGradients(AttributionMethod):
         super().setup(model, probe)
         self.background = self.background_spec.bind(probe, self.name)
 
-    def attribute(self, inputs, target):
-        self._offset = 0
-        return super().attribute(inputs, target)
-
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
         x = inputs[0].astype(np.float32)
         m, s = len(x), self.samples
         data, weights = self.background.data, self.background.weights
         references, alphas = [], []
-        for i in range(m):
-            rng = probe_generator(self.seed, self._offset + i)
+        for row in x:
+            rng = probe_generator(self.seed, probe_key(row))
             references.append(rng.choice(len(data), size=s, p=weights))
             alphas.append(rng.random(s))
-        self._offset += m
         base = data[np.concatenate(references)].reshape((m, s) + x.shape[1:])
         delta = x[:, None] - base
         alpha = np.stack(alphas).astype(np.float32).reshape((m, s) + (1,) * (x.ndim - 1))

@@ -28,6 +28,7 @@ class Occlusion(AttributionMethod):
 
     name = "occlusion"
     requires_gradients = False
+    modalities = ("image",)
 
     def __init__(self, window: int = 4, stride: Optional[int] = None, fill: Union[float, str] = 0.0,
                  name: Optional[str] = None):
@@ -83,7 +84,7 @@ class Occlusion(AttributionMethod):
         drops = full[:, None] - hidden
         coverage = self._windows.sum(axis=0)
         summed = np.einsum("mn,nhw->mhw", drops, self._windows.astype(np.float32))
-        return [summed / np.maximum(coverage, 1)]
+        return [(summed / np.maximum(coverage, 1)).astype(np.float32)]
 
 
 def _starts(size: int, window: int, stride: int) -> List[int]:

@@ -21,8 +21,8 @@ class Segmentation:
         algorithm: "slic" (skimage SLIC), "quickshift" (skimage quickshift, LIME's default), "grid" (a regular
             grid of `patch` x `patch` squares), or a function (H, W, C) image -> (H, W) integer labels.
         patch: side of a grid square in pixels ("grid" only).
-        **params: passed to the skimage function; SLIC defaults to n_segments=50 and a compactness suited to
-            the image's colour space, quickshift to LIME's kernel_size=4, max_dist=200, ratio=0.2.
+        **params: passed to the skimage function; SLIC defaults to n_segments=min(50, pixels / 8) and a
+            compactness suited to the image's colour space, quickshift to LIME's kernel_size=4, max_dist=200, ratio=0.2.
 
     Example:
         >>> segments = Segmentation("grid", patch=7)(np.zeros((28, 28, 1)))
@@ -75,7 +75,10 @@ class Segmentation:
 
         unit = _unit_range(image[..., :3].astype(np.float64))
         if self.algorithm == "slic":
-            params = {"n_segments": 50, "start_label": 0, **self.params}
+            # About 8 pixels a superpixel at least: on small images (8x8 digits) 50 segments would be single
+            # pixels, and a superpixel's mean colour would then hide nothing.
+            size = image.shape[0] * image.shape[1]
+            params = {"n_segments": min(50, max(4, size // 8)), "start_label": 0, **self.params}
             if unit.shape[-1] == 1:
                 params.setdefault("compactness", 0.1)
                 return segmentation.slic(unit[..., 0], channel_axis=None, **params)

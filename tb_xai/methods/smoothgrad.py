@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import List
 
 import numpy as np
 
 from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.coalitions import probe_generator, probe_key
 
 
 class SmoothGrad(AttributionMethod):
@@ -55,7 +55,7 @@ class SmoothGrad(AttributionMethod):
             flat = x.reshape(m, -1)
             sigma = self.noise_level * (flat.max(axis=1) - flat.min(axis=1))
             noise = np.stack([
-                np.random.default_rng([self.seed, k, zlib.crc32(row.tobytes())]).standard_normal((s,) + x.shape[1:])
+                probe_generator(self.seed, k, probe_key(row)).standard_normal((s,) + x.shape[1:])
                 for row in x
             ]).astype(np.float32)
             noise *= sigma.reshape((m, 1) + (1,) * (x.ndim - 1))

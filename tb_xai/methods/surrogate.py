@@ -20,6 +20,7 @@ import numpy as np
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod
 from tb_xai.methods.batching import chunks, map_batches
+from tb_xai.methods.coalitions import probe_keys
 from tb_xai.methods.segmentation import Segmentation, as_segmentation, segment_means
 
 #: Input elements (float32) per model call when no batch_size is given: about 8 MB, large enough for the
@@ -151,13 +152,14 @@ class LocalSurrogate(AttributionMethod):
         segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation`.
         engine: "batched" (ours: all probes through the compiled model in large batches, one batched solve)
             or "reference" (the shap / lime library, with the compiled batched predict as model function).
-        seed: seed of the perturbations; probe i's draws depend only on (seed, i).
+        seed: seed of the perturbations; a probe's draws depend only on the seed and its values.
         batch_size: model rows per call; by default about 8 MB of input per call (and at least the
             adapter's batch size).
         name: the logged name.
     """
 
     requires_gradients = False
+    modalities = ("tabular", "image")
 
     def __init__(
         self,
@@ -250,11 +252,12 @@ class LocalSurrogate(AttributionMethod):
         # generous count of superpixels).
         width = x.shape[1] if self.modality == "tabular" else _SUPERPIXELS_PER_IMAGE
         block = max(1, _ELEMENTS_PER_BLOCK // (self.samples_per_probe(width) * width))
-        arrays = [x, np.asarray(target, dtype=np.int64), np.arange(len(x))]
+        arrays = [x, np.asarray(target, dtype=np.int64), probe_keys(x)]
         return map_batches(lambda *a: [self._explain(*a)], arrays, block)
 
     def _attribute(self, inputs, target) -> List[np.ndarray]:
-        return [self._explain(np.asarray(inputs[0]), np.asarray(target), np.arange(len(target)))]
+        x = np.asarray(inputs[0])
+        return [self._explain(x, np.asarray(target), probe_keys(x))]
 
     def _explain(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
         if self.engine == "reference":
