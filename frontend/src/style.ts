@@ -39,6 +39,7 @@ button:disabled { color: #9e9e9e; cursor: default; }
 .figure { position: relative; }
 .heatmap, .filmstrip, .lines { position: relative; }
 .heatmap svg, .filmstrip svg { position: absolute; left: 0; top: 0; }
+.heatmap svg.marks { pointer-events: none; }
 .heatmap canvas, .filmstrip canvas { position: absolute; image-rendering: pixelated; }
 .heatmap canvas { cursor: crosshair; }
 .filmstrip svg { pointer-events: none; }

@@ -139,7 +139,8 @@ try {
     const before = await canvasStats(frame, '#evolution canvas.cells');
     const methods = await frame.$$eval('select[name=method] option', (options) => options.map((o) => o.value));
     const current = await frame.inputValue('select[name=method]');
-    const other = methods.find((m) => m !== current);
+    // integrated_gradients where logged: its maps do not vanish once the model saturates (nicer screenshots).
+    const other = methods.find((m) => m !== current && m === 'integrated_gradients') ?? methods.find((m) => m !== current);
     assert(other, `only one method: ${methods}`);
     await frame.selectOption('select[name=method]', other);
     await drawn(frame, 'evolution', `${tabular}|${other}|`);
@@ -244,6 +245,8 @@ try {
     await frame.waitForSelector(`#probe[data-drawn*="${method}+${options[0]}"]`);
     const panels = await frame.$$eval('#probe canvas.overlay', (canvases) => canvases.length);
     assert(panels === 2, `${panels} overlay panels`);
+    const slider = frame.locator('input[name=step]');
+    await slider.fill(await slider.getAttribute('max'));
     await shoot(frame, 'probe', 'probe_image_compare');
     return { method, compare: options[0] };
   });

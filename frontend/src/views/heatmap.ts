@@ -31,6 +31,7 @@ export class Heatmap {
   readonly element: HTMLElement;
   private readonly canvas: HTMLCanvasElement;
   private readonly svg: SVGSVGElement;
+  private readonly marks: SVGSVGElement;
   private readonly tooltip: Tooltip;
   private data: HeatmapData | null = null;
   private layout = { left: 0, top: 0, cell: 0, row: 0, width: 0, height: 0 };
@@ -44,7 +45,9 @@ export class Heatmap {
   constructor(private readonly onPick: (column: number) => void = () => {}, private readonly top = 6) {
     this.canvas = el('canvas', { class: 'cells', tabindex: 0, 'aria-label': 'heatmap: use arrow keys to read values' });
     this.svg = document.createElementNS(SVG_NS, 'svg');
-    this.element = el('div', { class: 'heatmap' }, this.svg, this.canvas);
+    this.marks = document.createElementNS(SVG_NS, 'svg'); // above the canvas: the marked column and cursor
+    this.marks.classList.add('marks');
+    this.element = el('div', { class: 'heatmap' }, this.svg, this.canvas, this.marks);
     this.tooltip = new Tooltip(this.element);
     this.canvas.addEventListener('mousemove', (event) => {
       const cell = this.cellAt(event.offsetX, event.offsetY);
@@ -71,7 +74,7 @@ export class Heatmap {
     measure.font = `${FONT_PX}px Roboto, Arial, sans-serif`;
     const labelWidth = Math.max(30, ...data.rows.map((name) => measure.measureText(shorten(name)).width));
     const left = Math.ceil(labelWidth) + 10;
-    const right = 64;
+    const right = 76;
     const bottom = 34;
     const plotWidth = Math.max(60, width - left - right);
     const rowHeight = Math.max(ROW_MIN, Math.min(ROW_MAX, Math.floor(360 / Math.max(1, data.rows.length))));
@@ -186,7 +189,7 @@ export class Heatmap {
       .attr('font-size', 10)
       .attr('fill', '#616161')
       .text(valueName);
-    svg.append('g').attr('class', 'marks');
+    select(this.marks).attr('width', width).attr('height', height);
   }
 
   private colourBarHeight(): number {
@@ -196,7 +199,7 @@ export class Heatmap {
   private drawMarks(): void {
     if (!this.data) return;
     const { left, top, cell, row, height } = this.layout;
-    const marks = select(this.svg).select<SVGGElement>('g.marks');
+    const marks = select(this.marks);
     marks.selectAll('*').remove();
     if (this.marked !== null) {
       marks.append('rect').attr('x', left + this.marked * cell).attr('y', top).attr('width', Math.max(cell, 2)).attr('height', height)

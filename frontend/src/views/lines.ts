@@ -55,7 +55,7 @@ export class Lines {
     const right = data.series.some((s) => s.axis === 'right') ? 52 : 14;
     const top = 14;
     const plotWidth = Math.max(60, width - left - right);
-    const legendColumns = Math.max(1, Math.floor(plotWidth / 170));
+    const legendColumns = Math.max(1, Math.floor(plotWidth / 200));
     const legendRows = Math.ceil(data.series.length / legendColumns);
     const legendTop = top + this.plotHeight + 34;
     const height = legendTop + legendRows * LEGEND_ROW + 4;
@@ -89,10 +89,10 @@ export class Lines {
       label(data.rightLabel ?? '', `translate(${width - 8},${top + this.plotHeight / 2}) rotate(-90)`);
     }
 
-    for (const a of data.annotations ?? []) {
+    for (const [i, a] of (data.annotations ?? []).entries()) {
       svg.append('line').attr('x1', x(a.step)).attr('x2', x(a.step)).attr('y1', top).attr('y2', top + this.plotHeight)
         .attr('stroke', '#9e9e9e').attr('stroke-dasharray', '2,3');
-      svg.append('text').attr('x', x(a.step) + 4).attr('y', top + this.plotHeight - 4).attr('font-size', 10).attr('fill', '#616161').text(a.text);
+      svg.append('text').attr('x', x(a.step) + 4).attr('y', top + this.plotHeight - 4 - 12 * i).attr('font-size', 10).attr('fill', '#616161').text(a.text);
     }
     if (data.marker !== undefined && data.marker !== null) {
       svg.append('line').attr('class', 'marker').attr('x1', x(data.marker)).attr('x2', x(data.marker)).attr('y1', top)
