@@ -509,7 +509,10 @@ def test_server_serves_every_route_over_a_callback_run(server, name, modality):
         assert probe["steps"] == [18, 19] and probe["prediction_steps"] == [18, 19]
         assert probe["input_values"] is not None and probe["label"] is not None
         stability = server.json(ROUTE + f"stability?{query}&k=5")
-        assert len(stability["spearman_previous"]) == 20 and stability["spearman_last"][-1] == 1.0
+        last = server.json(ROUTE + f"evolution?{query}")["importance"][-1]
+        ranked = None not in last and len(set(last)) > 1  # a constant ranking has no rank correlation
+        assert len(stability["spearman_previous"]) == 20, method["method"]
+        assert stability["spearman_last"][-1] == (1.0 if ranked else None), (method["method"], last)
     agreement = server.json(ROUTE + f"agreement?run={name}/xai&input={methods[0]['inputs'][0]['input']}")
     shapes = [tuple(m["inputs"][0]["map_shape"]) for m in methods]
     assert len(agreement["pairs"]) == sum(n * (n - 1) // 2 for n in map(shapes.count, set(shapes)))
