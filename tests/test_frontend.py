@@ -25,11 +25,19 @@ SCREENSHOTS = os.path.join(ROOT, "docs", "screenshots")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and shutil.which("node")
-         and os.path.isdir(os.path.join(FRONTEND, "node_modules", "playwright-core"))),
-    reason="needs Chromium, Node and `npm ci` in frontend/",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_prerequisites():
+    """The browser tests are part of the suite: a missing prerequisite fails them, it never skips them."""
+    missing = [what for what, ok in (
+        (f"Chromium at {CHROMIUM}", os.path.exists(CHROMIUM)),
+        ("node", shutil.which("node") is not None),
+        ("frontend/node_modules/playwright-core (run `npm ci` in frontend/)",
+         os.path.isdir(os.path.join(FRONTEND, "node_modules", "playwright-core"))),
+    ) if not ok]
+    if missing:
+        pytest.fail("the browser tests need " + ", ".join(missing) + "; tests/run.sh installs them")
+
 
 SERVER = """
 import sys
