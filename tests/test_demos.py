@@ -1,0 +1,124 @@
+"""The demos run end to end, offline, and log what they say they log.
+
+Each demo runs in a subprocess with small settings; the assertions read the event files back with
+tb_xai.load. The shortcut demo is held to its story: the attribution moves onto the stamp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+import tb_xai
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+
+
+def _demo(name: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "demo", f"{name}.py"), *args],
+                            capture_output=True, text=True, timeout=600, env=ENV, cwd=ROOT)
+    if result.returncode != 0:
+        raise AssertionError(f"demo/{name}.py failed:\n{result.stdout}\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def shortcut(tmp_path_factory):
+    log_dir = str(tmp_path_factory.mktemp("demo") / "shortcut")
+    out = _demo("shortcut", "--log-dir", log_dir, "--epochs", "10", "--probes", "24")
+    return tb_xai.load(log_dir), out
+
+
+STAMP = ["pixel (0, 0)", "pixel (0, 1)", "pixel (1, 0)", "pixel (1, 1)"]
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion", "saliency"])
+def test_shortcut_attributions_move_onto_the_stamp(shortcut, method):
+    run, _ = shortcut
+    assert run.failures() == []
+    assert run.steps(method) == list(range(10))
+    importance = run.importance(method).reshape(10, -1)
+    names = run.map_names(method)
+    stamp = [names.index(p) for p in STAMP]
+    share = importance[:, stamp].sum(axis=1) / importance.sum(axis=1)
+    # At the first epoch the stamp (4 of 64 pixels) holds no more than its area's share; by the last it
+    # dominates, and the most important pixel is one of its four.
+    assert share[0] < 0.12 and share[-1] > 0.25 and share[-1] > 3 * share[0]
+    assert run.ranking(method)[0] in STAMP
+    assert run.ranking(method, step=0)[0] not in STAMP
+
+
+def test_shortcut_costs_stamped_even_digits_their_label(shortcut):
+    run, out = shortcut
+    probe, labels = run.probe(), run.labels()
+    stamped = (probe[:, :2, :2, 0] > 0).all(axis=(1, 2))
+    predicted = run.predictions().argmax(axis=-1)
+    fooled = (predicted == 1) & (labels == 0) & stamped
+    assert fooled[-1].sum() > fooled[0].sum()
+    assert "From epoch" in out and "the most important pixel is in the stamp" in out
+
+
+def test_tabular_demo_logs_named_gradient_shap_and_lime_attributions(tmp_path):
+    log_dir = str(tmp_path / "tabular")
+    out = _demo("tabular", "--log-dir", log_dir, "--epochs", "3", "--probes", "8", "--quick")
+    run = tb_xai.load(log_dir)
+    assert run.methods == ["integrated_gradients", "kernel_shap", "lime", "saliency"]
+    assert run.failures() == []
+    assert run.attributions("kernel_shap").shape == (3, 8, 30)
+    assert "worst radius" in run.feature_names()
+    assert run.class_names() == ["malignant", "benign"]
+    assert "kernel_shap vs lime" in out
+
+
+def test_digits_demo_logs_every_image_method(tmp_path):
+    log_dir = str(tmp_path / "digits")
+    _demo("digits", "--log-dir", log_dir, "--epochs", "3", "--probes", "6", "--quick")
+    run = tb_xai.load(log_dir)
+    assert run.methods == ["grad_cam", "integrated_gradients", "kernel_shap", "lime", "saliency"]
+    assert run.failures() == []
+    assert run.attributions("lime").shape == (3, 6, 8, 8)
+    assert run.attributions("saliency").shape == (3, 6, 8, 8, 1)
+    assert all(np.abs(run.importance(m)[-1]).sum() > 0 for m in run.methods)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_sh_trains_then_serves_tensorboard_with_the_plugin(tmp_path):
+    port = _free_port()
+    env = {**ENV, "SKIP_INSTALL": "1", "PORT": str(port), "RUNS": str(tmp_path / "runs")}
+    process = subprocess.Popen(["bash", os.path.join(ROOT, "demo", "run.sh"), "shortcut", "--epochs", "2",
+                                "--probes", "8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env, cwd=ROOT, start_new_session=True)
+    try:
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if f"http://127.0.0.1:{port}/" in line:
+                break
+        assert any(f"http://127.0.0.1:{port}/#tb_xai" in line for line in printed), "".join(printed)
+        deadline, listing = time.monotonic() + 90, None
+        while listing is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugins_listing", timeout=5) as r:
+                    listing = json.load(r)
+            except OSError:
+                time.sleep(1)
+        assert listing is not None and listing["tb_xai"]["enabled"], listing
+        assert tb_xai.load(str(tmp_path / "runs" / "shortcut")).steps("saliency") == [0, 1]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
