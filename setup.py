@@ -19,14 +19,19 @@ setuptools.setup(
         "shap>=0.44",
         "lime>=0.2.0.1",
         "matplotlib>=3.7",
+        # Already required by shap and lime; named because tb_xai imports them itself: SLIC superpixels
+        # (scikit-image), k-means backgrounds (scikit-learn), binomial coefficients of the Shapley kernel (scipy).
+        "scikit-image>=0.21",
+        "scikit-learn>=1.2",
+        "scipy>=1.10",
     ],
     # TensorFlow is an extra, not a requirement: the GPU build (`tensorflow`) and the CPU build
     # (`tensorflow-cpu`) are different distributions, and requiring one would install it beside the other.
     extras_require={
         "tensorflow": ["tensorflow>=2.16"],
         "cpu": ["tensorflow-cpu>=2.16"],
-        "test": ["pytest>=7", "scikit-learn>=1.2", "scikit-image>=0.21", "pandas>=2"],
-        "demo": ["scikit-learn>=1.2", "scikit-image>=0.21"],
+        "test": ["pytest>=7", "pandas>=2"],
+        "demo": [],
     },
     entry_points={
         # The TensorBoard plugin (tb_xai.plugin) registers itself here.
