@@ -127,7 +127,7 @@ def evolution_heatmap(
 
 
 def _map_strip(
-    fig: Union[Figure, SubFigure], maps, steps, norm, cmap, frames, title, value_name, first=None
+    fig: Optional[Union[Figure, SubFigure]], maps, steps, norm, cmap, frames, title, value_name, first=None
 ) -> Union[Figure, SubFigure]:
     """Maps at up to `frames` steps side by side on one colour scale, optionally after the input image."""
     picks = _pick(len(steps), frames)
@@ -236,7 +236,8 @@ def probe_filmstrip(
         raise IndexError(f"probe={probe} is out of range: {method!r} has {attributions.shape[1]} probes")
     steps = run.steps(method, input)
     values = attributions[:, probe]
-    picture = values.ndim == 3 or (values.ndim == 4 and values.shape[-1] in (1, 3, 4))
+    modality = run.modality(input)
+    picture = modality == aggregate.IMAGE
     if signed is None:
         signed = not picture
     label = run.labels()
@@ -245,9 +246,7 @@ def probe_filmstrip(
     if label is not None and np.ndim(label[probe]) == 0:
         title += f" (label {_class_name(int(label[probe]), class_names)})"
     if picture:
-        maps = values if values.ndim == 3 else (values if signed else np.abs(values)).sum(axis=-1)
-        if not signed:
-            maps = np.abs(maps)
+        maps = aggregate.to_maps(values, attributions.shape[2:], modality, signed=signed)
         columns = min(len(steps), frames) + 1
         fig = Figure(figsize=(1.6 * columns + 1.2, 5.0), layout="constrained")
         top, bottom = fig.subfigures(2, 1, height_ratios=[2.6, 2.4])
