@@ -69,10 +69,6 @@ def _steps_axis(ax) -> None:
     ax.set_xlabel("step (epoch)")
 
 
-def _is_picture(importance: np.ndarray) -> bool:
-    return importance.ndim == 3  # (steps, H, W)
-
-
 def evolution_heatmap(
     run: RunLike,
     method: str,
@@ -108,10 +104,11 @@ def evolution_heatmap(
     steps = run.steps(method, input)
     norm = _norm(importance, signed)
     cmap = _SIGNED if signed else _MAGNITUDE
-    if _is_picture(importance):
+    if run.modality(input) == aggregate.IMAGE:
         return _map_strip(None, importance, steps, norm, cmap, frames, f"{method}: mean map over probes per step",
                           _value_name(signed))
     names = run.map_names(method, input)
+    importance = importance.reshape(len(importance), -1)  # sequences: (steps, length x channels)
     order = aggregate.importance_order(importance)[:rows]
     data = importance[:, order].T
     fig = Figure(figsize=(min(3 + 0.35 * len(steps), 14), 1.2 + 0.28 * len(order)), layout="constrained")

@@ -308,12 +308,12 @@ class Run:
 
     def _element_names(self, method: str, input: Optional[str], shape: Tuple[int, ...]) -> List[str]:
         """Names of the elements of an attribution or map of `shape`: the logged names, else positions."""
-        names = self._attribution_series(method, input).info.feature_names
-        if names and len(shape) == 1 and len(names) == shape[0]:
-            return list(names)
+        info = self._attribution_series(method, input).info
+        if info.feature_names and len(shape) == 1 and len(info.feature_names) == shape[0]:
+            return list(info.feature_names)
         if len(shape) == 1:
             return [f"feature {i}" for i in range(shape[0])]
-        if len(shape) == 2:  # as the dashboard names the pixels of a map
+        if len(shape) == 2 and info.modality == aggregate.IMAGE:  # as the dashboard names the pixels of a map
             return [f"pixel ({r}, {c})" for r, c in np.ndindex(*shape)]
         return [",".join(str(i) for i in index) for index in np.ndindex(*shape)]
 

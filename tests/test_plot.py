@@ -132,6 +132,27 @@ def test_probe_filmstrip_shows_the_probe_predictions(runs):
     )
 
 
+def test_sequence_attributions_are_drawn_as_feature_rows(tmp_path):
+    import tb_xai
+    from tb_xai import summary
+
+    writer = summary.SummaryWriter(str(tmp_path))
+    writer.write(summary.probe_pb("input", np.ones((2, 5, 3)), modality="sequence"), 0)
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        writer.write(summary.predictions_pb(rng.random((2, 2))), step)
+        writer.write(summary.targets_pb(np.zeros(2)), step)
+        writer.write(summary.attribution_pb("saliency", "input", rng.random((2, 5, 3)), modality="sequence"), step)
+    writer.close()
+    run = tb_xai.load(str(tmp_path))
+    assert run.map_names("saliency")[:2] == ["0,0", "0,1"]
+    fig = plot.evolution_heatmap(run, "saliency", rows=6)
+    assert fig.axes[0].images[0].get_array().shape == (6, 4)
+    for figure in (fig, plot.top_k_lines(run, "saliency"), plot.probe_filmstrip(run, "saliency", 1)):
+        figure.savefig(tmp_path / "sequence.png", dpi=50)
+        assert _drawn_share(str(tmp_path / "sequence.png")) > 0.03
+
+
 def test_bad_arguments_name_the_value(runs):
     with pytest.raises(IndexError, match="probe=99 is out of range"):
         plot.probe_filmstrip(runs["image"], "saliency", 99)
