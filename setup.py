@@ -31,7 +31,6 @@ setuptools.setup(
         "tensorflow": ["tensorflow>=2.16"],
         "cpu": ["tensorflow-cpu>=2.16"],
         "test": ["pytest>=7", "pandas>=2"],
-        "demo": [],
     },
     entry_points={
         # The TensorBoard plugin (tb_xai.plugin) registers itself here.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# From a fresh clone to the dashboard: installs tb_xai with the demo extras, trains one demo with the
+# From a fresh clone to the dashboard: installs tb_xai (CPU TensorFlow), trains one demo with the
 # callback, then serves TensorBoard with the tb_xai plugin on 127.0.0.1.
 #
 #   demo/run.sh              the shortcut demo (the story tb_xai exists for)
@@ -19,7 +19,7 @@ port="${PORT:-6006}"
 runs="${RUNS:-runs}"
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  python3 -m pip install --quiet -e ".[demo,cpu]"
+  python3 -m pip install --quiet -e ".[cpu]"
 fi
 
 for name in "${demos[@]}"; do

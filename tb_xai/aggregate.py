@@ -19,6 +19,9 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+#: Size of the top-k sets compared by rank stability and agreement, unless a caller asks for another.
+DEFAULT_K = 10
+
 IMAGE = "image"
 
 

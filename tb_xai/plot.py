@@ -294,7 +294,7 @@ def _prediction_panel(ax, run: Run, probe: int) -> None:
 
 
 def stability(
-    run: RunLike, method: str, *, k: int = 10, input: Optional[str] = None, target: Optional[int] = None
+    run: RunLike, method: str, *, k: int = aggregate.DEFAULT_K, input: Optional[str] = None, target: Optional[int] = None
 ) -> Figure:
     """Are the explanations settled? Rank correlation and top-k overlap of the importance, step to step.
 
@@ -328,7 +328,7 @@ def stability(
 
 
 def agreement(
-    run: RunLike, *, k: int = 10, input: Optional[str] = None, target: Optional[int] = None
+    run: RunLike, *, k: int = aggregate.DEFAULT_K, input: Optional[str] = None, target: Optional[int] = None
 ) -> Figure:
     """Do the methods agree? Spearman correlation of every pair of methods' importance, per step.
 

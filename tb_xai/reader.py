@@ -191,7 +191,7 @@ class Run:
         return [names[i] for i in aggregate.importance_order(flat)]
 
     def stability(
-        self, method: str, input: Optional[str] = None, *, k: int = 10, target: Optional[int] = None
+        self, method: str, input: Optional[str] = None, *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
     ) -> Dict[str, np.ndarray]:
         """Rank stability of the importance between consecutive steps and against the last step.
 
@@ -215,7 +215,7 @@ class Run:
         return result
 
     def agreement(
-        self, input: Optional[str] = None, *, k: int = 10, target: Optional[int] = None
+        self, input: Optional[str] = None, *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
     ) -> List[dict]:
         """Rank agreement of every pair of methods whose maps have one shape, at the steps both logged.
 

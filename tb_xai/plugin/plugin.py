@@ -30,7 +30,6 @@ STATIC_TYPES = {
     ".woff2": "font/woff2",
     ".txt": "text/plain",
 }
-DEFAULT_K = 10
 SIGNIFICANT_DIGITS = 6
 
 
@@ -101,7 +100,7 @@ class XaiPlugin(base_plugin.TBPlugin):
             self._run(request),
             _required(request, "method"),
             request.args.get("input"),
-            k=parse_int(request.args.get("k", str(DEFAULT_K)), "k", minimum=1),
+            k=parse_int(request.args.get("k", str(aggregate.DEFAULT_K)), "k", minimum=1),
             target=parse_target(request.args.get("target")),
         )
         return _json_response(request, body)
@@ -111,7 +110,7 @@ class XaiPlugin(base_plugin.TBPlugin):
         body = agreement_impl(
             self._run(request),
             request.args.get("input"),
-            k=parse_int(request.args.get("k", str(DEFAULT_K)), "k", minimum=1),
+            k=parse_int(request.args.get("k", str(aggregate.DEFAULT_K)), "k", minimum=1),
             target=parse_target(request.args.get("target")),
         )
         return _json_response(request, body)
@@ -454,7 +453,7 @@ def stability_impl(
     method: str,
     input_name: Optional[str],
     *,
-    k: int = DEFAULT_K,
+    k: int = aggregate.DEFAULT_K,
     target: Optional[int] = None,
 ) -> dict:
     """The ``stability`` answer: rank stability of the global importance against the previous and last step."""
@@ -476,7 +475,7 @@ def stability_impl(
 
 
 def agreement_impl(
-    run: run_data.Run, input_name: Optional[str], *, k: int = DEFAULT_K, target: Optional[int] = None
+    run: run_data.Run, input_name: Optional[str], *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
 ) -> dict:
     """The ``agreement`` answer: per pair of methods on one input, rank correlation at their common steps."""
     inputs = {name for by_input in run.index.attributions.values() for name in by_input}
