@@ -125,6 +125,9 @@ CHECKS = [
     "probe_change_updates",
     "url_remembers_selection",
     "export_png_svg_csv",
+    "agreement_draws",
+    "agreement_hover_and_pick",
+    "agreement_export",
     "image_run_draws",
     "slider_changes_image",
     "compare_methods_side_by_side",
@@ -147,6 +150,6 @@ def test_no_dialog_fired(report):
 def test_screenshots_of_every_view_are_saved(report):
     names = {os.path.basename(path) for path in report["screenshots"]}
     assert {"evolution_heatmap.png", "topk_lines.png", "stability.png", "probe_tabular.png",
-            "evolution_filmstrip.png", "probe_image_compare.png"} <= names
+            "evolution_filmstrip.png", "probe_image_compare.png", "agreement.png"} <= names
     for path in report["screenshots"]:
         assert os.path.getsize(path) > 5000, path

@@ -2,8 +2,9 @@
 // fetched (in parallel, cached), and each view draws as soon as its own data arrives.
 
 import { el } from './dom';
-import { Evolution, Query, RunInfo, fetchEvolution, fetchProbe, fetchRuns, fetchScalars, fetchStability } from './model';
+import { Evolution, Query, RunInfo, fetchAgreement, fetchEvolution, fetchProbe, fetchRuns, fetchScalars, fetchStability } from './model';
 import { Selection, loadSelection, saveSelection } from './selection';
+import { AgreementView } from './views/agreement';
 import { Card } from './views/card';
 import { Controls } from './views/controls';
 import { EvolutionView } from './views/evolution';
@@ -42,6 +43,7 @@ export class App {
   private readonly topk: TopkView;
   private readonly probe: ProbeView;
   private readonly stability: StabilityView;
+  private readonly agreement: AgreementView;
   private readonly message = el('p', { class: 'message', role: 'status' });
   private readonly failures = el('ul', { class: 'failures', 'aria-label': 'method failures' });
   private readonly redraws = new Map<Card, () => void>();
@@ -51,15 +53,20 @@ export class App {
     this.controls = new Controls((change) => this.change(change));
     this.evolution = new EvolutionView((rows) => this.change({ rows }), (step) => this.probe.setStep(step));
     this.topk = new TopkView((overlay) => this.change({ overlay }));
-    this.probe = new ProbeView((step) => this.evolution.markStep(step));
+    this.probe = new ProbeView((step) => {
+      this.evolution.markStep(step);
+      this.agreement.markStep(step);
+    });
     this.stability = new StabilityView();
+    this.agreement = new AgreementView((step) => this.probe.setStep(step));
     this.element = el(
       'main',
       { class: 'tb-xai' },
       this.controls.element,
       this.message,
       this.failures,
-      el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.probe.card.element, this.stability.card.element),
+      el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.probe.card.element, this.stability.card.element,
+        this.agreement.card.element),
     );
     let frame = 0;
     let lastWidth = 0;
@@ -126,7 +133,7 @@ export class App {
     const s = this.selection;
     const query: Query = { run: s.run, method: s.method, input: s.input, target: s.target, signed: s.signed };
     const current = () => generation === this.generation;
-    const cards = [this.evolution.card, this.topk.card, this.probe.card, this.stability.card];
+    const cards = [this.evolution.card, this.topk.card, this.probe.card, this.stability.card, this.agreement.card];
     cards.forEach((card) => {
       card.setStatus('Loading…');
       card.element.setAttribute('aria-busy', 'true');
@@ -178,6 +185,10 @@ export class App {
     fetchStability(query, s.k)
       .then((data) => draw(this.stability.card, () => this.stability.show(data, s.run, s.method, width(this.stability.card))))
       .catch(fail(this.stability.card));
+
+    fetchAgreement(query, s.k)
+      .then((data) => draw(this.agreement.card, () => this.agreement.show(data, { run: s.run, input: s.input }, width(this.agreement.card))))
+      .catch(fail(this.agreement.card));
   }
 
   /**

@@ -5,7 +5,7 @@
 import { rgb } from 'd3-color';
 import { quantileSorted } from 'd3-array';
 import { scaleDiverging, scaleSequential } from 'd3-scale';
-import { interpolateRdBu, interpolateYlOrRd, schemeTableau10 } from 'd3-scale-chromatic';
+import { interpolateBrBG, interpolateRdBu, interpolateYlOrRd, schemeTableau10 } from 'd3-scale-chromatic';
 
 export type ColorScale = ((value: number) => string) & { domain(): number[] };
 
@@ -21,6 +21,14 @@ export function attributionScale(range: [number, number] | null, signed: boolean
     return scaleDiverging(blueWhiteRed).domain([-m, 0, m]).clamp(true) as unknown as ColorScale;
   }
   return scaleSequential(fromWhite).domain([0, hi > 0 ? hi : 1]).clamp(true) as unknown as ColorScale;
+}
+
+/**
+ * The scale for rank correlations in [-1, 1]: brown (disagree) through white (unrelated) to teal (agree), so it
+ * is never mistaken for the blue-red of signed attributions.
+ */
+export function correlationScale(): ColorScale {
+  return scaleDiverging(interpolateBrBG).domain([-1, 0, 1]).clamp(true) as unknown as ColorScale;
 }
 
 /** Lookup table of `size` RGB triples over the scale's domain, for painting pixels fast. */
@@ -58,6 +66,9 @@ export function absPercentile(values: ArrayLike<number | null>, p: number): numb
 
 /** Categorical colours for lines (features, classes, metrics). */
 export const lineColors: readonly string[] = schemeTableau10;
+
+/** Dash patterns that, with `lineColors`, tell apart more lines than there are colours ('' is solid). */
+export const lineDashes: readonly string[] = ['', '6,3', '2,2', '8,3,2,3'];
 
 /** Cells without a value (no probe of the selected target at that step). */
 export const MISSING_RGB: readonly number[] = [0xe0, 0xe0, 0xe0];

@@ -71,6 +71,20 @@ export interface Stability {
   topk_last: Num[];
 }
 
+export interface AgreementPair {
+  methods: [string, string];
+  steps: number[];
+  spearman: Num[];
+  topk: Num[];
+}
+
+export interface Agreement {
+  input: string;
+  k: number;
+  methods: string[];
+  pairs: AgreementPair[];
+}
+
 export interface ScalarSeries {
   steps: number[];
   wall_times: number[];
@@ -133,6 +147,10 @@ export function fetchProbe(q: Query, probe: number): Promise<Probe> {
 
 export function fetchStability(q: Query, k: number): Promise<Stability> {
   return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, true);
+}
+
+export function fetchAgreement(q: Query, k: number): Promise<Agreement> {
+  return getJson('agreement', { run: q.run, input: q.input, target: q.target, k }, true);
 }
 
 export function fetchScalars(run: string): Promise<Scalars> {

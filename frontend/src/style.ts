@@ -24,7 +24,7 @@ button:disabled { color: #9e9e9e; cursor: default; }
 .failures li { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .cards { display: grid; grid-template-columns: minmax(0, 1fr); gap: 12px; }
 @media (min-width: 1100px) { .cards { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); }
-  #evolution, #probe { grid-column: 1 / -1; } }
+  #evolution, #probe, #agreement { grid-column: 1 / -1; } }
 .card { background: #fff; border: 1px solid #e0e0e0; border-radius: 4px; padding: 10px 14px 12px; min-width: 0; }
 .card header { display: flex; align-items: center; gap: 12px; flex-wrap: wrap; }
 .card h2 { margin: 0; font-size: 14px; font-weight: 500; flex: 1 1 auto; }
@@ -52,6 +52,11 @@ svg text { font-family: Roboto, "Helvetica Neue", Arial, sans-serif; }
 .step-label { min-width: 70px; font-variant-numeric: tabular-nums; color: #424242; }
 .panels { display: flex; gap: 24px; flex-wrap: wrap; margin-top: 8px; }
 .panel { min-width: 0; }
+.agreement { display: flex; gap: 24px; align-items: flex-start; }
+.agreement.stacked { flex-direction: column; }
+.matrix { position: relative; flex: none; }
+.matrix svg { display: block; }
+.matrix .cell { cursor: default; }
 .panel canvas.overlay { display: block; image-rendering: pixelated; border: 1px solid #e0e0e0; }
 .panel svg { display: block; }
 .panel .rows { display: flex; align-items: flex-start; }

@@ -48,7 +48,7 @@ const drawn = (frame, card, prefix) => frame.waitForSelector(`#${card}[data-draw
 
 async function selectRun(frame, run) {
   await frame.selectOption('select[name=run]', run);
-  for (const card of ['evolution', 'topk', 'probe', 'stability']) await drawn(frame, card, `${run}|`);
+  for (const card of ['evolution', 'topk', 'probe', 'stability', 'agreement']) await drawn(frame, card, `${run}|`);
 }
 
 async function shoot(frame, card, name) {
@@ -200,6 +200,79 @@ try {
     return Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${path.basename(f)} (${fs.statSync(f).size} bytes)`]));
   });
 
+  // The method agreement card: one line per pair of logged methods, a pair matrix, a hover read-out, exports.
+  const methodPairs = async () => {
+    const methods = (await frame.$$eval('select[name=method] option', (o) => o.map((x) => x.value))).sort();
+    return methods.flatMap((a, i) => methods.slice(i + 1).map((b) => `${a} × ${b}`));
+  };
+
+  await check('agreement_draws', async () => {
+    await drawn(frame, 'agreement', `${tabular}|`);
+    const pairs = await methodPairs();
+    assert(pairs.length >= 3, `expected several method pairs, got ${pairs}`);
+    const lines = await frame.$$eval('#agreement g.series path', (paths) => paths.filter((p) => (p.getAttribute('d') ?? '').length > 20).length);
+    assert(lines === pairs.length, `agreement drew ${lines} lines for ${pairs.length} pairs`);
+    // Each legend entry is its text node (the name as drawn) plus a <title> with the full name.
+    const legend = await frame.$$eval('#agreement .legend text', (texts) => texts.map((t) => t.firstChild.textContent));
+    const missing = pairs.filter((p) => !legend.includes(p));
+    assert(missing.length === 0, `pairs missing from the legend: ${missing}; legend: ${legend}`);
+    const cells = await frame.$$eval('#agreement .matrix .cell', (gs) => gs.map((g) => ({ pair: g.dataset.pair, fill: g.querySelector('rect').getAttribute('fill'), text: g.textContent })));
+    assert(cells.length === pairs.length, `matrix has ${cells.length} cells for ${pairs.length} pairs`);
+    assert(pairs.every((p) => cells.some((c) => c.pair === p)), `matrix cells ${cells.map((c) => c.pair)}`);
+    const fills = new Set(cells.map((c) => c.fill));
+    assert(fills.size >= 3, `matrix looks blank: ${[...fills]}`);
+    assert(cells.every((c) => /^-?\d\.\d\d$|^–$/.test(c.text)), `cell labels: ${cells.map((c) => c.text)}`);
+    const axis = await frame.$$eval('#agreement .lines svg > g:nth-of-type(2) .tick text', (t) => t.map((x) => x.textContent.replace('−', '-')));
+    assert(axis.includes('-1') && axis.includes('1'), `y axis ticks ${axis}`);
+    const note = await frame.textContent('#agreement .note');
+    assert(/pairs agree/.test(note), `agreement summary: ${note}`);
+    await shoot(frame, 'agreement', 'agreement');
+    return { pairs: pairs.length, lines, colours: fills.size, note };
+  });
+
+  await check('agreement_hover_and_pick', async () => {
+    const area = frame.locator('#agreement .lines rect[fill=transparent]');
+    const box = await area.boundingBox();
+    await area.hover({ position: { x: box.width * 0.6, y: box.height * 0.3 } });
+    const tip = frame.locator('#agreement .lines .tooltip');
+    await tip.waitFor({ state: 'visible', timeout: 5000 });
+    const lines = await tip.locator('div').allTextContents();
+    const pairs = await methodPairs();
+    assert(/^step: \d+$/.test(lines[0]) && pairs.includes(lines[1]) && /^ρ: -?[\d.e-]+$/.test(lines[2]), `tooltip: ${lines}`);
+    const faded = await frame.$$eval('#agreement g.series path', (paths) => paths.filter((p) => p.style.opacity !== '').length);
+    assert(faded === pairs.length - 1, `hover should bring out one line, ${faded} of ${pairs.length} faded`);
+    await frame.locator('#agreement .matrix .cell').first().hover();
+    const cellTip = await frame.locator('#agreement .matrix .tooltip').textContent();
+    assert(/pair: .+ × .+step: \d+ρ: /.test(cellTip), `matrix tooltip: ${cellTip}`);
+    // A click on the chart picks that step for the whole tab: the probe explorer and the matrix follow.
+    await area.click({ position: { x: 1, y: box.height / 2 } });
+    await drawn(frame, 'probe', `${tabular}|`);
+    await frame.waitForSelector('#agreement[data-drawn$="|0"]', { timeout: 5000 });
+    const title = await frame.textContent('#agreement .matrix svg > text');
+    assert(title === 'ρ at step 0', `matrix title after picking step 0: ${title}`);
+    const probeStep = await frame.textContent('#probe .step-label');
+    assert(probeStep === 'step 0', `probe explorer shows ${probeStep}`);
+    await area.click({ position: { x: box.width - 1, y: box.height / 2 } });
+    await page.mouse.move(0, 0);
+    return { tooltip: lines, cellTip, probeStep };
+  });
+
+  await check('agreement_export', async () => {
+    const files = {};
+    for (const format of ['PNG', 'SVG', 'CSV']) files[format] = await download(page, frame, 'agreement', format);
+    const png = fs.readFileSync(files.PNG);
+    assert(png.subarray(1, 4).toString() === 'PNG' && png.length > 5000, `PNG of ${png.length} bytes`);
+    const svg = fs.readFileSync(files.SVG, 'utf8');
+    const pairs = await methodPairs();
+    assert(svg.startsWith('<svg') && svg.includes('Spearman ρ') && svg.includes(pairs[0]), 'SVG lacks the axes or the legend');
+    const csv = fs.readFileSync(files.CSV, 'utf8').trim().split(/\r?\n/);
+    assert(/^step,method_a,method_b,spearman,top\d+_overlap$/.test(csv[0]), `CSV header: ${csv[0]}`);
+    const [a, b] = pairs[0].split(' × ');
+    assert(csv.some((row) => row.includes(`,${a},${b},`)), `CSV lacks pair ${pairs[0]}`);
+    assert(csv.length - 1 >= pairs.length, `CSV has ${csv.length - 1} rows for ${pairs.length} pairs`);
+    return Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${path.basename(f)} (${fs.statSync(f).size} bytes)`]));
+  });
+
   await check('image_run_draws', async () => {
     await selectRun(frame, image);
     const strip = await canvasStats(frame, '#evolution .filmstrip canvas');
@@ -257,6 +330,11 @@ try {
     assert(labels.includes(config.xss_name), `the feature is not shown literally: ${labels}`);
     const legend = await frame.$$eval('#topk .legend title', (titles) => titles.map((t) => t.textContent));
     assert(legend.includes(config.xss_name), 'the top-k legend does not show the name literally');
+    // One method only: the agreement card says so in one line instead of drawing.
+    const note = await frame.textContent('#agreement .note');
+    assert(/^Only one method \(saliency\)/.test(note), `single-method agreement note: ${note}`);
+    const figure = await frame.$$eval('#agreement .figure *', (nodes) => nodes.length);
+    assert(figure === 0, `agreement card drew ${figure} elements for one method`);
     const images = await frame.$$eval('img', (imgs) => imgs.length);
     assert(images === 0, `${images} <img> elements were created from data`);
     await page.waitForTimeout(500);
