@@ -112,7 +112,8 @@ def mlp_setup(n_probes: int, predict_path_probes: int):
     lime, lime_s = run_method(Lime(background=background), adapter, probe, [x], target)
     lref1, lref_s = run_method(Lime(background=background, engine="reference"), adapter, probe, [x], target)
     lref2, _ = run_method(Lime(background=background, engine="reference", seed=1), adapter, probe, [x], target)
-    table.add("lime (5000 samples)", lime_s, n_probes * 5000, lref_s, (corr(lime, lref1), corr(lref1, lref2)))
+    table.add("lime (5000 samples)", lime_s, n_probes * 5000, lref_s, (corr(lime, lref1), corr(lref1, lref2)),
+              f"(rows = the sample budget; the model evaluates {4999 + n_probes:,}: samples shared by all probes)")
     table.add("  lime LimeTabularExplainer, compiled", lref_s, n_probes * 5000)
 
     eg, eg_s = run_method(ExpectedGradients(background=background, samples=200), adapter, probe, [x], target)

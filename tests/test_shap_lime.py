@@ -103,15 +103,17 @@ def test_kernel_shap_agrees_with_shap_kernel_explainer(tabular):
     assert_agrees(ours, library(1), library(2))
 
 
-def test_lime_agrees_with_lime_tabular_explainer(tabular):
+@pytest.mark.parametrize("around", [False, True], ids=["shared_samples", "sample_around_instance"])
+def test_lime_agrees_with_lime_tabular_explainer(tabular, around):
     from lime.lime_tabular import LimeTabularExplainer
 
     _, adapter, probe, x, target, background = tabular
-    ours = attribute(Lime(samples=1000, background=background), adapter, probe, x, target)
+    ours = attribute(Lime(samples=1000, background=background, sample_around_instance=around), adapter, probe, x,
+                     target)
 
     def library(seed):
         explainer = LimeTabularExplainer(background.astype(np.float64), discretize_continuous=False,
-                                         random_state=seed)
+                                         sample_around_instance=around, random_state=seed)
         rows = []
         for i in range(len(x)):
             explanation = explainer.explain_instance(
