@@ -140,6 +140,7 @@ def main():
         ("smoothgrad", {}),
     ]
     bench_methods("MLP 20-64-64-2, 64 probes", mlp(), (20,), 64, gradient_methods)
+    bench_methods("MLP 20-64-64-2, 1024 probes", mlp(), (20,), 1024, gradient_methods)
     bench_methods("CNN 28x28x1, 64 probes", cnn(), (28, 28, 1), 64, gradient_methods + [("grad_cam", {})])
     bench_callback_cost()
 

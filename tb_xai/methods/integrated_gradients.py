@@ -111,15 +111,16 @@ class IntegratedGradients(AttributionMethod):
         """(|sum of attributions - (f(input) - f(baseline))|, |f(input) - f(baseline)|) per probe."""
         rows = np.arange(len(target))
         f_input = self.model.predict(inputs)[rows, target]
-        f_base = self.model.predict([np.broadcast_to(b, x.shape) for b, x in zip(self._baselines, inputs)])
-        delta = f_input - f_base[rows, target]
+        f_base = self.model.predict([b[None] for b in self._baselines])[0, target]  # one baseline row
+        delta = f_input - f_base
         total = sum(a.reshape(len(target), -1).sum(axis=1) for a in attributions)
         return np.abs(total - delta), np.abs(delta)
 
-    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        out = self._integrate(inputs, target, self.steps)
+    def attribute(self, inputs, target) -> List[np.ndarray]:
+        out = super().attribute(inputs, target)
         if self.tolerance is None:
             return out
+        target = np.asarray(target, dtype=np.int32)
         steps = self.steps
         while steps < self.max_steps:
             error, delta = self.completeness_error(inputs, target, out)
@@ -134,6 +135,9 @@ class IntegratedGradients(AttributionMethod):
                 for o, r in zip(out, refined):
                     o[chunk] = r
         return out
+
+    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
+        return self._integrate(inputs, target, self.steps)
 
     def _integrate(self, inputs: List[np.ndarray], target: np.ndarray, steps: int) -> List[np.ndarray]:
         alphas, weights = integration_nodes(steps, self.rule)

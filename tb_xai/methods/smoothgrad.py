@@ -15,7 +15,8 @@ class SmoothGrad(AttributionMethod):
 
     The noise of a probe is drawn from a generator seeded with (seed, a checksum of the probe's values), so
     it is the same at every logged step, for any batch size and any position of the probe in the set:
-    changes between steps come from the model, not from the noise.
+    changes between steps come from the model, not from the noise. Since the probe set is fixed over
+    training, the unit noise is drawn once and kept (up to `noise_cache_mb`), not drawn again every step.
 
     Args:
         samples: noisy copies per probe.
@@ -23,13 +24,14 @@ class SmoothGrad(AttributionMethod):
             the paper (10-20% works best there).
         absolute: average |gradient| instead of the signed gradient.
         seed: seed of the noise.
+        noise_cache_mb: memory for the kept noise; probes beyond it draw theirs at every step.
         name: the logged name.
     """
 
     name = "smoothgrad"
 
     def __init__(self, samples: int = 25, noise_level: float = 0.15, absolute: bool = False, seed: int = 0,
-                 name=None):
+                 noise_cache_mb: float = 64, name=None):
         super().__init__(name)
         if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
             raise ValueError(f"samples must be an integer >= 1; received: {samples!r}")
@@ -39,6 +41,8 @@ class SmoothGrad(AttributionMethod):
         self.noise_level = float(noise_level)
         self.absolute = bool(absolute)
         self.seed = int(seed)
+        self._cache_budget = int(noise_cache_mb * 2 ** 20)
+        self._noise: dict = {}
 
     def config(self):
         return {"samples": self.samples, "noise_level": self.noise_level, "absolute": self.absolute,
@@ -54,11 +58,8 @@ class SmoothGrad(AttributionMethod):
             x = x.astype(np.float32)
             flat = x.reshape(m, -1)
             sigma = self.noise_level * (flat.max(axis=1) - flat.min(axis=1))
-            noise = np.stack([
-                probe_generator(self.seed, k, probe_key(row)).standard_normal((s,) + x.shape[1:])
-                for row in x
-            ]).astype(np.float32)
-            noise *= sigma.reshape((m, 1) + (1,) * (x.ndim - 1))
+            noise = np.stack([self._unit_noise(k, row) for row in x])
+            noise = noise * sigma.reshape((m, 1) + (1,) * (x.ndim - 1))
             noisy.append((x[:, None] + noise).reshape((m * s,) + x.shape[1:]))
         _, grads = self.model.gradients(noisy, np.repeat(target, s))
         out = []
@@ -66,3 +67,13 @@ class SmoothGrad(AttributionMethod):
             g = g.reshape((m, s) + x.shape[1:])
             out.append((np.abs(g) if self.absolute else g).mean(axis=1))
         return out
+
+    def _unit_noise(self, input_index: int, row: np.ndarray) -> np.ndarray:
+        key = (input_index, probe_key(row))
+        noise = self._noise.get(key)
+        if noise is None:
+            noise = probe_generator(self.seed, *key).standard_normal((self.samples,) + row.shape).astype(np.float32)
+            if self._cache_budget >= noise.nbytes:
+                self._cache_budget -= noise.nbytes
+                self._noise[key] = noise
+        return noise
