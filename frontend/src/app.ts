@@ -65,8 +65,8 @@ export class App {
       this.controls.element,
       this.message,
       this.failures,
-      el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.probe.card.element, this.stability.card.element,
-        this.agreement.card.element),
+      el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.stability.card.element,
+        this.probe.card.element, this.agreement.card.element),
     );
     let frame = 0;
     let lastWidth = 0;
