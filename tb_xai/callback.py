@@ -100,7 +100,7 @@ class AttributionCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         # A model that was never called is only built by its first training batch.
-        if self._adapter is None:
+        if self._adapter is None or self._adapter.model is not self.model:
             self._setup()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -117,6 +117,11 @@ class AttributionCallback(keras.callbacks.Callback):
 
     # -------------------------------------------------------------------------------------- internals
     def _setup(self) -> None:
+        if self._adapter is not None and self._adapter.model is self.model:
+            # Another fit() of the same model: its compiled functions stay valid.
+            if self._writer is None and self._adapter.is_chief():
+                self._writer = summary.SummaryWriter(self.run_dir)
+            return
         self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size)
         check_target(self.target, self._adapter.n_outputs, self.probe.labels)
         if self.probe.class_names is not None and len(self.probe.class_names) != self._adapter.n_outputs:

@@ -87,6 +87,23 @@ def test_every_n_epochs_follows_keras_and_always_logs_the_last_epoch(tmp_path, t
     assert tb_xai.load(str(tmp_path)).steps("saliency") == [0, 3, 6, 7]
 
 
+def test_a_callback_reused_over_fits_and_models_keeps_logging(tmp_path, tabular_data):
+    x, y, _, _ = tabular_data
+    cb = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"])
+    model = models.mlp(n_features=30, n_classes=2)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
+    model.fit(x, y, initial_epoch=2, epochs=4, verbose=0, callbacks=[cb])
+    run = tb_xai.load(str(tmp_path))
+    assert run.steps("saliency") == [0, 1, 2, 3]
+    np.testing.assert_allclose(run.predictions()[-1], model.predict(x[:4], verbose=0), rtol=1e-5, atol=1e-6)
+    # Handed a different model (another input width), the callback validates against it afresh.
+    other = models.mlp(n_features=12, n_classes=2)
+    other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"probe input 'input' has shape \(4, 30\) but the model expects \(None, 12\)"):
+        other.fit(x[:, :12], y, epochs=1, verbose=0, callbacks=[cb])
+
+
 def test_never_called_sequential_subclassed_and_sigmoid_models(tmp_path, digits_data):
     x, y = digits_data
     binary = (y[:200] % 2).astype(np.float32)
