@@ -49,7 +49,9 @@ PREDICTION = plugin_data_pb2.PluginData.PREDICTION
 TARGET = plugin_data_pb2.PluginData.TARGET
 FAILURE = plugin_data_pb2.PluginData.FAILURE
 
-MODALITIES = ("tabular", "image", "sequence")
+TABULAR, IMAGE, SEQUENCE = "tabular", "image", "sequence"
+#: How a probe input is drawn: a vector of named features, an (H, W, C) image, or anything else.
+MODALITIES = (TABULAR, IMAGE, SEQUENCE)
 
 _TAG_PREFIX = PLUGIN_NAME + "/"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")

@@ -38,14 +38,14 @@ class ProbeSet:
         """"tabular" for vectors, "image" for (H, W, C) with C in 1..4, "sequence" otherwise."""
         shape = self.feature_shape(i)
         if len(shape) == 1:
-            return "tabular"
+            return metadata.TABULAR
         if len(shape) == 3 and shape[-1] in (1, 3, 4):
-            return "image"
-        return "sequence"
+            return metadata.IMAGE
+        return metadata.SEQUENCE
 
     def feature_names_for(self, i: int) -> Optional[List[str]]:
         # Feature names describe the single tabular input; multi-input models name inputs instead.
-        return self.feature_names if (i == 0 and self.modality(0) == "tabular") else None
+        return self.feature_names if (i == 0 and self.modality(0) == metadata.TABULAR) else None
 
     def structured(self, arrays: Sequence[np.ndarray]):
         """Returns `arrays` in the structure the user gave the probe in."""
