@@ -6,6 +6,7 @@ as well as the library correlates with itself under another seed, minus 0.01.
 
 import itertools
 import math
+import tracemalloc
 
 import keras
 import numpy as np
@@ -237,6 +238,25 @@ def test_occlusion_finds_the_pixels_a_linear_model_reads():
     np.testing.assert_allclose(maps[:, :2], 4.0)
     np.testing.assert_allclose(maps[:, 2:], 0.0)
 
+
+
+def test_occlusion_of_a_large_image_holds_one_model_batch_at_a_time():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    x = np.random.default_rng(0).random((1, 96, 96, 3), dtype=np.float32)
+    probe = as_probe_set(x)
+    method = Occlusion(window=4, stride=2)
+    method.setup(adapt(model, probe, batch_size=64), probe)
+    method.attribute([x], np.array([1]))  # compiles the model's predict outside the measurement
+    one_batch, all_at_once = 64 * x.nbytes, method.rows_per_probe() * x.nbytes  # 7 MB; 2209 copies, 244 MB
+    tracemalloc.start()
+    try:
+        (maps,) = method.attribute([x], np.array([1]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert maps.shape == (1, 96, 96) and np.all(np.isfinite(maps))
+    assert peak < 3 * one_batch < all_at_once / 10, (peak, one_batch)
 
 def test_backgrounds_are_stated_in_the_logged_config(tmp_path, tabular):
     model, _, _, x, _, _ = tabular

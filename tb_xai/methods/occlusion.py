@@ -7,6 +7,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.batching import chunks
 
 
 class Occlusion(AttributionMethod):
@@ -14,7 +15,8 @@ class Occlusion(AttributionMethod):
     explained output drops; each pixel gets the mean drop of the windows covering it.
 
     Cost: one forward pass per window position plus one per probe ((H - window) / stride + 1)^2 + 1; for
-    28x28 images, window 4 and stride 2, 170 passes per probe.
+    28x28 images, window 4 and stride 2, 170 passes per probe. Host memory: the occluded copies of one
+    model batch at a time, never all of a probe's at once (12,321 windows of a 224x224x3 image would be 7 GB).
 
     Args:
         window: side of the square patch in pixels.
@@ -41,7 +43,8 @@ class Occlusion(AttributionMethod):
         self.window = int(window)
         self.stride = int(stride) if stride is not None else max(1, self.window // 2)
         self.fill = fill
-        self._windows = np.zeros((0, 0, 0), dtype=bool)
+        self._starts = np.zeros((0, 2), dtype=np.int64)  # (windows, 2): top-left corner of each window
+        self._coverage = np.zeros((0, 0))  # (H, W): how many windows cover each pixel
 
     def config(self):
         return {"window": self.window, "stride": self.stride, "fill": self.fill}
@@ -50,7 +53,7 @@ class Occlusion(AttributionMethod):
         return tuple(input_shape[:2])
 
     def rows_per_probe(self) -> int:
-        return len(self._windows) + 1
+        return len(self._starts) + 1
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
@@ -64,28 +67,34 @@ class Occlusion(AttributionMethod):
             raise ValueError(f"{self.name}: window {self.window} is larger than the {height}x{width} images")
         starts_r = _starts(height, self.window, self.stride)
         starts_c = _starts(width, self.window, self.stride)
-        windows = np.zeros((len(starts_r) * len(starts_c), height, width), dtype=bool)
-        for k, (r, c) in enumerate((r, c) for r in starts_r for c in starts_c):
-            windows[k, r:r + self.window, c:c + self.window] = True
-        self._windows = windows
+        self._starts = np.array([(r, c) for r in starts_r for c in starts_c], dtype=np.int64)
+        coverage = np.zeros((height, width))
+        for r, c in self._starts:
+            coverage[r:r + self.window, c:c + self.window] += 1
+        self._coverage = coverage
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
         x = inputs[0].astype(np.float32)
-        m, n = len(x), len(self._windows)
+        m, w = len(x), self.window
         if self.fill == "mean":
-            fill = x.mean(axis=(1, 2), keepdims=True)[:, None]
+            fill = x.mean(axis=(1, 2), keepdims=True)
         else:
-            fill = np.float32(self.fill)
-        occluded = np.where(self._windows[None, :, :, :, None], fill, x[:, None])
-        rows = np.concatenate([x, occluded.reshape((m * n,) + x.shape[1:])])
-        out = self.model.predict([rows])
-        full = out[np.arange(m), target]
-        hidden = out[m:].reshape(m, n, -1)[np.arange(m), :, target]
-        drops = full[:, None] - hidden
-        coverage = self._windows.sum(axis=0)
-        summed = np.einsum("mn,nhw->mhw", drops, self._windows.astype(np.float32))
-        return [(summed / np.maximum(coverage, 1)).astype(np.float32)]
-
+            fill = np.full((m, 1, 1, 1), self.fill, dtype=np.float32)
+        probes = np.arange(m)
+        full = self.model.predict([x])[probes, target]
+        summed = np.zeros((m,) + self._coverage.shape)
+        # Windows in chunks of at most one model batch of occluded rows: host memory stays bounded by the
+        # batch size, however many windows an image has.
+        for piece in chunks(len(self._starts), max(1, self.model.batch_size // m)):
+            starts = self._starts[piece]
+            occluded = np.repeat(x[:, None], len(starts), axis=1)  # (probes, windows in the chunk, H, W, C)
+            for k, (r, c) in enumerate(starts):
+                occluded[:, k, r:r + w, c:c + w] = fill
+            out = self.model.predict([occluded.reshape((-1,) + x.shape[1:])])
+            drops = full[:, None] - out.reshape(m, len(starts), -1)[probes, :, target]
+            for k, (r, c) in enumerate(starts):
+                summed[:, r:r + w, c:c + w] += drops[:, k, None, None]
+        return [(summed / np.maximum(self._coverage, 1)).astype(np.float32)]
 
 def _starts(size: int, window: int, stride: int) -> List[int]:
     """Window offsets covering every pixel: every `stride`, plus one flush with the far edge."""
