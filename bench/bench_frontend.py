@@ -44,14 +44,12 @@ def write_synthetic_run(log_dir: str, steps: int, features: int, probes: int = 3
         attributions = rng.normal(size=(probes, features)) * (0.2 + weights * progress)
         logits = rng.normal(size=(probes, classes)) * (1 + 3 * progress)
         predictions = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        writer.write_all(
-            [
-                summary.attribution_pb("integrated_gradients", "input", attributions, feature_names=names, modality="tabular"),
-                summary.predictions_pb(predictions, class_names=[f"class_{c}" for c in range(classes)]),
-                summary.targets_pb(predictions.argmax(axis=1)),
-            ],
-            step,
-        )
+        for item in [
+            summary.attribution_pb("integrated_gradients", "input", attributions, feature_names=names, modality="tabular"),
+            summary.predictions_pb(predictions, class_names=[f"class_{c}" for c in range(classes)]),
+            summary.targets_pb(predictions.argmax(axis=1)),
+        ]:
+            writer.write(item, step)
     writer.close()
     scalars = EventFileWriter(os.path.join(log_dir, "train"))
     for step in range(steps):

@@ -48,15 +48,13 @@ def write_run(logdir: str) -> None:
     names = [f"feature_{i}" for i in range(FEATURES)]
     writer = summary.SummaryWriter(os.path.join(logdir, RUN))
     for step in range(STEPS):
-        writer.write_all(
-            [
-                summary.predictions_pb(rng.random((PROBES, 2))),
-                summary.targets_pb(rng.integers(0, 2, PROBES)),
-                summary.attribution_pb("integrated_gradients", "x", rng.normal(size=(PROBES, FEATURES)),
-                                       feature_names=names, modality="tabular"),
-            ],
-            step,
-        )
+        for item in [
+            summary.predictions_pb(rng.random((PROBES, 2))),
+            summary.targets_pb(rng.integers(0, 2, PROBES)),
+            summary.attribution_pb("integrated_gradients", "x", rng.normal(size=(PROBES, FEATURES)),
+                                   feature_names=names, modality="tabular"),
+        ]:
+            writer.write(item, step)
     writer.close()
 
 

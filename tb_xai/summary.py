@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -114,10 +114,6 @@ class SummaryWriter:
         self._writer.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
         )
-
-    def write_all(self, summaries: Sequence[summary_pb2.Summary], step: int) -> None:
-        for summary in summaries:
-            self.write(summary, step)
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -36,18 +36,9 @@ class KernelShap(LocalSurrogate):
                  seed: int = 0, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(samples, background, segmentation, engine, seed, batch_size, name)
         shapley_budget(2, samples)  # validates `samples`
-        self._features = 0
-
-    def _check(self, probe) -> None:
-        x = probe.inputs[0]
-        self._features = x.shape[1] if self.modality == "tabular" else int(self.segmentation(x[0]).max()) + 1
 
     def samples_per_probe(self, features: int) -> int:
         return shapley_budget(features, self.samples) + 2
-
-    def rows_per_probe(self) -> int:
-        rows = len(self.background.data) if self.background is not None else 1
-        return self.samples_per_probe(max(1, self._features)) * rows
 
     def _explain_tabular(self, x, target, index):
         features = x.shape[1]

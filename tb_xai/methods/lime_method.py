@@ -102,9 +102,6 @@ class Lime(LocalSurrogate):
     def samples_per_probe(self, features: int) -> int:
         return self.sample_count()
 
-    def rows_per_probe(self) -> int:
-        return self.sample_count()
-
     def standardization(self):
         """(mean, scale) of the background's features, weighted; a constant feature gets scale 1."""
         data = self.background.data.astype(np.float64)
