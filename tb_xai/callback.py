@@ -91,10 +91,13 @@ class AttributionCallback(keras.callbacks.Callback):
         self._wrote_probe = False
         self._last_epoch: Optional[int] = None
         self._last_logged: Optional[int] = None
+        self._logged_steps: set = set()  # over every fit() this callback was given to
+        self._warned_overwrite = False
 
     # -------------------------------------------------------------------------------- Keras lifecycle
     def on_train_begin(self, logs=None):
         self._last_epoch = self._last_logged = None
+        self._warned_overwrite = False
         if self.model.built:
             self._setup()
 
@@ -140,6 +143,26 @@ class AttributionCallback(keras.callbacks.Callback):
         self._last_logged = step
         if self._writer is None:  # not the chief: another worker writes
             return
+        if step in self._logged_steps and not self._warned_overwrite:
+            logger.warning(
+                "tb_xai: epoch %d was already logged by an earlier fit(); its attributions are replaced. Pass "
+                "initial_epoch= to fit() to continue the history, or give this fit another log_dir.", step)
+            self._warned_overwrite = True
+        self._logged_steps.add(step)
+        try:
+            targets = self._log_probe_state(step)
+        except Exception as error:  # an explanation must never stop the user's training
+            self._record_failure(self.methods, step, f"the step could not be logged: {type(error).__name__}: {error}")
+            return
+        for method in self.methods:
+            self._log_method(method, targets, step)
+        try:
+            self._writer.flush()
+        except Exception as error:
+            logger.warning("tb_xai: flushing step %d to %s failed: %s", step, self.run_dir, error)
+
+    def _log_probe_state(self, step: int) -> np.ndarray:
+        """Writes the probe (once), the predictions and the explained targets; returns the targets."""
         probe, writer = self.probe, self._writer
         if not self._wrote_probe:
             for i, (name, array) in enumerate(zip(probe.names, probe.inputs)):
@@ -154,9 +177,7 @@ class AttributionCallback(keras.callbacks.Callback):
                                             class_names=probe.class_names), step)
         writer.write(summary.targets_pb(targets, output_name=self._adapter.output_name,
                                         config=self.target.as_config()), step)
-        for method in self.methods:
-            self._log_method(method, targets, step)
-        writer.flush()
+        return targets
 
     def _log_method(self, method: AttributionMethod, targets: np.ndarray, step: int) -> None:
         start = time.perf_counter()
@@ -169,20 +190,24 @@ class AttributionCallback(keras.callbacks.Callback):
                         f"{bad} of {np.size(values)} attribution values for input {name!r} are NaN or inf "
                         "(diverged weights?); nothing was logged for this step"
                     )
+            summaries = [
+                summary.attribution_pb(method.name, name, values, feature_names=self.probe.feature_names_for(i),
+                                       modality=self.probe.modality(i), config=method.config())
+                for i, (name, values) in enumerate(zip(self.probe.names, attributions))
+            ]
+            for pb in summaries:
+                self._writer.write(pb, step)
         except Exception as error:  # an explanation must never stop the user's training
-            message = f"{type(error).__name__}: {error}"
-            logger.warning("tb_xai: %s failed at step %d: %s", method.name, step, message)
-            self._writer.write(summary.failure_pb(method.name, message), step)
-            return
+            self._record_failure([method], step, f"{type(error).__name__}: {error}")
         finally:
             self.timings[method.name] = time.perf_counter() - start
-        for i, (name, values) in enumerate(zip(self.probe.names, attributions)):
-            self._writer.write(
-                summary.attribution_pb(
-                    method.name, name, values,
-                    feature_names=self.probe.feature_names_for(i),
-                    modality=self.probe.modality(i),
-                    config=method.config(),
-                ),
-                step,
-            )
+
+    def _record_failure(self, methods: Sequence[AttributionMethod], step: int, message: str) -> None:
+        """Warns, and writes a FAILURE summary for each method; a writer that fails too only warns."""
+        for method in methods:
+            logger.warning("tb_xai: %s failed at step %d: %s", method.name, step, message)
+            try:
+                self._writer.write(summary.failure_pb(method.name, message), step)
+            except Exception as error:
+                logger.warning("tb_xai: the failure of %s at step %d could not be written either: %s",
+                               method.name, step, error)

@@ -87,7 +87,7 @@ def test_every_n_epochs_follows_keras_and_always_logs_the_last_epoch(tmp_path, t
     assert tb_xai.load(str(tmp_path)).steps("saliency") == [0, 3, 6, 7]
 
 
-def test_a_callback_reused_over_fits_and_models_keeps_logging(tmp_path, tabular_data):
+def test_a_callback_reused_over_fits_and_models_keeps_logging(tmp_path, tabular_data, caplog):
     x, y, _, _ = tabular_data
     cb = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"])
     model = models.mlp(n_features=30, n_classes=2)
@@ -97,6 +97,10 @@ def test_a_callback_reused_over_fits_and_models_keeps_logging(tmp_path, tabular_
     run = tb_xai.load(str(tmp_path))
     assert run.steps("saliency") == [0, 1, 2, 3]
     np.testing.assert_allclose(run.predictions()[-1], model.predict(x[:4], verbose=0), rtol=1e-5, atol=1e-6)
+    # A fit that starts over at epoch 0 replaces those steps, and says so.
+    with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+    assert "epoch 0 was already logged by an earlier fit(); its attributions are replaced" in caplog.text
     # Handed a different model (another input width), the callback validates against it afresh.
     other = models.mlp(n_features=12, n_classes=2)
     other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -228,6 +232,30 @@ def test_a_failing_method_is_recorded_and_training_goes_on(tmp_path, tabular_dat
     assert "exploding failed at step 0" in caplog.text
 
 
+def test_a_failure_outside_the_methods_is_recorded_and_training_goes_on(tmp_path, tabular_data, caplog):
+    x, y, _, _ = tabular_data
+    model = models.mlp(n_features=30, n_classes=2)
+    cb = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency", "integrated_gradients"])
+
+    class BreakPredictions(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                def out_of_memory(*args, **kwargs):
+                    raise MemoryError("out of memory predicting the probe")
+                cb._adapter.predict = out_of_memory
+
+    with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
+        _fit(model, x, y, [BreakPredictions(), cb], epochs=3)
+    assert len(model.history.history["loss"]) == 3
+    run = tb_xai.load(str(tmp_path))
+    assert run.steps() == [0] and run.steps("saliency") == [0]
+    failures = run.failures()
+    assert [(step, method) for step, method, _ in failures] == [
+        (1, "integrated_gradients"), (1, "saliency"), (2, "integrated_gradients"), (2, "saliency")]
+    assert all("could not be logged: MemoryError: out of memory predicting the probe" in m for _, _, m in failures)
+    assert "saliency failed at step 1" in caplog.text
+
+
 def test_nan_weights_are_recorded_as_failures_never_written(tmp_path, tabular_data):
     x, y, _, _ = tabular_data
     model = models.mlp(n_features=30, n_classes=2)
@@ -285,3 +313,31 @@ def test_mirrored_strategy_over_two_cpu_devices_writes_once(tmp_path):
                             cwd=os.path.dirname(__file__))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "OK 1"  # one event file: written once
+
+
+@pytest.mark.parametrize("task_type,task_id,jobs,expected", [
+    ("chief", 0, {"chief": ["h:1"], "worker": ["h:2", "h:3"]}, True),
+    ("worker", 0, {"chief": ["h:1"], "worker": ["h:2", "h:3"]}, False),
+    ("worker", 0, {"worker": ["h:2", "h:3"]}, True),
+    ("worker", 1, {"worker": ["h:2", "h:3"]}, False),
+    ("evaluator", 0, {"worker": ["h:2"], "evaluator": ["h:4"]}, False),
+])
+def test_only_the_chief_task_writes(task_type, task_id, jobs, expected):
+    import tensorflow as tf
+    from tb_xai.backend.tensorflow import is_chief_task
+
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(jobs), task_type=task_type, task_id=task_id)
+    assert is_chief_task(resolver) is expected
+    assert is_chief_task(None) is True
+
+
+def test_a_non_chief_worker_computes_and_writes_nothing(tmp_path, tabular_data, monkeypatch):
+    from tb_xai.backend import tensorflow as tf_backend
+
+    x, y, _, _ = tabular_data
+    monkeypatch.setattr(tf_backend.TensorFlowModel, "is_chief", lambda self: False)
+    cb = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"])
+    _fit(models.mlp(n_features=30, n_classes=2), x, y, [cb], epochs=2)
+    assert not os.path.exists(os.path.join(str(tmp_path), "xai"))
+    assert cb.timings == {}

@@ -160,7 +160,36 @@ def test_multi_input_multi_output_models_through_the_target_spec():
         delta = adapter.predict(probe_set.inputs)[rows, target] - adapter.predict(
             [np.zeros_like(a) for a in probe_set.inputs])[rows, target]
         np.testing.assert_allclose(attr_a.sum(1) + attr_b.sum(1), delta, rtol=1e-2, atol=1e-5)
+    # A dict probe is matched to the model's inputs by key, whatever its order.
+    reordered = as_probe_set({"b": probe["b"], "a": probe["a"]})
+    adapter = adapt(model, reordered, output="cls")
+    method = IntegratedGradients()
+    method.setup(adapter, reordered)
+    attr_b, attr_a = method.attribute(reordered.inputs, np.zeros(6, np.int32))
+    assert attr_b.shape == (6, 3) and attr_a.shape == (6, 5)
+    with pytest.raises(ValueError, match=r"the probe has inputs \['a'\] but the model's inputs are"):
+        adapt(model, as_probe_set({"a": probe["a"]}), output="cls")
     with pytest.raises(ValueError, match=r"the model has 2 outputs .*choose one with target=\(output, class\)"):
         adapt(model, probe_set)
     with pytest.raises(ValueError, match=r"target output 'nope' is not one of the model's outputs"):
         adapt(model, probe_set, output="nope")
+
+
+def test_integrated_gradients_does_not_chase_float32_noise_on_a_saturated_classifier():
+    model = models.mlp()
+    for layer in model.layers:  # a confident classifier: outputs within float32 resolution of 1
+        layer.kernel.assign(layer.kernel.numpy() * 60)
+    rng = np.random.default_rng(0)
+    anchor = rng.normal(size=6).astype(np.float32)
+    x = (anchor + 1e-3 * rng.normal(size=(8, 6))).astype(np.float32)
+    method = IntegratedGradients(baseline=anchor)
+    adapter = _bind(method, model, x)
+    target = _predicted(adapter, [x])
+    assert adapter.predict([x])[np.arange(8), target].min() > 0.9999
+    rows = []
+    gradients = adapter.gradients
+    adapter.gradients = lambda inputs, t: (rows.append(len(t)), gradients(inputs, t))[1]
+    (attr,) = method.attribute([x], target)
+    error, allowed = method.completeness_error([x], target, [attr])
+    assert np.all(error <= allowed)
+    assert sum(rows) == 8 * method.steps  # no refinement pass

@@ -59,11 +59,22 @@ class TensorFlowModel:
         return tf.float32 if np.issubdtype(array.dtype, np.floating) or array.dtype == bool else tf.as_dtype(array.dtype)
 
     def _declared_inputs(self):
+        """The model's symbolic inputs in the probe's order, or None when the model has none (subclassed)."""
         try:
             inputs = self.model.inputs
         except (AttributeError, ValueError):
             return None
-        return list(inputs) if inputs else None
+        if not inputs:
+            return None
+        # A dict probe is matched by key, like Keras matches a dict of inputs (whose `inputs` list is sorted).
+        struct = getattr(self.model, "_inputs_struct", None)
+        if self.probe.structure == "dict" and isinstance(struct, dict):
+            if sorted(struct) != sorted(self.probe.names):
+                raise ValueError(
+                    f"the probe has inputs {self.probe.names} but the model's inputs are {list(struct)}"
+                )
+            return [struct[name] for name in self.probe.names]
+        return list(inputs)
 
     def _check_inputs(self) -> None:
         declared = self._declared_inputs()
@@ -239,11 +250,17 @@ class TensorFlowModel:
 
     def is_chief(self) -> bool:
         strategy = getattr(self.model, "distribute_strategy", None)
-        resolver = getattr(strategy, "cluster_resolver", None)
-        if resolver is None or not resolver.cluster_spec().as_dict():
-            return True
-        task_type, task_id = resolver.task_type, resolver.task_id
-        if task_type == "chief":
-            return True
-        jobs = resolver.cluster_spec().as_dict()
-        return task_type == "worker" and task_id == 0 and "chief" not in jobs
+        return is_chief_task(getattr(strategy, "cluster_resolver", None))
+
+
+def is_chief_task(resolver) -> bool:
+    """Whether the task a cluster resolver describes writes summaries: the chief, or worker 0 when the
+    cluster has no chief (as multi-worker Keras training decides it); a process with no cluster always does."""
+    if resolver is None:
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    if not jobs:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
