@@ -8,6 +8,7 @@ import pytest
 import models
 from tb_xai import methods as methods_lib
 from tb_xai.backend import adapt
+from tb_xai.methods import surrogate
 from tb_xai.probe import as_probe_set
 
 # method name -> keyword arguments for a quick but faithful configuration
@@ -47,8 +48,27 @@ def _cases():
                 yield name, modality
 
 
+def _one_row_batches(name, modality, monkeypatch):
+    """The method on an adapter of batch size 1, with every other batching knob at its smallest too, and the
+    rows each predict call was allowed."""
+    # The local surrogates size model calls by bytes (at least the adapter's batch size) and blocks of
+    # probes by host memory; at one element each, they put one row per call and one probe per block.
+    monkeypatch.setattr(surrogate, "_ELEMENTS_PER_CALL", 1)
+    monkeypatch.setattr(surrogate, "_ELEMENTS_PER_BLOCK", 1)
+    method, adapter, _ = _setup(name, modality, batch_size=1)
+    allowed = []
+    predict = adapter.predict
+
+    def recorded(inputs, batch_size=None):
+        allowed.append(batch_size or adapter.batch_size)
+        return predict(inputs, batch_size=batch_size)
+
+    monkeypatch.setattr(adapter, "predict", recorded)
+    return method, allowed
+
+
 @pytest.mark.parametrize("name,modality", list(_cases()))
-def test_shape_finiteness_determinism_and_batching(name, modality):
+def test_shape_finiteness_determinism_and_batching(name, modality, monkeypatch):
     method, adapter, x = _setup(name, modality)
     target = np.array([0, 1, 2, 3, 0])[: len(x)] % adapter.n_outputs
     (first,) = method.attribute([x], target)
@@ -59,9 +79,11 @@ def test_shape_finiteness_determinism_and_batching(name, modality):
     (again,) = method.attribute([x], target)
     np.testing.assert_array_equal(first, again)
     # The same probes through one-row model batches give the same answer: batching is invisible.
-    small, _, _ = _setup(name, modality, batch_size=1)
+    small, allowed = _one_row_batches(name, modality, monkeypatch)
     (batched,) = small.attribute([x], target)
     np.testing.assert_allclose(batched, first, rtol=1e-4, atol=1e-6)
+    assert set(allowed) <= {1}, allowed
+    monkeypatch.undo()
     # Each row is explained independently: a row's attribution does not depend on its neighbours.
     (alone,) = method.attribute([x[2:3]], target[2:3])
     np.testing.assert_allclose(alone[0], first[2], rtol=1e-4, atol=1e-6)
