@@ -2,7 +2,10 @@
 
 Everything here is pure numpy over arrays laid out as logged: attributions ``[steps, probes, *attribution_shape]``,
 targets ``[steps, probes]``. A *map* is one probe's attribution after channel reduction (see :func:`map_shape`);
-a step's *importance* is the mean map over the counted probes.
+a step's *importance* is the mean map over the counted probes. How a tag's steps are stacked
+(:func:`stack_steps`), how targets line up with them (:func:`align_targets`), what a map element is called
+(:func:`element_names`) and which methods are compared (:func:`agreement_by_shape`) are decided here too, so
+the dashboard, ``tb_xai.load`` and the plots cannot drift apart.
 
 Example:
     >>> import numpy as np
@@ -19,10 +22,92 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+# Only the modality names: metadata owns them (it imports protobuf messages, never TensorFlow).
+from tb_xai.metadata import IMAGE, TABULAR
+
 #: Size of the top-k sets compared by rank stability and agreement, unless a caller asks for another.
 DEFAULT_K = 10
 
-IMAGE = "image"
+
+def stack_steps(values_by_step: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:
+    """Stacks one tag's per-step values, keeping the steps shaped like the latest one.
+
+    A tag changes shape when the model or the probe set changed mid-run (a resumed run with more features, or
+    a new probe set). The latest shape is what the run is writing now, so its steps are kept and the steps
+    of any other shape are left out and reported, rather than making the whole tag unreadable.
+
+    Args:
+        values_by_step: step -> that step's array.
+
+    Returns:
+        ``(steps, values, dropped)``: ``[n]`` int64 ascending steps of the latest shape, ``[n, *shape]`` their
+        values stacked (``(0,)`` when there is no step), and the list of steps left out, ascending.
+
+    Example:
+        >>> steps, values, dropped = stack_steps({0: np.zeros(3), 1: np.zeros(4), 2: np.ones(4)})
+        >>> steps.tolist(), values.shape, dropped
+        ([1, 2], (2, 4), [0])
+    """
+    if not values_by_step:
+        return np.zeros(0, dtype=np.int64), np.zeros((0,)), []
+    ordered = sorted(int(s) for s in values_by_step)
+    arrays = {step: np.asarray(values_by_step[step]) for step in ordered}
+    shape = arrays[ordered[-1]].shape
+    kept = [s for s in ordered if arrays[s].shape == shape]
+    dropped = [s for s in ordered if arrays[s].shape != shape]
+    return np.array(kept, dtype=np.int64), np.stack([arrays[s] for s in kept]), dropped
+
+
+def align_targets(
+    steps: Sequence[int], target_steps: Sequence[int], target_values: Sequence[np.ndarray], probes: int
+) -> np.ndarray:
+    """The targets logged at `steps`, as ``[len(steps), probes]``; -1 (matches no class) where none fits.
+
+    A step has no usable targets when none were logged at it, or when they were logged for another number of
+    probes.
+
+    Args:
+        steps: the steps to align to (an attribution tag's steps).
+        target_steps: the steps the targets were logged at.
+        target_values: one ``[probes]`` array per target step.
+        probes: the number of probes of the attributions.
+
+    Example:
+        >>> align_targets([0, 1, 2], [0, 2], [np.array([1, 0]), np.array([0, 0])], 2).tolist()
+        [[1, 0], [-1, -1], [0, 0]]
+    """
+    by_step = {int(s): np.asarray(v) for s, v in zip(target_steps, target_values)}
+    aligned = np.full((len(steps), int(probes)), -1, dtype=np.int64)
+    for row, step in enumerate(steps):
+        value = by_step.get(int(step))
+        if value is not None and value.shape == (int(probes),):
+            aligned[row] = value
+    return aligned
+
+
+def element_names(shape: Sequence[int], modality: str, feature_names: Sequence[str] = ()) -> list:
+    """Names of the elements of an attribution or map of `shape`, flattened row-major.
+
+    A vector takes the logged feature names when there is one per element, else "feature 3"; a 2-D image map
+    names "pixel (row, col)"; anything else the comma-joined index, "3,5,0".
+
+    Args:
+        shape: the per-probe attribution or map shape.
+        modality: the logged modality.
+        feature_names: the names logged with the probe, if any.
+
+    Example:
+        >>> element_names([2, 2], "image")
+        ['pixel (0, 0)', 'pixel (0, 1)', 'pixel (1, 0)', 'pixel (1, 1)']
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 1:
+        if len(feature_names) == shape[0]:
+            return [str(name) for name in feature_names]
+        return [f"feature {i}" for i in range(shape[0])]
+    if len(shape) == 2 and modality == IMAGE:
+        return [f"pixel ({r}, {c})" for r, c in np.ndindex(*shape)]
+    return [",".join(str(i) for i in index) for index in np.ndindex(*shape)]
 
 
 def map_shape(attribution_shape: Sequence[int], modality: str) -> tuple:
@@ -30,7 +115,7 @@ def map_shape(attribution_shape: Sequence[int], modality: str) -> tuple:
 
     Args:
         attribution_shape: the per-probe attribution shape.
-        modality: ``"tabular"``, ``"image"`` or ``"sequence"`` as logged.
+        modality: the logged modality (one of ``metadata.MODALITIES``).
     """
     shape = tuple(int(d) for d in attribution_shape)
     if modality == IMAGE and len(shape) == 3:
@@ -68,7 +153,7 @@ def to_maps(
 def feature_importance(
     attributions: np.ndarray,
     *,
-    modality: str = "tabular",
+    modality: str = TABULAR,
     signed: bool = False,
     targets: Optional[np.ndarray] = None,
     target: Optional[int] = None,
@@ -262,3 +347,32 @@ def method_agreement(
             }
         )
     return pairs
+
+
+def agreement_by_shape(importances: Mapping[str, tuple[np.ndarray, np.ndarray]], k: int) -> list[dict]:
+    """:func:`method_agreement` within each group of methods whose maps have one shape, pairs sorted by name.
+
+    Methods with maps of different shapes (a Grad-CAM map next to a pixel map of another size) have no
+    element-wise ranking to compare, so they are never paired.
+
+    Args:
+        importances: method name -> ``(steps [n], importance [n, *map_shape])``.
+        k: top-k size, clipped to each group's number of map elements.
+
+    Returns:
+        The pairs of :func:`method_agreement`, over every group, sorted by their ``methods``.
+
+    Example:
+        >>> same = (np.array([0]), np.array([[1.0, 2.0, 3.0]]))
+        >>> [p["methods"] for p in agreement_by_shape({"a": same, "b": same, "c": (np.array([0]), np.ones((1, 2)))}, 1)]
+        [['a', 'b']]
+    """
+    by_shape: dict = {}
+    for method, (steps, importance) in importances.items():
+        importance = np.asarray(importance)
+        by_shape.setdefault(importance.shape[1:], {})[method] = (
+            steps,
+            importance.reshape(importance.shape[0], int(np.prod(importance.shape[1:]))),
+        )
+    pairs = [pair for group in by_shape.values() for pair in method_agreement(group, k)]
+    return sorted(pairs, key=lambda pair: pair["methods"])

@@ -1,15 +1,19 @@
 """`tb_xai.load(log_dir)`: the logged history as numpy arrays, straight from the event files.
 
 No TensorBoard server, no TensorFlow needed. Every step is read (no sampling); when a step was logged twice
-(a resumed run), the later write wins. A truncated last record, as a run still being written leaves it, is
+(a resumed run), the later write wins. When a tag changed shape mid-run (another model or probe set), only the
+steps shaped like its latest step are served, with a warning naming the others, as the dashboard does
+(`tb_xai.aggregate.stack_steps`). A truncated last record, as a run still being written leaves it, is
 skipped, and everything before it is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -21,14 +25,29 @@ from tb_xai import aggregate, metadata
 
 @dataclasses.dataclass
 class _Series:
+    """One tag's values by step, stacked by `aggregate.stack_steps` once reading is done."""
+
+    tag: str
     info: metadata.TagInfo
     values: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
+    @functools.cached_property
+    def _stack(self) -> Tuple[np.ndarray, np.ndarray]:
+        steps, stacked, dropped = aggregate.stack_steps(self.values)
+        if dropped:
+            warnings.warn(
+                f"{self.tag}: steps {dropped} hold another shape than the latest step {int(steps[-1])} "
+                f"({stacked.shape[1:]}), as when the model or the probe changed mid-run; they are left out",
+                stacklevel=4,
+            )
+        return steps, stacked
+
     def steps(self) -> List[int]:
-        return sorted(self.values)
+        """The steps of the latest shape (see `aggregate.stack_steps`), ascending."""
+        return self._stack[0].tolist()
 
     def stacked(self) -> np.ndarray:
-        return np.stack([self.values[s] for s in self.steps()]) if self.values else np.zeros((0,))
+        return self._stack[1]
 
 
 class Run:
@@ -165,7 +184,7 @@ class Run:
             'worst radius'
         """
         series = self._attribution_series(method, input)
-        targets = self._targets_at(series.steps()) if target is not None else None
+        targets = self._targets_at(series) if target is not None else None
         importance, _ = aggregate.feature_importance(
             series.stacked(), modality=series.info.modality, signed=signed, targets=targets, target=target
         )
@@ -231,18 +250,14 @@ class Run:
             >>> [pair["methods"] for pair in tb_xai.load("runs/exp1").agreement()]
             [['integrated_gradients', 'saliency']]
         """
-        by_shape: Dict[tuple, dict] = {}
+        importances = {}
         for method in self.methods:
             try:
                 series = self._attribution_series(method, input)
             except KeyError:  # a method that only ever failed
                 continue
-            importance = self.importance(method, input, target=target)
-            by_shape.setdefault(importance.shape[1:], {})[method] = (
-                series.steps(), importance.reshape(len(importance), -1)
-            )
-        pairs = [pair for group in by_shape.values() for pair in aggregate.method_agreement(group, k)]
-        return sorted(pairs, key=lambda pair: pair["methods"])
+            importances[method] = (series.steps(), self.importance(method, input, target=target))
+        return aggregate.agreement_by_shape(importances, k)
 
     def to_dataframe(self, methods: Optional[List[str]] = None):
         """Every logged attribution as a tidy pandas DataFrame, one row per (method, input, step, probe, feature).
@@ -279,8 +294,8 @@ class Run:
                 values = series.stacked()
                 steps, probes = values.shape[:2]
                 per_probe = values.shape[2:]
-                names = self._element_names(method, input, per_probe)
-                targets = self._targets_at(series.steps())
+                names = aggregate.element_names(per_probe, series.info.modality, series.info.feature_names)
+                targets = self._targets_at(series)
                 frames.append(pd.DataFrame({
                     "method": method,
                     "input": input,
@@ -303,30 +318,17 @@ class Run:
             >>> dict(zip(run.map_names("saliency"), run.importance("saliency")[-1].ravel()))
         """
         series = self._attribution_series(method, input)
-        attribution_shape = next(iter(series.values.values())).shape[1:]
-        return self._element_names(method, input, aggregate.map_shape(attribution_shape, series.info.modality))
+        shape = aggregate.map_shape(series.stacked().shape[2:], series.info.modality)
+        return aggregate.element_names(shape, series.info.modality, series.info.feature_names)
 
-    def _element_names(self, method: str, input: Optional[str], shape: Tuple[int, ...]) -> List[str]:
-        """Names of the elements of an attribution or map of `shape`: the logged names, else positions."""
-        info = self._attribution_series(method, input).info
-        if info.feature_names and len(shape) == 1 and len(info.feature_names) == shape[0]:
-            return list(info.feature_names)
-        if len(shape) == 1:
-            return [f"feature {i}" for i in range(shape[0])]
-        if len(shape) == 2 and info.modality == aggregate.IMAGE:  # as the dashboard names the pixels of a map
-            return [f"pixel ({r}, {c})" for r, c in np.ndindex(*shape)]
-        return [",".join(str(i) for i in index) for index in np.ndindex(*shape)]
-
-    def _targets_at(self, steps: List[int]) -> np.ndarray:
-        """(len(steps), probes) targets logged at `steps`; -1 (no class) where none was logged."""
-        series = self._series.get(metadata.TARGETS_TAG)
-        probes = len(self.probe(self.inputs[0])) if self.inputs else 0
-        aligned = np.full((len(steps), probes), -1, dtype=np.int64)
-        if series is not None:
-            for row, step in enumerate(steps):
-                if step in series.values and series.values[step].shape == (probes,):
-                    aligned[row] = series.values[step]
-        return aligned
+    def _targets_at(self, series: _Series) -> np.ndarray:
+        """(steps, probes) targets at the steps of an attribution series; -1 (no class) where none fits."""
+        targets = self._series.get(metadata.TARGETS_TAG)
+        if targets is None:
+            return aggregate.align_targets(series.steps(), [], [], series.stacked().shape[1])
+        return aggregate.align_targets(
+            series.steps(), targets.steps(), list(targets.stacked()), series.stacked().shape[1]
+        )
 
     def __repr__(self) -> str:
         return f"Run({self.path!r}, methods={self.methods})"
@@ -347,7 +349,7 @@ def _read_run(run_dir: str) -> Dict[str, _Series]:
                     info = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
                     if info is None:  # a payload version this release does not know
                         continue
-                    series[value.tag] = _Series(info)
+                    series[value.tag] = _Series(value.tag, info)
                 series[value.tag].values[event.step] = tensor_util.make_ndarray(value.tensor)
     return series
 

@@ -3,21 +3,21 @@
 import numpy as np
 import pytest
 
-from tb_xai import aggregate
+from tb_xai import aggregate, metadata
 
 
 def test_map_shape_drops_image_channels_only():
-    assert aggregate.map_shape([28, 28, 3], "image") == (28, 28)
-    assert aggregate.map_shape([28, 28], "image") == (28, 28)
-    assert aggregate.map_shape([20], "tabular") == (20,)
-    assert aggregate.map_shape([10, 4], "sequence") == (10, 4)
+    assert aggregate.map_shape([28, 28, 3], metadata.IMAGE) == (28, 28)
+    assert aggregate.map_shape([28, 28], metadata.IMAGE) == (28, 28)
+    assert aggregate.map_shape([20], metadata.TABULAR) == (20,)
+    assert aggregate.map_shape([10, 4], metadata.SEQUENCE) == (10, 4)
 
 
 def test_to_maps_sums_channel_magnitudes_unless_signed():
     a = np.zeros((1, 2, 2, 2))
     a[0, 0, 0] = [1.0, -1.0]
-    unsigned = aggregate.to_maps(a, (2, 2, 2), "image", signed=False)
-    signed = aggregate.to_maps(a, (2, 2, 2), "image", signed=True)
+    unsigned = aggregate.to_maps(a, (2, 2, 2), metadata.IMAGE, signed=False)
+    signed = aggregate.to_maps(a, (2, 2, 2), metadata.IMAGE, signed=True)
     assert unsigned.shape == (1, 2, 2)
     assert unsigned[0, 0, 0] == 2.0  # opposite channels do not cancel
     assert signed[0, 0, 0] == 0.0
@@ -25,7 +25,7 @@ def test_to_maps_sums_channel_magnitudes_unless_signed():
 
 def test_to_maps_rejects_a_shape_mismatch():
     with pytest.raises(ValueError, match=r"\(3,\)"):
-        aggregate.to_maps(np.zeros((2, 4)), (3,), "tabular", signed=False)
+        aggregate.to_maps(np.zeros((2, 4)), (3,), metadata.TABULAR, signed=False)
 
 
 def test_feature_importance_means_magnitudes_or_signed_values():
@@ -48,14 +48,14 @@ def test_feature_importance_per_target_counts_only_matching_probes():
 
 def test_feature_importance_of_images_is_a_per_step_map():
     a = np.ones((3, 4, 5, 6, 3))
-    importance, counts = aggregate.feature_importance(a, modality="image")
+    importance, counts = aggregate.feature_importance(a, modality=metadata.IMAGE)
     assert importance.shape == (3, 5, 6)
     np.testing.assert_allclose(importance, 3.0)
     assert counts.tolist() == [4, 4, 4]
 
 
 def test_feature_importance_of_no_step_keeps_the_map_shape():
-    importance, counts = aggregate.feature_importance(np.zeros((0, 4, 5, 6, 3)), modality="image")
+    importance, counts = aggregate.feature_importance(np.zeros((0, 4, 5, 6, 3)), modality=metadata.IMAGE)
     assert importance.shape == (0, 5, 6) and counts.shape == (0,)
 
 
@@ -125,3 +125,36 @@ def test_method_agreement_pairs_methods_on_common_steps():
 def test_method_agreement_rejects_misaligned_steps():
     with pytest.raises(ValueError, match="'ig'"):
         aggregate.method_agreement({"ig": (np.array([0, 1]), np.zeros((3, 2)))}, k=1)
+
+
+def test_stack_steps_keeps_the_latest_shape_and_lists_the_steps_it_left_out():
+    steps, values, dropped = aggregate.stack_steps({3: np.ones(4), 0: np.zeros(3), 1: np.zeros(4), 2: np.zeros(3)})
+    assert steps.tolist() == [1, 3] and values.tolist() == [[0.0] * 4, [1.0] * 4] and dropped == [0, 2]
+    steps, values, dropped = aggregate.stack_steps({})
+    assert steps.dtype == np.int64 and steps.size == 0 and values.shape == (0,) and dropped == []
+
+
+def test_align_targets_fills_missing_or_misshapen_steps_with_no_class():
+    aligned = aggregate.align_targets(
+        [0, 1, 2, 3], [0, 2, 3], [np.array([1, 0]), np.array([0, 1, 1]), np.array([1, 1])], probes=2
+    )
+    assert aligned.tolist() == [[1, 0], [-1, -1], [-1, -1], [1, 1]]  # step 1 not logged, step 2 for 3 probes
+    assert aggregate.align_targets([0], [], [], probes=3).tolist() == [[-1, -1, -1]]
+
+
+def test_element_names_by_modality_and_shape():
+    assert aggregate.element_names([2], metadata.TABULAR, ["age", "bmi"]) == ["age", "bmi"]
+    assert aggregate.element_names([3], metadata.TABULAR, ["age", "bmi"]) == ["feature 0", "feature 1", "feature 2"]
+    assert aggregate.element_names([2, 2], metadata.IMAGE)[1:3] == ["pixel (0, 1)", "pixel (1, 0)"]
+    assert aggregate.element_names([2, 2, 1], metadata.IMAGE)[-1] == "1,1,0"  # an attribution with channels
+    assert aggregate.element_names([2, 3], metadata.SEQUENCE)[:2] == ["0,0", "0,1"]
+
+
+def test_agreement_by_shape_pairs_only_methods_whose_maps_have_one_shape():
+    rng = np.random.default_rng(0)
+    pixels = {m: (np.arange(3), rng.random((3, 4, 4))) for m in ("saliency", "ig")}
+    cams = {m: (np.arange(3), rng.random((3, 2, 2))) for m in ("grad_cam", "cam")}
+    pairs = aggregate.agreement_by_shape({**pixels, **cams}, k=2)
+    assert [p["methods"] for p in pairs] == [["cam", "grad_cam"], ["ig", "saliency"]]
+    expected = aggregate.method_agreement({m: (s, v.reshape(3, -1)) for m, (s, v) in pixels.items()}, k=2)
+    np.testing.assert_array_equal(pairs[1]["spearman"], expected[0]["spearman"])

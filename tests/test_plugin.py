@@ -28,7 +28,7 @@ from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-from tb_xai import metadata, summary
+from tb_xai import aggregate, metadata, summary
 from tb_xai.plugin import loader, plugin, run_data
 
 FEATURES = ["age", "bmi", "bp", "chol", "glucose"]
@@ -49,7 +49,7 @@ def tabular_summaries(steps: int) -> list:
     """(step, Summary) pairs of a tabular run: methods `ig` and `saliency`, `lime` failing at step 1."""
     pairs = [
         (0, summary.probe_pb("x", np.arange(PROBES * 5).reshape(PROBES, 5), feature_names=FEATURES,
-                             modality="tabular")),
+                             modality=metadata.TABULAR)),
         (0, summary.labels_pb(np.arange(PROBES) % 2)),
     ]
     for step in range(steps):
@@ -57,10 +57,10 @@ def tabular_summaries(steps: int) -> list:
             (step, summary.predictions_pb(np.full((PROBES, 2), step / 100.0), class_names=["no", "yes"])),
             (step, summary.targets_pb(np.arange(PROBES) % 2)),
             (step, summary.attribution_pb("ig", "x", tabular_attribution(step), feature_names=FEATURES,
-                                          modality="tabular", config={"steps": 50})),
+                                          modality=metadata.TABULAR, config={"steps": 50})),
             # saliency ranks features in reverse order
             (step, summary.attribution_pb("saliency", "x", tabular_attribution(step)[:, ::-1],
-                                          feature_names=FEATURES, modality="tabular")),
+                                          feature_names=FEATURES, modality=metadata.TABULAR)),
         ]
         if step == 1:
             pairs.append((1, summary.failure_pb("lime", "ValueError: lime needs RGB")))
@@ -70,13 +70,13 @@ def tabular_summaries(steps: int) -> list:
 def image_summaries(steps: int) -> list:
     """An image run: 3 probes of 4x5x3; attribution channel c of probe p at step s is (c + 1) * (s + 1)."""
     shape = (3, 4, 5, 3)
-    pairs = [(0, summary.probe_pb("img", np.linspace(0.0, 1.0, np.prod(shape)).reshape(shape), modality="image"))]
+    pairs = [(0, summary.probe_pb("img", np.linspace(0.0, 1.0, np.prod(shape)).reshape(shape), modality=metadata.IMAGE))]
     for step in range(steps):
         a = np.broadcast_to(np.arange(1.0, 4.0) * (step + 1), shape).astype(np.float32)
         pairs += [
             (step, summary.predictions_pb(np.eye(3, 10))),
             (step, summary.targets_pb(np.array([0, 1, 2]))),
-            (step, summary.attribution_pb("grad_cam", "img", a, modality="image")),
+            (step, summary.attribution_pb("grad_cam", "img", a, modality=metadata.IMAGE)),
         ]
     return pairs
 
@@ -152,12 +152,12 @@ def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
     assert run["class_names"] == ["no", "yes"]
     assert run["prediction_steps"] == [0, 1, 2, 3]
     assert run["scalar_runs"] == ["exp1/train", "exp1/validation"]
-    assert run["probe_inputs"] == [{"input": "x", "modality": "tabular", "feature_names": FEATURES}]
+    assert run["probe_inputs"] == [{"input": "x", "modality": metadata.TABULAR, "feature_names": FEATURES}]
     assert [m["method"] for m in run["methods"]] == ["ig", "lime", "saliency"]
     ig, lime, _ = run["methods"]
     assert ig["inputs"] == [{
-        "input": "x", "modality": "tabular", "feature_names": FEATURES, "attribution_shape": [5],
-        "map_shape": [5], "steps": [0, 1, 2, 3], "config": {"steps": 50},
+        "input": "x", "modality": metadata.TABULAR, "feature_names": FEATURES, "attribution_shape": [5],
+        "map_shape": [5], "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50},
     }]
     assert ig["failures"] == []
     assert lime == {"method": "lime", "inputs": [], "failures": [{"step": 1, "message": "ValueError: lime needs RGB"}]}
@@ -189,7 +189,8 @@ def test_evolution_impl_per_target_and_step_range(tabular):
 
 def test_evolution_impl_of_images_sends_channel_reduced_maps(image):
     body = plugin.evolution_impl(image, "grad_cam", None)
-    assert body["map_shape"] == [4, 5] and body["features"] is None and body["order"] is None
+    assert body["map_shape"] == [4, 5] and body["order"] is None
+    assert body["features"] == aggregate.element_names([4, 5], metadata.IMAGE)
     assert len(body["importance"][0]) == 20
     np.testing.assert_allclose(body["importance"], np.outer([6, 12, 18], np.ones(20)))  # 1 + 2 + 3 channels
 
@@ -234,6 +235,20 @@ def test_agreement_impl_compares_methods_on_common_steps(tabular):
     (pair,) = body["pairs"]
     assert pair["methods"] == ["ig", "saliency"] and pair["steps"] == [0, 1, 2, 3]
     assert pair["spearman"] == [-1.0] * 4 and pair["topk"] == [0.0] * 4
+
+
+def test_a_tag_that_changed_shape_serves_its_latest_shape_and_says_which_steps_it_left_out():
+    # The model was rebuilt with 7 features from step 2 on: the dashboard shows the new model's steps.
+    ig = metadata.attribution_tag("ig", "x")
+    pairs = [(step, value) for step, value in tabular_summaries(4) if step < 2 or value.value[0].tag != ig]
+    pairs += [(step, summary.attribution_pb("ig", "x", tabular_attribution(step, features=7), modality=metadata.TABULAR))
+              for step in (2, 3)]
+    run = memory_run("changed/xai", pairs)
+    ig = plugin.runs_impl({"changed/xai": run}, [])["runs"][0]["methods"][0]
+    assert ig["inputs"][0]["steps"] == [2, 3] and ig["inputs"][0]["dropped_steps"] == [0, 1]
+    assert ig["inputs"][0]["map_shape"] == [7]
+    body = plugin.evolution_impl(run, "ig", None)
+    assert body["steps"] == [2, 3] and body["features"] == [f"feature {i}" for i in range(7)]
 
 
 def test_lookups_name_the_bad_value(tabular):
@@ -490,7 +505,7 @@ def test_server_keeps_all_150_steps(server):
     assert len(server.json(ROUTE + "probe?run=long/xai&method=saliency&probe=5")["steps"]) == 150
 
 
-@pytest.mark.parametrize("name, modality", [("tabular", "tabular"), ("digits", "image")])
+@pytest.mark.parametrize("name, modality", [("tabular", metadata.TABULAR), ("digits", metadata.IMAGE)])
 def test_server_serves_every_route_over_a_callback_run(server, name, modality):
     run = server.runs[f"{name}/xai"]
     keras_runs = sorted(f"{name}/{d}" for d in os.listdir(os.path.join(server.logdir, name)) if d != "xai")

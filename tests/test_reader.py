@@ -15,11 +15,11 @@ from tb_xai import metadata, summary
 
 def _write(run_dir, steps, method="saliency", shape=(3, 4), offset=0.0):
     writer = summary.SummaryWriter(run_dir)
-    writer.write(summary.probe_pb("input", np.ones(shape), feature_names=list("abcd"), modality="tabular"), 0)
+    writer.write(summary.probe_pb("input", np.ones(shape), feature_names=list("abcd"), modality=metadata.TABULAR), 0)
     for step in steps:
         writer.write(summary.predictions_pb(np.full((shape[0], 2), step + offset)), step)
         writer.write(summary.targets_pb(np.zeros(shape[0])), step)
-        writer.write(summary.attribution_pb(method, "input", np.full(shape, step + offset), modality="tabular"), step)
+        writer.write(summary.attribution_pb(method, "input", np.full(shape, step + offset), modality=metadata.TABULAR), step)
     writer.close()
 
 
@@ -77,3 +77,13 @@ def test_load_explains_what_it_expected(tmp_path):
     run = tb_xai.load(str(tmp_path))
     with pytest.raises(KeyError, match=r"no attributions for method 'lime'.*logged methods: \['saliency'\]"):
         run.attributions("lime")
+
+
+def test_a_model_changed_mid_run_serves_the_latest_shape_and_warns_about_the_rest(tmp_path):
+    _write(str(tmp_path), [0, 1], shape=(3, 4))
+    _write(str(tmp_path), [2, 3], shape=(3, 6))  # the model was rebuilt with 6 features
+    run = tb_xai.load(str(tmp_path))
+    with pytest.warns(UserWarning, match=r"saliency/input: steps \[0, 1\] hold another shape .* left out"):
+        assert run.steps("saliency") == [2, 3]
+    assert run.attributions("saliency").shape == (2, 3, 6)
+    assert run.map_names("saliency") == [f"feature {i}" for i in range(6)]

@@ -270,6 +270,7 @@ def _describe_run(run: run_data.Run, scalar_runs: Sequence[str]) -> dict:
                     "attribution_shape": attribution_shape,
                     "map_shape": list(aggregate.map_shape(attribution_shape, ref.info.modality)),
                     "steps": series.steps.tolist(),
+                    "dropped_steps": list(series.dropped),
                     "config": ref.info.config,
                 }
             )
@@ -327,7 +328,7 @@ def evolution_impl(
         "target": target,
         "steps": series.steps.tolist(),
         "map_shape": shape,
-        "features": _feature_names(ref.info, shape),
+        "features": aggregate.element_names(shape, modality, ref.info.feature_names),
         "importance": _floats(flat),
         "probe_counts": counts.tolist(),
         "order": aggregate.importance_order(flat).tolist() if len(shape) == 1 else None,
@@ -345,17 +346,11 @@ def _importance(run, series, modality, *, signed, target):
 
 
 def _aligned_targets(run: run_data.Run, series: run_data.TagSeries) -> np.ndarray:
-    """``[steps, probes]`` targets at the steps of `series`; -1 (matches no class) where none was logged."""
-    aligned = np.full(series.values.shape[:2], -1, dtype=np.int64)
+    """``[steps, probes]`` targets at the steps of `series` (see `aggregate.align_targets`)."""
     if run.index.targets is None:
-        return aligned
+        return aggregate.align_targets(series.steps, [], [], series.values.shape[1])
     targets = run.read(run.index.targets)
-    by_step = dict(zip(targets.steps.tolist(), targets.values))
-    for i, step in enumerate(series.steps.tolist()):
-        row = by_step.get(step)
-        if row is not None and row.shape == aligned.shape[1:]:
-            aligned[i] = row
-    return aligned
+    return aggregate.align_targets(series.steps, targets.steps, list(targets.values), series.values.shape[1])
 
 
 def probe_impl(
@@ -394,7 +389,7 @@ def probe_impl(
         "signed": signed,
         "steps": series.steps.tolist(),
         "map_shape": shape,
-        "features": _feature_names(ref.info, shape),
+        "features": aggregate.element_names(shape, modality, ref.info.feature_names),
         "attributions": _floats(flat),
         "range": _range(flat),
         "prediction_steps": prediction_steps,
@@ -480,7 +475,7 @@ def agreement_impl(
     """The ``agreement`` answer: per pair of methods on one input, rank correlation at their common steps."""
     inputs = {name for by_input in run.index.attributions.values() for name in by_input}
     input_name = _pick_input(input_name, inputs, f"run {run.name!r}")
-    by_shape = {}
+    importances = {}
     for method, by_input in run.index.attributions.items():
         ref = by_input.get(input_name)
         if ref is None:
@@ -489,19 +484,15 @@ def agreement_impl(
         if not series.steps.size:
             continue
         importance, _ = _importance(run, series, ref.info.modality, signed=False, target=target)
-        by_shape.setdefault(importance.shape[1:], {})[method] = (
-            series.steps,
-            _flatten(importance),
-        )
-    pairs = [pair for group in by_shape.values() for pair in aggregate.method_agreement(group, k)]
-    pairs.sort(key=lambda pair: pair["methods"])
-    sizes = [int(np.prod(shape)) for shape in by_shape]
+        importances[method] = (series.steps, importance)
+    pairs = aggregate.agreement_by_shape(importances, k)
+    sizes = [int(np.prod(importance.shape[1:])) for _, importance in importances.values()]
     return {
         "run": run.name,
         "input": input_name,
         "target": target,
         "k": min([k] + sizes),
-        "methods": sorted(m for group in by_shape.values() for m in group),
+        "methods": sorted(importances),
         "pairs": [
             {
                 "methods": pair["methods"],
@@ -596,15 +587,6 @@ def _range(values: np.ndarray) -> Optional[list]:
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     return [float(finite.min()), float(finite.max())] if finite.size else None
-
-
-def _feature_names(info: metadata.TagInfo, shape: list) -> Optional[list]:
-    if info.modality == aggregate.IMAGE:
-        return None
-    size = int(np.prod(shape)) if shape else 0
-    if len(info.feature_names) == size:
-        return list(info.feature_names)
-    return [str(i) for i in range(size)]
 
 
 def _text(value) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from tensorboard.data import provider
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from tb_xai import metadata
+from tb_xai import aggregate, metadata
 
 # `read_tensors` keeps at most `downsample` points per tag and returns nothing for 0: ask for every step.
 ALL_STEPS = 2**31 - 1
@@ -24,27 +24,24 @@ ALL_STEPS = 2**31 - 1
 
 @dataclasses.dataclass(frozen=True)
 class TagSeries:
-    """Every readable step of one tag: ``steps [n]`` ascending, ``values [n, *shape]``."""
+    """The readable steps of one tag: ``steps [n]`` ascending, ``values [n, *shape]``, and the ``dropped`` steps."""
 
     steps: np.ndarray
     values: np.ndarray
+    dropped: tuple = ()
 
     @classmethod
     def from_points(cls, points) -> "TagSeries":
         """Stacks ``(step, ndarray)`` pairs; a step logged twice keeps its last value.
 
-        Points whose shape differs from the last point's (a corrupt or foreign write) are left out, since
-        they cannot be stacked with the rest.
+        Steps of another shape than the latest step's (the model or the probe changed mid-run) are left out
+        and listed in ``dropped``, by the rule `tb_xai.load` follows too: see `aggregate.stack_steps`.
         """
         latest = {}
         for step, value in points:
-            latest[int(step)] = np.asarray(value)
-        if not latest:
-            return cls(np.zeros(0, dtype=np.int64), np.zeros((0,)))
-        steps = sorted(latest)
-        shape = latest[steps[-1]].shape
-        steps = [s for s in steps if latest[s].shape == shape]
-        return cls(np.array(steps, dtype=np.int64), np.stack([latest[s] for s in steps]))
+            latest[int(step)] = value
+        steps, values, dropped = aggregate.stack_steps(latest)
+        return cls(steps, values, tuple(dropped))
 
     def select(self, start: Optional[int], stop: Optional[int]) -> "TagSeries":
         """The steps with ``start <= step < stop`` (either bound may be None)."""
@@ -53,7 +50,7 @@ class TagSeries:
             keep &= self.steps >= start
         if stop is not None:
             keep &= self.steps < stop
-        return TagSeries(self.steps[keep], self.values[keep])
+        return TagSeries(self.steps[keep], self.values[keep], self.dropped)
 
 
 @dataclasses.dataclass(frozen=True)
