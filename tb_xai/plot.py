@@ -334,7 +334,8 @@ def agreement(
 
     Args:
         run: a `tb_xai.Run` or a log directory.
-        k: size of the top-k sets compared (drawn dashed).
+        k: size of the top-k sets compared (drawn dashed); clipped to the number of map elements, and
+            labelled with the clipped size.
         input: the probe input, for multi-input models.
         target: only count probes explained for this class.
 
@@ -348,16 +349,20 @@ def agreement(
     pairs = run.agreement(input, k=k, target=target)
     if not pairs:
         raise ValueError(f"agreement needs two methods with maps of one shape; {run.path} has {run.methods}")
+    # The aggregate clips k to each pair's number of map elements; label the k it compared, not the one asked.
+    tops = [min(k, len(run.map_names(pair["methods"][0], input))) for pair in pairs]
     fig = Figure(figsize=(10, max(3.8, 1.2 + 0.22 * len(pairs))), layout="constrained")
     ax = fig.add_subplot()
-    for i, pair in enumerate(pairs):
+    for i, (pair, top) in enumerate(zip(pairs, tops)):
         color = f"C{i % 10}"
         name = " vs ".join(pair["methods"])
         ax.plot(pair["steps"], pair["spearman"], "-o", markersize=3, color=color, label=f"{name} (Spearman)")
-        ax.plot(pair["steps"], pair["topk"], "--", color=color, alpha=0.7)
+        overlap = {"label": f"{name} (top-{top} overlap)"} if len(set(tops)) > 1 else {}
+        ax.plot(pair["steps"], pair["topk"], "--", color=color, alpha=0.7, **overlap)
     ax.set_ylim(-1.05, 1.05)
     _steps_axis(ax)
-    ax.set_title(f"method agreement (solid: Spearman; dashed: top-{k} overlap)")
+    compared = f"top-{tops[0]}" if len(set(tops)) == 1 else "top-k"
+    ax.set_title(f"method agreement (solid: Spearman; dashed: {compared} overlap)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -122,6 +122,13 @@ def test_stability_draws_the_rank_stability(runs):
     np.testing.assert_allclose(lines[3].get_ydata(), expected["topk_last"])
 
 
+
+def test_agreement_labels_the_top_k_it_compared(runs):
+    run = runs["tabular"]
+    features = len(run.map_names(run.agreement()[0]["methods"][0]))
+    title = plot.agreement(run, k=features + 100).axes[0].get_title()
+    assert f"top-{features} overlap" in title, title
+
 def test_probe_filmstrip_shows_the_probe_predictions(runs):
     run = runs["tabular"]
     fig = plot.probe_filmstrip(run, "saliency", 2)
