@@ -31,7 +31,7 @@ class AttributionMethod(abc.ABC):
     #: False for methods that only evaluate the model (perturbation methods); those accept integer inputs.
     requires_gradients: bool = True
     #: Probe modalities the method can explain (see `ProbeSet.modality`).
-    modalities: Tuple[str, ...] = ("tabular", "image", "sequence")
+    modalities: Tuple[str, ...] = metadata.MODALITIES
 
     def __init__(self, name: Optional[str] = None):
         self.name = metadata.check_name(name or type(self).name, "method name")

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from tb_xai.metadata import IMAGE, SEQUENCE
 from tb_xai.methods.base import AttributionMethod
 
 
@@ -20,7 +21,7 @@ class GradCAM(AttributionMethod):
     """
 
     name = "grad_cam"
-    modalities = ("image", "sequence")
+    modalities = (IMAGE, SEQUENCE)
 
     def __init__(self, layer: Optional[str] = None, name=None):
         super().__init__(name)

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from tb_xai.metadata import IMAGE, TABULAR
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
 from tb_xai.methods.batching import chunks
 from tb_xai.methods.surrogate import (
@@ -17,7 +18,7 @@ from tb_xai.methods.surrogate import (
 )
 
 #: LIME's own defaults: samples per probe and the kernel width (tabular: times sqrt(features)).
-_DEFAULT_SAMPLES = {"tabular": 5000, "image": 1000}
+_DEFAULT_SAMPLES = {TABULAR: 5000, IMAGE: 1000}
 
 
 class Lime(LocalSurrogate):
@@ -76,16 +77,16 @@ class Lime(LocalSurrogate):
         config = super().config()
         config.update({"samples": self.sample_count(), "kernel_width": self.width(self._columns()),
                        "ridge": self.ridge})
-        if self.modality == "tabular":
+        if self.modality == TABULAR:
             config["sample_around_instance"] = self.sample_around_instance
         return config
 
     def _check(self, probe) -> None:
-        if self.sample_around_instance and self.modality != "tabular":
+        if self.sample_around_instance and self.modality != TABULAR:
             raise ValueError(f"{self.name}: sample_around_instance applies to tabular probes only")
 
     def _columns(self) -> int:
-        return self.probe.inputs[0].shape[1] if self.probe is not None and self.modality == "tabular" else 0
+        return self.probe.inputs[0].shape[1] if self.probe is not None and self.modality == TABULAR else 0
 
     def sample_count(self) -> Optional[int]:
         if self.samples is not None:
@@ -95,9 +96,9 @@ class Lime(LocalSurrogate):
     def width(self, features: int) -> Optional[float]:
         if self.kernel_width is not None:
             return float(self.kernel_width)
-        if self.modality == "tabular":
+        if self.modality == TABULAR:
             return 0.75 * float(np.sqrt(features))
-        return 0.25 if self.modality == "image" else None
+        return 0.25 if self.modality == IMAGE else None
 
     def samples_per_probe(self, features: int) -> int:
         return self.sample_count()

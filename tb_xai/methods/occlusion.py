@@ -6,6 +6,7 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+from tb_xai.metadata import IMAGE
 from tb_xai.methods.base import AttributionMethod
 from tb_xai.methods.batching import chunks
 
@@ -30,7 +31,7 @@ class Occlusion(AttributionMethod):
 
     name = "occlusion"
     requires_gradients = False
-    modalities = ("image",)
+    modalities = (IMAGE,)
 
     def __init__(self, window: int = 4, stride: Optional[int] = None, fill: Union[float, str] = 0.0,
                  name: Optional[str] = None):
@@ -57,7 +58,7 @@ class Occlusion(AttributionMethod):
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
-        if len(probe.inputs) != 1 or probe.modality(0) != "image":
+        if len(probe.inputs) != 1 or probe.modality(0) != IMAGE:
             raise ValueError(
                 f"{self.name} explains one image input (probes, H, W, C); the probe has shapes "
                 f"{[a.shape for a in probe.inputs]}"

@@ -13,6 +13,7 @@ import io
 
 import numpy as np
 
+from tb_xai.metadata import TABULAR
 from tb_xai.methods.segmentation import as_rgb
 from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
 
@@ -26,7 +27,7 @@ def explain(method: LocalSurrogate, x: np.ndarray, target: np.ndarray, index: np
         seed = int(np.random.SeedSequence([method.seed, int(index[i])]).generate_state(1)[0])
         if isinstance(method, KernelShap):
             rows.append(_kernel_shap(method, x[i], int(target[i]), seed))
-        elif method.modality == "tabular":
+        elif method.modality == TABULAR:
             rows.append(_lime_tabular(method, x[i], int(target[i]), seed))
         else:
             rows.append(_lime_image(method, x[i], int(target[i]), seed))
@@ -56,7 +57,7 @@ def _kernel_shap(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
     import shap
 
     f = _output(method, target)
-    if method.modality == "tabular":
+    if method.modality == TABULAR:
         background = method.background
         if np.allclose(background.weights, background.weights[0]):
             data = background.data

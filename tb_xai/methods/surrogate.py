@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from tb_xai.metadata import IMAGE, TABULAR
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod
 from tb_xai.methods.batching import chunks, map_batches
@@ -159,7 +160,7 @@ class LocalSurrogate(AttributionMethod):
     """
 
     requires_gradients = False
-    modalities = ("tabular", "image")
+    modalities = (TABULAR, IMAGE)
 
     def __init__(
         self,
@@ -196,7 +197,7 @@ class LocalSurrogate(AttributionMethod):
             config["background"] = self.fill if isinstance(self.fill, str) else "constant"
             if not isinstance(self.fill, str):
                 config["background_value"] = float(self.fill)
-        if self.modality == "image":
+        if self.modality == IMAGE:
             config.update(self.segmentation.config())
         return config
 
@@ -210,17 +211,17 @@ class LocalSurrogate(AttributionMethod):
                 f"{self.name} explains a single-input model; the probe has {len(probe.inputs)} inputs {probe.names}"
             )
         self.modality = probe.modality(0)
-        if self.modality not in ("tabular", "image"):
+        if self.modality not in (TABULAR, IMAGE):
             raise ValueError(
                 f"{self.name} explains tabular (probes, features) or image (probes, H, W, C) inputs; probe "
                 f"input {probe.names[0]!r} has shape {probe.inputs[0].shape}"
             )
         spec = self.background_spec
         if spec is None:
-            spec = "probe" if self.modality == "tabular" else "segment_mean"
+            spec = "probe" if self.modality == TABULAR else "segment_mean"
         self.background, self.fill = None, None
         is_fill = (isinstance(spec, str) and spec == "segment_mean") or _is_number(spec)
-        if self.modality == "image" and is_fill:
+        if self.modality == IMAGE and is_fill:
             self.fill = spec if isinstance(spec, str) else float(spec)
         elif is_fill:
             raise ValueError(
@@ -250,7 +251,7 @@ class LocalSurrogate(AttributionMethod):
         x = np.asarray(inputs[0])
         # Host memory per probe: its samples times its interpretable features (tabular columns, or a
         # generous count of superpixels).
-        width = x.shape[1] if self.modality == "tabular" else _SUPERPIXELS_PER_IMAGE
+        width = x.shape[1] if self.modality == TABULAR else _SUPERPIXELS_PER_IMAGE
         block = max(1, _ELEMENTS_PER_BLOCK // (self.samples_per_probe(width) * width))
         arrays = [x, np.asarray(target, dtype=np.int64), probe_keys(x)]
         return map_batches(lambda *a: [self._explain(*a)], arrays, block)
@@ -263,7 +264,7 @@ class LocalSurrogate(AttributionMethod):
             from tb_xai.methods import reference_engines
 
             return reference_engines.explain(self, x, target, index)
-        if self.modality == "tabular":
+        if self.modality == TABULAR:
             return self._explain_tabular(x, target, index)
         segments = np.stack([self.segmentation(image) for image in x])
         coefficients = self._explain_superpixels(x, segments, target, index)
