@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
+from tb_xai.methods.base import check_positive_int
 from tb_xai.probe import ProbeSet
 
 
@@ -42,9 +43,8 @@ class Background:
     @classmethod
     def from_probe(cls, max_rows: int = 50, seed: int = 0) -> "Background":
         """The probe set itself; more than `max_rows` probes are subsampled (seeded) when bound."""
-        if not isinstance(max_rows, (int, np.integer)) or isinstance(max_rows, bool) or max_rows < 1:
-            raise ValueError(f"max_rows must be an integer >= 1; received: {max_rows!r}")
-        return cls(None, None, "probe", {"max_rows": int(max_rows), "seed": int(seed)})
+        max_rows = check_positive_int(max_rows, "max_rows")
+        return cls(None, None, "probe", {"max_rows": max_rows, "seed": int(seed)})
 
     @classmethod
     def from_array(cls, data, weights=None) -> "Background":

@@ -12,6 +12,26 @@ from tb_xai.methods.batching import map_batches
 from tb_xai.probe import ProbeSet
 
 
+def check_positive_int(value: Any, what: str, minimum: int = 1, *, alternative: str = "") -> int:
+    """`value` as an int if it is an integer >= `minimum` (bools are not), else ValueError naming it.
+
+    Args:
+        value: the value to check.
+        what: its name in the message.
+        minimum: the smallest value allowed.
+        alternative: what the caller also accepts instead (checked by the caller), for the message:
+            "None" gives "batch_size must be None or an integer >= 1; received: 0".
+
+    Example:
+        >>> check_positive_int(16, "steps", minimum=2)
+        16
+    """
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        accepted = f"{alternative} or an integer" if alternative else "an integer"
+        raise ValueError(f"{what} must be {accepted} >= {minimum}; received: {value!r}")
+    return int(value)
+
+
 class AttributionMethod(abc.ABC):
     """An attribution method: `attribute(inputs, target)` returns one array per input, one row per probe.
 

@@ -14,6 +14,7 @@ from typing import Tuple
 import numpy as np
 from scipy.special import comb
 
+from tb_xai.methods.base import check_positive_int
 
 def probe_key(row: np.ndarray) -> int:
     """A checksum of one probe's values: what seeds its random draws.
@@ -37,8 +38,8 @@ def shapley_budget(features: int, samples) -> int:
     """Coalitions to evaluate: `samples` ("auto" = 2K + 2048), at most all 2^K - 2 proper non-empty ones."""
     if samples == "auto":
         samples = 2 * features + 2048
-    elif not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"samples must be 'auto' or an integer >= 1; received: {samples!r}")
+    else:
+        check_positive_int(samples, "samples", alternative="'auto'")
     if features < 62:
         samples = min(int(samples), 2 ** features - 2)
     return max(int(samples), 0)

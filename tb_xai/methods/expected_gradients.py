@@ -11,7 +11,7 @@ from typing import List, Optional
 import numpy as np
 
 from tb_xai.methods.background import Background, BackgroundLike, as_background
-from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.methods.coalitions import probe_generator, probe_key
 
 
@@ -40,8 +40,7 @@ class ExpectedGradients(AttributionMethod):
     def __init__(self, background: BackgroundLike = "probe", samples: int = 200, seed: int = 0,
                  name: Optional[str] = None):
         super().__init__(name)
-        if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
-            raise ValueError(f"samples must be an integer >= 1; received: {samples!r}")
+        check_positive_int(samples, "samples")
         self.background_spec = as_background(background)
         self.samples = int(samples)
         self.seed = int(seed)

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from tb_xai.metadata import IMAGE, TABULAR
+from tb_xai.methods.base import check_positive_int
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
 from tb_xai.methods.batching import chunks
 from tb_xai.methods.surrogate import (
@@ -60,9 +61,8 @@ class Lime(LocalSurrogate):
                  sample_around_instance: bool = False, background=None, segmentation=None,
                  engine: str = "batched", seed: int = 0, batch_size: Optional[int] = None,
                  name: Optional[str] = None):
-        if samples is not None and (not isinstance(samples, (int, np.integer)) or isinstance(samples, bool)
-                                    or samples < 2):
-            raise ValueError(f"samples must be None or an integer >= 2; received: {samples!r}")
+        if samples is not None:
+            check_positive_int(samples, "samples", minimum=2, alternative="None")
         if kernel_width is not None and not (np.isfinite(kernel_width) and kernel_width > 0):
             raise ValueError(f"kernel_width must be None or a positive number; received: {kernel_width!r}")
         if not (np.isfinite(ridge) and ridge >= 0):

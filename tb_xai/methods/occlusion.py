@@ -7,7 +7,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from tb_xai.metadata import IMAGE
-from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.methods.batching import chunks
 
 
@@ -36,9 +36,9 @@ class Occlusion(AttributionMethod):
     def __init__(self, window: int = 4, stride: Optional[int] = None, fill: Union[float, str] = 0.0,
                  name: Optional[str] = None):
         super().__init__(name)
-        for arg, value in (("window", window), ("stride", stride)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{arg} must be an integer >= 1; received: {value!r}")
+        check_positive_int(window, "window")
+        if stride is not None:
+            check_positive_int(stride, "stride")
         if not (fill == "mean" or (isinstance(fill, (int, float)) and not isinstance(fill, bool))):
             raise ValueError(f"fill must be a number or 'mean'; received: {fill!r}")
         self.window = int(window)

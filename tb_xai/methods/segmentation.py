@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from tb_xai.methods.base import check_positive_int
 _ALGORITHMS = ("slic", "quickshift", "grid")
 
 
@@ -34,8 +35,7 @@ class Segmentation:
                  **params: Any):
         if not callable(algorithm) and algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS} or a function; received: {algorithm!r}")
-        if not isinstance(patch, (int, np.integer)) or isinstance(patch, bool) or patch < 1:
-            raise ValueError(f"patch must be an integer >= 1; received: {patch!r}")
+        check_positive_int(patch, "patch")
         self.algorithm = algorithm
         self.patch = int(patch)
         self.params = params

@@ -6,7 +6,7 @@ from typing import List
 
 import numpy as np
 
-from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.methods.coalitions import probe_generator, probe_key
 
 
@@ -33,8 +33,7 @@ class SmoothGrad(AttributionMethod):
     def __init__(self, samples: int = 25, noise_level: float = 0.15, absolute: bool = False, seed: int = 0,
                  noise_cache_mb: float = 64, name=None):
         super().__init__(name)
-        if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
-            raise ValueError(f"samples must be an integer >= 1; received: {samples!r}")
+        check_positive_int(samples, "samples")
         if not np.isfinite(noise_level) or noise_level < 0:
             raise ValueError(f"noise_level must be a finite number >= 0; received: {noise_level!r}")
         self.samples = int(samples)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tb_xai.metadata import IMAGE, TABULAR
 from tb_xai.methods.background import Background, BackgroundLike, as_background
-from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.methods.batching import chunks, map_batches
 from tb_xai.methods.coalitions import probe_keys
 from tb_xai.methods.segmentation import Segmentation, as_segmentation, segment_means
@@ -175,9 +175,8 @@ class LocalSurrogate(AttributionMethod):
         super().__init__(name)
         if engine not in _ENGINES:
             raise ValueError(f"engine must be one of {_ENGINES}; received: {engine!r}")
-        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
-                                       or batch_size < 1):
-            raise ValueError(f"batch_size must be None or an integer >= 1; received: {batch_size!r}")
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size", alternative="None")
         self.samples = samples
         self.background_spec = background
         self.segmentation = as_segmentation(segmentation)
