@@ -480,6 +480,37 @@ def served_logdir(tmp_path_factory, synthetic_logdir, tabular_run, image_run):
     return str(logdir)
 
 
+@pytest.mark.parametrize("name", ["tabular", "digits"])
+def test_the_dashboard_and_tb_xai_load_give_the_same_answers(served_logdir, name):
+    import tb_xai
+
+    client = wsgi_client(served_logdir)
+    run = tb_xai.load(os.path.join(served_logdir, name))
+    query = f"run={name}/xai&target=1&k=5"
+    listed = {r["run"]: r for r in client.get(ROUTE + "runs").get_json()["runs"]}[f"{name}/xai"]
+    methods = [m["method"] for m in listed["methods"] if m["inputs"]]
+    assert methods and set(methods) <= set(run.methods)
+    for method in methods:
+        evolution = client.get(ROUTE + f"evolution?{query}&method={method}").get_json()
+        importance = run.importance(method, target=1).reshape(len(evolution["steps"]), -1)
+        assert evolution["steps"] == run.steps(method)
+        assert evolution["features"] == run.map_names(method)  # the CSV export's names are the DataFrame's
+        peak = np.nanmax(np.abs(importance))
+        np.testing.assert_allclose(np.array(evolution["importance"], dtype=float), importance,
+                                   rtol=1e-5, atol=1e-5 * peak)
+        stability = client.get(ROUTE + f"stability?{query}&method={method}").get_json()
+        expected = run.stability(method, k=5, target=1)
+        np.testing.assert_allclose(np.array(stability["spearman_previous"], dtype=float),
+                                   expected["spearman_previous"], rtol=1e-9)
+    agreement = client.get(ROUTE + f"agreement?{query}").get_json()
+    expected = run.agreement(k=5, target=1)
+    assert [p["methods"] for p in agreement["pairs"]] == [p["methods"] for p in expected] != []
+    for got, want in zip(agreement["pairs"], expected):
+        assert got["steps"] == want["steps"].tolist()
+        np.testing.assert_allclose(np.array(got["spearman"], dtype=float), want["spearman"], rtol=1e-9)
+        np.testing.assert_allclose(np.array(got["topk"], dtype=float), want["topk"], rtol=1e-9)
+
+
 @pytest.fixture(scope="module", params=["true", "false"], ids=lambda mode: f"load_fast={mode}")
 def server(request, served_logdir):
     server = Server(served_logdir, request.param)
