@@ -71,12 +71,38 @@ def xss_run(tmp_path_factory):
     return log_dir
 
 
+# Appends one more epoch to a run, as a model still training does: `python -c GROW <run dir> <step>`.
+GROW = """
+import sys
+import numpy as np
+import tb_xai
+from tb_xai import metadata, summary
+run_dir, step = sys.argv[1], int(sys.argv[2])
+run = tb_xai.load(run_dir)
+(input,) = run.inputs
+probes, features = run.attributions("saliency").shape[1:]
+writer = summary.SummaryWriter(run_dir)
+writer.write(summary.predictions_pb(np.full((probes, 2), 0.5), class_names=run.class_names()), step)
+writer.write(summary.targets_pb(np.zeros(probes)), step)
+values = np.random.default_rng(step).random((probes, features)).astype(np.float32)
+writer.write(summary.attribution_pb("saliency", input, values, feature_names=run.feature_names(input),
+                                    modality=metadata.TABULAR), step)
+writer.close()
+"""
+
+
 @pytest.fixture(scope="module")
-def tensorboard_url(tmp_path_factory, tabular_run, image_run, xss_run):
-    """A TensorBoard process over the callback's runs; yields its URL once every run is loaded."""
+def frontend_logdir(tmp_path_factory, tabular_run, image_run, xss_run):
     logdir = tmp_path_factory.mktemp("frontend_logdir")
     for name, path in (("tabular", tabular_run.log_dir), ("digits", image_run.log_dir), ("xss", xss_run)):
         shutil.copytree(path, logdir / name)
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def tensorboard_url(frontend_logdir):
+    """A TensorBoard process over the callback's runs; yields its URL once every run is loaded."""
+    logdir = frontend_logdir
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(logdir)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -99,7 +125,7 @@ def tensorboard_url(tmp_path_factory, tabular_run, image_run, xss_run):
 
 
 @pytest.fixture(scope="module")
-def report(tensorboard_url, tabular_run, tmp_path_factory):
+def report(tensorboard_url, frontend_logdir, tabular_run, tmp_path_factory):
     """Runs the browser session once and parses its report."""
     os.makedirs(SCREENSHOTS, exist_ok=True)
     config = {
@@ -109,6 +135,7 @@ def report(tensorboard_url, tabular_run, tmp_path_factory):
         "runs": {"tabular": "tabular/xai", "image": "digits/xai", "xss": "xss/xai"},
         "tabular_features": tabular_run.feature_names,
         "xss_name": XSS_NAME,
+        "grow": [sys.executable, "-c", GROW, str(frontend_logdir / "xss" / "xai"), "3"],
     }
     result = subprocess.run(["node", os.path.join("tests", "dashboard.mjs"), json.dumps(config)], cwd=FRONTEND,
                             capture_output=True, text=True, timeout=300)
@@ -132,6 +159,7 @@ CHECKS = [
     "slider_changes_image",
     "compare_methods_side_by_side",
     "names_render_as_text",
+    "reload_shows_new_steps",
     "no_page_errors",
 ]
 

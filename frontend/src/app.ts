@@ -2,7 +2,8 @@
 // fetched (in parallel, cached), and each view draws as soon as its own data arrives.
 
 import { el } from './dom';
-import { Evolution, Query, RunInfo, fetchAgreement, fetchEvolution, fetchProbe, fetchRuns, fetchScalars, fetchStability } from './model';
+import { Evolution, Query, RunInfo, dataVersion, fetchAgreement, fetchEvolution, fetchProbe, fetchRuns, fetchScalars, fetchStability } from './model';
+import { onTensorBoardReload } from './reload';
 import { Selection, loadSelection, saveSelection } from './selection';
 import { AgreementView } from './views/agreement';
 import { Card } from './views/card';
@@ -97,6 +98,28 @@ export class App {
     this.runs = usable;
     this.message.hidden = true;
     this.change({});
+    onTensorBoardReload(() => void this.reload());
+  }
+
+  /**
+   * After a TensorBoard reload: fetches the runs again and redraws when the shown run holds new steps (the
+   * cached answers of its older version are not reused), or when runs came or went.
+   */
+  async reload(): Promise<void> {
+    let runs: RunInfo[];
+    try {
+      runs = (await fetchRuns()).filter((r) => r.methods.some((m) => m.inputs.length > 0));
+    } catch {
+      return; // the next reload tries again; what is drawn stays
+    }
+    if (!runs.length) return;
+    const shown = (list: RunInfo[]) => list.find((r) => r.run === this.selection.run);
+    const before = shown(this.runs);
+    const after = shown(runs);
+    const sameRuns = runs.map((r) => r.run).join('\n') === this.runs.map((r) => r.run).join('\n');
+    this.runs = runs;
+    if (sameRuns && before && after && dataVersion(before) === dataVersion(after)) return;
+    this.change({});
   }
 
   private change(change: Partial<Selection>): void {
@@ -131,7 +154,9 @@ export class App {
   private refresh(): void {
     const generation = ++this.generation;
     const s = this.selection;
-    const query: Query = { run: s.run, method: s.method, input: s.input, target: s.target, signed: s.signed };
+    const run = this.runs.find((r) => r.run === s.run)!;
+    const version = dataVersion(run);
+    const query: Query = { run: s.run, method: s.method, input: s.input, target: s.target, signed: s.signed, version };
     const current = () => generation === this.generation;
     const cards = [this.evolution.card, this.topk.card, this.probe.card, this.stability.card, this.agreement.card];
     cards.forEach((card) => {
@@ -162,8 +187,7 @@ export class App {
       )
       .catch(fail(this.evolution.card));
 
-    const run = this.runs.find((r) => r.run === s.run)!;
-    const scalars = run.scalar_runs.length ? fetchScalars(s.run).catch(() => null) : Promise.resolve(null);
+    const scalars = run.scalar_runs.length ? fetchScalars(s.run, version).catch(() => null) : Promise.resolve(null);
     Promise.all([evolution, scalars])
       .then(([data, curves]) =>
         draw(this.topk.card, () => this.topk.show(data, curves, { run: s.run, method: s.method, k: s.k, overlay: s.overlay }, width(this.topk.card))),

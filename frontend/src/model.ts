@@ -10,6 +10,7 @@ export interface InputInfo {
   attribution_shape: number[];
   map_shape: number[];
   steps: number[];
+  dropped_steps: number[];
   config: Record<string, unknown>;
 }
 
@@ -35,7 +36,7 @@ export interface Evolution {
   signed: boolean;
   steps: number[];
   map_shape: number[];
-  features: string[] | null;
+  features: string[];
   importance: Num[][];
   probe_counts: number[];
   order: number[] | null;
@@ -49,7 +50,7 @@ export interface Probe {
   signed: boolean;
   steps: number[];
   map_shape: number[];
-  features: string[] | null;
+  features: string[];
   attributions: Num[][];
   range: [number, number] | null;
   prediction_steps: number[];
@@ -97,7 +98,24 @@ export interface Scalars {
 
 type Params = Record<string, string | number | boolean | undefined>;
 
-const cache = new Map<string, Promise<unknown>>();
+/**
+ * Answers by URL, each with the data version it was fetched at: an answer is reused only while its run's
+ * version is unchanged, so steps written since (a run still training) are fetched on the next reload.
+ */
+const cache = new Map<string, { version: string; answer: Promise<unknown> }>();
+
+/**
+ * What a run holds, as a string that changes whenever a step is written: per tag, how many steps and the last.
+ * A run still training gets a new version at every epoch the callback logs.
+ */
+export function dataVersion(run: RunInfo): string {
+  const tail = (steps: number[]) => `${steps.length}:${steps[steps.length - 1] ?? ''}`;
+  const parts = [tail(run.prediction_steps)];
+  for (const method of run.methods) {
+    parts.push(`${method.method}=${method.failures.length}`, ...method.inputs.map((i) => tail(i.steps)));
+  }
+  return parts.join(',');
+}
 
 function routeUrl(route: string, params: Params): string {
   const query = new URLSearchParams();
@@ -109,24 +127,26 @@ function routeUrl(route: string, params: Params): string {
   return `./${route}${qs ? `?${qs}` : ''}`;
 }
 
-async function getJson<T>(route: string, params: Params, cached: boolean): Promise<T> {
+/** GETs a route's JSON; with a `version`, reuses the answer fetched at that version. */
+async function getJson<T>(route: string, params: Params, version?: string): Promise<T> {
   const url = routeUrl(route, params);
-  const hit = cached ? cache.get(url) : undefined;
-  if (hit) return hit as Promise<T>;
+  const hit = version === undefined ? undefined : cache.get(url);
+  if (hit && hit.version === version) return hit.answer as Promise<T>;
   const pending = fetch(url).then(async (response) => {
     if (!response.ok) throw new Error(`${route}: ${response.status} ${await response.text()}`);
     return (await response.json()) as T;
   });
-  if (cached) {
-    cache.set(url, pending);
-    pending.catch(() => cache.delete(url));
+  if (version !== undefined) {
+    const entry = { version, answer: pending };
+    cache.set(url, entry); // replaces the answer of an older version: one entry per URL
+    pending.catch(() => cache.get(url) === entry && cache.delete(url));
   }
   return pending;
 }
 
-/** The runs holding tb_xai data. Never cached: a reload picks up runs written since. */
+/** The runs holding tb_xai data. Never cached: a reload picks up runs and steps written since. */
 export async function fetchRuns(): Promise<RunInfo[]> {
-  return (await getJson<{ runs: RunInfo[] }>('runs', {}, false)).runs;
+  return (await getJson<{ runs: RunInfo[] }>('runs', {})).runs;
 }
 
 export interface Query {
@@ -135,24 +155,27 @@ export interface Query {
   input: string;
   target: string;
   signed: boolean;
+  /** The run's `dataVersion` when the query was made. */
+  version: string;
 }
 
 export function fetchEvolution(q: Query): Promise<Evolution> {
-  return getJson('evolution', { run: q.run, method: q.method, input: q.input, target: q.target, signed: q.signed }, true);
+  return getJson('evolution', { run: q.run, method: q.method, input: q.input, target: q.target, signed: q.signed }, q.version);
 }
 
 export function fetchProbe(q: Query, probe: number): Promise<Probe> {
-  return getJson('probe', { run: q.run, method: q.method, input: q.input, probe, signed: q.signed }, true);
+  return getJson('probe', { run: q.run, method: q.method, input: q.input, probe, signed: q.signed }, q.version);
 }
 
 export function fetchStability(q: Query, k: number): Promise<Stability> {
-  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, true);
+  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, q.version);
 }
 
 export function fetchAgreement(q: Query, k: number): Promise<Agreement> {
-  return getJson('agreement', { run: q.run, input: q.input, target: q.target, k }, true);
+  return getJson('agreement', { run: q.run, input: q.input, target: q.target, k }, q.version);
 }
 
-export function fetchScalars(run: string): Promise<Scalars> {
-  return getJson('scalars', { run }, true);
+/** The Keras scalars next to `run`; they grow with the run, so they share its version. */
+export function fetchScalars(run: string, version: string): Promise<Scalars> {
+  return getJson('scalars', { run }, version);
 }

@@ -4,8 +4,10 @@
 // starts TensorBoard over logdirs written by the callback and asserts each check.
 //
 //   node tests/dashboard.mjs '<json config>'
-// config: {url, screenshots, downloads, runs: {tabular, image, xss}, tabular_features: [...], xss_name}
+// config: {url, screenshots, downloads, runs: {tabular, image, xss}, tabular_features: [...], xss_name,
+//          grow: a command that logs one more step to the xss run}
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { launch, openTab, tabFrame } from './browser.mjs';
@@ -340,6 +342,26 @@ try {
     await page.waitForTimeout(500);
     assert(dialogs.length === 0, `a dialog fired: ${dialogs}`);
     return { labels };
+  });
+
+  await check('reload_shows_new_steps', async () => {
+    // A run still training: one more epoch is logged while the tab is open, then TensorBoard reloads.
+    await selectRun(frame, xss);
+    const before = await frame.getAttribute('#evolution', 'data-drawn');
+    assert(before === `${xss}|saliency|3`, `evolution drawn as ${before} before the new step`);
+    execFileSync(config.grow[0], config.grow.slice(1), { stdio: 'ignore' });
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const { runs } = await (await fetch(new URL('data/plugin/tb_xai/runs', config.url))).json();
+      if (runs.find((r) => r.run === xss)?.prediction_steps.length === 4) break;
+      assert(Date.now() < deadline, 'TensorBoard never listed the new step');
+      await page.waitForTimeout(500);
+    }
+    await page.click('button.reload-button');
+    await frame.waitForSelector(`#evolution[data-drawn="${xss}|saliency|4"]:not([aria-busy])`, { timeout: 30000 });
+    await drawn(frame, 'stability', `${xss}|saliency|`);
+    const steps = await frame.$$eval('#stability svg path', (paths) => paths.length);
+    return { before, after: await frame.getAttribute('#evolution', 'data-drawn'), stabilityPaths: steps };
   });
 
   await check('no_page_errors', async () => {

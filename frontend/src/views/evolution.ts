@@ -15,12 +15,9 @@ export interface EvolutionContext {
   rows: number;
 }
 
-/** Names for every element of a map: the logged feature names, or pixel coordinates for 2-D maps. */
-export function elementNames(evolution: { features: string[] | null; map_shape: number[] }): string[] {
-  if (evolution.features) return evolution.features;
-  const width = evolution.map_shape[evolution.map_shape.length - 1] ?? 1;
-  const size = evolution.map_shape.reduce((a, b) => a * b, 1);
-  return Array.from({ length: size }, (_, i) => `pixel (${Math.floor(i / width)}, ${i % width})`);
+/** Names for every element of a map, as the plugin sends them (tb_xai.aggregate.element_names owns them). */
+export function elementNames(evolution: { features: string[] }): string[] {
+  return evolution.features;
 }
 
 /** Whether maps of this shape are drawn as pictures rather than as feature rows. */
