@@ -12,7 +12,7 @@ import numpy as np
 
 from tb_xai import metadata, methods as methods_lib, summary
 from tb_xai.backend import adapt
-from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.probe import ProbeLike, as_probe_set
 from tb_xai.targets import TargetLike, check_target, parse_target, resolve_targets
 
@@ -38,7 +38,9 @@ class AttributionCallback(keras.callbacks.Callback):
         class_names: names of the explained output's classes.
         target: "predicted", "label", a class index, or (output name or index, one of those).
         every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
-        batch_size: the most rows any method puts through the model at once (bounds memory).
+        batch_size: the most rows the gradient methods put through the model at once (bounds memory). The
+            forward-only methods (kernel_shap, lime, occlusion) call the model with about 8 MB of input at a
+            time, at least `batch_size` rows, unless given a `batch_size` of their own.
         subdir: the run directory under `log_dir` the summaries are written to.
 
     Example:
@@ -63,9 +65,8 @@ class AttributionCallback(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(f"log_dir must be a non-empty path; received: {log_dir!r}")
-        for arg, value in (("every_n_epochs", every_n_epochs), ("batch_size", batch_size)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{arg} must be an integer >= 1; received: {value!r}")
+        every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
         if isinstance(methods, (str, AttributionMethod)):
             methods = [methods]
         if not methods:
@@ -81,8 +82,8 @@ class AttributionCallback(keras.callbacks.Callback):
         self.target = parse_target(target)
         if self.target.mode == "label" and self.probe.labels is None:
             raise ValueError("target='label' needs labels=...; none were given")
-        self.every_n_epochs = int(every_n_epochs)
-        self.batch_size = int(batch_size)
+        self.every_n_epochs = every_n_epochs
+        self.batch_size = batch_size
         self.run_dir = os.path.join(os.fspath(log_dir), metadata.check_name(subdir, "subdir"))
         #: seconds each method took at the last logged step, for the curious and for benchmarks.
         self.timings: Dict[str, float] = {}

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from tb_xai.methods.base import AttributionMethod
+from tb_xai.methods.base import AttributionMethod, check_positive_int
 
 BaselineLike = Union[str, float, np.ndarray, Sequence[np.ndarray]]
 
@@ -54,9 +54,8 @@ class IntegratedGradients(AttributionMethod):
     def __init__(self, baseline: BaselineLike = "zeros", steps: int = 50, rule: str = "gausslegendre",
                  tolerance: Optional[float] = 0.005, max_steps: int = 3200, name=None):
         super().__init__(name)
-        for arg, value in (("steps", steps), ("max_steps", max_steps)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 2:
-                raise ValueError(f"{arg} must be an integer >= 2; received: {value!r}")
+        steps = check_positive_int(steps, "steps", minimum=2)
+        max_steps = check_positive_int(max_steps, "max_steps", minimum=2)
         if tolerance is not None and not (np.isfinite(tolerance) and tolerance > 0):
             raise ValueError(f"tolerance must be a number > 0 or None; received: {tolerance!r}")
         integration_nodes(2, rule)  # validates the rule name
