@@ -23,7 +23,7 @@ from matplotlib import colormaps, colors as mcolors
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
-from tb_xai import aggregate
+from tb_xai import aggregate, metadata
 from tb_xai.reader import Run, load
 
 RunLike = Union[Run, str, os.PathLike]
@@ -104,7 +104,7 @@ def evolution_heatmap(
     steps = run.steps(method, input)
     norm = _norm(importance, signed)
     cmap = _SIGNED if signed else _MAGNITUDE
-    if run.modality(input) == aggregate.IMAGE:
+    if run.modality(input) == metadata.IMAGE:
         return _map_strip(None, importance, steps, norm, cmap, frames, f"{method}: mean map over probes per step",
                           _value_name(signed))
     names = run.map_names(method, input)
@@ -234,7 +234,7 @@ def probe_filmstrip(
     steps = run.steps(method, input)
     values = attributions[:, probe]
     modality = run.modality(input)
-    picture = modality == aggregate.IMAGE
+    picture = modality == metadata.IMAGE
     if signed is None:
         signed = not picture
     label = run.labels()
