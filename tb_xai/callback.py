@@ -38,9 +38,9 @@ class AttributionCallback(keras.callbacks.Callback):
         class_names: names of the explained output's classes.
         target: "predicted", "label", a class index, or (output name or index, one of those).
         every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
-        batch_size: the most rows the gradient methods put through the model at once (bounds memory). The
-            forward-only methods (kernel_shap, lime, occlusion) call the model with about 8 MB of input at a
-            time, at least `batch_size` rows, unless given a `batch_size` of their own.
+        batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
+            memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
+            `batch_size` rows, unless given a `batch_size` of their own.
         subdir: the run directory under `log_dir` the summaries are written to.
 
     Example:

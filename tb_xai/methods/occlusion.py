@@ -97,6 +97,7 @@ class Occlusion(AttributionMethod):
                 summed[:, r:r + w, c:c + w] += drops[:, k, None, None]
         return [(summed / np.maximum(self._coverage, 1)).astype(np.float32)]
 
+
 def _starts(size: int, window: int, stride: int) -> List[int]:
     """Window offsets covering every pixel: every `stride`, plus one flush with the far edge."""
     starts = list(range(0, size - window + 1, stride))
