@@ -30,7 +30,7 @@ setuptools.setup(
     extras_require={
         "tensorflow": ["tensorflow>=2.16"],
         "cpu": ["tensorflow-cpu>=2.16"],
-        "test": ["pytest>=7", "pandas>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "pandas>=2"],
     },
     entry_points={
         # The TensorBoard plugin (tb_xai.plugin) registers itself here.

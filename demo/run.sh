@@ -18,13 +18,19 @@ shift $(( $# > 0 ? 1 : 0 ))
 port="${PORT:-6006}"
 runs="${RUNS:-runs}"
 
+# Into the active virtual environment, or into .venv (created here) when none is active.
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  python3 -m pip install --quiet -e ".[cpu]"
+  python -m pip install --quiet -e ".[cpu]"
 fi
 
 for name in "${demos[@]}"; do
   echo "== demo/$name.py"
-  python3 "demo/$name.py" --log-dir "$runs/$name" "$@"
+  python "demo/$name.py" --log-dir "$runs/$name" "$@"
 done
 
 echo

@@ -99,7 +99,9 @@ def _free_port() -> int:
 
 def test_run_sh_trains_then_serves_tensorboard_with_the_plugin(tmp_path):
     port = _free_port()
-    env = {**ENV, "SKIP_INSTALL": "1", "PORT": str(port), "RUNS": str(tmp_path / "runs")}
+    # run.sh installs into the active virtual environment: make it this interpreter's, installed already.
+    env = {**ENV, "SKIP_INSTALL": "1", "PORT": str(port), "RUNS": str(tmp_path / "runs"), "VIRTUAL_ENV": sys.prefix,
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     process = subprocess.Popen(["bash", os.path.join(ROOT, "demo", "run.sh"), "shortcut", "--epochs", "2",
                                 "--probes", "8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=env, cwd=ROOT, start_new_session=True)
