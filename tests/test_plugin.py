@@ -145,8 +145,12 @@ def test_index_runs_skips_payloads_of_unknown_versions():
 
 
 def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
-    (run,) = plugin.runs_impl({"exp1/xai": tabular}, ["exp1/train", "exp1/validation", "exp2/train"])["runs"]
+    (run,) = plugin.runs_impl({"exp1/xai": tabular}, ["exp1/train", "exp1/validation", "exp2/train"],
+                              {"exp1/train": "3@4.0", "exp1/validation": "3@5.0", "exp2/train": "9@9.0"})["runs"]
     assert run["run"] == "exp1/xai"
+    assert run["class_count"] == 2
+    assert run["scalar_versions"] == {"exp1/train": "3@4.0", "exp1/validation": "3@5.0"}
+    assert run["version"] and "3@0.0" in run["version"]
     assert run["probe_count"] == PROBES
     assert run["has_labels"] is True
     assert run["class_names"] == ["no", "yes"]
@@ -157,7 +161,7 @@ def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
     ig, lime, _ = run["methods"]
     assert ig["inputs"] == [{
         "input": "x", "modality": metadata.TABULAR, "feature_names": FEATURES, "attribution_shape": [5],
-        "map_shape": [5], "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50},
+        "map_shape": [5], "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50}, "version": "3@0.0",
     }]
     assert ig["failures"] == []
     assert lime == {"method": "lime", "inputs": [], "failures": [{"step": 1, "message": "ValueError: lime needs RGB"}]}
@@ -357,6 +361,39 @@ def test_plugin_modules_import_neither_tensorflow_nor_shap_nor_lime():
 # ---- the real WSGI app (Python loader, loaded once, in process) ---------------------------------------
 
 
+def test_runs_impl_counts_classes_without_class_names(image):
+    (run,) = plugin.runs_impl({"img/xai": image}, [])["runs"]
+    assert run["class_names"] == [] and run["class_count"] == 10
+    assert run["scalar_runs"] == [] and run["scalar_versions"] == {}
+
+
+def test_versions_change_when_a_refit_rewrites_the_same_steps():
+    listing = lambda wall_time: {"a": {t: provider.TensorTimeSeries(
+        max_step=3, max_wall_time=wall_time, plugin_content=v.metadata.plugin_data.content, description="",
+        display_name="") for _, s in tabular_summaries(1) for v in s.value for t in [v.tag]}}
+    first, refit = (run_data.index_runs(listing(w))["a"] for w in (10.0, 20.0))
+    read = lambda ref: run_data.TagSeries.from_points([(0, np.zeros((PROBES, 5)))])
+    describe = lambda index: plugin.runs_impl({"a": run_data.Run(index, read)}, [])["runs"][0]
+    before, after = describe(first), describe(refit)
+    assert before["version"] != after["version"]
+    assert before["methods"][0]["inputs"][0]["version"] == "3@10.0"
+    assert after["methods"][0]["inputs"][0]["version"] == "3@20.0"
+    scalars = lambda step, wall_time: {"t": provider.ScalarTimeSeries(
+        max_step=step, max_wall_time=wall_time, plugin_content=b"", description="", display_name="")}
+    assert plugin.scalar_versions({"exp/train": scalars(4, 7.5), "exp/empty": {}}) == {"exp/train": "4@7.5"}
+
+
+def test_scalars_impl_sends_steps_and_values_bounded():
+    points = {"steps": list(range(2500)), "wall_times": [0.0] * 2500, "values": [float("nan")] + [1.0] * 2499}
+    answer = plugin.scalars_impl("e/xai", {"e/train": {"loss": points}}, max_points=1000)
+    loss = answer["runs"]["e/train"]["loss"]
+    assert set(loss) == {"steps", "values"}
+    assert len(loss["steps"]) == 1000 and loss["steps"][0] == 0 and loss["steps"][-1] == 2499
+    assert loss["values"][0] is None and len(loss["values"]) == 1000
+    short = plugin.scalars_impl("e/xai", {"e/train": {"loss": {"steps": [0, 1], "values": [2.0, 1.0]}}})
+    assert short["runs"]["e/train"]["loss"] == {"steps": [0, 1], "values": [2.0, 1.0]}
+
+
 def wsgi_client(logdir: str, *extra_flags):
     from tensorboard import program
     from tensorboard.backend import application
@@ -392,6 +429,8 @@ def test_wsgi_app_serves_every_route(synthetic_logdir):
     runs = {r["run"]: r for r in client.get(ROUTE + "runs").get_json()["runs"]}
     assert runs["long/xai"]["methods"][0]["inputs"][0]["steps"] == list(range(150))
     assert runs["long/xai"]["scalar_runs"] == ["long/train"]
+    assert runs["long/xai"]["scalar_versions"] == {"long/train": "149@150.0"}
+    assert runs["img/xai"]["class_count"] == 10
     evolution = client.get(ROUTE + "evolution?run=long/xai&method=ig&target=0&signed=1").get_json()
     assert evolution["steps"] == list(range(150)) and evolution["probe_counts"][0] == PROBES // 2
     probe = client.get(ROUTE + "probe?run=img/xai&method=grad_cam&probe=0&steps=1:2").get_json()
@@ -403,6 +442,7 @@ def test_wsgi_app_serves_every_route(synthetic_logdir):
     scalars = client.get(ROUTE + "scalars?run=long/xai").get_json()
     loss = scalars["runs"]["long/train"]["epoch_loss"]
     assert loss["steps"] == list(range(150)) and loss["values"][1] == pytest.approx(0.5)
+    assert "wall_times" not in loss
     response = client.get(ROUTE + "index.js")
     assert response.status_code == 200 and b"render" in response.data
     assert response.headers["Content-Type"].startswith("text/javascript")

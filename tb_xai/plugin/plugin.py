@@ -13,6 +13,7 @@ import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
 from tb_xai import aggregate, metadata
@@ -31,6 +32,8 @@ STATIC_TYPES = {
     ".txt": "text/plain",
 }
 SIGNIFICANT_DIGITS = 6
+# The `scalars` answer keeps at most this many points per tag (evenly spread, the first and last kept).
+MAX_SCALAR_POINTS = 1000
 
 
 class XaiPlugin(base_plugin.TBPlugin):
@@ -40,6 +43,7 @@ class XaiPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context: base_plugin.TBContext):
         cache_mb = getattr(context.flags, "xai_cache_mb", loader.DEFAULT_CACHE_MB)
+        self._data_provider = context.data_provider
         self._reader = run_data.ProviderReader(context.data_provider, cache_bytes=cache_mb * 2**20)
 
     def get_plugin_apps(self):
@@ -67,7 +71,11 @@ class XaiPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _runs_route(self, request):
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
-        body = runs_impl(self._reader.runs(ctx, eid), self._reader.scalar_runs(ctx, eid))
+        listing = self._data_provider.list_scalars(
+            ctx, experiment_id=eid, plugin_name=scalar_metadata.PLUGIN_NAME
+        )
+        versions = scalar_versions(listing)
+        body = runs_impl(self._reader.runs(ctx, eid), sorted(versions), versions)
         return _json_response(request, body)
 
     @wrappers.Request.application
@@ -243,12 +251,51 @@ def _parent(run: str) -> str:
 # ---- pure route logic ---------------------------------------------------------------------------------
 
 
-def runs_impl(runs: Mapping[str, run_data.Run], scalar_runs: Sequence[str]) -> dict:
+def version_token(version: tuple) -> str:
+    """A tag's listing version ``(max_step, max_wall_time)`` as a string that changes whenever the tag is written."""
+    if not version:
+        return ""
+    step, wall_time = version
+    return f"{int(step)}@{float(wall_time)!r}"
+
+
+def scalar_versions(listing: Mapping[str, Mapping[str, object]]) -> dict:
+    """run -> version token of its scalars, from a ``list_scalars`` answer (runs without tags left out)."""
+    versions = {}
+    for run, tags in listing.items():
+        if tags:
+            series = list(tags.values())
+            versions[run] = version_token(
+                (max(s.max_step for s in series), max(s.max_wall_time for s in series))
+            )
+    return versions
+
+
+def runs_impl(
+    runs: Mapping[str, run_data.Run],
+    scalar_runs: Sequence[str],
+    scalar_versions: Optional[Mapping[str, str]] = None,
+) -> dict:
     """The ``runs`` answer: every tb_xai run and what it holds."""
-    return {"runs": [_describe_run(runs[name], scalar_runs) for name in sorted(runs)]}
+    versions = scalar_versions or {}
+    return {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
 
 
-def _describe_run(run: run_data.Run, scalar_runs: Sequence[str]) -> dict:
+def _run_version(index: run_data.RunIndex) -> str:
+    """One token over every tb_xai tag of the run: it changes whenever any of them is written."""
+    refs = [index.labels, index.predictions, index.targets, *index.failures.values(), *index.probes.values()]
+    refs += [ref for by_input in index.attributions.values() for ref in by_input.values()]
+    return ";".join(sorted(f"{ref.tag}={version_token(ref.version)}" for ref in refs if ref is not None))
+
+
+def _class_count(predictions: Optional[run_data.TagSeries], class_names: Sequence[str]) -> int:
+    """The number of classes: the predictions' last dimension (1 for one output per probe), else the names."""
+    if predictions is not None and predictions.steps.size:
+        return int(predictions.values.shape[2]) if predictions.values.ndim >= 3 else 1
+    return len(class_names)
+
+
+def _describe_run(run: run_data.Run, scalar_runs: Sequence[str], scalar_versions: Mapping[str, str]) -> dict:
     index = run.index
     predictions = run.read(index.predictions) if index.predictions else None
     probe_count = predictions.values.shape[1] if predictions is not None and predictions.steps.size else None
@@ -256,12 +303,12 @@ def _describe_run(run: run_data.Run, scalar_runs: Sequence[str]) -> dict:
     for method in sorted(set(index.attributions) | set(index.failures)):
         inputs = []
         for input_name, ref in sorted(index.attributions.get(method, {}).items()):
-            series = run.read(ref)
+            series = run.describe(ref)
             if not series.steps.size:
                 continue
             if probe_count is None:
-                probe_count = series.values.shape[1]
-            attribution_shape = list(series.values.shape[2:])
+                probe_count = series.shape[1]
+            attribution_shape = list(series.shape[2:])
             inputs.append(
                 {
                     "input": input_name,
@@ -272,18 +319,23 @@ def _describe_run(run: run_data.Run, scalar_runs: Sequence[str]) -> dict:
                     "steps": series.steps.tolist(),
                     "dropped_steps": list(series.dropped),
                     "config": ref.info.config,
+                    "version": version_token(ref.version),
                 }
             )
         methods.append({"method": method, "inputs": inputs, "failures": _failures(run, method)})
     prediction_info = index.predictions.info if index.predictions else metadata.TagInfo(metadata.PREDICTION)
+    siblings = sibling_runs(run.name, scalar_runs)
     return {
         "run": run.name,
+        "version": _run_version(index),
         "probe_count": probe_count,
         "has_labels": index.labels is not None,
         "class_names": list(prediction_info.class_names),
+        "class_count": _class_count(predictions, prediction_info.class_names),
         "output_name": prediction_info.output_name,
         "prediction_steps": predictions.steps.tolist() if predictions is not None else [],
-        "scalar_runs": sibling_runs(run.name, scalar_runs),
+        "scalar_runs": siblings,
+        "scalar_versions": {name: scalar_versions.get(name, "") for name in siblings},
         "probe_inputs": [
             {"input": name, "modality": ref.info.modality, "feature_names": list(ref.info.feature_names)}
             for name, ref in sorted(index.probes.items())
@@ -505,21 +557,24 @@ def agreement_impl(
     }
 
 
-def scalars_impl(run: str, series: Mapping[str, Mapping[str, dict]]) -> dict:
-    """The ``scalars`` answer: the sibling runs' scalar series, non-finite values as null."""
+def scalars_impl(run: str, series: Mapping[str, Mapping[str, dict]], max_points: int = MAX_SCALAR_POINTS) -> dict:
+    """The ``scalars`` answer: the sibling runs' scalar series (steps and values), non-finite values as null.
+
+    A tag with more than `max_points` points keeps `max_points` of them, evenly spread, its first and last
+    included.
+    """
+
+    def tag_answer(points: dict) -> dict:
+        steps = np.asarray(points["steps"], dtype=np.int64)
+        values = np.asarray(points["values"], dtype=np.float64)
+        if steps.size > max_points:
+            keep = np.unique(np.linspace(0, steps.size - 1, max_points).round().astype(np.int64))
+            steps, values = steps[keep], values[keep]
+        return {"steps": steps.tolist(), "values": _floats(values, rounded=False)}
+
     return {
         "run": run,
-        "runs": {
-            name: {
-                tag: {
-                    "steps": [int(s) for s in points["steps"]],
-                    "wall_times": _floats(np.asarray(points["wall_times"]), rounded=False),
-                    "values": _floats(np.asarray(points["values"]), rounded=False),
-                }
-                for tag, points in tags.items()
-            }
-            for name, tags in series.items()
-        },
+        "runs": {name: {tag: tag_answer(points) for tag, points in tags.items()} for name, tags in series.items()},
     }
 
 
