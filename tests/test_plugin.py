@@ -637,3 +637,141 @@ def test_server_serves_what_is_readable_of_a_truncated_run(server):
 def test_server_answers_bad_requests_with_400_or_404(server, path, status, message):
     got, body = server.get(ROUTE + path)
     assert got == status and message in body, (path, got, body)
+
+
+# ---- the provider reader: one read per tag in flight, descriptions without decoding, the cache's bound ---
+
+import collections  # noqa: E402 - used by this section only
+import threading  # noqa: E402
+
+
+class CountingProvider:
+    """A data provider over (step, Summary) pairs of one run that counts `read_tensors` calls per tag.
+
+    `before_read(tag)`, when set, runs inside each read (to hold it open, or to fail it).
+    """
+
+    def __init__(self, run: str, pairs):
+        self.run, self.listing, self.points = run, {}, {}
+        for step, value in pairs:
+            for v in value.value:
+                self.points.setdefault(v.tag, []).append(
+                    provider.TensorDatum(step=step, wall_time=0.0, numpy=tensor_util.make_ndarray(v.tensor)))
+                self.listing[v.tag] = provider.TensorTimeSeries(
+                    max_step=step, max_wall_time=0.0, plugin_content=v.metadata.plugin_data.content,
+                    description="", display_name="")
+        self.reads = collections.Counter()
+        self.before_read = None
+        self._lock = threading.Lock()
+
+    def list_tensors(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):
+        return {self.run: dict(self.listing)}
+
+    def read_tensors(self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
+        (tag,) = run_tag_filter.tags
+        with self._lock:
+            self.reads[tag] += 1
+        if self.before_read is not None:
+            self.before_read(tag)
+        return {self.run: {tag: list(self.points[tag])}}
+
+
+def _read_concurrently(monkeypatch, reader, run, ref, readers: int = 4) -> list:
+    """`readers` threads read `ref` while the first one's read is held open until every other one waits on it."""
+    entered, release, waiting = threading.Event(), threading.Event(), threading.Semaphore(0)
+
+    class WaitCountingFuture(run_data.Future):
+        def result(self, timeout=None):
+            waiting.release()
+            return super().result(timeout)
+
+    monkeypatch.setattr(run_data, "Future", WaitCountingFuture)
+    held = reader._data_provider.before_read
+    reader._data_provider.before_read = lambda tag: (entered.set(), release.wait(10), held and held(tag))
+    outcomes = [None] * readers
+
+    def read(i):
+        try:
+            outcomes[i] = run.read(ref)
+        except Exception as e:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(readers)]
+    threads[0].start()
+    assert entered.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    for _ in threads[1:]:
+        assert waiting.acquire(timeout=10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    reader._data_provider.before_read = held
+    return outcomes
+
+
+def test_concurrent_readers_of_one_tag_share_one_read(monkeypatch):
+    data = CountingProvider("exp1/xai", tabular_summaries(4))
+    reader = run_data.ProviderReader(data, cache_bytes=0)
+    run = reader.runs(None, "")["exp1/xai"]
+    ref = run.index.attributions["ig"]["x"]
+    outcomes = _read_concurrently(monkeypatch, reader, run, ref)
+    assert data.reads[ref.tag] == 1
+    assert all(o is outcomes[0] for o in outcomes)
+    assert outcomes[0].steps.tolist() == [0, 1, 2, 3] and outcomes[0].values.shape == (4, PROBES, 5)
+    assert reader._in_flight == {}
+
+
+def test_a_failed_read_reaches_every_waiter_and_the_next_read_tries_again(monkeypatch):
+    data = CountingProvider("exp1/xai", tabular_summaries(2))
+
+    def fail(tag):
+        raise OSError("event file went away")
+
+    data.before_read = fail
+    reader = run_data.ProviderReader(data, cache_bytes=2**20)
+    run = reader.runs(None, "")["exp1/xai"]
+    ref = run.index.attributions["ig"]["x"]
+    outcomes = _read_concurrently(monkeypatch, reader, run, ref)
+    assert data.reads[ref.tag] == 1
+    assert all(isinstance(o, OSError) and "went away" in str(o) for o in outcomes)
+    assert reader._in_flight == {}
+    data.before_read = None
+    assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2
+
+
+def test_runs_are_described_without_decoding_attributions_again_when_the_cache_holds_nothing():
+    data = CountingProvider("exp1/xai", tabular_summaries(4))
+    reader = run_data.ProviderReader(data, cache_bytes=0)
+    attribution_tags = lambda run: {ref.tag for by_input in run.index.attributions.values()
+                                    for ref in by_input.values()}
+    runs = reader.runs(None, "")
+    first = plugin.runs_impl(runs, [])
+    tags = attribution_tags(runs["exp1/xai"])
+    assert tags and all(data.reads[tag] == 1 for tag in tags)
+    data.reads.clear()
+    assert plugin.runs_impl(reader.runs(None, ""), []) == first
+    assert not tags & set(data.reads)
+    # A tag that grows is read again, once; the others are still described from memory.
+    grown = sorted(tags)[0]
+    data.listing[grown] = provider.TensorTimeSeries(
+        max_step=3, max_wall_time=1.0, plugin_content=data.listing[grown].plugin_content,
+        description="", display_name="")
+    plugin.runs_impl(reader.runs(None, ""), [])
+    assert {tag: data.reads[tag] for tag in tags if data.reads[tag]} == {grown: 1}
+
+
+def test_an_entry_over_the_bound_drops_the_older_version_of_its_tag():
+    small = run_data.TagSeries(np.arange(2), np.zeros((2, 10)))
+    large = run_data.TagSeries(np.arange(2), np.zeros((2, 100)))
+    reader = run_data.ProviderReader(None, cache_bytes=run_data.series_nbytes(small))
+    reader._store(("e", "r", "t"), (1, 0.0), small)
+    assert ("e", "r", "t") in reader._cache
+    reader._store(("e", "r", "t"), (2, 0.0), large)
+    assert ("e", "r", "t") not in reader._cache and reader._cache_total == 0
+
+
+def test_the_cache_counts_what_object_arrays_hold():
+    messages = np.array([b"x" * 10_000, b"y" * 10_000], dtype=object)
+    series = run_data.TagSeries(np.arange(2), messages)
+    assert run_data.series_nbytes(series) >= 20_000 + messages.nbytes + series.steps.nbytes

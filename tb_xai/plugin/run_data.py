@@ -8,10 +8,10 @@ pairs an index with a way to read a tag's every step as one :class:`TagSeries`; 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import sys
 import threading
+from concurrent.futures import Future
 from typing import Callable, Mapping, Optional
 
 import numpy as np
@@ -177,7 +177,7 @@ class ProviderReader:
         self._cache_total = 0
         self._max_descriptions = max_descriptions
         self._descriptions: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
-        self._in_flight: "dict[tuple, concurrent.futures.Future]" = {}
+        self._in_flight: "dict[tuple, Future]" = {}
         self._lock = threading.Lock()
 
     def runs(self, ctx, experiment_id: str) -> dict:
@@ -223,7 +223,7 @@ class ProviderReader:
             future = self._in_flight.get(flight_key)
             leader = future is None
             if leader:
-                future = self._in_flight[flight_key] = concurrent.futures.Future()
+                future = self._in_flight[flight_key] = Future()
         if not leader:
             return future.result()
         try:
