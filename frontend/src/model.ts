@@ -12,6 +12,8 @@ export interface InputInfo {
   steps: number[];
   dropped_steps: number[];
   config: Record<string, unknown>;
+  /** Changes whenever the tag is written (older servers leave it out). */
+  version?: string;
 }
 
 export interface MethodInfo {
@@ -22,12 +24,18 @@ export interface MethodInfo {
 
 export interface RunInfo {
   run: string;
+  /** Changes whenever any tb_xai tag of the run is written (older servers leave it out). */
+  version?: string;
   probe_count: number | null;
   has_labels: boolean;
   class_names: string[];
+  /** The explained head's number of classes (older servers leave it out). */
+  class_count?: number;
   output_name: string;
   prediction_steps: number[];
   scalar_runs: string[];
+  /** Per sibling scalar run, a token that changes whenever it is written. */
+  scalar_versions?: Record<string, string>;
   methods: MethodInfo[];
 }
 
@@ -88,8 +96,7 @@ export interface Agreement {
 
 export interface ScalarSeries {
   steps: number[];
-  wall_times: number[];
-  values: number[];
+  values: Num[];
 }
 
 export interface Scalars {
@@ -100,21 +107,37 @@ type Params = Record<string, string | number | boolean | undefined>;
 
 /**
  * Answers by URL, each with the data version it was fetched at: an answer is reused only while its run's
- * version is unchanged, so steps written since (a run still training) are fetched on the next reload.
+ * version is unchanged, so steps written since (a run still training) are fetched on the next reload. At most
+ * CACHE_ENTRIES answers are kept, the least recently used dropped first.
  */
 const cache = new Map<string, { version: string; answer: Promise<unknown> }>();
+export const CACHE_ENTRIES = 32;
+
+/** How many answers the cache holds now (for tests). */
+export function cacheSize(): number {
+  return cache.size;
+}
 
 /**
- * What a run holds, as a string that changes whenever a step is written: per tag, how many steps and the last.
- * A run still training gets a new version at every epoch the callback logs.
+ * What a run holds, as a string that changes whenever a step is written: the server's version token of the run
+ * (every tag's last step and wall time, so a refit rewriting the same steps counts too). Servers without it:
+ * per tag, how many steps and the last.
  */
 export function dataVersion(run: RunInfo): string {
+  if (run.version !== undefined) return run.version;
   const tail = (steps: number[]) => `${steps.length}:${steps[steps.length - 1] ?? ''}`;
   const parts = [tail(run.prediction_steps)];
   for (const method of run.methods) {
     parts.push(`${method.method}=${method.failures.length}`, ...method.inputs.map((i) => tail(i.steps)));
   }
   return parts.join(',');
+}
+
+/** The version of the Keras scalars next to `run`: changes whenever any of its sibling scalar runs is written. */
+export function scalarsVersion(run: RunInfo): string {
+  const versions = run.scalar_versions;
+  if (!versions) return `${dataVersion(run)}|${run.scalar_runs.join(',')}`;
+  return run.scalar_runs.map((name) => `${name}=${versions[name] ?? ''}`).join(',');
 }
 
 function routeUrl(route: string, params: Params): string {
@@ -131,14 +154,20 @@ function routeUrl(route: string, params: Params): string {
 async function getJson<T>(route: string, params: Params, version?: string): Promise<T> {
   const url = routeUrl(route, params);
   const hit = version === undefined ? undefined : cache.get(url);
-  if (hit && hit.version === version) return hit.answer as Promise<T>;
+  if (hit && hit.version === version) {
+    cache.delete(url); // most recently used last
+    cache.set(url, hit);
+    return hit.answer as Promise<T>;
+  }
   const pending = fetch(url).then(async (response) => {
     if (!response.ok) throw new Error(`${route}: ${response.status} ${await response.text()}`);
     return (await response.json()) as T;
   });
   if (version !== undefined) {
     const entry = { version, answer: pending };
-    cache.set(url, entry); // replaces the answer of an older version: one entry per URL
+    cache.delete(url); // replaces the answer of an older version: one entry per URL
+    cache.set(url, entry);
+    while (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
     pending.catch(() => cache.get(url) === entry && cache.delete(url));
   }
   return pending;
@@ -175,7 +204,7 @@ export function fetchAgreement(q: Query, k: number): Promise<Agreement> {
   return getJson('agreement', { run: q.run, input: q.input, target: q.target, k }, q.version);
 }
 
-/** The Keras scalars next to `run`; they grow with the run, so they share its version. */
+/** The Keras scalars next to `run`, at `version` (`scalarsVersion`). */
 export function fetchScalars(run: string, version: string): Promise<Scalars> {
   return getJson('scalars', { run }, version);
 }

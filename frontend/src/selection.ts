@@ -44,15 +44,28 @@ function parentLocation(): Location | null {
   }
 }
 
+export const MAX_K = 50;
+
+/** k within [1, MAX_K] (and at most `features` when known). */
+export function clampK(k: number, features?: number): number {
+  const top = features && features > 0 ? Math.min(MAX_K, features) : MAX_K;
+  return Math.min(top, Math.max(1, Math.round(Number.isFinite(k) ? k : DEFAULTS.k)));
+}
+
 function parse(raw: Record<string, string>): Partial<Selection> {
   const out: Partial<Selection> = {};
   for (const key of KEYS) {
     const value = raw[key];
     if (value === undefined) continue;
     const fallback = DEFAULTS[key];
-    if (typeof fallback === 'number') {
+    if (key === 'target') {
+      // 'all' or a class index written in decimal digits (not -1, 1.5, 0x1 or 1e0)
+      if (value === 'all' || /^\d+$/.test(value)) out.target = value;
+    } else if (typeof fallback === 'number') {
+      if (!/^\d+$/.test(value)) continue;
       const n = Number(value);
-      if (Number.isInteger(n) && n >= 0) (out as Record<string, unknown>)[key] = n;
+      if (!Number.isSafeInteger(n)) continue;
+      (out as Record<string, unknown>)[key] = key === 'k' ? clampK(n) : n;
     } else if (typeof fallback === 'boolean') {
       (out as Record<string, unknown>)[key] = value === '1' || value === 'true';
     } else {

@@ -60,6 +60,12 @@ export class AgreementView {
     this.tooltip = new Tooltip(this.matrix);
   }
 
+  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
+  clear(): void {
+    this.current = null;
+    this.card.clear();
+  }
+
   show(agreement: Agreement, context: AgreementContext, width: number): void {
     this.current = { agreement, context, width };
     this.redraw();

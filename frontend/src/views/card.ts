@@ -62,6 +62,13 @@ export class Card {
     this.status.hidden = message === '';
   }
 
+  /** Removes the chart and its note, and the drawn mark: nothing of an earlier selection stays. */
+  clear(): void {
+    this.figure.replaceChildren();
+    this.note.textContent = '';
+    delete this.element.dataset.drawn;
+  }
+
   /** Marks the card drawn, for tests and the first-paint measurement. */
   markDrawn(key: string): void {
     this.element.dataset.drawn = key;

@@ -2,7 +2,7 @@
 
 import { el, setOptions } from '../dom';
 import { RunInfo } from '../model';
-import { Selection } from '../selection';
+import { Selection, clampK } from '../selection';
 
 type Change = (change: Partial<Selection>) => void;
 
@@ -46,7 +46,7 @@ export class Controls {
     this.compare.addEventListener('change', () => onChange({ compare: this.compare.value }));
     this.k.addEventListener('change', () => {
       const k = Math.round(Number(this.k.value));
-      if (k >= 1) onChange({ k });
+      if (k >= 1) onChange({ k: clampK(k) });
     });
     this.signed.addEventListener('change', () => onChange({ signed: this.signed.checked }));
     const moveProbe = (delta: number) => {
@@ -58,7 +58,7 @@ export class Controls {
   }
 
   /** Shows `selection` (already made consistent with `runs`) in the controls. */
-  show(runs: RunInfo[], selection: Selection, classNames: string[]): void {
+  show(runs: RunInfo[], selection: Selection, classNames: string[], classCount = classNames.length): void {
     const run = runs.find((r) => r.run === selection.run);
     setOptions(this.run, runs.map((r) => ({ value: r.run, label: r.run })), selection.run);
     const methods = run ? run.methods.filter((m) => m.inputs.length > 0) : [];
@@ -68,7 +68,13 @@ export class Controls {
     this.inputField.hidden = inputs.length <= 1;
     setOptions(
       this.target,
-      [{ value: 'all', label: 'all probes' }, ...classNames.map((name, i) => ({ value: String(i), label: `class ${i}: ${name}` }))],
+      [
+        { value: 'all', label: 'all probes' },
+        ...Array.from({ length: Math.max(classCount, classNames.length) }, (_, i) => ({
+          value: String(i),
+          label: classNames[i] !== undefined && classNames[i] !== '' ? `class ${i}: ${classNames[i]}` : `class ${i}`,
+        })),
+      ],
       selection.target,
     );
     const count = run?.probe_count ?? 0;

@@ -49,6 +49,12 @@ export class EvolutionView {
     this.rows.addEventListener('change', () => onRows(Number(this.rows.value)));
   }
 
+  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
+  clear(): void {
+    this.current = null;
+    this.card.clear();
+  }
+
   show(evolution: Evolution, context: EvolutionContext, width: number): void {
     this.current = { evolution, context };
     const scale = attributionScale(evolution.range, evolution.signed);

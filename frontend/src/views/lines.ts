@@ -133,9 +133,13 @@ export class Lines {
         .attr('stroke-dasharray', dashArray(s.dashed)).attr('data-series', s.name)
         .call((p) => this.paths.set(s.name, p.node()!))
         .append('title').text(s.name);
-      if (s.steps.length === 1) {
-        plot.append('circle').attr('cx', x(s.steps[0])).attr('cy', scale(s.values[0] ?? 0)).attr('r', 3).attr('fill', s.color);
-      }
+      // A finite point between gaps (a one-step run, a lone value among nulls) has no segment: a dot shows it.
+      const finite = (i: number) => { const v = s.values[i]; return v !== null && v !== undefined && Number.isFinite(v); };
+      s.steps.forEach((step, i) => {
+        if (finite(i) && !finite(i - 1) && !finite(i + 1)) {
+          plot.append('circle').attr('cx', x(step)).attr('cy', scale(s.values[i] as number)).attr('r', 3).attr('fill', s.color);
+        }
+      });
     }
 
     for (const r of data.references ?? []) { // labelled above the lines, with a halo

@@ -139,8 +139,19 @@ export class ProbeView {
     this.play.addEventListener('click', () => (this.timer === undefined ? this.start() : this.stop()));
   }
 
+  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
+  clear(): void {
+    this.stop();
+    this.current = null;
+    this.card.clear();
+  }
+
   /** Draws `probes` (the primary method first, then the one compared with). */
   show(probes: Probe[], context: ProbeContext, width: number): void {
+    const before = this.current;
+    const same = before !== null && before.context.run === context.run && before.probes[0].probe === probes[0].probe
+      && before.probes.map((p) => p.method).join('+') === probes.map((p) => p.method).join('+');
+    if (!same) this.stop(); // playing goes on over a redraw or new steps, never into another selection
     this.current = { probes, context, width };
     const steps = probes[0].steps;
     this.slider.max = String(Math.max(0, steps.length - 1));
@@ -226,6 +237,7 @@ export class ProbeView {
     if (nearestIndex(steps, this.step) === steps.length - 1) this.setStep(steps[0]);
     this.play.textContent = '❚❚ Pause';
     this.timer = window.setInterval(() => {
+      const steps = this.current?.probes[0].steps ?? []; // the steps drawn now: a reload may have added some
       const i = nearestIndex(steps, this.step);
       if (i >= steps.length - 1) this.stop();
       else this.setStep(steps[i + 1]);

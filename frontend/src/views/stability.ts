@@ -44,6 +44,12 @@ export class StabilityView {
     });
   }
 
+  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
+  clear(): void {
+    this.current = null;
+    this.card.clear();
+  }
+
   show(stability: Stability, run: string, method: string, width: number): void {
     this.current = { stability, run, method };
     const { k, steps } = stability;
@@ -60,15 +66,17 @@ export class StabilityView {
           { name: `top-${k} overlap, last step`, color: lineColors[1], steps, values: stability.topk_last, dashed: true },
         ],
         yLabel: 'agreement',
-        yDomain: [Math.min(0, ...stability.spearman_previous.filter((v): v is number => v !== null)), 1],
+        yDomain: [Math.min(0, ...stability.spearman_previous.filter((v): v is number => v !== null && Number.isFinite(v))), 1],
         annotations,
       },
       width,
     );
-    const settled = events.settled !== null
+    const settled = steps.length < 2
+      ? `Only ${steps.length === 1 ? `step ${steps[0]} is` : 'no step is'} logged so far: stability needs two consecutive steps.`
+      : events.settled !== null
       ? `Settled from step ${events.settled} (ρ ≥ ${SETTLED_RHO} and top-${k} overlap ≥ ${SETTLED_OVERLAP} at every later step).`
       : 'Not settled yet: the ranking still moves between consecutive steps.';
-    const shift = events.shift ? ` Largest shift at step ${events.shift.step} (ρ = ${formatValue(events.shift.rho)}).` : '';
+    const shift = steps.length >= 2 && events.shift ? ` Largest shift at step ${events.shift.step} (ρ = ${formatValue(events.shift.rho)}).` : '';
     this.card.note.textContent = `Spearman rank correlation (ρ) and top-${k} overlap of the mean |attribution| ranking. ${settled}${shift}`;
     this.card.figure.replaceChildren(this.lines.element);
     this.card.markDrawn(`${run}|${method}|${k}`);

@@ -45,6 +45,12 @@ export class TopkView {
     this.overlay.addEventListener('change', () => onOverlay(this.overlay.value));
   }
 
+  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
+  clear(): void {
+    this.current = null;
+    this.card.clear();
+  }
+
   show(evolution: Evolution, scalars: Scalars | null, context: TopkContext, width: number): void {
     const names = elementNames(evolution);
     const order = evolution.order ?? names.map((_, i) => i);
