@@ -91,24 +91,80 @@ writer.close()
 """
 
 
+# A run the callback wrote where every method failed so far; HEAL logs a first attribution at step 1, as when
+# the next epoch succeeds: `python -c HEAL <run dir>`.
+HEAL = """
+import sys
+import numpy as np
+from tb_xai import metadata, summary
+writer = summary.SummaryWriter(sys.argv[1])
+writer.write(summary.predictions_pb(np.full((4, 2), 0.5)), 1)
+writer.write(summary.attribution_pb("saliency", "x", np.random.default_rng(1).random((4, 3)).astype(np.float32),
+                                    modality=metadata.TABULAR), 1)
+writer.close()
+"""
+
+
+def write_failing_run(run_dir: str) -> None:
+    """Step 0 of a run whose only method failed: predictions and the failure, no attribution."""
+    from tb_xai import summary
+
+    writer = summary.SummaryWriter(run_dir)
+    writer.write(summary.predictions_pb(np.full((4, 2), 0.5)), 0)
+    writer.write(summary.failure_pb("saliency", "ValueError: the model has no gradient here"), 0)
+    writer.close()
+
+
+def write_one_step_run(run_dir: str) -> None:
+    """A run with one logged step and no class names: 4 probes, 3 classes, 5 tabular features."""
+    from tb_xai import metadata, summary
+
+    rng = np.random.default_rng(0)
+    writer = summary.SummaryWriter(run_dir)
+    writer.write(summary.probe_pb("x", rng.random((4, 5)), modality=metadata.TABULAR), 0)
+    writer.write(summary.predictions_pb(rng.random((4, 3))), 0)
+    writer.write(summary.targets_pb(np.array([0, 1, 2, 0])), 0)
+    writer.write(summary.attribution_pb("saliency", "x", rng.random((4, 5)).astype(np.float32),
+                                        modality=metadata.TABULAR), 0)
+    writer.close()
+
+
 @pytest.fixture(scope="module")
 def frontend_logdir(tmp_path_factory, tabular_run, image_run, xss_run):
     logdir = tmp_path_factory.mktemp("frontend_logdir")
     for name, path in (("tabular", tabular_run.log_dir), ("digits", image_run.log_dir), ("xss", xss_run)):
         shutil.copytree(path, logdir / name)
+    write_one_step_run(str(logdir / "onestep" / "xai"))
+    return logdir
+
+
+@pytest.fixture(scope="module")
+def failing_logdir(tmp_path_factory):
+    """A logdir whose only run has failures and nothing to draw yet."""
+    logdir = tmp_path_factory.mktemp("failing_logdir")
+    write_failing_run(str(logdir / "failing" / "xai"))
     return logdir
 
 
 @pytest.fixture(scope="module")
 def tensorboard_url(frontend_logdir):
     """A TensorBoard process over the callback's runs; yields its URL once every run is loaded."""
-    logdir = frontend_logdir
+    yield from serve(frontend_logdir, {"tabular/xai": 20, "digits/xai": 20, "xss/xai": 3, "onestep/xai": 1})
+
+
+@pytest.fixture(scope="module")
+def failing_url(failing_logdir):
+    """A second TensorBoard, over the logdir holding only failures."""
+    yield from serve(failing_logdir, {"failing/xai": 1})
+
+
+def serve(logdir, expected):
+    """Starts TensorBoard over `logdir`, yields its URL once each run lists its expected prediction steps."""
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(logdir)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), f"TensorBoard did not start: {url!r}"
-        expected = {"tabular/xai": 20, "digits/xai": 20, "xss/xai": 3}
         deadline = time.time() + 120
         while True:
             with urllib.request.urlopen(url + "data/plugin/tb_xai/runs", timeout=30) as response:
@@ -125,17 +181,19 @@ def tensorboard_url(frontend_logdir):
 
 
 @pytest.fixture(scope="module")
-def report(tensorboard_url, frontend_logdir, tabular_run, tmp_path_factory):
+def report(tensorboard_url, failing_url, frontend_logdir, failing_logdir, tabular_run, tmp_path_factory):
     """Runs the browser session once and parses its report."""
     os.makedirs(SCREENSHOTS, exist_ok=True)
     config = {
         "url": tensorboard_url,
         "screenshots": SCREENSHOTS,
         "downloads": str(tmp_path_factory.mktemp("downloads")),
-        "runs": {"tabular": "tabular/xai", "image": "digits/xai", "xss": "xss/xai"},
+        "runs": {"tabular": "tabular/xai", "image": "digits/xai", "xss": "xss/xai", "onestep": "onestep/xai"},
         "tabular_features": tabular_run.feature_names,
         "xss_name": XSS_NAME,
         "grow": [sys.executable, "-c", GROW, str(frontend_logdir / "xss" / "xai"), "3"],
+        "failing": {"url": failing_url, "run": "failing/xai",
+                    "heal": [sys.executable, "-c", HEAL, str(failing_logdir / "failing" / "xai")]},
     }
     result = subprocess.run(["node", os.path.join("tests", "dashboard.mjs"), json.dumps(config)], cwd=FRONTEND,
                             capture_output=True, text=True, timeout=300)
@@ -160,6 +218,9 @@ CHECKS = [
     "compare_methods_side_by_side",
     "names_render_as_text",
     "reload_shows_new_steps",
+    "one_step_run_draws",
+    "hostile_hash_stays_consistent",
+    "failures_only_run_lists_failures_then_draws",
     "no_page_errors",
 ]
 

@@ -4,8 +4,10 @@
 // starts TensorBoard over logdirs written by the callback and asserts each check.
 //
 //   node tests/dashboard.mjs '<json config>'
-// config: {url, screenshots, downloads, runs: {tabular, image, xss}, tabular_features: [...], xss_name,
-//          grow: a command that logs one more step to the xss run}
+// config: {url, screenshots, downloads, runs: {tabular, image, xss, onestep}, tabular_features: [...], xss_name,
+//          grow: a command that logs one more step to the xss run,
+//          failing: {url of a second TensorBoard whose only run has failures, run, heal: a command that logs
+//                    its first attribution}}
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -128,13 +130,25 @@ try {
   });
 
   await check('keyboard_reads_cells', async () => {
+    const tip = frame.locator('#evolution .tooltip');
+    await tip.waitFor({ state: 'hidden', timeout: 5000 }); // the hover's tooltip is gone: what shows next is the keyboard's
+    // The cursor is the orange cell outline over the heatmap.
+    const cursor = () => frame.$eval('#evolution', (card) => {
+      const rect = card.querySelector('rect[stroke="#f57c00"]');
+      return rect ? { x: Number(rect.getAttribute('x')), y: Number(rect.getAttribute('y')) } : null;
+    });
     await frame.focus('#evolution canvas.cells');
     await page.keyboard.press('ArrowDown');
+    await tip.waitFor({ state: 'visible', timeout: 5000 });
+    const first = { text: await tip.textContent(), at: await cursor() };
     await page.keyboard.press('ArrowDown');
-    const text = await frame.locator('#evolution .tooltip').textContent();
-    assert(text.startsWith('feature: '), `tooltip after arrow keys: ${text}`);
+    const second = { text: await tip.textContent(), at: await cursor() };
+    assert(await tip.isVisible(), 'the tooltip hid after an arrow key');
+    assert(first.text.startsWith('feature: ') && second.text.startsWith('feature: '), `tooltip after arrow keys: ${first.text} / ${second.text}`);
+    assert(first.at && second.at && second.at.y > first.at.y && second.at.x === first.at.x, `cursor did not move down: ${JSON.stringify([first.at, second.at])}`);
+    assert(first.text !== second.text, `the tooltip still reads the first cell: ${second.text}`);
     await frame.locator('select[name=run]').focus();
-    return text;
+    return { first, second };
   });
 
   await check('method_change_updates', async () => {
@@ -171,6 +185,12 @@ try {
       method: await frame.inputValue('select[name=method]'),
       probe: await frame.inputValue('select[name=probe]'),
     };
+    // The page's URL carries the selection (localStorage, the fallback, is cleared so it cannot stand in).
+    const hash = new URL(page.url()).hash;
+    for (const [key, value] of Object.entries(wanted)) {
+      assert(hash.includes(`&${key}=${encodeURIComponent(value)}`), `the URL lacks ${key}=${value}: ${page.url()}`);
+    }
+    await frame.evaluate(() => localStorage.clear());
     await page.reload();
     frame = await tabFrame(page);
     await drawn(frame, 'probe', `${wanted.run}|${wanted.probe}|${wanted.method}`);
@@ -304,9 +324,9 @@ try {
     assert(first.hash !== last.hash, 'slider changed the step but not the image');
     await slider.fill('0');
     await frame.click('#probe button.play');
-    await page.waitForTimeout(1200);
+    await frame.waitForFunction((step) => document.querySelector('#probe canvas.overlay')?.dataset.step !== step, first.step, { timeout: 5000 })
+      .catch(() => { throw new Error('play did not advance the step'); });
     const playing = await frame.getAttribute('#probe canvas.overlay', 'data-step');
-    assert(playing !== first.step, 'play did not advance the step');
     await frame.click('#probe button.play');
     return { first: first.step, last: last.step, after_play: playing };
   });
@@ -339,7 +359,8 @@ try {
     assert(figure === 0, `agreement card drew ${figure} elements for one method`);
     const images = await frame.$$eval('img', (imgs) => imgs.length);
     assert(images === 0, `${images} <img> elements were created from data`);
-    await page.waitForTimeout(500);
+    // Two animation frames: anything the names could have started (an image load, a script) has had its turn.
+    await frame.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
     assert(dialogs.length === 0, `a dialog fired: ${dialogs}`);
     return { labels };
   });
@@ -360,8 +381,89 @@ try {
     await page.click('button.reload-button');
     await frame.waitForSelector(`#evolution[data-drawn="${xss}|saliency|4"]:not([aria-busy])`, { timeout: 30000 });
     await drawn(frame, 'stability', `${xss}|saliency|`);
-    const steps = await frame.$$eval('#stability svg path', (paths) => paths.length);
+    const steps = await frame.$$eval('#stability g.series path', (paths) => paths.filter((p) => (p.getAttribute('d') ?? '').length > 20).length);
+    assert(steps === 4, `stability drew ${steps} lines over the 4 steps, expected 4`);
+    const rows = await frame.$$eval('#evolution canvas.cells', (c) => c.length);
+    assert(rows === 1, 'the evolution heatmap is gone after the reload');
     return { before, after: await frame.getAttribute('#evolution', 'data-drawn'), stabilityPaths: steps };
+  });
+
+  await check('one_step_run_draws', async () => {
+    const { onestep } = config.runs;
+    await selectRun(frame, onestep);
+    const note = await frame.textContent('#stability .note');
+    assert(/Only step 0 is logged so far/.test(note) && !/Not settled/.test(note), `stability note of one step: ${note}`);
+    const stability = await (await fetch(new URL(`data/plugin/tb_xai/stability?run=${onestep}&method=saliency&k=5`, config.url))).json();
+    const finite = ['spearman_previous', 'topk_previous', 'spearman_last', 'topk_last'].filter((k) => stability[k][0] !== null).length;
+    const dots = await frame.$$eval('#stability g.series circle', (circles) => circles.map((c) => Number(c.getAttribute('cy'))));
+    assert(dots.length === finite, `stability drew ${dots.length} dots for ${finite} finite values (a null drawn as 0?)`);
+    assert(dots.every(Number.isFinite), `dots at ${dots}`);
+    const heatmap = await canvasStats(frame, '#evolution canvas.cells');
+    assert(heatmap.colours > 2, 'one-step heatmap looks blank');
+    // No class names logged: the target filter still offers the 3 classes, by index.
+    const targets = await frame.$$eval('select[name=target] option', (o) => o.map((x) => x.textContent));
+    assert(JSON.stringify(targets) === JSON.stringify(['all probes', 'class 0', 'class 1', 'class 2']), `target options: ${targets}`);
+    await frame.selectOption('select[name=target]', '1');
+    for (const card of ['evolution', 'topk', 'probe', 'stability', 'agreement']) await drawn(frame, card, `${onestep}|`);
+    const statuses = await frame.$$eval('.card .status', (s) => s.map((x) => x.textContent).filter(Boolean));
+    assert(statuses.length === 0, `cards report errors for target 1: ${statuses}`);
+    await frame.selectOption('select[name=target]', 'all');
+    return { note, dots: dots.length, targets };
+  });
+
+  await check('hostile_hash_stays_consistent', async () => {
+    const bad = [];
+    const onResponse = (response) => { if (response.url().includes('/data/plugin/tb_xai/') && response.status() >= 400) bad.push(`${response.status()} ${response.url()}`); };
+    page.on('response', onResponse);
+    try {
+      await page.goto('about:blank');
+      await page.goto(`${config.url.replace(/\/$/, '')}/#tb_xai&run=${encodeURIComponent(tabular)}&k=0&target=-1&probe=1e21`);
+      frame = await tabFrame(page);
+      for (const card of ['evolution', 'topk', 'probe', 'stability', 'agreement']) await drawn(frame, card, `${tabular}|`);
+      const controls = { k: await frame.inputValue('input[name=k]'), target: await frame.inputValue('select[name=target]'), probe: await frame.inputValue('select[name=probe]') };
+      assert(JSON.stringify(controls) === JSON.stringify({ k: '1', target: 'all', probe: '0' }), `controls: ${JSON.stringify(controls)}`);
+      const hash = new URL(page.url()).hash;
+      assert(hash.includes('&k=1') && hash.includes('&target=all') && hash.includes('&probe=0'), `the URL keeps hostile values: ${hash}`);
+      for (const [k, target] of [['1e21', '1.5'], ['999', '0x1'], ['3', '1e0']]) {
+        await page.goto('about:blank');
+        await page.goto(`${config.url.replace(/\/$/, '')}/#tb_xai&run=${encodeURIComponent(tabular)}&k=${k}&target=${target}`);
+        frame = await tabFrame(page);
+        for (const card of ['evolution', 'stability', 'agreement']) await drawn(frame, card, `${tabular}|`);
+        const got = { k: await frame.inputValue('input[name=k]'), target: await frame.inputValue('select[name=target]') };
+        const kOk = Number(got.k) >= 1 && Number(got.k) <= 50;
+        assert(kOk && got.target === 'all', `k=${k}, target=${target} shows ${JSON.stringify(got)}`);
+      }
+      const statuses = await frame.$$eval('.card .status', (s) => s.map((x) => x.textContent).filter(Boolean));
+      assert(statuses.length === 0 && bad.length === 0, `errors: ${statuses} ${bad}`);
+      return controls;
+    } finally {
+      page.off('response', onResponse);
+    }
+  });
+
+  await check('failures_only_run_lists_failures_then_draws', async () => {
+    const { url, run, heal } = config.failing;
+    frame = await openTab(page, url);
+    await frame.waitForSelector('ul.failures li', { timeout: 20000 });
+    const items = await frame.$$eval('ul.failures li', (li) => li.map((x) => x.textContent));
+    assert(items.some((t) => t.includes('saliency') && t.includes('ValueError: the model has no gradient here')), `failures: ${items}`);
+    const message = await frame.textContent('p.message');
+    assert(/failed/.test(message) && !(await frame.isHidden('p.message')), `message: ${message}`);
+    assert(await frame.isHidden('.cards'), 'the cards show with nothing to draw');
+    execFileSync(heal[0], heal.slice(1), { stdio: 'ignore' });
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const { runs } = await (await fetch(new URL('data/plugin/tb_xai/runs', url))).json();
+      if (runs.find((r) => r.run === run)?.methods.some((m) => m.inputs.length > 0)) break;
+      assert(Date.now() < deadline, 'TensorBoard never listed the healed step');
+      await page.waitForTimeout(500);
+    }
+    await page.click('button.reload-button');
+    await frame.waitForSelector(`#evolution[data-drawn^="${run}|saliency|"]:not([aria-busy])`, { timeout: 30000 });
+    assert(!(await frame.isHidden('.cards')), 'the cards stay hidden after the reload');
+    const failures = await frame.$$eval('ul.failures li', (li) => li.map((x) => x.textContent));
+    assert(failures.some((t) => /saliency failed at 1 step/.test(t)), `failures after the reload: ${failures}`);
+    return { items, failures };
   });
 
   await check('no_page_errors', async () => {
