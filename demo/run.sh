@@ -18,12 +18,8 @@ shift $(( $# > 0 ? 1 : 0 ))
 port="${PORT:-6006}"
 runs="${RUNS:-runs}"
 
-# Into the active virtual environment, or into .venv (created here) when none is active.
-if [ -z "${VIRTUAL_ENV:-}" ]; then
-  [ -x .venv/bin/python ] || python3 -m venv .venv
-  # shellcheck disable=SC1091
-  . .venv/bin/activate
-fi
+# shellcheck source=scripts/python_env.sh
+. scripts/python_env.sh
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   python -m pip install --quiet -e ".[cpu]"
 fi

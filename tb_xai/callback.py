@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import time
@@ -135,8 +136,12 @@ class AttributionCallback(keras.callbacks.Callback):
             )
         for method in self.methods:
             method.setup(self._adapter, self.probe)
-        if self._adapter.is_chief():
-            self._writer = self._writer or summary.SummaryWriter(self.run_dir)
+        if self._adapter.is_chief() and self._writer is None:
+            if not self._logged_steps and glob.glob(os.path.join(self.run_dir, "*tfevents*")):
+                logger.warning(
+                    "tb_xai: %s already holds summaries from an earlier run; steps logged again replace them. "
+                    "Give this run its own log_dir to keep both.", self.run_dir)
+            self._writer = summary.SummaryWriter(self.run_dir)
 
     def _log(self, step: int) -> None:
         if self._adapter is None:

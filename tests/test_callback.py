@@ -101,6 +101,12 @@ def test_a_callback_reused_over_fits_and_models_keeps_logging(tmp_path, tabular_
     with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
     assert "epoch 0 was already logged by an earlier fit(); its attributions are replaced" in caplog.text
+    # So does a new callback writing where an earlier run wrote.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"])])
+    assert "already holds summaries from an earlier run; steps logged again replace them" in caplog.text
     # Handed a different model (another input width), the callback validates against it afresh.
     other = models.mlp(n_features=12, n_classes=2)
     other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -169,6 +169,13 @@ def test_multi_input_multi_output_models_through_the_target_spec():
     assert attr_b.shape == (6, 3) and attr_a.shape == (6, 5)
     with pytest.raises(ValueError, match=r"the probe has inputs \['a'\] but the model's inputs are"):
         adapt(model, as_probe_set({"a": probe["a"]}), output="cls")
+    # A model built on a list of named inputs takes a dict probe by those names too.
+    x_in, y_in = keras.Input((5,), name="x"), keras.Input((3,), name="y")
+    listed = keras.Model([x_in, y_in], keras.layers.Dense(2)(keras.layers.Concatenate()([x_in, y_in])))
+    by_name = as_probe_set({"y": probe["b"], "x": probe["a"]})
+    listed_adapter = adapt(listed, by_name)
+    expected = listed.predict([probe["a"], probe["b"]], verbose=0)
+    np.testing.assert_allclose(listed_adapter.predict(by_name.inputs), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"the model has 2 outputs .*choose one with target=\(output, class\)"):
         adapt(model, probe_set)
     with pytest.raises(ValueError, match=r"target output 'nope' is not one of the model's outputs"):

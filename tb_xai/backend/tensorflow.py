@@ -66,15 +66,15 @@ class TensorFlowModel:
             return None
         if not inputs:
             return None
-        # A dict probe is matched by key, like Keras matches a dict of inputs (whose `inputs` list is sorted).
+        if self.probe.structure != "dict":
+            return list(inputs)
+        # A dict probe is matched by key, as Keras matches a dict of inputs: to the keys of a model built on a
+        # dict, else to the names of its Input layers.
         struct = getattr(self.model, "_inputs_struct", None)
-        if self.probe.structure == "dict" and isinstance(struct, dict):
-            if sorted(struct) != sorted(self.probe.names):
-                raise ValueError(
-                    f"the probe has inputs {self.probe.names} but the model's inputs are {list(struct)}"
-                )
-            return [struct[name] for name in self.probe.names]
-        return list(inputs)
+        by_name = dict(struct) if isinstance(struct, dict) else {t.name: t for t in inputs}
+        if sorted(by_name) != sorted(self.probe.names):
+            raise ValueError(f"the probe has inputs {self.probe.names} but the model's inputs are {list(by_name)}")
+        return [by_name[name] for name in self.probe.names]
 
     def _check_inputs(self) -> None:
         declared = self._declared_inputs()
