@@ -191,10 +191,24 @@ def test_evolution_impl_per_target_and_step_range(tabular):
     assert absent["range"] is None
 
 
+def client_element_names(body: dict) -> list:
+    """The names the frontend gives a map's elements (elementNames in frontend/src/views/evolution.ts): the sent
+    `features`, else built from `map_shape`, "pixel (r, c)" for a 2-D image map, the comma-joined index otherwise."""
+    if body["features"] is not None:
+        return body["features"]
+    shape = body["map_shape"]
+    if len(shape) == 2 and body["modality"] == metadata.IMAGE:
+        return [f"pixel ({i // shape[1]}, {i % shape[1]})" for i in range(shape[0] * shape[1])]
+    return [",".join(map(str, index)) for index in np.ndindex(*shape)]
+
+
 def test_evolution_impl_of_images_sends_channel_reduced_maps(image):
     body = plugin.evolution_impl(image, "grad_cam", None)
     assert body["map_shape"] == [4, 5] and body["order"] is None
-    assert body["features"] == aggregate.element_names([4, 5], metadata.IMAGE)
+    assert body["features"] is None  # image maps' names follow from map_shape; the client builds them
+    assert client_element_names(body) == aggregate.element_names([4, 5], metadata.IMAGE)
+    probe = plugin.probe_impl(image, "grad_cam", None, 0)
+    assert probe["features"] is None and probe["map_shape"] == [4, 5]
     assert len(body["importance"][0]) == 20
     np.testing.assert_allclose(body["importance"], np.outer([6, 12, 18], np.ones(20)))  # 1 + 2 + 3 channels
 
@@ -534,7 +548,9 @@ def test_the_dashboard_and_tb_xai_load_give_the_same_answers(served_logdir, name
         evolution = client.get(ROUTE + f"evolution?{query}&method={method}").get_json()
         importance = run.importance(method, target=1).reshape(len(evolution["steps"]), -1)
         assert evolution["steps"] == run.steps(method)
-        assert evolution["features"] == run.map_names(method)  # the CSV export's names are the DataFrame's
+        # the CSV export's names (sent for 1-D maps, built from map_shape for images) are the DataFrame's
+        assert client_element_names(evolution) == run.map_names(method)
+        assert (evolution["features"] is None) == (len(evolution["map_shape"]) != 1)
         peak = np.nanmax(np.abs(importance))
         np.testing.assert_allclose(np.array(evolution["importance"], dtype=float), importance,
                                    rtol=1e-5, atol=1e-5 * peak)

@@ -44,7 +44,8 @@ export interface Evolution {
   signed: boolean;
   steps: number[];
   map_shape: number[];
-  features: string[];
+  /** Element names of a 1-D map; `null` for image maps (see elementNames). */
+  features: string[] | null;
   importance: Num[][];
   probe_counts: number[];
   order: number[] | null;
@@ -58,7 +59,8 @@ export interface Probe {
   signed: boolean;
   steps: number[];
   map_shape: number[];
-  features: string[];
+  /** Element names of a 1-D map; `null` for image maps (see elementNames). */
+  features: string[] | null;
   attributions: Num[][];
   range: [number, number] | null;
   prediction_steps: number[];

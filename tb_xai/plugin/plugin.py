@@ -380,12 +380,20 @@ def evolution_impl(
         "target": target,
         "steps": series.steps.tolist(),
         "map_shape": shape,
-        "features": aggregate.element_names(shape, modality, ref.info.feature_names),
+        "features": _features(shape, modality, ref.info.feature_names),
         "importance": _floats(flat),
         "probe_counts": counts.tolist(),
         "order": aggregate.importance_order(flat).tolist() if len(shape) == 1 else None,
         "range": _range(flat),
     }
+
+
+def _features(shape: list, modality: str, feature_names) -> Optional[list]:
+    """Element names for a 1-D map; ``None`` for any other (an image map), which the client names from
+    ``map_shape`` by the `aggregate.element_names` convention (a 224x224 map would be ~50k strings per answer)."""
+    if len(shape) != 1:
+        return None
+    return aggregate.element_names(shape, modality, feature_names)
 
 
 def _importance(run, series, modality, *, signed, target):
@@ -441,7 +449,7 @@ def probe_impl(
         "signed": signed,
         "steps": series.steps.tolist(),
         "map_shape": shape,
-        "features": aggregate.element_names(shape, modality, ref.info.feature_names),
+        "features": _features(shape, modality, ref.info.feature_names),
         "attributions": _floats(flat),
         "range": _range(flat),
         "prediction_steps": prediction_steps,

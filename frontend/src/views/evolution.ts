@@ -15,9 +15,30 @@ export interface EvolutionContext {
   rows: number;
 }
 
-/** Names for every element of a map, as the plugin sends them (tb_xai.aggregate.element_names owns them). */
-export function elementNames(evolution: { features: string[] }): string[] {
-  return evolution.features;
+/**
+ * Names for every element of a map, row-major, as tb_xai.aggregate.element_names gives them (and so
+ * Run.to_dataframe / map_names): the plugin sends them for 1-D maps; for image maps it sends `null` and they
+ * are built here from `map_shape`: "pixel (row, col)" for a 2-D image map, else the comma-joined index "3,5".
+ */
+export function elementNames(map: { features: string[] | null; map_shape: number[]; modality: string }): string[] {
+  if (map.features) return map.features;
+  const shape = map.map_shape;
+  const total = shape.reduce((a, b) => a * b, 1);
+  const names: string[] = new Array(total);
+  if (shape.length === 2 && map.modality === 'image') {
+    const width = shape[1];
+    for (let i = 0; i < total; i++) names[i] = `pixel (${Math.floor(i / width)}, ${i % width})`;
+    return names;
+  }
+  const index = new Array(shape.length).fill(0);
+  for (let i = 0; i < total; i++) {
+    names[i] = index.join(',');
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (++index[d] < shape[d]) break;
+      index[d] = 0;
+    }
+  }
+  return names;
 }
 
 /** Whether maps of this shape are drawn as pictures rather than as feature rows. */
