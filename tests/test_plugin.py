@@ -791,3 +791,23 @@ def test_the_cache_counts_what_object_arrays_hold():
     messages = np.array([b"x" * 10_000, b"y" * 10_000], dtype=object)
     series = run_data.TagSeries(np.arange(2), messages)
     assert run_data.series_nbytes(series) >= 20_000 + messages.nbytes + series.steps.nbytes
+
+
+def test_a_failure_while_storing_reaches_every_waiter_and_the_next_read_works(monkeypatch):
+    data = CountingProvider("exp1/xai", tabular_summaries(2))
+    reader = run_data.ProviderReader(data, cache_bytes=2**20)
+    run = reader.runs(None, "")["exp1/xai"]
+    ref = run.index.attributions["ig"]["x"]
+    store = run_data.ProviderReader._store_locked
+
+    def fail(self, *args):
+        raise MemoryError("no room to cache")
+
+    monkeypatch.setattr(run_data.ProviderReader, "_store_locked", fail)
+    outcomes = _read_concurrently(monkeypatch, reader, run, ref)
+    assert data.reads[ref.tag] == 1
+    assert all(isinstance(o, MemoryError) and "no room" in str(o) for o in outcomes), outcomes
+    assert reader._in_flight == {} and not reader._lock.locked()
+    monkeypatch.setattr(run_data.ProviderReader, "_store_locked", store)
+    assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2
+    assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2  # cached this time

@@ -243,10 +243,16 @@ class ProviderReader:
                 del self._in_flight[flight_key]
             future.set_exception(e)
             raise
-        with self._lock:
-            self._describe_locked(key, ref.version, description)
-            self._store_locked(key, ref.version, series, size)
-            del self._in_flight[flight_key]
+        try:
+            with self._lock:
+                try:
+                    self._describe_locked(key, ref.version, description)
+                    self._store_locked(key, ref.version, series, size)
+                finally:
+                    del self._in_flight[flight_key]  # always, so a later read starts afresh
+        except BaseException as e:
+            future.set_exception(e)  # waiters get the failure rather than hanging
+            raise
         future.set_result(series)
         return series
 
