@@ -28,7 +28,7 @@ from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-from tb_xai import aggregate, metadata, summary
+from tb_xai import aggregate, metadata, runmodel, summary
 from tb_xai.plugin import loader, plugin, run_data
 
 FEATURES = ["age", "bmi", "bp", "chol", "glucose"]
@@ -106,18 +106,9 @@ def truncate_last_record(run_dir: str, nbytes: int = 7) -> None:
         f.truncate(os.path.getsize(path) - nbytes)
 
 
-def memory_run(name: str, pairs) -> run_data.Run:
-    """A `Run` read from (step, Summary) pairs in memory: the same listing and points a data provider gives."""
-    listing, points = {}, {}
-    for step, value in pairs:
-        for v in value.value:
-            points.setdefault(v.tag, []).append((step, tensor_util.make_ndarray(v.tensor)))
-            listing[v.tag] = provider.TensorTimeSeries(
-                max_step=step, max_wall_time=0.0, plugin_content=v.metadata.plugin_data.content,
-                description="", display_name="",
-            )
-    index = run_data.index_runs({name: listing})[name]
-    return run_data.Run(index, lambda ref: run_data.TagSeries.from_points(points[ref.tag]))
+def memory_run(name: str, pairs) -> runmodel.Run:
+    """A `Run` read by the plugin's reader from (step, Summary) pairs served by an in-memory data provider."""
+    return run_data.ProviderReader(CountingProvider(name, pairs), cache_bytes=2**20).runs(None, "")[name]
 
 
 # ---- pure route logic ---------------------------------------------------------------------------------
@@ -133,15 +124,14 @@ def image():
     return memory_run("img/xai", image_summaries(3))
 
 
-def test_index_runs_skips_payloads_of_unknown_versions():
+def test_index_tags_leaves_out_payloads_of_unknown_versions_and_says_why():
     content = metadata.plugin_data_pb2.PluginData(version=metadata.PROTO_VERSION + 1,
                                                   kind=metadata.ATTRIBUTION, method="future").SerializeToString()
     known = summary.attribution_pb("ig", "x", np.zeros((1, 2))).value[0].metadata.plugin_data.content
-    series = lambda c: provider.TensorTimeSeries(max_step=0, max_wall_time=0.0, plugin_content=c,
-                                                 description="", display_name="")
-    runs = run_data.index_runs({"a": {"t1": series(content)}, "b": {"t1": series(content), "t2": series(known)}})
-    assert list(runs) == ["b"]
-    assert list(runs["b"].attributions) == ["ig"]
+    only_future = runmodel.index_tags("a", [("t1", content, ())])
+    assert not only_future.holds_data and "payload version" in only_future.skipped["t1"]
+    index = runmodel.index_tags("b", [("t1", content, ()), ("t2", known, (0, 0.0))])
+    assert list(index.attributions) == ["ig"] and list(index.skipped) == ["t1"]
 
 
 def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
@@ -161,10 +151,13 @@ def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
     ig, lime, _ = run["methods"]
     assert ig["inputs"] == [{
         "input": "x", "modality": metadata.TABULAR, "feature_names": FEATURES, "attribution_shape": [5],
-        "map_shape": [5], "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50}, "version": "3@0.0",
+        "map_shape": [5], "layout": {"kind": "vector", "map_shape": [5], "picture": False, "names": FEATURES,
+                                     "name_pattern": None},
+        "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50}, "version": "3@0.0",
     }]
     assert ig["failures"] == []
     assert lime == {"method": "lime", "inputs": [], "failures": [{"step": 1, "message": "ValueError: lime needs RGB"}]}
+    assert run["skipped"] == []
 
 
 def test_evolution_impl_means_over_probes(tabular):
@@ -192,21 +185,26 @@ def test_evolution_impl_per_target_and_step_range(tabular):
 
 
 def client_element_names(body: dict) -> list:
-    """The names the frontend gives a map's elements (elementNames in frontend/src/views/evolution.ts): the sent
-    `features`, else built from `map_shape`, "pixel (r, c)" for a 2-D image map, the comma-joined index otherwise."""
-    if body["features"] is not None:
-        return body["features"]
-    shape = body["map_shape"]
-    if len(shape) == 2 and body["modality"] == metadata.IMAGE:
-        return [f"pixel ({i // shape[1]}, {i % shape[1]})" for i in range(shape[0] * shape[1])]
-    return [",".join(map(str, index)) for index in np.ndindex(*shape)]
+    """Every element name by the documented rule of the sent `layout` (docs/http_api.md), applied literally:
+    `names` for a 1-D map, else `name_pattern` with `{d}` replaced by the element's index along axis d."""
+    layout = body["layout"]
+    if layout["names"] is not None:
+        return layout["names"]
+    names = []
+    for index in np.ndindex(*layout["map_shape"]):
+        name = layout["name_pattern"]
+        for axis, i in enumerate(index):
+            name = name.replace("{%d}" % axis, str(i))
+        names.append(name)
+    return names
 
 
 def test_evolution_impl_of_images_sends_channel_reduced_maps(image):
     body = plugin.evolution_impl(image, "grad_cam", None)
-    assert body["map_shape"] == [4, 5] and body["order"] is None
-    assert body["features"] is None  # image maps' names follow from map_shape; the client builds them
-    assert client_element_names(body) == aggregate.element_names([4, 5], metadata.IMAGE)
+    assert body["map_shape"] == [4, 5] and body["order"] == list(range(20))  # a flat map: ties by index
+    assert body["features"] is None and body["layout"]["names"] is None  # a rule, not 20 strings
+    assert body["layout"]["kind"] == "picture" and body["layout"]["picture"] is True
+    assert client_element_names(body) == [f"pixel ({r}, {c})" for r in range(4) for c in range(5)]
     probe = plugin.probe_impl(image, "grad_cam", None, 0)
     assert probe["features"] is None and probe["map_shape"] == [4, 5]
     assert len(body["importance"][0]) == 20
@@ -385,9 +383,11 @@ def test_versions_change_when_a_refit_rewrites_the_same_steps():
     listing = lambda wall_time: {"a": {t: provider.TensorTimeSeries(
         max_step=3, max_wall_time=wall_time, plugin_content=v.metadata.plugin_data.content, description="",
         display_name="") for _, s in tabular_summaries(1) for v in s.value for t in [v.tag]}}
-    first, refit = (run_data.index_runs(listing(w))["a"] for w in (10.0, 20.0))
-    read = lambda ref: run_data.TagSeries.from_points([(0, np.zeros((PROBES, 5)))])
-    describe = lambda index: plugin.runs_impl({"a": run_data.Run(index, read)}, [])["runs"][0]
+    index = lambda tags: runmodel.index_tags(
+        "a", ((tag, s.plugin_content, (s.max_step, s.max_wall_time)) for tag, s in tags["a"].items()))
+    first, refit = (index(listing(w)) for w in (10.0, 20.0))
+    read = lambda ref: runmodel.TagSeries.from_points([(0, np.zeros((PROBES, 5)))])
+    describe = lambda index: plugin.runs_impl({"a": runmodel.Run(index, read)}, [])["runs"][0]
     before, after = describe(first), describe(refit)
     assert before["version"] != after["version"]
     assert before["methods"][0]["inputs"][0]["version"] == "3@10.0"

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, SEQUENCE
+from tb_xai.modalities import IMAGE, SEQUENCE
 from tb_xai.methods.base import AttributionMethod
 
 

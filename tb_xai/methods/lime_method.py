@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, TABULAR
+from tb_xai.modalities import IMAGE, TABULAR
 from tb_xai.methods.base import check_positive_int
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
 from tb_xai.methods.batching import chunks

@@ -6,7 +6,7 @@ from typing import List, Optional, Union
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE
+from tb_xai.modalities import IMAGE
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.methods.batching import chunks
 

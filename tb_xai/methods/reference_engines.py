@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 
-from tb_xai.metadata import TABULAR
+from tb_xai.modalities import TABULAR
 from tb_xai.methods.segmentation import as_rgb
 from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, TABULAR
+from tb_xai.modalities import IMAGE, TABULAR
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.methods.batching import chunks, map_batches
