@@ -126,6 +126,7 @@ class AttributionCallback(keras.callbacks.Callback):
             # Another fit() of the same model: its compiled functions stay valid.
             if self._writer is None and self._adapter.is_chief():
                 self._writer = summary.SummaryWriter(self.run_dir)
+                self.run_dir = self._writer.run_dir  # a sibling when another training holds it (run_lock)
             return
         self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size)
         check_target(self.target, self._adapter.n_outputs, self.probe.labels)
@@ -137,11 +138,12 @@ class AttributionCallback(keras.callbacks.Callback):
         for method in self.methods:
             method.setup(self._adapter, self.probe)
         if self._adapter.is_chief() and self._writer is None:
+            self._writer = summary.SummaryWriter(self.run_dir)
+            self.run_dir = self._writer.run_dir  # a sibling when another training holds it (run_lock)
             if not self._logged_steps and glob.glob(os.path.join(self.run_dir, "*tfevents*")):
                 logger.warning(
                     "tb_xai: %s already holds summaries from an earlier run; steps logged again replace them. "
                     "Give this run its own log_dir to keep both.", self.run_dir)
-            self._writer = summary.SummaryWriter(self.run_dir)
 
     def _log(self, step: int) -> None:
         if self._adapter is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import http.client
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
 
 import numpy as np
 import pytest
@@ -30,10 +28,10 @@ from tensorboard.util import tensor_util
 
 from tb_xai import aggregate, metadata, runmodel, summary
 from tb_xai.plugin import loader, plugin, run_data
+from tensorboard_server import ROUTE, Server, wsgi_client
 
 FEATURES = ["age", "bmi", "bp", "chol", "glucose"]
 PROBES = 6
-ROUTE = f"/data/plugin/{metadata.PLUGIN_NAME}/"
 
 
 # ---- synthetic runs -----------------------------------------------------------------------------------
@@ -408,22 +406,6 @@ def test_scalars_impl_sends_steps_and_values_bounded():
     assert short["runs"]["e/train"]["loss"] == {"steps": [0, 1], "values": [2.0, 1.0]}
 
 
-def wsgi_client(logdir: str, *extra_flags):
-    from tensorboard import program
-    from tensorboard.backend import application
-    from tensorboard.backend.event_processing import data_ingester
-    from werkzeug import test as werkzeug_test
-
-    tb = program.TensorBoard()
-    tb.configure(argv=[None, "--logdir", logdir, "--load_fast", "false", "--reload_interval", "0",
-                       "--reload_task", "blocking", *extra_flags])
-    ingester = data_ingester.LocalDataIngester(tb.flags)
-    ingester.start()
-    app = application.TensorBoardWSGIApp(tb.flags, tb.plugin_loaders, ingester.data_provider,
-                                         tb.assets_zip_provider, ingester.deprecated_multiplexer)
-    return werkzeug_test.Client(app)
-
-
 @pytest.fixture(scope="module")
 def synthetic_logdir(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("synthetic")
@@ -469,60 +451,6 @@ def test_wsgi_app_lets_an_explicit_samples_per_plugin_win(synthetic_logdir):
 
 
 # ---- real servers on 127.0.0.1 in both load modes -----------------------------------------------------
-
-SERVER = """
-import sys
-from tensorboard import program
-tb = program.TensorBoard()
-tb.configure(argv=[None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", "0", "--load_fast", sys.argv[2]])
-print(tb.launch(), flush=True)
-sys.stdin.read()
-"""
-
-
-class Server:
-    """A TensorBoard server in its own process; `get` answers (status, body bytes)."""
-
-    def __init__(self, logdir: str, load_fast: str):
-        self.process = subprocess.Popen([sys.executable, "-c", SERVER, logdir, load_fast], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        url = urllib.parse.urlsplit(self.process.stdout.readline().strip())
-        if not url.port:
-            self.stop()
-            raise RuntimeError(f"TensorBoard did not start (load_fast={load_fast})")
-        self.host, self.port = url.hostname, url.port
-        self.logdir = logdir
-
-    def get(self, path: str) -> tuple:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            connection.request("GET", path)  # sent as is: no client-side normalization of '..'
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def json(self, path: str):
-        status, body = self.get(path)
-        assert status == 200, (path, status, body[:300])
-        return json.loads(body)
-
-    def wait_for(self, runs: dict, timeout: float = 120.0) -> dict:
-        """Polls `runs` until every run in `runs` lists at least its number of prediction steps."""
-        deadline = time.time() + timeout
-        while True:
-            listed = {r["run"]: r for r in self.json(ROUTE + "runs")["runs"]}
-            if all(len(listed.get(name, {}).get("prediction_steps", [])) >= n for name, n in runs.items()):
-                return listed
-            if time.time() > deadline:
-                raise AssertionError(f"runs not loaded in {timeout}s: {sorted(listed)}")
-            time.sleep(1.0)
-
-    def stop(self) -> None:
-        self.process.stdin.close()
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
 
 @pytest.fixture(scope="module")
 def served_logdir(tmp_path_factory, synthetic_logdir, tabular_run, image_run):
@@ -645,10 +573,10 @@ def test_server_serves_what_is_readable_of_a_truncated_run(server):
     ("probe?run=long/xai&method=ig&probe=one", 400, b"'one'"),
     ("stability?run=long/xai&method=ig&k=0", 400, b"k='0'"),
     ("agreement?run=long/xai&target=x", 400, b"'x'"),
-    ("static/../plugin.py", 404, b"Not found"),
-    ("static/..%2fplugin.py", 404, b"Not found"),
-    ("static/%2e%2e/%2e%2e/metadata.py", 404, b"Not found"),
-    ("static/index.py", 404, b"Not found"),
+    ("static/../plugin.py", 404, b"no static file"),
+    ("static/..%2fplugin.py", 404, b"no static file"),
+    ("static/%2e%2e/%2e%2e/metadata.py", 404, b"no static file"),
+    ("static/index.py", 404, b"no static file"),
 ])
 def test_server_answers_bad_requests_with_400_or_404(server, path, status, message):
     got, body = server.get(ROUTE + path)
