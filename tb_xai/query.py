@@ -24,8 +24,11 @@ ALL_STEPS = (None, None)
 
 
 def methods(run: Run) -> list:
-    """Methods with at least one attribution or failure tag, sorted."""
-    return sorted(set(run.index.attributions) | set(run.index.failures))
+    """Methods with at least one usable attribution or failure tag, sorted (see `Run.skipped` for the rest)."""
+    usable = lambda ref: run.describe(ref).problem is None  # noqa: E731
+    attributed = {m for m, by_input in run.index.attributions.items() if any(map(usable, by_input.values()))}
+    failed = {m for m, ref in run.index.failures.items() if usable(ref)}
+    return sorted(attributed | failed)
 
 
 def inputs(run: Run) -> list:
