@@ -117,8 +117,22 @@ def read_records(path: str) -> Tuple[List[Tuple[int, bytes]], List[Damage]]:
     Example:
         >>> records, damage = read_records("events.out.tfevents.1700000000.host")  # doctest: +SKIP
     """
+    records, damage, _ = read_records_from(path, 0)
+    return records, damage
+
+
+def read_records_from(path: str, start: int) -> Tuple[List[Tuple[int, bytes]], List[Damage], int]:
+    """:func:`read_records` from byte `start` on; also returns where the last complete record ends (where to
+    read on from once the file has grown)."""
     with open(path, "rb") as f:
+        f.seek(start)
         data = f.read()
+    records, damage, end = _parse(data)
+    shift = lambda d: Damage(d.offset + start, d.length, d.reason)  # noqa: E731
+    return [(o + start, r) for o, r in records], [shift(d) for d in damage], end + start
+
+
+def _parse(data: bytes) -> tuple:
     buffer = np.frombuffer(data, dtype=np.uint8)
     size = len(data)
     frames, damage = [], []
@@ -130,6 +144,7 @@ def read_records(path: str) -> Tuple[List[Tuple[int, bytes]], List[Damage]]:
             if resumed is None:
                 if not _tail_is_a_write_under_way(data, offset):
                     damage.append(Damage(offset, size - offset, "a record header fails its checksum"))
+                    offset = size
                 break
             damage.append(Damage(offset, resumed - offset, "a record header fails its checksum"))
             offset = resumed
@@ -140,8 +155,9 @@ def read_records(path: str) -> Tuple[List[Tuple[int, bytes]], List[Damage]]:
             break
         frames.append((offset, length))
         offset = end
+    end = offset
     if not frames:
-        return [], damage
+        return [], damage, end
     starts = np.array([o + _HEADER for o, _ in frames], dtype=np.int64)
     lengths = np.array([n for _, n in frames], dtype=np.int64)
     expected = np.array([struct.unpack_from("<I", data, s + n)[0] for s, n in zip(starts, lengths)], dtype=np.uint32)
@@ -152,7 +168,7 @@ def read_records(path: str) -> Tuple[List[Tuple[int, bytes]], List[Damage]]:
             records.append((frame_offset, data[start:start + length]))
         else:
             damage.append(Damage(frame_offset, _HEADER + length + _FOOTER, "a record's data fails its checksum"))
-    return records, sorted(damage, key=lambda d: d.offset)
+    return records, sorted(damage, key=lambda d: d.offset), end
 
 
 def _frames_at(buffer: np.ndarray, data: bytes, offsets) -> list:

@@ -147,12 +147,20 @@ def importance(
         steps: ``(start, stop)`` step range, ``start <= step < stop``, either may be None.
     """
     ref, full = attribution(run, method, input_name)
+    key = ("importance", signed, target, tuple(steps),
+           run.index.targets.version if target is not None and run.index.targets else None)
+    known = full.derived.get(key)
+    if known is not None and known.ref == ref:
+        return known
     series = full.select(*steps)
     targets = aligned_targets(run, series) if target is not None else None
     values, counts = aggregate.feature_importance(
         series.values, modality=ref.info.modality, signed=signed, targets=targets, target=target
     )
-    return Importance(ref, series.steps, values, counts, map_layout(ref, full.values.shape[2:]))
+    result = Importance(ref, series.steps, values, counts, map_layout(ref, full.values.shape[2:]))
+    if len(full.derived) < 64:  # a few views per tag; the bound keeps odd step ranges from piling up
+        full.derived[key] = result
+    return result
 
 
 def ranking(run: Run, method: str, input_name: Optional[str] = None, *, position: int = -1) -> list:

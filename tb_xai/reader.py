@@ -133,7 +133,7 @@ class Run:
             >>> run.feature_names()[importance[-1].argmax()]   # the most important feature at the last step
             'worst radius'
         """
-        return query.importance(self._run, method, input, signed=signed, target=target).values
+        return query.importance(self._run, method, input, signed=signed, target=target).values.copy()
 
     def ranking(self, method: str, input: Optional[str] = None, *, step: int = -1) -> List[str]:
         """Map element names (see `map_names`) by importance at a step, largest first.
@@ -317,7 +317,10 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
                 points.setdefault(value.tag, []).append((event.step, array))
         for rest in damage:
             _warn_damage(path, rest, last_step)
-    index = runmodel.index_tags(name, ((tag, content, ()) for tag, content in contents.items()))
+    # A tag's version is its last step and number of writes: it changes whenever the tag is written.
+    versions = {tag: (max((s for s, _ in points.get(tag, [])), default=-1), len(points.get(tag, [])))
+                for tag in contents}
+    index = runmodel.index_tags(name, ((tag, content, versions[tag]) for tag, content in contents.items()))
     kinds = {ref.tag: ref.info.kind for ref in index.refs()}
     series = {}
     for tag, kind in kinds.items():

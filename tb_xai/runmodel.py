@@ -121,6 +121,8 @@ class TagSeries:
     values: np.ndarray
     dropped: tuple = ()
     problem: Optional[str] = None
+    # Results computed from these values (importances), kept as long as the series itself is kept.
+    derived: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_points(cls, points, kind: Optional[int] = None) -> "TagSeries":
@@ -146,13 +148,13 @@ class TagSeries:
         return cls(np.zeros(0, dtype=np.int64), np.zeros((0,)), (), problem)
 
     def select(self, start: Optional[int], stop: Optional[int]) -> "TagSeries":
-        """The steps with ``start <= step < stop`` (either bound may be None)."""
-        keep = np.ones(self.steps.shape, dtype=bool)
-        if start is not None:
-            keep &= self.steps >= start
-        if stop is not None:
-            keep &= self.steps < stop
-        return TagSeries(self.steps[keep], self.values[keep], self.dropped, self.problem)
+        """The steps with ``start <= step < stop`` (either bound may be None), as views (steps are sorted)."""
+        if start is None and stop is None:
+            return self
+        first = 0 if start is None else int(np.searchsorted(self.steps, start, side="left"))
+        last = len(self.steps) if stop is None else int(np.searchsorted(self.steps, stop, side="left"))
+        last = max(first, last)
+        return TagSeries(self.steps[first:last], self.values[first:last], self.dropped, self.problem)
 
     @property
     def nbytes(self) -> int:
@@ -231,12 +233,14 @@ class Run:
     """A run's index and a reader of its tags: ``read(ref) -> TagSeries``.
 
     ``describe(ref) -> TagDescription`` gives a tag's steps, shape and problem; `describer`, when given,
-    answers it (from a cache, without reading the tag's values again), else the tag is read.
+    answers it (from a cache, without reading the tag's values again), else the tag is read. `data_loss`
+    lists the damaged stretches of the run's event files, where the source reports them.
     """
 
     index: RunIndex
     read: Callable[[TagRef], TagSeries]
     describer: Optional[Callable[[TagRef], TagDescription]] = None
+    data_loss: tuple = ()  # damaged stretches of the run's event files, where the source reports them
 
     @property
     def name(self) -> str:

@@ -19,7 +19,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
 from tb_xai import aggregate, metadata, query
-from tb_xai.plugin import run_data
+from tb_xai.plugin import event_files, run_data
 from tb_xai.runmodel import BadQuery, NotFound, Run, RunIndex
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -66,6 +66,9 @@ class XaiPlugin(base_plugin.TBPlugin):
         self._data_provider = context.data_provider
         self._reader = run_data.ProviderReader(context.data_provider, cache_bytes=cache_bytes)
         self._answers = run_data.AnswerCache(min(MAX_ANSWER_CACHE_BYTES, cache_bytes // 4))
+        # The Python loader (it comes with a multiplexer) stops at a corrupt record; the Rust loader reads on.
+        self._files = event_files.EventFileCheck(getattr(context, "logdir", None),
+                                                 serve_from_files=getattr(context, "multiplexer", None) is not None)
 
     def get_plugin_apps(self):
         return {
@@ -86,7 +89,8 @@ class XaiPlugin(base_plugin.TBPlugin):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attributions")
 
     def _runs(self, request) -> dict:
-        return self._reader.runs(plugin_util.context(request.environ), plugin_util.experiment_id(request.environ))
+        ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+        return self._files.patch(self._reader.runs(ctx, eid))
 
     def _cached_route(self, answer):
         """A route whose answer depends only on its parameters and the run's data: kept per run version."""
@@ -110,14 +114,14 @@ class XaiPlugin(base_plugin.TBPlugin):
             ctx, experiment_id=eid, plugin_name=scalar_metadata.PLUGIN_NAME
         )
         versions = scalar_versions(listing)
-        body = runs_impl(self._reader.runs(ctx, eid), sorted(versions), versions)
+        body = runs_impl(self._runs(request), sorted(versions), versions)
         return _json_response(request, body)
 
     @wrappers.Request.application
     @_http_errors
     def _scalars_route(self, request):
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
-        run = find_run(self._reader.runs(ctx, eid), _required(request, "run"))
+        run = find_run(self._runs(request), _required(request, "run"))
         siblings = sibling_runs(run.name, self._reader.scalar_runs(ctx, eid))
         body = scalars_impl(run.name, self._reader.scalar_series(ctx, eid, siblings))
         return _json_response(request, body)
@@ -334,6 +338,7 @@ def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping
         ],
         "methods": methods,
         "skipped": [{"tag": tag, "reason": reason} for tag, reason in run.skipped().items()],
+        "data_loss": [loss.to_json() for loss in run.data_loss],
     }
 
 
@@ -434,7 +439,7 @@ def _probe_predictions(run: Run, probe: int, steps: tuple) -> tuple:
     prediction_steps = predictions.steps.tolist()
     return (
         prediction_steps,
-        [_floats(np.asarray(row).reshape(-1)) for row in rows],
+        _floats(np.asarray(rows).reshape(len(prediction_steps), -1)),
         [targets.get(s) for s in prediction_steps],
     )
 
