@@ -58,7 +58,7 @@ def attribution_ref(run: Run, method: str, input_name: Optional[str] = None) -> 
         attributed = sorted(run.index.attributions)
         failed = "" if method not in run.index.failures else " (it failed at every logged step: see failures)"
         raise NotFound(
-            f"method {method!r} has no attributions in run {run.name!r}{failed}; methods with attributions: "
+            f"no attributions for method {method!r} in run {run.name!r}{failed}; methods with attributions: "
             f"{attributed}"
         )
     return by_input[pick_input(input_name, by_input, f"method {method!r} of run {run.name!r}")]

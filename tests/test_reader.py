@@ -75,7 +75,7 @@ def test_load_explains_what_it_expected(tmp_path):
         tb_xai.load(str(tmp_path))
     _write(str(tmp_path / "xai"), [0])
     run = tb_xai.load(str(tmp_path))
-    with pytest.raises(KeyError, match=r"method 'lime' has no attributions in run .*xai'; methods with attributions: \['saliency'\]"):
+    with pytest.raises(KeyError, match=r"no attributions for method 'lime' in run .*xai'; methods with attributions: \['saliency'\]"):
         run.attributions("lime")
 
 
