@@ -44,7 +44,7 @@ def pick_input(input_name: Optional[str], known, where: str) -> str:
         raise NotFound(f"{where} holds no attributions")
     if input_name is None or input_name == "":
         if len(known) != 1:
-            raise BadQuery(f"{where} has several inputs: pass input= one of {sorted(known)}")
+            raise BadQuery(f"{where} has several inputs {sorted(known)}; choose one with input=...")
         return next(iter(known))
     if input_name not in known:
         raise NotFound(f"input {input_name!r} not found in {where}; known inputs: {sorted(known)}")
