@@ -739,3 +739,17 @@ def test_a_failure_while_storing_reaches_every_waiter_and_the_next_read_works(mo
     monkeypatch.setattr(run_data.ProviderReader, "_store_locked", store)
     assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2
     assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2  # cached this time
+
+
+def test_the_index_is_kept_per_run_until_a_tag_grows():
+    data = CountingProvider("exp1/xai", tabular_summaries(2))
+    reader = run_data.ProviderReader(data, cache_bytes=2**20)
+    decoded = []
+    reader._decode = lambda content, decode=reader._decode: decoded.append(1) or decode(content)
+    first = reader.runs(None, "")["exp1/xai"].index
+    assert reader.runs(None, "")["exp1/xai"].index is first and len(decoded) == len(data.listing)
+    tag = metadata.attribution_tag("ig", "x")
+    data.listing[tag] = provider.TensorTimeSeries(max_step=2, max_wall_time=1.0, description="", display_name="",
+                                                  plugin_content=data.listing[tag].plugin_content)
+    grown = reader.runs(None, "")["exp1/xai"].index
+    assert grown is not first and grown.attributions["ig"]["x"].version == (2, 1.0)
