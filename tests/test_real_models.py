@@ -66,23 +66,24 @@ def test_grad_cam_default_map_feeds_the_head_flat_and_nested(backbones, family):
     assert nested.layer is flat.layer and nested.shape[1:] == tuple(backbone.output.shape[1:])
 
 
-def test_grad_cam_on_the_transfer_learning_pattern_logs_the_backbone_map(backbones, tmp_path):
+def test_grad_cam_on_the_transfer_learning_pattern_explains_the_backbone_map(backbones, caplog):
     # keras.Model(i, Dense(GAP(MobileNetV2(...)(i)))) used to explain Conv1, the first stem convolution.
     backbone = backbones["MobileNetV2"]
-    model = _nested(backbone)
-    x = _images(32, n=4)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    cb = tb_xai.AttributionCallback(str(tmp_path), x, methods=["grad_cam"], logits=True)
-    model.fit(x, np.arange(4) % 3, epochs=1, verbose=0, callbacks=[cb])
-    run = tb_xai.load(str(tmp_path))
-    assert cb.methods[0].config() == {"layer": f"{backbone.name}/out_relu"}
-    assert run.attributions("grad_cam").shape == (1, 4, 32, 32)
-    # A nested layer may also be named by its path, or by its bare name when only one layer has it.
-    adapter = adapt(model, as_probe_set(x))
-    for name in (f"{backbone.name}/block_16_project", "block_16_project"):
-        method = GradCAM(layer=name)
+    x = _images(32, n=3)
+    adapter = adapt(_nested(backbone), as_probe_set(x), logits=True)
+    method = GradCAM()
+    with caplog.at_level(logging.WARNING, logger="tb_xai.methods.grad_cam"):
         method.setup(adapter, adapter.probe)
-        assert method.config() == {"layer": f"{backbone.name}/block_16_project"}
+    assert method.config() == {"layer": f"{backbone.name}/out_relu"}
+    # At 32x32 that map is one cell: said, not silently uniform.
+    assert "whose map is 1x1: one cell, so every map is uniform" in caplog.text
+    (cam,) = method.attribute([x], np.zeros(3, np.int32))
+    assert cam.shape == (3, 32, 32) and np.all(np.isfinite(cam))
+    # A nested layer may also be named by its path, or by its bare name when only one layer has it.
+    method = GradCAM(layer=f"{backbone.name}/block_16_project")
+    method.setup(adapter, adapter.probe)
+    assert method.config() == {"layer": f"{backbone.name}/block_16_project"}
+    assert adapter.find_layer("block_16_project") == adapter.find_layer(f"{backbone.name}/block_16_project")
 
 
 class LateBeforeEarly(keras.Model):
