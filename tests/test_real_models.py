@@ -220,7 +220,7 @@ def test_logits_explain_a_saturated_softmax_and_vanishing_gradients_warn(tmp_pat
         cb = tb_xai.AttributionCallback(str(tmp_path / name), x, methods=["saliency", "grad_cam"], logits=flag)
         with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
             model.fit(x, target, epochs=2, verbose=0, callbacks=[cb])
-        warnings = [r.getMessage() for r in caplog.records if "all zero or below" in r.getMessage()]
+        warnings = [r.getMessage() for r in caplog.records if "all zero or vanishingly small" in r.getMessage()]
         if flag:
             assert warnings == []
         else:
@@ -228,6 +228,7 @@ def test_logits_explain_a_saturated_softmax_and_vanishing_gradients_warn(tmp_pat
             assert "the softmax of layer 'head' is saturated" in warnings[0] and "Pass logits=True" in warnings[0]
     run = tb_xai.load(str(tmp_path / "logits"))
     assert np.abs(run.attributions("saliency")).max() > 1e-3
+    assert run.config("saliency") == {"absolute": True, "explains": "logits", "stripped": "softmax"}
 
 
 def test_logits_strip_activation_layers_and_refuse_what_cannot_be_stripped():
