@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+import models
 import tb_xai
 from tb_xai.backend import adapt
 from tb_xai.methods import GradCAM, Saliency
@@ -241,6 +242,21 @@ def test_logits_strip_activation_layers_and_refuse_what_cannot_be_stripped():
         np.testing.assert_allclose(adapter.predict([x]), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(adapt(model, as_probe_set(x)).predict([x]),
                                    keras.ops.convert_to_numpy(model(x)), atol=1e-6)  # restored after
+    # A subclassed model whose call() returns its softmax layer's output, and a classifier nested whole.
+    subclassed_cnn = models.SubclassedCNN(n_classes=3)
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    subclassed_cnn(images[:1])
+    adapter = adapt(subclassed_cnn, as_probe_set(images), logits=True)
+    np.testing.assert_allclose(adapter.predict([images]), _pre_activation(subclassed_cnn, images),
+                               rtol=1e-5, atol=1e-6)
+    keras.utils.set_random_seed(0)
+    classifier = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax", name="inner")])
+    outer_in = keras.Input((6,))
+    nested = keras.Model(outer_in, classifier(outer_in))
+    adapter = adapt(nested, as_probe_set(x), logits=True)
+    assert adapter.explained["layer"] == f"{classifier.name}/inner"
+    np.testing.assert_allclose(adapter.predict([x]), x @ classifier.layers[0].kernel.numpy()
+                               + classifier.layers[0].bias.numpy(), rtol=1e-5, atol=1e-5)
     linear = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="linear_head")])
     with pytest.raises(ValueError, match=r"layer 'linear_head' \(Dense\) whose activation is 'linear'; only a "
                                          r"final softmax or sigmoid can be stripped"):
@@ -262,6 +278,12 @@ def test_logits_strip_activation_layers_and_refuse_what_cannot_be_stripped():
         tb_xai.AttributionCallback("runs", x, logits="yes")
 
 
+def _pre_activation(model, images):
+    head = model.head
+    features = keras.ops.convert_to_numpy(model.pool(model.conv(images)))
+    return features @ head.kernel.numpy() + head.bias.numpy()
+
+
 def test_sigmoid_with_label_targets_explains_the_labelled_class(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
@@ -279,6 +301,10 @@ def test_sigmoid_with_label_targets_explains_the_labelled_class(tmp_path):
     _, (grad_p,) = adapt(model, as_probe_set(x)).gradients([x], np.zeros(6, np.int32))
     sign = np.where(labels == 1, 1.0, -1.0)[:, None]
     np.testing.assert_allclose(run.attributions("saliency")[0], sign * grad_p, rtol=1e-4, atol=1e-7)
+    # Under logits=True the two classes are -z and z.
+    both = adapt(model, as_probe_set(x), logits=True, binary_classes=True).predict([x])
+    z = np.log(p / (1 - p))
+    np.testing.assert_allclose(both, np.stack([-z, z], axis=1), rtol=1e-3, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------- validation
