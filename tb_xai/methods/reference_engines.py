@@ -147,7 +147,7 @@ def _lime_image(method, x: np.ndarray, probe: int, target: int, seed: int) -> np
     if method.background is not None:
         raise ValueError(
             f"{method.name}: lime's image explainer hides superpixels with a fill; the reference engine takes "
-            "background='segment_mean' or a number"
+            "background='segment_mean', 'mean' or a number"
         )
     segments = method.segments(x[None])[0]
     k = int(segments.max()) + 1
@@ -164,11 +164,20 @@ def _lime_image(method, x: np.ndarray, probe: int, target: int, seed: int) -> np
     with contextlib.redirect_stderr(io.StringIO()):  # lime prints a progress bar per probe
         explanation = explainer.explain_instance(
             as_rgb(x).astype(np.float64), classifier_fn, labels=(target,), top_labels=None,
-            hide_color=None if method.fill == "segment_mean" else method.fill, num_features=k,
+            hide_color=_hide_color(method.fill, x), num_features=k,
             num_samples=method.sample_count(), batch_size=method.sample_count(),
             segmentation_fn=lambda image: segments, model_regressor=_ridge(method, seed),
         )
     return _dense(explanation.local_exp[target], k)[segments]
+
+
+def _hide_color(fill, image: np.ndarray):
+    """lime's hide_color for our fill: None is its superpixel mean; "mean" is the image's mean colour."""
+    if fill == "segment_mean":
+        return None
+    if fill == "mean":
+        return as_rgb(image).reshape(-1, 3).mean(axis=0)
+    return fill
 
 
 def _ridge(method, seed: int):

@@ -35,6 +35,8 @@ _ELEMENTS_PER_CALL = 2 ** 21
 _ELEMENTS_PER_BLOCK = 2 ** 24
 _SUPERPIXELS_PER_IMAGE = 256
 _ENGINES = ("batched", "reference")
+#: What hidden superpixels or windows can take besides a number or background rows.
+_FILLS = ("segment_mean", "mean")
 
 
 def normal_equations(design: np.ndarray, weights: np.ndarray, ridge: float):
@@ -153,7 +155,7 @@ class ExplainedInput:
             along the first axis: time steps).
         shape: one probe row's shape.
         background: the rows removed features take (this input's column of the bound background), or None.
-        fill: "segment_mean" or a constant that hidden superpixels or windows take, or None.
+        fill: "segment_mean", "mean" or a constant that hidden superpixels or windows take, or None.
     """
 
     index: int
@@ -196,8 +198,10 @@ class LocalSurrogate(AttributionMethod):
         samples: perturbations per probe.
         background: what replaces a removed feature. Tabular: a `Background` ("probe", an array, k-means).
             Images and sequences: "segment_mean" (each superpixel's mean colour, each window's mean per
-            channel), a number (a constant fill), or a `Background` of images or sequences. Defaults:
-            "probe" for tabular inputs, "segment_mean" for the others. Multi-input models: "probe" or a
+            channel), "mean" (the probe image's mean colour, the probe sequence's mean per channel over all
+            steps), a number (a constant fill), or a `Background` of images or sequences. Defaults: "probe"
+            for tabular inputs, "segment_mean" for images (as LIME), "mean" for sequences (a window's own mean
+            keeps its sum, which a model that sums or averages over time barely notices). Multi-input models: "probe" or a
             `Background` with one array per input applies to every input; a dict {input name: one of the
             above} chooses per input (inputs left out take their default).
         segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation` (whose
@@ -306,8 +310,8 @@ class LocalSurrogate(AttributionMethod):
         name, modality = probe.names[i], probe.modality(i)
         spec = ExplainedInput(i, name, modality, probe.feature_shape(i))
         if value is None:
-            value = "probe" if modality == TABULAR else "segment_mean"
-        if (isinstance(value, str) and value == "segment_mean") or _is_number(value):
+            value = {TABULAR: "probe", IMAGE: "segment_mean"}.get(modality, "mean")
+        if (isinstance(value, str) and value in _FILLS) or _is_number(value):
             if modality == TABULAR:
                 raise ValueError(
                     f"{self.name}: background {value!r} fills image superpixels and sequence windows; for "
@@ -406,6 +410,10 @@ class LocalSurrogate(AttributionMethod):
             return self.background.data[None], self.background.weights
         if self.fill == "segment_mean":
             return np.stack([segment_means(image, s) for image, s in zip(x, segments)])[:, None], np.ones(1)
+        if self.fill == "mean":  # per probe and channel, over the map axes (pixels or steps)
+            axes = tuple(range(1, 1 + segments.ndim - 1))
+            means = x.astype(np.float32).mean(axis=axes, keepdims=True)
+            return np.broadcast_to(means, x.shape)[:, None], np.ones(1)
         return np.full((1, 1) + x.shape[1:], self.fill, dtype=np.float32), np.ones(1)
 
     def coalition_values(
