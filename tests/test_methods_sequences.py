@@ -73,10 +73,10 @@ def test_a_map_over_time_steps_seeded_and_batching_invisible(model, index, monke
     assert first.shape == (4, STEPS) and first.dtype == np.float32
     assert np.all(np.isfinite(first)) and np.abs(first).sum() > 0
     np.testing.assert_array_equal(first, explain(method, model, x, target))
-    with monkeypatch.context() as patch:  # one-row model calls, one probe per block
+    with monkeypatch.context() as patch:  # three-row model calls, one probe per block
         patch.setattr(surrogate, "_ELEMENTS_PER_CALL", 1)
         patch.setattr(surrogate, "_ELEMENTS_PER_BLOCK", 1)
-        small = explain(methods()[index], model, x, target, batch_size=1)
+        small = explain(methods()[index], model, x, target, batch_size=3)
     np.testing.assert_allclose(small, first, rtol=1e-4, atol=1e-5)
     alone = explain(method, model, x[1:2], target[1:2])
     np.testing.assert_allclose(alone[0], first[1], rtol=1e-4, atol=1e-5)
