@@ -7,8 +7,8 @@ from typing import List, Optional
 import numpy as np
 
 from tb_xai.methods.coalitions import probe_generator, shapley_budget, shapley_coalitions
-from tb_xai.methods.reference_engines import ShapKernelEngine
 from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, weighted_least_squares
+from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
 class KernelShap(LocalSurrogate):
