@@ -18,7 +18,7 @@ import io
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, SEQUENCE, TABULAR
+from tb_xai.metadata import SEQUENCE, TABULAR
 from tb_xai.methods.segmentation import as_rgb, segment_groups
 
 
