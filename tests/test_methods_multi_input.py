@@ -152,7 +152,7 @@ def test_kernel_shap_is_efficient_per_input(model):
 
 @pytest.mark.parametrize("name", ["kernel_shap", "lime", "occlusion", "expected_gradients"])
 def test_multi_input_batching_and_probe_neighbours_are_invisible(model, name, monkeypatch):
-    """Seeded, and the same through one-row model calls and one-probe blocks, and for a probe alone (with a
+    """Seeded, and the same through five-row model calls and one-probe blocks, and for a probe alone (with a
     background that is not the probe set, which changes with it)."""
     method = next(m for m in methods() if m.name == name)
     background = probes(5, seed=4)
@@ -168,7 +168,7 @@ def test_multi_input_batching_and_probe_neighbours_are_invisible(model, name, mo
     with monkeypatch.context() as patch:
         patch.setattr(surrogate, "_ELEMENTS_PER_CALL", 1)
         patch.setattr(surrogate, "_ELEMENTS_PER_BLOCK", 1)
-        small, _, _ = explain(type(method)(**_params(method)), model, x, target, batch_size=1)
+        small, _, _ = explain(type(method)(**_params(method)), model, x, target, batch_size=5)
     for a, b in zip(small, first):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     alone, _, _ = explain(method, model, {k: v[2:3] for k, v in x.items()}, target[2:3])
