@@ -34,6 +34,8 @@ def test_every_registered_method_is_in_the_contract():
 def _setup(name, modality, batch_size=1024, n=5):
     if modality == "tabular":
         model, x = models.mlp(), models.random_inputs((6,), n)
+    elif modality == "sequence":
+        model, x = models.conv1d(), models.random_inputs((16, 2), n)
     else:
         model, x = models.cnn(), models.random_inputs((8, 8, 1), n)
     probe = as_probe_set(x)
@@ -45,7 +47,7 @@ def _setup(name, modality, batch_size=1024, n=5):
 
 def _cases():
     for name, cls in methods_lib.REGISTRY.items():
-        for modality in ("tabular", "image"):
+        for modality in ("tabular", "image", "sequence"):
             if modality in cls.modalities:
                 yield name, modality
 
