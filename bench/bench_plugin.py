@@ -27,7 +27,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the event writer may import TensorFlow
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from tb_xai import metadata, summary  # noqa: E402
+from tb_xai import summary  # noqa: E402
 from tensorboard_server import ROUTE, Server  # noqa: E402
 
 STEPS, PROBES, FEATURES = 200, 256, 100

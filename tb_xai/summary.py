@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -101,6 +102,8 @@ class SummaryWriter:
 
     def __init__(self, run_dir: str):
         self._lock = run_lock.claim(run_dir)
+        # A writer dropped without close() (a fit that raised) gives the directory back when it is collected.
+        self._release = weakref.finalize(self, self._lock.release)
         self.run_dir = self._lock.run_dir
         self._writer: Optional[EventFileWriter] = None
         self._described: set = set()
@@ -128,4 +131,4 @@ class SummaryWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._lock.release()
+        self._release()

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-from tb_xai import aggregate, metadata, runmodel, summary
+from tb_xai import metadata, runmodel, summary
 from tb_xai.plugin import loader, plugin, run_data
 from tensorboard_server import ROUTE, Server, wsgi_client
 

@@ -144,3 +144,17 @@ def test_a_lock_from_another_host_counts_as_live_and_siblings_with_history_are_s
     message = " ".join(r.getMessage() for r in caplog.records)
     assert "'elsewhere'" in message and os.path.join(str(run_dir), run_lock.LOCK_NAME) in message
     writer.close()
+
+
+def test_a_writer_dropped_without_close_gives_its_directory_back(tmp_path):
+    import gc
+
+    run_dir = str(tmp_path / "xai")
+    writer = summary.SummaryWriter(run_dir)
+    assert os.path.exists(os.path.join(run_dir, run_lock.LOCK_NAME))
+    del writer  # as when a fit() raised and its callback was dropped
+    gc.collect()
+    assert not os.path.exists(os.path.join(run_dir, run_lock.LOCK_NAME))
+    again = summary.SummaryWriter(run_dir)
+    assert again.run_dir == run_dir
+    again.close()
