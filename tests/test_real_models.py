@@ -81,10 +81,31 @@ def test_grad_cam_on_the_transfer_learning_pattern_explains_the_backbone_map(bac
     (cam,) = method.attribute([x], np.zeros(3, np.int32))
     assert cam.shape == (3, 32, 32) and np.all(np.isfinite(cam))
     # A nested layer may also be named by its path, or by its bare name when only one layer has it.
-    method = GradCAM(layer=f"{backbone.name}/block_16_project")
-    method.setup(adapter, adapter.probe)
-    assert method.config() == {"layer": f"{backbone.name}/block_16_project"}
     assert adapter.find_layer("block_16_project") == adapter.find_layer(f"{backbone.name}/block_16_project")
+    assert adapter.find_layer("block_16_project").path == f"{backbone.name}/block_16_project"
+
+
+def test_grad_cam_explains_a_named_layer_inside_a_nested_model():
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((8, 8, 1))
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")(inner_in)
+    backbone = keras.Model(inner_in, keras.layers.Conv2D(4, 3, padding="same", name="second")(first), name="trunk")
+    branch_in = keras.Input((8, 8, 4))
+    branch = keras.Model(branch_in, keras.layers.Conv2D(2, 1, name="first")(branch_in), name="branch")
+    outer_in = keras.Input((8, 8, 1))
+    model = keras.Model(outer_in, _head(branch(backbone(outer_in))))
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 1)).astype(np.float32)
+    method = GradCAM(layer="trunk/first")
+    _bind(method, model, x)
+    assert method.config() == {"layer": "trunk/first"}
+    (cam,) = method.attribute([x], np.zeros(3, np.int32))
+    assert cam.shape == (3, 8, 8) and cam.max() > 0
+    # "first" names a layer of each nested model.
+    with pytest.raises(ValueError, match=r"more than one layer is named 'first': \['branch/first', 'trunk/first'\]"):
+        _bind(GradCAM(layer="first"), model, x)
+    method = GradCAM(layer=backbone.get_layer("first"))  # a layer object
+    _bind(method, model, x)
+    assert method.config() == {"layer": "trunk/first"}
 
 
 class LateBeforeEarly(keras.Model):
