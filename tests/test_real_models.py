@@ -399,3 +399,18 @@ def test_a_new_callback_continuing_a_run_warns_only_when_it_replaces_steps(tmp_p
         model.fit(x, y, epochs=6, initial_epoch=5, verbose=0,
                   callbacks=[tb_xai.AttributionCallback(str(tmp_path), x[:2], methods=["saliency"])])
     assert "steps logged again replace them (from step 5)" in caplog.text
+
+
+def test_the_vanishing_warning_claims_saturation_only_when_the_probabilities_show_it():
+    from tb_xai.saturation import vanishing_reason, vanishing_rows
+
+    magnitudes = np.array([[0.0, 0.0], [1e-9, 0.0], [0.5, 0.1], [2e-7, 0.0]])
+    np.testing.assert_array_equal(vanishing_rows(magnitudes), [True, True, False, True])
+    explained = {"output": "out", "explains": "outputs", "layer": "head", "activation": "softmax"}
+    saturated = np.array([[1.0, 0.0], [0.99999, 0.00001], [0.5, 0.5]])
+    calm = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])
+    targets = np.array([0, 0, 1])
+    assert "is saturated" in vanishing_reason(2, 3, explained, saturated, targets)
+    assert "Pass logits=True" in vanishing_reason(2, 3, explained, saturated, targets)
+    assert "saturated" not in vanishing_reason(2, 3, explained, calm, targets)
+    assert "Grad-CAM keeps only positive evidence" in vanishing_reason(2, 3, explained, calm, targets, "grad_cam")
