@@ -53,9 +53,17 @@ def methods():
     ]
 
 
-def explain(method, model, x, target, **adapter_kwargs):
+_ADAPTERS = {}
+
+
+def explain(method, model, x, target, batch_size=1024):
+    """The method's attributions; one adapter (compiled functions) per model and batch size, as the callback
+    keeps one for all its steps."""
     probe = as_probe_set(x)
-    adapter = adapt(model, probe, **adapter_kwargs)
+    key = (id(model), batch_size)
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = (model, adapt(model, probe, batch_size=batch_size))
+    adapter = _ADAPTERS[key][1]
     method.setup(adapter, probe)
     return method.attribute(probe.inputs, target), adapter, probe
 

@@ -52,9 +52,17 @@ def methods(window=None):
     return [Occlusion(window=4), KernelShap(samples=128, segmentation=windows), Lime(samples=300, segmentation=windows)]
 
 
-def explain(method, model, x, target, **adapter_kwargs):
+_ADAPTERS = {}
+
+
+def explain(method, model, x, target, batch_size=1024):
+    """The method's map; one adapter (compiled functions) per model and batch size, as the callback keeps one
+    for all its steps."""
     probe = as_probe_set(x)
-    method.setup(adapt(model, probe, **adapter_kwargs), probe)
+    key = (id(model), batch_size)
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = (model, adapt(model, probe, batch_size=batch_size))
+    method.setup(_ADAPTERS[key][1], probe)
     (values,) = method.attribute([x], target)
     return values
 

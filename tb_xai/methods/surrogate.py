@@ -468,8 +468,8 @@ class LocalSurrogate(AttributionMethod):
 
         def evaluate(j: int, rows: np.ndarray) -> None:
             p = probe_of[pieces[j]]
-            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b),
-                                    probes=np.repeat(block_probe[p], rows_b))
+            held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
+            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b), probes=held)
             values[p, sample_of[pieces[j]]] = out.reshape(-1, rows_b) @ replacement_weights
 
         pipelined(perturbed, evaluate, len(pieces))
