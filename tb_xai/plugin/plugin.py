@@ -288,6 +288,14 @@ def _run_version(index: run_data.RunIndex) -> str:
     return ";".join(sorted(f"{ref.tag}={version_token(ref.version)}" for ref in refs if ref is not None))
 
 
+def _last_written(index: run_data.RunIndex) -> Optional[float]:
+    """The latest wall time any tb_xai tag of the run was written at (seconds since the epoch)."""
+    refs = [index.labels, index.predictions, index.targets, *index.failures.values(), *index.probes.values()]
+    refs += [ref for by_input in index.attributions.values() for ref in by_input.values()]
+    times = [float(ref.version[1]) for ref in refs if ref is not None and ref.version]
+    return max(times) if times else None
+
+
 def _class_count(predictions: Optional[run_data.TagSeries], class_names: Sequence[str]) -> int:
     """The number of classes: the predictions' last dimension (1 for one output per probe), else the names."""
     if predictions is not None and predictions.steps.size:
@@ -316,6 +324,8 @@ def _describe_run(run: run_data.Run, scalar_runs: Sequence[str], scalar_versions
                     "feature_names": list(ref.info.feature_names),
                     "attribution_shape": attribution_shape,
                     "map_shape": list(aggregate.map_shape(attribution_shape, ref.info.modality)),
+                    "layout": _layout(aggregate.map_shape(attribution_shape, ref.info.modality), ref.info.modality,
+                                      ref.info.feature_names),
                     "steps": series.steps.tolist(),
                     "dropped_steps": list(series.dropped),
                     "config": ref.info.config,
@@ -328,6 +338,7 @@ def _describe_run(run: run_data.Run, scalar_runs: Sequence[str], scalar_versions
     return {
         "run": run.name,
         "version": _run_version(index),
+        "last_written": _last_written(index),
         "probe_count": probe_count,
         "has_labels": index.labels is not None,
         "class_names": list(prediction_info.class_names),
@@ -380,20 +391,27 @@ def evolution_impl(
         "target": target,
         "steps": series.steps.tolist(),
         "map_shape": shape,
-        "features": _features(shape, modality, ref.info.feature_names),
+        "layout": _layout(shape, modality, ref.info.feature_names),
+        "features": _layout(shape, modality, ref.info.feature_names)["names"],
         "importance": _floats(flat),
         "probe_counts": counts.tolist(),
-        "order": aggregate.importance_order(flat).tolist() if len(shape) == 1 else None,
+        "order": aggregate.importance_order(flat).tolist() if flat.size else [],
         "range": _range(flat),
     }
 
 
-def _features(shape: list, modality: str, feature_names) -> Optional[list]:
-    """Element names for a 1-D map; ``None`` for any other (an image map), which the client names from
-    ``map_shape`` by the `aggregate.element_names` convention (a 224x224 map would be ~50k strings per answer)."""
-    if len(shape) != 1:
-        return None
-    return aggregate.element_names(shape, modality, feature_names)
+def _layout(shape, modality: str, feature_names) -> dict:
+    """The map's ``layout`` (docs/http_api.md): names for a 1-D map, the naming rule of any other map (a 224x224
+    map would be ~50k strings per answer). A stand-in for the run model's layout owner (issue 9), same fields."""
+    shape = [int(d) for d in shape]
+    picture = len(shape) == 2
+    if len(shape) == 1:
+        names, pattern = aggregate.element_names(shape, modality, feature_names), None
+    else:
+        names = None
+        pattern = "pixel ({0}, {1})" if picture and modality == metadata.IMAGE else ",".join(f"{{{d}}}" for d in range(len(shape)))
+    kind = "vector" if len(shape) == 1 else "picture" if picture and modality == metadata.IMAGE else "grid"
+    return {"kind": kind, "map_shape": shape, "picture": picture, "names": names, "name_pattern": pattern}
 
 
 def _importance(run, series, modality, *, signed, target):
@@ -449,7 +467,8 @@ def probe_impl(
         "signed": signed,
         "steps": series.steps.tolist(),
         "map_shape": shape,
-        "features": _features(shape, modality, ref.info.feature_names),
+        "layout": _layout(shape, modality, ref.info.feature_names),
+        "features": _layout(shape, modality, ref.info.feature_names)["names"],
         "attributions": _floats(flat),
         "range": _range(flat),
         "prediction_steps": prediction_steps,
