@@ -220,7 +220,7 @@ export class App {
 
   private context(): ViewContext {
     const s = this.selection;
-    const names = this.runs.map((r) => r.run);
+    const names = [s.run, ...otherRuns(s)];
     const shown = (name: string): Shown => {
       const info = this.runs.find((r) => r.run === name)!;
       const query: Query = { run: name, method: s.method, input: s.input, target: s.target, signed: s.signed, version: info.version };

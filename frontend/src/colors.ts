@@ -104,11 +104,11 @@ export const lineColors: readonly string[] = schemeTableau10;
 /** Dash patterns that, with `lineColors`, tell apart more lines than there are colours ('' is solid). */
 export const lineDashes: readonly string[] = ['', '6,3', '2,2', '8,3,2,3', '12,4', '1,3', '6,2,1,2,1,2'];
 
-/**
- * One colour per compared run, by its place in the list of every run (not in the selection), so a run keeps
- * its colour in every card and when other runs are checked or unchecked.
- */
-export function runColor(allRuns: readonly string[], run: string): string {
-  const i = allRuns.indexOf(run);
-  return lineColors[(i < 0 ? 0 : i) % lineColors.length];
+/** Colours of compared runs: the baseline blue, then orange, red, teal...; yellow (faint on white) last. */
+const RUN_COLORS: readonly string[] = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac', '#edc948'];
+
+/** One colour per compared run, by its place in the comparison (the baseline first): the same in every card. */
+export function runColor(compared: readonly string[], run: string): string {
+  const i = compared.indexOf(run);
+  return RUN_COLORS[(i < 0 ? 0 : i) % RUN_COLORS.length];
 }

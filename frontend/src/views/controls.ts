@@ -99,7 +99,6 @@ export class Controls {
 
   /** Shows `selection` (already made consistent with `runs`) in the controls. */
   show(runs: RunInfo[], selection: Selection, classNames: string[]): void {
-    const names = runs.map((r) => r.run);
     const run = runs.find((r) => r.run === selection.run);
     setOptions(this.run, runs.map((r) => ({ value: r.run, label: runLabel(r) })), selection.run);
     this.showRunList(runs, selection);
@@ -134,14 +133,14 @@ export class Controls {
     const compared = [selection.run, ...otherRuns(selection)];
     this.legend.replaceChildren(...(compared.length > 1
       ? compared.map((name, i) => el('span', { class: 'run-chip', 'data-run': name },
-        el('span', { class: 'swatch', style: `background:${runColor(names, name)}` }), i === 0 ? `${name} (A, baseline)` : `${name} (${String.fromCharCode(66 + i - 1)})`))
+        el('span', { class: 'swatch', style: `background:${runColor(compared, name)}` }), i === 0 ? `${name} (A, baseline)` : `${name} (${String.fromCharCode(66 + i - 1)})`))
       : []));
     this.legend.hidden = compared.length < 2;
   }
 
   private showRunList(runs: RunInfo[], selection: Selection): void {
-    const names = runs.map((r) => r.run);
     const others = otherRuns(selection);
+    const compared = [selection.run, ...others];
     const usable = runs.filter(hasData);
     this.runsButton.textContent = others.length ? `${others.length + 1} runs ▾` : 'none ▾';
     this.runsButton.disabled = usable.length < 2;
@@ -153,7 +152,8 @@ export class Controls {
         const next = box.checked ? [...others, r.run] : others.filter((o) => o !== r.run);
         this.onChange({ runs: next.join(RUN_SEPARATOR) });
       });
-      return el('label', { class: 'run-option' }, box, el('span', { class: 'swatch', style: `background:${runColor(names, r.run)}` }), r.run);
+      const swatch = compared.includes(r.run) ? el('span', { class: 'swatch', style: `background:${runColor(compared, r.run)}` }) : el('span', { class: 'swatch' });
+      return el('label', { class: 'run-option' }, box, swatch, r.run);
     }));
   }
 }

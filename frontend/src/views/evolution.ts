@@ -79,7 +79,7 @@ export class EvolutionView implements View {
     const what = `${valueName(signed)} over ${probes} probe${probes === 1 ? '' : 's'}`;
     const compared = runs.length > 1;
     const comparedNote = compared
-      ? ` Runs side by side on one colour scale, aligned by step (a step a run did not log is grey or "not logged"); the last ${differences.length > 1 ? 'strips' : 'strip'}: each run minus ${runs[0].info.run} (blue: lower, red: higher) at the steps both logged.`
+      ? ` Runs side by side on one colour scale, aligned by step (a step a run did not log is grey or "not logged"); then each run minus ${runs[0].info.run} (blue: lower, red: higher) at the steps both logged.`
       : '';
     const figure: Node[] = [];
     if (first.layout.picture) {

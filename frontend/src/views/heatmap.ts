@@ -77,7 +77,7 @@ export class Heatmap {
     measure.font = `${FONT_PX}px Roboto, Arial, sans-serif`;
     const labelWidth = Math.max(30, ...data.rows.map((name) => measure.measureText(shorten(name)).width));
     const left = Math.ceil(labelWidth) + 10;
-    const right = data.noColorBar ? 8 : 76;
+    const right = 76; // the colour bar's room, kept when it is left out so panels side by side line up
     const bottom = 34;
     const plotWidth = Math.max(60, width - left - right);
     const rowHeight = Math.max(ROW_MIN, Math.min(ROW_MAX, Math.floor(360 / Math.max(1, data.rows.length))));

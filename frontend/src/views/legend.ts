@@ -39,7 +39,7 @@ export function drawColorLegend(parent: Selection<SVGSVGElement, unknown, null, 
   if (vertical) {
     axisScale.range([legend.y + legend.length, legend.y]);
     g.append('g').attr('transform', `translate(${legend.x + bar},0)`).call(axisRight(axisScale).ticks(4, '~g'));
-    g.append('text').attr('transform', `translate(${legend.x + 62},${legend.y + legend.length / 2}) rotate(-90)`).attr('text-anchor', 'middle')
+    g.append('text').attr('transform', `translate(${legend.x + 56},${legend.y + legend.length / 2}) rotate(-90)`).attr('text-anchor', 'middle')
       .attr('font-size', 10).attr('fill', ink().muted).text(legend.title);
     return 66;
   }
