@@ -40,6 +40,7 @@ export function consistent(s: Selection, runs: RunInfo[], classCount: number): S
     k: clampK(s.k),
     run: run.run,
     runs: others.join(RUN_SEPARATOR),
+    probeRun: others.includes(s.probeRun) ? s.probeRun : '',
     method: method?.method ?? '',
     input: input?.input ?? '',
     compare: compare?.method ?? '',
@@ -73,7 +74,7 @@ export class App {
     this.controls = new Controls((change) => this.change(change));
     this.evolution = new EvolutionView((rows) => this.change({ rows }), (step) => this.probe.setStep(step));
     const topk = new TopkView((overlay) => this.change({ overlay }));
-    this.probe = new ProbeView((step) => {
+    this.probe = new ProbeView((probeRun) => this.change({ probeRun }), (step) => {
       this.evolution.markStep(step);
       this.agreement.markStep(step);
     }, (names) => {
@@ -232,7 +233,9 @@ export class App {
         return info?.methods.some((m) => m.method === s.method && m.inputs.some((i) => i.input === s.input));
       })
       .map(shown);
-    return { selection: s, primary: runs[0] ?? shown(s.run), runs: runs.length ? runs : [shown(s.run)], classNames: this.classNames };
+    const primary = runs[0] ?? shown(s.run);
+    const explained = runs.find((r) => r.info.run === s.probeRun) ?? primary;
+    return { selection: s, primary, runs: runs.length ? runs : [primary], explained, classNames: this.classNames };
   }
 
   private refresh(): void {

@@ -8,6 +8,7 @@
 export interface Selection {
   run: string; // the run explained by single-run cards, and the baseline (A) of a comparison
   runs: string; // the other runs compared with it, joined by RUN_SEPARATOR ('' for none)
+  probeRun: string; // the compared run the probe explorer explains ('' for the baseline)
   method: string;
   input: string;
   target: string; // 'all' or a class index
@@ -22,6 +23,7 @@ export interface Selection {
 export const DEFAULTS: Selection = {
   run: '',
   runs: '',
+  probeRun: '',
   method: '',
   input: '',
   target: 'all',

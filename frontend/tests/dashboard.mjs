@@ -628,6 +628,13 @@ try {
       assert(Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(want)), `B − A of ${feature} at step ${step}: ${got}, expected ${want}`);
     }
     assert(diffRow[column(15)] === '' && row(tabular_b)[column(15)] === '' && row(tabular)[column(15)] !== '', 'step 15 (only in A) is not empty in B and B − A');
+    // The probe explorer explains one run: the baseline, or the compared run chosen in its card.
+    await drawn(frame, 'probe', `${tabular}|`);
+    assert(await frame.isVisible('select[name=probe-run]'), 'the probe explorer offers no choice of run');
+    await frame.selectOption('select[name=probe-run]', tabular_b);
+    await drawn(frame, 'probe', `${tabular_b}|`);
+    const max = await frame.getAttribute('input[name=step]', 'max');
+    assert(max === '11' && (await frame.textContent('#probe .step-label')) === 'step 11', `probe explorer of the 12-step run: slider max ${max}`);
     await shoot(frame, 'evolution', 'compare_runs');
     await shoot(frame, 'topk', 'compare_topk');
     return { heatmaps, legends, colours };
@@ -676,9 +683,13 @@ try {
     assert(dark.cells < light.cells - 40, `heatmap cells did not darken: ${light.cells} -> ${dark.cells}`);
     const svg = fs.readFileSync(await download(page, frame, 'topk', 'SVG'), 'utf8');
     assert(svg.includes('fill="#303030"'), 'the SVG export is not drawn on the dark card');
+    // The selection bar and the first two rows of cards: the comparison, dark.
     await frame.$eval('nav.controls', (nav) => { nav.style.position = 'static'; });
     const file = path.join(config.screenshots, 'dark_theme.png');
-    await frame.locator('main.tb-xai').screenshot({ path: file, clip: undefined });
+    const main = await frame.locator('main.tb-xai').boundingBox();
+    const stability = await frame.locator('#stability').boundingBox();
+    await page.screenshot({ path: file, clip: { x: main.x, y: main.y, width: main.width, height: stability.y + stability.height + 12 - main.y } });
+    await frame.$eval('nav.controls', (nav) => { nav.style.position = ''; });
     screenshots.push(file);
     // TensorBoard's own toggle (its settings) flips the class on its page: the tab follows without a reload.
     await page.evaluate(() => document.body.classList.remove('dark-mode'));

@@ -184,7 +184,7 @@ export class AgreementView implements View {
   }
 
   private matrixWidth(methods: string[]): number {
-    return this.labelWidth(methods.slice(1)) + 8 + this.cellSize(methods) * (methods.length - 1) + 70;
+    return this.labelWidth(methods.slice(1)) + 8 + this.cellSize(methods) * (methods.length - 1) + 78;
   }
 
   /** The lower triangle of the method x method matrix of ρ at `step`: row i, column j < i. */
@@ -197,7 +197,7 @@ export class AgreementView implements View {
     const top = 24;
     const columnLabels = this.labelWidth(methods.slice(0, -1)) * Math.SQRT1_2 + 12;
     const height = top + n * cell + columnLabels;
-    const width = left + n * cell + 70;
+    const width = left + n * cell + 78;
     const byPair = new Map(pairs.map((p) => [`${p.methods[0]}\u0000${p.methods[1]}`, p]));
     const find = (a: string, b: string) => byPair.get(`${a}\u0000${b}`) ?? byPair.get(`${b}\u0000${a}`) ?? null;
 

@@ -5,7 +5,7 @@
 import { bisector } from 'd3-array';
 import { select } from 'd3-selection';
 import { attributionScale, lineColors } from '../colors';
-import { el, formatValue, svgElement } from '../dom';
+import { el, formatValue, setOptions, svgElement } from '../dom';
 import { fileStem } from '../export';
 import { Evolution, Probe, elementNames, fetchEvolution, fetchProbe } from '../model';
 import { BARS_TOP, Bars } from './bars';
@@ -111,13 +111,18 @@ export class ProbeView implements View {
   private step = Infinity;
   private timer: number | undefined;
 
-  constructor(private readonly onStep: (step: number) => void, private readonly onClassNames: (names: string[]) => void) {
+  private readonly runChoice = el('select', { name: 'probe-run', 'aria-label': 'run explained' });
+
+  constructor(onRun: (run: string) => void, private readonly onStep: (step: number) => void, private readonly onClassNames: (names: string[]) => void) {
     this.card = new Card({
       id: 'probe',
       title: 'Probe explorer',
       fileName: () => fileStem('probe', this.current?.context.run ?? '', String(this.current?.probes[0]?.probe ?? ''), ...(this.current?.probes.map((p) => p.method) ?? [])),
       table: () => this.table(),
     });
+    // Runs compared: this card explains one of them, chosen here.
+    this.card.tools.append(el('label', { class: 'field' }, el('span', {}, 'Run'), this.runChoice));
+    this.runChoice.addEventListener('change', () => onRun(this.runChoice.value));
     const pick = (step: number) => this.setStep(step);
     this.panels = [new MethodPanel(pick), new MethodPanel(pick)];
     const player = el('div', { class: 'player' }, this.play, this.slider, this.stepLabel);
@@ -138,7 +143,10 @@ export class ProbeView implements View {
 
   async load(context: ViewContext): Promise<Draw> {
     const s = context.selection;
-    const query = context.primary.query;
+    const explained = context.explained;
+    const query = explained.query;
+    setOptions(this.runChoice, context.runs.map((r, i) => ({ value: i === 0 ? '' : r.info.run, label: r.info.run })), s.probeRun);
+    this.runChoice.parentElement!.hidden = context.runs.length < 2;
     const methods = s.compare ? [s.method, s.compare] : [s.method];
     const [probes, global] = await Promise.all([
       Promise.all(methods.map((method) => fetchProbe({ ...query, method }, s.probe))),
@@ -146,8 +154,8 @@ export class ProbeView implements View {
     ]);
     if (!context.classNames.length && probes[0].class_names.length) this.onClassNames(probes[0].class_names);
     const probeContext: ProbeContext = {
-      run: context.primary.info.run, rows: s.rows, order: global?.order ?? [],
-      classes: Math.max(context.primary.info.class_count, context.primary.info.class_names.length) > 1,
+      run: explained.info.run, rows: s.rows, order: global?.order ?? [],
+      classes: Math.max(explained.info.class_count, explained.info.class_names.length) > 1,
     };
     return (width) => this.show(probes, probeContext, width);
   }

@@ -18,6 +18,8 @@ export interface ViewContext {
   primary: Shown;
   /** The runs drawn, the primary first: one, or two and more when runs are compared. */
   runs: Shown[];
+  /** The run the probe explorer explains: the primary, or another compared run chosen in that card. */
+  explained: Shown;
   /** Class names known for the primary run. */
   classNames: string[];
 }
