@@ -23,7 +23,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTEND = os.path.join(ROOT, "frontend")
-SCREENSHOTS = os.environ.get("TB_XAI_SCREENSHOTS")  # None: a temporary directory
+SCREENSHOTS = os.path.abspath(os.environ["TB_XAI_SCREENSHOTS"]) if os.environ.get("TB_XAI_SCREENSHOTS") else None
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 XSS_NAME = "<img src=x onerror=alert(1)>"
 

@@ -162,6 +162,7 @@ def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
     assert ig["inputs"] == [{
         "input": "x", "modality": metadata.TABULAR, "feature_names": FEATURES, "attribution_shape": [5],
         "map_shape": [5], "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50}, "version": "3@0.0",
+        "layout": {"kind": "vector", "map_shape": [5], "picture": False, "names": FEATURES, "name_pattern": None},
     }]
     assert ig["failures"] == []
     assert lime == {"method": "lime", "inputs": [], "failures": [{"step": 1, "message": "ValueError: lime needs RGB"}]}
@@ -204,7 +205,7 @@ def client_element_names(body: dict) -> list:
 
 def test_evolution_impl_of_images_sends_channel_reduced_maps(image):
     body = plugin.evolution_impl(image, "grad_cam", None)
-    assert body["map_shape"] == [4, 5] and body["order"] is None
+    assert body["map_shape"] == [4, 5] and len(body["order"]) == 20 and body["layout"]["picture"] is True
     assert body["features"] is None  # image maps' names follow from map_shape; the client builds them
     assert client_element_names(body) == aggregate.element_names([4, 5], metadata.IMAGE)
     probe = plugin.probe_impl(image, "grad_cam", None, 0)
