@@ -557,7 +557,12 @@ try {
     assert(legends.length === 1 && legends[0].ticks >= 2 && legends[0].stops >= 2, `filmstrip colour scale: ${JSON.stringify(legends)}`);
     const svg = fs.readFileSync(await download(page, frame, 'evolution', 'SVG'), 'utf8');
     assert(svg.includes('color-legend') && svg.includes(legends[0].title), 'the SVG export lacks the colour scale');
-    return legends[0];
+    // A pixel is named as tb_xai.load names it ("pixel (row, col)"), in the tooltip too.
+    await frame.locator('#evolution .filmstrip canvas').hover({ position: { x: 20, y: 30 } });
+    const tip = await frame.locator('#evolution .filmstrip .tooltip').textContent();
+    assert(/pixel \(\d+, \d+\)/.test(tip), `filmstrip tooltip: ${tip}`);
+    await page.mouse.move(0, 0);
+    return { ...legends[0], tip };
   });
 
   await check('prediction_legend_shows_every_class', async () => {

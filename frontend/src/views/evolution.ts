@@ -95,6 +95,7 @@ export class EvolutionView implements View {
         strip.draw({
           steps, maps: panel.maps, height, width: mapWidth, shown, scale: panel.difference ? diffScale : scale,
           valueName: panel.difference ? `difference of ${valueName(signed)}` : valueName(signed), noColorBar: !last,
+          elementName: (i) => elementName(first.layout, i),
         }, width);
         if (compared) figure.push(titleSvg(panel.title, width, panel.color));
         figure.push(strip.element);

@@ -14,6 +14,8 @@ export interface FilmstripData {
   width: number;
   scale: ColorScale;
   valueName: string;
+  /** The name of map element `index` (flat, row-major), as the server's layout names it. */
+  elementName: (index: number) => string;
   /** Which steps to show (indices into `steps`); default: evenly spaced, as many as fit. */
   shown?: number[];
   /** Leave out the colour scale (a strip under another that shows the shared one). */
@@ -140,6 +142,6 @@ export class Filmstrip {
     }
     const step = this.shown[hit.index];
     const value = this.data.maps[step]?.[hit.row * this.data.width + hit.col] ?? null;
-    this.tooltip.show([`step: ${this.data.steps[step]}`, `pixel: row ${hit.row}, col ${hit.col}`, `${this.data.valueName}: ${formatValue(value)}`], x, y);
+    this.tooltip.show([`step: ${this.data.steps[step]}`, this.data.elementName(hit.row * this.data.width + hit.col), `${this.data.valueName}: ${formatValue(value)}`], x, y);
   }
 }
