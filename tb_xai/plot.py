@@ -474,6 +474,7 @@ def compare(
             flat = values.reshape(len(values), -1)
             on_union = np.full((len(steps), flat.shape[1]), np.nan)
             on_union[np.searchsorted(steps, panel_steps)] = flat
+            ax.set_facecolor("#e0e0e0")  # a step the run did not log: grey, as in the dashboard
             image = ax.imshow(np.ma.masked_invalid(on_union[:, order].T), aspect="auto", interpolation="nearest",
                               cmap=panel_cmap, norm=panel_norm)
             ax.set_yticks(range(len(order)), [result.names[i] for i in order] if column == 0 else [], fontsize=8)
