@@ -16,6 +16,7 @@ _LAZY = {
     "Run": "tb_xai.reader",
     "methods": "tb_xai.methods",
     "plot": "tb_xai.plot",
+    "compare": "tb_xai.comparison",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

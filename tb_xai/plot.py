@@ -24,9 +24,13 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
 from tb_xai import aggregate, metadata
+from tb_xai.comparison import compare as _compare
 from tb_xai.reader import Run, load
 
 RunLike = Union[Run, str, os.PathLike]
+
+#: The top-k size the dashboard opens with; the stability and agreement figures default to it too.
+K = 5
 
 #: The dashboard's scales: magnitudes on a ramp from white through yellow to red, signed values red-white-blue.
 _MAGNITUDE = mcolors.LinearSegmentedColormap.from_list(
@@ -58,6 +62,18 @@ def _pick(count: int, most: int) -> List[int]:
     if count <= most:
         return list(range(count))
     return sorted({int(round(i)) for i in np.linspace(0, count - 1, most)})
+
+
+def _step_ticks(count: int, most: int = 12) -> List[int]:
+    """Positions of step ticks: every n-th step from the first, so the labels are evenly spaced."""
+    every = max(1, -(-count // most))
+    return list(range(0, count, every))
+
+
+def _has_classes(run: Run) -> bool:
+    """Whether the explained head has two or more outputs (a classifier), not one (a regression)."""
+    predictions = run.predictions()
+    return predictions.ndim >= 3 and predictions.shape[2] > 1
 
 
 def _value_name(signed: bool) -> str:
@@ -115,7 +131,7 @@ def evolution_heatmap(
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", interpolation="nearest", cmap=cmap, norm=norm)
     ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
-    ticks = _pick(len(steps), 12)
+    ticks = _step_ticks(len(steps))
     ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
     ax.set_xlabel("step (epoch)")
     ax.set_title(f"{method}: feature importance per step, ranked at step {steps[-1]}")
@@ -241,7 +257,11 @@ def probe_filmstrip(
     class_names = run.class_names()
     title = f"{method}: probe {probe}"
     if label is not None and np.ndim(label[probe]) == 0:
-        title += f" (label {_class_name(int(label[probe]), class_names)})"
+        value = label[probe]
+        if _has_classes(run) and float(value).is_integer():
+            title += f" (label {_class_name(int(value), class_names)})"
+        else:
+            title += f" (label {float(value):.4g})"
     if picture:
         maps = aggregate.to_maps(values, attributions.shape[2:], modality, signed=signed)
         columns = min(len(steps), frames) + 1
@@ -261,7 +281,7 @@ def probe_filmstrip(
     image = ax.imshow(flat[:, order].T if signed else np.abs(flat[:, order]).T, aspect="auto",
                       interpolation="nearest", cmap=_SIGNED if signed else _MAGNITUDE, norm=norm)
     ax.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=8)
-    ticks = _pick(len(steps), 12)
+    ticks = _step_ticks(len(steps))
     ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="attribution" if signed else "|attribution|", shrink=0.9)
@@ -280,21 +300,23 @@ def _prediction_panel(ax, run: Run, probe: int) -> None:
     rows = predictions[:, probe].reshape(len(predictions), -1)
     class_names = run.class_names()
     shown = {0}
-    if rows.shape[1] > 1:
+    classes = rows.shape[1] > 1
+    if classes:
         shown = set(rows.argmax(axis=1).tolist())
         labels = run.labels()
         if labels is not None and np.ndim(labels[probe]) == 0 and 0 <= int(labels[probe]) < rows.shape[1]:
             shown.add(int(labels[probe]))
     for c in sorted(shown):
-        ax.plot(prediction_steps, rows[:, c], marker="o", markersize=3, label=_class_name(c, class_names))
+        ax.plot(prediction_steps, rows[:, c], marker="o", markersize=3,
+                label=_class_name(c, class_names) if classes else "output")
     _steps_axis(ax)
     ax.set_ylabel("prediction")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="class", title_fontsize=8, loc="best")
+    ax.legend(fontsize=8, title="class" if classes else None, title_fontsize=8, loc="best")
 
 
 def stability(
-    run: RunLike, method: str, *, k: int = aggregate.DEFAULT_K, input: Optional[str] = None, target: Optional[int] = None
+    run: RunLike, method: str, *, k: int = K, input: Optional[str] = None, target: Optional[int] = None
 ) -> Figure:
     """Are the explanations settled? Rank correlation and top-k overlap of the importance, step to step.
 
@@ -328,12 +350,18 @@ def stability(
 
 
 def agreement(
-    run: RunLike, *, k: int = aggregate.DEFAULT_K, input: Optional[str] = None, target: Optional[int] = None
+    run: RunLike,
+    method: Optional[str] = None,
+    *,
+    k: int = K,
+    input: Optional[str] = None,
+    target: Optional[int] = None,
 ) -> Figure:
     """Do the methods agree? Spearman correlation of every pair of methods' importance, per step.
 
     Args:
         run: a `tb_xai.Run` or a log directory.
+        method: draw only the pairs that include this method (every pair when not given).
         k: size of the top-k sets compared (drawn dashed); clipped to the number of map elements, and
             labelled with the clipped size.
         input: the probe input, for multi-input models.
@@ -343,10 +371,14 @@ def agreement(
         ValueError: fewer than two methods with maps of one shape were logged.
 
     Example:
-        >>> tb_xai.plot.agreement("runs/exp1").savefig("agreement.svg")
+        >>> tb_xai.plot.agreement("runs/exp1", "integrated_gradients").savefig("agreement.svg")
     """
     run = _run(run)
     pairs = run.agreement(input, k=k, target=target)
+    if method is not None:
+        if method not in run.methods:
+            raise KeyError(f"no attributions for method {method!r} in {run.path}; logged methods: {run.methods}")
+        pairs = [pair for pair in pairs if method in pair["methods"]]
     if not pairs:
         raise ValueError(f"agreement needs two methods with maps of one shape; {run.path} has {run.methods}")
     # The aggregate clips k to each pair's number of map elements; label the k it compared, not the one asked.
@@ -365,4 +397,104 @@ def agreement(
     ax.set_title(f"method agreement (solid: Spearman; dashed: {compared} overlap)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def compare(
+    runs: Sequence[RunLike],
+    method: str,
+    *,
+    input: Optional[str] = None,
+    signed: bool = False,
+    target: Optional[int] = None,
+    rows: int = 15,
+    frames: int = 8,
+    k: int = K,
+) -> Figure:
+    """Runs side by side, as the dashboard compares them: each run's importance on one colour scale, each
+    run minus the first (the baseline) at the steps both logged, and the baseline's top-k features in every run.
+
+    Steps are aligned by value; a run that did not log a step shows a gap there. The numbers come from
+    `tb_xai.compare`.
+
+    Args:
+        runs: two or more `tb_xai.Run` objects or log directories; the first is the baseline.
+        method: a method logged in every run.
+        input: the probe input, for multi-input models.
+        signed: signed mean attributions instead of mean magnitudes.
+        target: only average the probes explained for this class.
+        rows: the most features drawn (tabular).
+        frames: the most steps drawn as maps (images).
+        k: the top-k features drawn as lines.
+
+    Example:
+        >>> tb_xai.plot.compare(["runs/baseline", "runs/fix"], "integrated_gradients").savefig("compare.png")
+    """
+    result = _compare(runs, method, input=input, signed=signed, target=target)
+    names = [os.path.basename(os.path.dirname(path.rstrip(os.sep))) if os.path.basename(path) == metadata.DEFAULT_SUBDIR
+             else os.path.basename(path) for path in result.runs]
+    count = len(result.runs)
+    steps = result.steps
+    norm = _norm(result.importance, signed)
+    cmap = _SIGNED if signed else _MAGNITUDE
+    diff_norm = _norm(result.difference, True)
+    picture = result.importance.ndim == 4
+    panels = [(f"{name}", values, norm, cmap, steps) for name, values in zip(names, result.importance)]
+    panels += [(f"{names[i + 1]} − {names[0]}", values, diff_norm, _SIGNED, result.common_steps)
+               for i, values in enumerate(result.difference)]
+    if picture:
+        picks = _pick(len(steps), frames)
+        fig = Figure(figsize=(1.5 * len(picks) + 1.6, 1.7 * len(panels) + 2.8), layout="constrained")
+        grid = fig.add_gridspec(len(panels) + 1, len(picks), height_ratios=[1.0] * len(panels) + [1.6])
+        for row, (title, values, panel_norm, panel_cmap, panel_steps) in enumerate(panels):
+            image = None
+            for column, pick in enumerate(picks):
+                ax = fig.add_subplot(grid[row, column])
+                ax.set_xticks([])
+                ax.set_yticks([])
+                at = np.flatnonzero(panel_steps == steps[pick])
+                if at.size:
+                    image = ax.imshow(values[at[0]], cmap=panel_cmap, norm=panel_norm, interpolation="nearest")
+                else:
+                    ax.text(0.5, 0.5, "not logged", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+                if row == 0 or row == count:
+                    ax.set_title(f"step {steps[pick]}", fontsize=8)
+                if column == 0:
+                    ax.set_ylabel(title, fontsize=8)
+            if image is not None and (row == count - 1 or row == len(panels) - 1):
+                fig.colorbar(image, ax=fig.axes[-len(picks):], shrink=0.8,
+                             label="difference" if row >= count else _value_name(signed))
+        lines_ax = fig.add_subplot(grid[len(panels), :])
+    else:
+        order = result.order[:rows]
+        fig = Figure(figsize=(4.2 * len(panels) + 1.0, 0.28 * len(order) + 5.2), layout="constrained")
+        grid = fig.add_gridspec(2, len(panels), height_ratios=[0.28 * len(order) + 1.0, 3.0])
+        for column, (title, values, panel_norm, panel_cmap, panel_steps) in enumerate(panels):
+            ax = fig.add_subplot(grid[0, column])
+            flat = values.reshape(len(values), -1)
+            on_union = np.full((len(steps), flat.shape[1]), np.nan)
+            on_union[np.searchsorted(steps, panel_steps)] = flat
+            ax.set_facecolor("#e0e0e0")  # a step the run did not log: grey, as in the dashboard
+            image = ax.imshow(np.ma.masked_invalid(on_union[:, order].T), aspect="auto", interpolation="nearest",
+                              cmap=panel_cmap, norm=panel_norm)
+            ax.set_yticks(range(len(order)), [result.names[i] for i in order] if column == 0 else [], fontsize=8)
+            ticks = _step_ticks(len(steps), 8)
+            ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+            ax.set_xlabel("step (epoch)")
+            ax.set_title(title, fontsize=10)
+            if column == count - 1 or column == len(panels) - 1:
+                fig.colorbar(image, ax=ax, shrink=0.9, label="difference" if column >= count else _value_name(signed))
+        lines_ax = fig.add_subplot(grid[1, :])
+    flat_all = result.importance.reshape(count, len(steps), -1)
+    styles = ["-", "--", ":", "-."]
+    for n, element in enumerate(result.order[:k]):
+        for r in range(count):
+            lines_ax.plot(steps, flat_all[r, :, element], styles[n % len(styles)], color=f"C{r % 10}", marker="o",
+                          markersize=2, label=f"{result.names[element]} · {names[r]}")
+    _steps_axis(lines_ax)
+    lines_ax.set_ylabel(_value_name(signed))
+    lines_ax.set_title(f"top-{min(k, len(result.order))} features of {names[0]}, in every run (colour = run)", fontsize=10)
+    lines_ax.grid(alpha=0.3)
+    lines_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"{method}: {' vs '.join(names)}")
     return fig

@@ -2,8 +2,10 @@
 serving log directories written by the callback.
 
 One browser session (frontend/tests/dashboard.mjs) walks through the tab and reports every check; each test
-here asserts one of them, so a failure names the behaviour that broke. Screenshots of every view land in
-docs/screenshots/ (the README shows them).
+here asserts one of them, so a failure names the behaviour that broke. Screenshots of every view are written
+to a temporary directory; to regenerate the README's, run
+
+    TB_XAI_SCREENSHOTS=docs/screenshots python -m pytest -q tests/test_frontend.py
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRONTEND = os.path.join(ROOT, "frontend")
-SCREENSHOTS = os.path.join(ROOT, "docs", "screenshots")
+SCREENSHOTS = os.path.abspath(os.environ["TB_XAI_SCREENSHOTS"]) if os.environ.get("TB_XAI_SCREENSHOTS") else None
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
@@ -129,12 +131,66 @@ def write_one_step_run(run_dir: str) -> None:
     writer.close()
 
 
+def train(log_dir, model, x, y, epochs, methods, seed, **options):
+    """Trains `model` on (x, y) with the callback explaining its first 16 rows; `options` go to the callback."""
+    import keras
+    import tb_xai
+
+    keras.utils.set_random_seed(seed)
+    callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], methods=methods, **options)
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[callback])
+    return log_dir
+
+
 @pytest.fixture(scope="module")
-def frontend_logdir(tmp_path_factory, tabular_run, image_run, xss_run):
+def tabular_b_run(tmp_path_factory, tabular_data):
+    """A second MLP on the tabular run's data and feature names, 12 epochs against its 20: a shorter run to compare."""
+    import keras
+
+    x, y, feature_names, class_names = tabular_data
+    model = keras.Sequential([keras.layers.Dense(32, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return train(str(tmp_path_factory.mktemp("tabular_b")), model, x, y, 12, ["saliency", "integrated_gradients"], 1,
+                 feature_names=feature_names, class_names=class_names)
+
+
+@pytest.fixture(scope="module")
+def digits_b_run(tmp_path_factory, digits_data):
+    """A smaller CNN on the image run's digits, 6 epochs against its 20: an image run to compare."""
+    import keras
+
+    x, y = digits_data
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return train(str(tmp_path_factory.mktemp("digits_b")), model, x, y, 6, ["saliency"], 2,
+                 class_names=[str(i) for i in range(10)])
+
+
+@pytest.fixture(scope="module")
+def regression_run(tmp_path_factory):
+    """A regression MLP (one output, float labels such as 2.1948): no classes to filter probes by."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = (x @ np.array([2.0, -1.0, 0.5, 0.0]) + 0.1 * rng.normal(size=256)).astype(np.float32)
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return train(str(tmp_path_factory.mktemp("regression")), model, x, y, 4, ["saliency", "integrated_gradients"], 0,
+                 feature_names=["a", "b", "c", "d"])
+
+
+@pytest.fixture(scope="module")
+def frontend_logdir(tmp_path_factory, tabular_run, image_run, xss_run, tabular_b_run, digits_b_run, regression_run):
     logdir = tmp_path_factory.mktemp("frontend_logdir")
-    for name, path in (("tabular", tabular_run.log_dir), ("digits", image_run.log_dir), ("xss", xss_run)):
+    for name, path in (("tabular", tabular_run.log_dir), ("digits", image_run.log_dir), ("xss", xss_run),
+                       ("tabular_b", tabular_b_run), ("digits_b", digits_b_run), ("regression", regression_run)):
         shutil.copytree(path, logdir / name)
     write_one_step_run(str(logdir / "onestep" / "xai"))
+    write_failing_run(str(logdir / "diverged" / "xai"))  # written last: the newest run, but nothing to draw
     return logdir
 
 
@@ -149,7 +205,8 @@ def failing_logdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tensorboard_url(frontend_logdir):
     """A TensorBoard process over the callback's runs; yields its URL once every run is loaded."""
-    yield from serve(frontend_logdir, {"tabular/xai": 20, "digits/xai": 20, "xss/xai": 3, "onestep/xai": 1})
+    yield from serve(frontend_logdir, {"tabular/xai": 20, "digits/xai": 20, "xss/xai": 3, "onestep/xai": 1,
+                                       "tabular_b/xai": 12, "digits_b/xai": 6, "regression/xai": 4, "diverged/xai": 1})
 
 
 @pytest.fixture(scope="module")
@@ -181,22 +238,30 @@ def serve(logdir, expected):
 
 
 @pytest.fixture(scope="module")
-def report(tensorboard_url, failing_url, frontend_logdir, failing_logdir, tabular_run, tmp_path_factory):
+def report(tensorboard_url, failing_url, frontend_logdir, failing_logdir, tabular_run, image_run, tmp_path_factory):
     """Runs the browser session once and parses its report."""
-    os.makedirs(SCREENSHOTS, exist_ok=True)
+    import tb_xai
+
+    screenshots = SCREENSHOTS or str(tmp_path_factory.mktemp("screenshots"))
+    os.makedirs(screenshots, exist_ok=True)
+    digits = tb_xai.load(image_run.log_dir)
     config = {
         "url": tensorboard_url,
-        "screenshots": SCREENSHOTS,
+        "screenshots": screenshots,
         "downloads": str(tmp_path_factory.mktemp("downloads")),
-        "runs": {"tabular": "tabular/xai", "image": "digits/xai", "xss": "xss/xai", "onestep": "onestep/xai"},
+        "runs": {"tabular": "tabular/xai", "image": "digits/xai", "xss": "xss/xai", "onestep": "onestep/xai",
+                 "tabular_b": "tabular_b/xai", "digits_b": "digits_b/xai", "regression": "regression/xai", "diverged": "diverged/xai"},
         "tabular_features": tabular_run.feature_names,
+        # The top-k the card must show: what tb_xai.load ranks first at the last step, per image method.
+        "image_rankings": {method: digits.ranking(method)[:5] for method in digits.methods},
         "xss_name": XSS_NAME,
         "grow": [sys.executable, "-c", GROW, str(frontend_logdir / "xss" / "xai"), "3"],
+        "grow_again": [sys.executable, "-c", GROW, str(frontend_logdir / "xss" / "xai"), "4"],
         "failing": {"url": failing_url, "run": "failing/xai",
                     "heal": [sys.executable, "-c", HEAL, str(failing_logdir / "failing" / "xai")]},
     }
     result = subprocess.run(["node", os.path.join("tests", "dashboard.mjs"), json.dumps(config)], cwd=FRONTEND,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"browser session crashed:\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -221,6 +286,19 @@ CHECKS = [
     "one_step_run_draws",
     "hostile_hash_stays_consistent",
     "failures_only_run_lists_failures_then_draws",
+    "default_opens_the_latest_run_with_data",
+    "topk_of_an_image_run_is_its_ranking",
+    "diverged_run_is_listed_with_its_failures",
+    "another_run_opens_at_its_last_step",
+    "regression_has_no_class_filter",
+    "filmstrip_has_a_colour_scale",
+    "prediction_legend_shows_every_class",
+    "method_configuration_is_shown",
+    "agreement_axis_fits_the_data",
+    "compare_two_runs",
+    "compare_image_runs",
+    "dark_theme_follows_tensorboard",
+    "polls_while_a_run_grows",
     "no_page_errors",
 ]
 
@@ -239,6 +317,7 @@ def test_no_dialog_fired(report):
 def test_screenshots_of_every_view_are_saved(report):
     names = {os.path.basename(path) for path in report["screenshots"]}
     assert {"evolution_heatmap.png", "topk_lines.png", "stability.png", "probe_tabular.png",
-            "evolution_filmstrip.png", "probe_image_compare.png", "agreement.png"} <= names
+            "evolution_filmstrip.png", "probe_image_compare.png", "agreement.png", "compare_runs.png",
+            "dark_theme.png"} <= names
     for path in report["screenshots"]:
         assert os.path.getsize(path) > 5000, path

@@ -169,3 +169,99 @@ def test_bad_arguments_name_the_value(runs):
         plot.stability(3, "saliency")
     with pytest.raises(ValueError, match="k must be at least 1; received k=0"):
         plot.top_k_lines(runs["tabular"], "saliency", k=0)
+
+
+def _scaled_copy(run, dest, method, steps, factor):
+    """Writes `run`'s `method` at its first `steps` steps, times `factor`, as a new run: a shorter run of the same
+    probes and features to compare with."""
+    from tb_xai import summary
+
+    (input_name,) = run.inputs
+    attributions = run.attributions(method)
+    predictions = run.predictions()
+    writer = summary.SummaryWriter(str(dest))
+    writer.write(summary.probe_pb(input_name, run.probe(input_name), feature_names=run.feature_names(input_name),
+                                  modality=run.modality(input_name)), 0)
+    for position, step in enumerate(run.steps(method)[:steps]):
+        writer.write(summary.predictions_pb(predictions[position], class_names=run.class_names()), step)
+        writer.write(summary.targets_pb(np.zeros(attributions.shape[1])), step)
+        writer.write(summary.attribution_pb(method, input_name, attributions[position] * factor,
+                                            feature_names=run.feature_names(input_name),
+                                            modality=run.modality(input_name)), step)
+    writer.close()
+    import tb_xai
+
+    return tb_xai.load(str(dest))
+
+
+@pytest.mark.parametrize("modality", ["tabular", "image"])
+def test_compare_aligns_runs_by_step_and_takes_the_difference(runs, tmp_path, modality):
+    import tb_xai
+
+    run = runs[modality]
+    shorter = _scaled_copy(run, tmp_path / "shorter", "saliency", 8, 3.0)
+    result = tb_xai.compare([run, shorter], "saliency")
+    steps = run.steps("saliency")
+    assert result.steps.tolist() == steps and result.common_steps.tolist() == steps[:8]
+    base = run.importance("saliency")
+    np.testing.assert_allclose(result.importance[0], base)
+    assert np.isnan(result.importance[1, 8:]).all()
+    # Mean magnitudes scale with the attributions: B - A = 3A - A = 2A at every common step.
+    np.testing.assert_allclose(result.difference[0], 2 * base[:8], rtol=1e-5, atol=1e-9)
+    assert [result.names[i] for i in result.order[:3]] == run.ranking("saliency")[:3]
+    fig = plot.compare([run, shorter], "saliency")
+    fig.savefig(tmp_path / "compare.png", dpi=60)
+    assert _drawn_share(str(tmp_path / "compare.png")) > 0.05
+    assert fig._suptitle.get_text().startswith("saliency: ")
+
+
+def test_compare_names_what_cannot_be_compared(runs):
+    import tb_xai
+
+    with pytest.raises(ValueError, match="two or more runs"):
+        tb_xai.compare([runs["tabular"]], "saliency")
+    with pytest.raises(ValueError, match="maps differ in shape"):
+        tb_xai.compare([runs["tabular"], runs["image"]], "saliency")
+    with pytest.raises(KeyError, match="no attributions for method 'nope'"):
+        plot.compare([runs["tabular"], runs["tabular"]], "nope")
+
+
+def test_evolution_heatmap_step_ticks_are_evenly_spaced(runs):
+    for modality in ("tabular",):
+        ax = plot.evolution_heatmap(runs[modality], "saliency").axes[0]
+        labels = [int(t.get_text()) for t in ax.get_xticklabels()]
+        gaps = set(np.diff(labels).tolist())
+        assert labels[0] == runs[modality].steps("saliency")[0] and len(gaps) == 1, labels
+
+
+def test_agreement_takes_a_method_like_the_other_views(runs):
+    run = runs["tabular"]
+    fig = plot.agreement(run, "saliency")
+    labels = [line.get_label() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    others = [m for m in run.methods if m != "saliency"]
+    assert len(labels) == len(others) and all("saliency" in label for label in labels), labels
+    with pytest.raises(KeyError, match="no attributions for method 'nope'"):
+        plot.agreement(run, "nope")
+
+
+def test_stability_defaults_to_the_dashboards_top_k(runs):
+    labels = [line.get_label() for line in plot.stability(runs["tabular"], "saliency").axes[0].get_lines()]
+    assert any(label.startswith(f"top-{plot.K} overlap") for label in labels) and plot.K == 5, labels
+
+
+def test_a_regression_probe_is_titled_with_its_value_not_a_class(tmp_path):
+    import keras
+    import tb_xai
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 3)).astype(np.float32)
+    y = (x @ np.array([1.5, -1.0, 0.5]) + 0.3).astype(np.float32)
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:6], labels=y[:6], methods=["saliency"])
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[callback])
+    fig = plot.probe_filmstrip(str(tmp_path), "saliency", 2)
+    assert f"(label {float(y[2]):.4g})" in fig.axes[0].get_title()
+    legend = fig.axes[-1].get_legend()
+    assert legend.get_title().get_text() == "" and [t.get_text() for t in legend.get_texts()] == ["output"]

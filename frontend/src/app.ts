@@ -1,39 +1,46 @@
-// Wires the selection to the routes and the views: a change of selection is remembered, the data it needs is
-// fetched (in parallel, cached), and each view draws as soon as its own data arrives.
+// Wires the selection to the routes and the views: a change of selection is remembered, every view in the
+// registry fetches what it needs (in parallel, cached) and draws as soon as its own data arrives.
 
+import { runColor } from './colors';
 import { el } from './dom';
-import { Evolution, Query, RunInfo, dataVersion, fetchAgreement, fetchEvolution, fetchProbe, fetchRuns, fetchScalars, fetchStability, scalarsVersion } from './model';
+import { Query, RunInfo, fetchRuns, hasData, latestRun } from './model';
 import { onTensorBoardReload } from './reload';
-import { Selection, clampK, loadSelection, saveSelection } from './selection';
+import { RUN_SEPARATOR, Selection, clampK, loadSelection, otherRuns, saveSelection } from './selection';
+import { followTheme } from './theme';
 import { AgreementView } from './views/agreement';
-import { Card } from './views/card';
 import { Controls } from './views/controls';
 import { EvolutionView } from './views/evolution';
 import { ProbeView } from './views/probe';
 import { StabilityView } from './views/stability';
 import { TopkView } from './views/topk';
+import { Draw, Shown, View, ViewContext } from './views/view';
 
-/** Whether the run has data to draw: at least one method with an attribution. */
-const usable = (run: RunInfo) => run.methods.some((m) => m.inputs.length > 0);
+/** While a shown run grows, the runs are fetched this often; when it stops, less and less often. */
+export const POLL_FAST_MS = 5000;
+const POLL_SLOW_MS = 60000;
 
-/** The number of classes a `target` may name in `run` (the server's count, else the names known). */
-export function classCountOf(run: RunInfo | undefined, classNames: string[]): number {
-  return Math.max(run?.class_count ?? 0, classNames.length);
-}
+/** The methods of `run` that hold attributions. */
+const methodsOf = (run: RunInfo) => run.methods.filter((m) => m.inputs.length > 0);
 
-/** Makes `s` name things that exist in `runs`, falling back to the first choice at each level. */
+/**
+ * Makes `s` name things that exist in `runs`, falling back at each level: the run to the most recently written
+ * run with data, then the first method, input... Runs compared with it must hold its method and input.
+ */
 export function consistent(s: Selection, runs: RunInfo[], classCount: number): Selection {
-  const run = runs.find((r) => r.run === s.run) ?? runs[0];
-  const methods = run.methods.filter((m) => m.inputs.length > 0);
+  const run = runs.find((r) => r.run === s.run) ?? latestRun(runs) ?? runs[0];
+  const methods = methodsOf(run);
   const method = methods.find((m) => m.method === s.method) ?? methods[0];
   const input = method?.inputs.find((i) => i.input === s.input) ?? method?.inputs[0];
   const compare = methods.find((m) => m.method === s.compare && m !== method && m.inputs.some((i) => i.input === input?.input));
   const target = /^\d+$/.test(s.target) && Number(s.target) < classCount ? String(Number(s.target)) : 'all';
   const probeCount = run.probe_count ?? 0;
+  const others = otherRuns({ ...s, run: run.run }).filter((name) => runs.some((r) => r.run === name && hasData(r)));
   return {
     ...s,
     k: clampK(s.k),
     run: run.run,
+    runs: others.join(RUN_SEPARATOR),
+    probeRun: others.includes(s.probeRun) ? s.probeRun : '',
     method: method?.method ?? '',
     input: input?.input ?? '',
     compare: compare?.method ?? '',
@@ -45,41 +52,48 @@ export function consistent(s: Selection, runs: RunInfo[], classCount: number): S
 export class App {
   readonly element: HTMLElement;
   private runs: RunInfo[] = [];
-  private ready = false; // whether a run with data was shown (the cards are visible)
   private selection: Selection = loadSelection();
   private classNames: string[] = [];
   private generation = 0;
   private readonly controls: Controls;
   private readonly evolution: EvolutionView;
-  private readonly topk: TopkView;
   private readonly probe: ProbeView;
-  private readonly stability: StabilityView;
   private readonly agreement: AgreementView;
+  /** Every card, in page order; each is fetched and drawn alike. */
+  private readonly views: View[];
   private readonly message = el('p', { class: 'message', role: 'status' });
+  private readonly live = el('p', { class: 'live', role: 'status' });
   private readonly failures = el('ul', { class: 'failures', 'aria-label': 'method failures' });
-  private readonly redraws = new Map<Card, () => void>();
+  private readonly draws = new Map<View, Draw>();
   private readonly cards: HTMLElement;
   private readonly started = performance.now();
+  private pollTimer: number | undefined;
+  private pollDelay = POLL_FAST_MS;
 
   constructor() {
     this.controls = new Controls((change) => this.change(change));
     this.evolution = new EvolutionView((rows) => this.change({ rows }), (step) => this.probe.setStep(step));
-    this.topk = new TopkView((overlay) => this.change({ overlay }));
-    this.probe = new ProbeView((step) => {
+    const topk = new TopkView((overlay) => this.change({ overlay }));
+    this.probe = new ProbeView((probeRun) => this.change({ probeRun }), (step) => {
       this.evolution.markStep(step);
       this.agreement.markStep(step);
+    }, (names) => {
+      this.classNames = names;
+      this.controls.show(this.runs, this.selection, this.classNames);
     });
-    this.stability = new StabilityView();
+    const stability = new StabilityView();
     this.agreement = new AgreementView((step) => this.probe.setStep(step));
+    this.views = [this.evolution, topk, stability, this.probe, this.agreement];
     this.element = el(
       'main',
       { class: 'tb-xai' },
       this.controls.element,
       this.message,
+      this.live,
       this.failures,
-      (this.cards = el('div', { class: 'cards' }, this.evolution.card.element, this.topk.card.element, this.stability.card.element,
-        this.probe.card.element, this.agreement.card.element)),
+      (this.cards = el('div', { class: 'cards' }, ...this.views.map((v) => v.card.element))),
     );
+    this.live.hidden = true;
     let frame = 0;
     let lastWidth = 0;
     new ResizeObserver(() => {
@@ -87,8 +101,12 @@ export class App {
       if (width === lastWidth) return;
       lastWidth = width;
       cancelAnimationFrame(frame);
-      frame = requestAnimationFrame(() => this.redraws.forEach((redraw) => redraw()));
+      frame = requestAnimationFrame(() => this.redrawAll());
     }).observe(this.element);
+    followTheme(() => {
+      this.controls.show(this.runs, this.selection, this.classNames);
+      this.redrawAll();
+    });
   }
 
   async start(): Promise<void> {
@@ -97,68 +115,62 @@ export class App {
     onTensorBoardReload(() => void this.reload());
     this.message.textContent = 'Loading runs…';
     this.cards.hidden = true;
-    let runs: RunInfo[];
-    try {
-      runs = await fetchRuns();
-    } catch (error) {
-      this.message.textContent = `Could not load the runs: ${error}. TensorBoard's reload tries again.`;
-      return;
-    }
-    this.accept(runs);
+    await this.reload();
+    this.schedulePoll();
   }
 
   /**
-   * After a TensorBoard reload: fetches the runs again and redraws when the shown run holds new data (the
-   * cached answers of its older version are not reused), when runs came or went, or when the first run with
-   * data appeared.
+   * Fetches the runs again and redraws when a shown run holds new data (the cached answers of its older
+   * version are not reused), when runs came or went, or when the first run with data appeared. Returns
+   * whether anything changed.
    */
-  async reload(): Promise<void> {
+  async reload(): Promise<boolean> {
     let runs: RunInfo[];
     try {
       runs = await fetchRuns();
     } catch (error) {
-      if (!this.ready) this.message.textContent = `Could not load the runs: ${error}. TensorBoard's reload tries again.`;
-      return; // the next reload tries again; what is drawn stays
+      if (!this.runs.length) this.message.textContent = `Could not load the runs: ${error}. TensorBoard's reload tries again.`;
+      return false; // the next reload tries again; what is drawn stays
     }
-    this.accept(runs);
+    return this.accept(runs);
+  }
+
+  /** Polls the runs lightly: often while a shown run grows (TensorBoard 2.21 ships with its reload off), rarely otherwise. */
+  private schedulePoll(): void {
+    window.clearTimeout(this.pollTimer);
+    this.pollTimer = window.setTimeout(async () => {
+      const grew = document.visibilityState === 'hidden' ? false : await this.reload();
+      this.pollDelay = grew ? POLL_FAST_MS : Math.min(POLL_SLOW_MS, this.pollDelay * 2);
+      this.live.hidden = !grew && this.live.hidden;
+      if (grew) this.live.textContent = `Training in progress: new steps appear here as they are logged (checked every ${POLL_FAST_MS / 1000} s while the run grows; TensorBoard's reload button also fetches them).`;
+      this.schedulePoll();
+    }, this.pollDelay);
   }
 
   /** Takes a `runs` answer (every run, usable or not): shows the empty state, or draws what changed. */
-  private accept(all: RunInfo[]): void {
-    const runs = all.filter(usable);
-    if (!runs.length) {
-      if (!this.ready) this.showEmpty(all);
-      return; // what is drawn stays
+  private accept(all: RunInfo[]): boolean {
+    if (!all.some(hasData)) {
+      this.showEmpty(all);
+      this.runs = all;
+      return false;
     }
-    if (!this.ready) {
-      this.ready = true;
-      this.runs = runs;
+    const first = !this.runs.some(hasData);
+    const version = (list: RunInfo[]) => list.map((r) => `${r.run}=${r.version}|${Object.values(r.scalar_versions).join(',')}`).join('\n');
+    const before = version(this.runs);
+    this.runs = all;
+    if (first) {
       this.message.hidden = true;
-      this.cards.hidden = false;
       this.change({});
-      return;
+      return true;
     }
-    const shown = (list: RunInfo[]) => list.find((r) => r.run === this.selection.run);
-    const before = shown(this.runs);
-    const after = shown(runs);
-    const sameRuns = runs.map((r) => r.run).join('\n') === this.runs.map((r) => r.run).join('\n');
-    this.runs = runs;
-    const same = (a: RunInfo, b: RunInfo) => dataVersion(a) === dataVersion(b) && scalarsVersion(a) === scalarsVersion(b);
-    if (sameRuns && before && after && same(before, after)) return;
+    if (version(all) === before) return false;
     this.change({});
+    return true;
   }
 
-  /** Nothing to draw yet: says how to log attributions, or lists why the methods that ran failed. */
+  /** Nothing to draw in any run: says how to log attributions, or lists why the methods that ran failed. */
   private showEmpty(all: RunInfo[]): void {
-    const items = all.flatMap((run) =>
-      run.methods
-        .filter((m) => m.failures.length > 0)
-        .map((m) => {
-          const first = m.failures[0];
-          const text = `${run.run}: ${m.method} failed at every step (${m.failures.length}); at step ${first.step}: ${first.message}`;
-          return el('li', { title: text }, text);
-        }),
-    );
+    const items = all.flatMap((run) => this.failureItems(run, true));
     this.message.hidden = false;
     this.message.textContent = items.length
       ? 'No attributions logged yet: every method the callback ran failed. The reasons:'
@@ -168,101 +180,95 @@ export class App {
     this.cards.hidden = true;
   }
 
+  private failureItems(run: RunInfo, named: boolean): HTMLLIElement[] {
+    return run.methods
+      .filter((m) => m.failures.length > 0)
+      .map((m) => {
+        const first = m.failures[0];
+        const where = m.inputs.length ? `failed at ${m.failures.length} step${m.failures.length === 1 ? '' : 's'}` : `failed at every step (${m.failures.length})`;
+        const text = `${named ? `${run.run}: ` : ''}${m.method} ${where}; at step ${first.step}: ${first.message}`;
+        return el('li', { title: text }, text);
+      });
+  }
+
   private change(change: Partial<Selection>): void {
     const next = { ...this.selection, ...change };
     if (change.run !== undefined && change.run !== this.selection.run) {
       this.classNames = [];
       next.probe = 0;
     }
-    const run = this.runs.find((r) => r.run === next.run) ?? this.runs[0];
+    const run = this.runs.find((r) => r.run === next.run) ?? latestRun(this.runs) ?? this.runs[0];
     if (run?.class_names.length) this.classNames = run.class_names;
-    this.selection = consistent(next, this.runs, classCountOf(run, this.classNames));
+    const classCount = run ? Math.max(run.class_count, this.classNames.length) : 0;
+    this.selection = consistent(next, this.runs, classCount);
     saveSelection(this.selection);
-    this.controls.show(this.runs, this.selection, this.classNames, classCountOf(run, this.classNames));
-    this.showFailures();
+    this.controls.show(this.runs, this.selection, this.classNames);
+    const shown = this.runs.find((r) => r.run === this.selection.run)!;
+    this.failures.replaceChildren(...this.failureItems(shown, false));
+    this.failures.hidden = this.failures.childElementCount === 0;
+    if (!hasData(shown)) {
+      // A run whose methods failed at every step: the strip says why; no card has anything to draw.
+      this.message.hidden = false;
+      this.message.textContent = `${shown.run} has no attributions to draw${this.failures.childElementCount ? ': every method the callback ran failed. The reasons:' : ' yet.'}`;
+      this.cards.hidden = true;
+      this.generation++;
+      return;
+    }
+    this.message.hidden = true;
+    this.cards.hidden = false;
     this.refresh();
   }
 
-  /** Says which methods of the run failed, at which steps and why (a method failing everywhere has no data). */
-  private showFailures(): void {
-    const run = this.runs.find((r) => r.run === this.selection.run);
-    const items = (run?.methods ?? [])
-      .filter((m) => m.failures.length > 0)
-      .map((m) => {
-        const first = m.failures[0];
-        const where = m.inputs.length ? `failed at ${m.failures.length} step${m.failures.length === 1 ? '' : 's'}` : 'failed at every step';
-        const text = `${m.method} ${where}; at step ${first.step}: ${first.message}`;
-        return el('li', { title: text }, text);
-      });
-    this.failures.replaceChildren(...items);
-    this.failures.hidden = items.length === 0;
+  private context(): ViewContext {
+    const s = this.selection;
+    const names = [s.run, ...otherRuns(s)];
+    const shown = (name: string): Shown => {
+      const info = this.runs.find((r) => r.run === name)!;
+      const query: Query = { run: name, method: s.method, input: s.input, target: s.target, signed: s.signed, version: info.version };
+      return { info, color: runColor(names, name), query };
+    };
+    const runs = [s.run, ...otherRuns(s)]
+      .filter((name) => {
+        const info = this.runs.find((r) => r.run === name);
+        return info?.methods.some((m) => m.method === s.method && m.inputs.some((i) => i.input === s.input));
+      })
+      .map(shown);
+    const primary = runs[0] ?? shown(s.run);
+    const explained = runs.find((r) => r.info.run === s.probeRun) ?? primary;
+    return { selection: s, primary, runs: runs.length ? runs : [primary], explained, classNames: this.classNames };
   }
 
   private refresh(): void {
     const generation = ++this.generation;
-    const s = this.selection;
-    const run = this.runs.find((r) => r.run === s.run)!;
-    const version = dataVersion(run);
-    const query: Query = { run: s.run, method: s.method, input: s.input, target: s.target, signed: s.signed, version };
+    const context = this.context();
     const current = () => generation === this.generation;
-    const cards = [this.evolution.card, this.topk.card, this.probe.card, this.stability.card, this.agreement.card];
-    cards.forEach((card) => {
+    for (const view of this.views) {
+      const card = view.card;
       card.setStatus('Loading…');
       card.element.setAttribute('aria-busy', 'true');
-    });
-    const draw = (card: Card, redraw: () => void) => {
-      if (!current()) return;
-      card.setStatus('');
-      card.element.removeAttribute('aria-busy');
-      this.redraws.set(card, redraw);
-      redraw();
-    };
-    const fail = (card: Card) => (error: unknown) => {
-      if (!current()) return;
-      // Nothing of the previous selection stays: no chart, no note, no redraw on resize.
-      this.redraws.delete(card);
-      [this.evolution, this.topk, this.probe, this.stability, this.agreement].find((view) => view.card === card)?.clear();
-      card.element.removeAttribute('aria-busy');
-      card.setStatus(String(error instanceof Error ? error.message : error));
-    };
-    const width = (card: Card) => card.figure.clientWidth;
+      view.load(context).then(
+        (draw) => {
+          if (!current()) return;
+          card.setStatus('');
+          card.element.removeAttribute('aria-busy');
+          this.draws.set(view, draw);
+          draw(card.figure.clientWidth);
+          if (view === this.evolution) this.noteFirstPaint();
+        },
+        (error: unknown) => {
+          if (!current()) return;
+          // Nothing of the previous selection stays: no chart, no note, no redraw on resize.
+          this.draws.delete(view);
+          view.clear();
+          card.element.removeAttribute('aria-busy');
+          card.setStatus(String(error instanceof Error ? error.message : error));
+        },
+      );
+    }
+  }
 
-    const evolution = fetchEvolution(query);
-    evolution
-      .then((data) =>
-        draw(this.evolution.card, () => {
-          this.evolution.show(data, { run: s.run, method: s.method, rows: s.rows }, width(this.evolution.card));
-          this.noteFirstPaint();
-        }),
-      )
-      .catch(fail(this.evolution.card));
-
-    const scalars = run.scalar_runs.length ? fetchScalars(s.run, scalarsVersion(run)).catch(() => null) : Promise.resolve(null);
-    Promise.all([evolution, scalars])
-      .then(([data, curves]) =>
-        draw(this.topk.card, () => this.topk.show(data, curves, { run: s.run, method: s.method, k: s.k, overlay: s.overlay }, width(this.topk.card))),
-      )
-      .catch(fail(this.topk.card));
-
-    const methods = s.compare ? [s.method, s.compare] : [s.method];
-    const probeQuery = (method: string) => ({ ...query, method });
-    Promise.all([Promise.all(methods.map((m) => fetchProbe(probeQuery(m), s.probe))), evolution.catch((): Evolution | null => null)])
-      .then(([probes, global]) => {
-        if (current() && !this.classNames.length && probes[0].class_names.length) {
-          this.classNames = probes[0].class_names;
-          this.controls.show(this.runs, this.selection, this.classNames, classCountOf(run, this.classNames));
-        }
-        draw(this.probe.card, () => this.probe.show(probes, { run: s.run, rows: s.rows, order: global?.order ?? null }, width(this.probe.card)));
-      })
-      .catch(fail(this.probe.card));
-
-    fetchStability(query, s.k)
-      .then((data) => draw(this.stability.card, () => this.stability.show(data, s.run, s.method, width(this.stability.card))))
-      .catch(fail(this.stability.card));
-
-    fetchAgreement(query, s.k)
-      .then((data) => draw(this.agreement.card, () => this.agreement.show(data, { run: s.run, input: s.input }, width(this.agreement.card))))
-      .catch(fail(this.agreement.card));
+  private redrawAll(): void {
+    this.draws.forEach((draw, view) => draw(view.card.figure.clientWidth));
   }
 
   /**

@@ -35,3 +35,11 @@ export function formatValue(value: number | null | undefined): string {
 export function shorten(text: string, max = 28): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
+
+/** The SVG namespace, for every <svg> the views create. */
+export const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** A new, empty <svg> element. */
+export function svgElement(): SVGSVGElement {
+  return document.createElementNS(SVG_NS, 'svg');
+}

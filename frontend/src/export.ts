@@ -3,8 +3,10 @@
 // A chart ("figure") is a positioned element whose drawn content is <svg> and <canvas> elements only (tooltips
 // and controls are other elements and are left out). SVG export nests each <svg> and embeds each canvas as a
 // PNG <image> at its place; PNG export paints the same pieces onto one canvas at twice the resolution.
+// Exports are drawn as shown: on the dark card in dark mode, on white in light mode.
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
+import { SVG_NS } from './dom';
+import { ink } from './theme';
 const FONT = 'Roboto, "Helvetica Neue", Arial, sans-serif';
 
 interface Piece {
@@ -35,6 +37,7 @@ function serialize(svg: SVGSVGElement, width: number, height: number, x = 0, y =
   copy.setAttribute('height', String(height));
   copy.setAttribute('font-family', FONT);
   copy.removeAttribute('style');
+  copy.setAttribute('color', ink().text); // d3 axes draw in currentColor
   return copy;
 }
 
@@ -50,7 +53,7 @@ export function figureSvg(figure: HTMLElement): string {
   const background = document.createElementNS(SVG_NS, 'rect');
   background.setAttribute('width', '100%');
   background.setAttribute('height', '100%');
-  background.setAttribute('fill', '#ffffff');
+  background.setAttribute('fill', ink().card);
   root.append(background);
   for (const p of pieces(figure)) {
     if (p.node instanceof HTMLCanvasElement) {
@@ -87,7 +90,7 @@ export async function figurePng(figure: HTMLElement, scale = 2): Promise<Blob> {
   canvas.height = Math.ceil(height * scale);
   const ctx = canvas.getContext('2d')!;
   ctx.scale(scale, scale);
-  ctx.fillStyle = '#ffffff';
+  ctx.fillStyle = ink().card;
   ctx.fillRect(0, 0, width, height);
   for (const p of pieces(figure)) {
     if (p.node instanceof HTMLCanvasElement) {

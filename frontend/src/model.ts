@@ -3,17 +3,30 @@
 
 export type Num = number | null;
 
+/** How a map is laid out and what its elements are called: sent by the server (its one owner). */
+export interface MapLayout {
+  kind: 'vector' | 'sequence' | 'picture' | 'grid' | string;
+  map_shape: number[];
+  /** Drawn as a 2-D picture, else one row per element (flattened row-major). */
+  picture: boolean;
+  /** One name per element of a 1-D map, else null. */
+  names: string[] | null;
+  /** For a map of two or more axes: `{d}` stands for the element's index along axis d. */
+  name_pattern: string | null;
+}
+
 export interface InputInfo {
   input: string;
   modality: string;
   feature_names: string[];
   attribution_shape: number[];
   map_shape: number[];
+  layout: MapLayout;
   steps: number[];
   dropped_steps: number[];
   config: Record<string, unknown>;
-  /** Changes whenever the tag is written (older servers leave it out). */
-  version?: string;
+  /** Changes whenever the tag is written. */
+  version: string;
 }
 
 export interface MethodInfo {
@@ -24,31 +37,34 @@ export interface MethodInfo {
 
 export interface RunInfo {
   run: string;
-  /** Changes whenever any tb_xai tag of the run is written (older servers leave it out). */
-  version?: string;
+  /** Changes whenever any tb_xai tag of the run is written. */
+  version: string;
+  /** When any tb_xai tag of the run was last written (seconds since the epoch), null if never. */
+  last_written: number | null;
   probe_count: number | null;
   has_labels: boolean;
   class_names: string[];
-  /** The explained head's number of classes (older servers leave it out). */
-  class_count?: number;
+  /** The explained head's number of classes (1: one output per probe, e.g. a regression). */
+  class_count: number;
   output_name: string;
   prediction_steps: number[];
   scalar_runs: string[];
   /** Per sibling scalar run, a token that changes whenever it is written. */
-  scalar_versions?: Record<string, string>;
+  scalar_versions: Record<string, string>;
   methods: MethodInfo[];
 }
 
 export interface Evolution {
+  run: string;
   modality: string;
   signed: boolean;
   steps: number[];
   map_shape: number[];
-  /** Element names of a 1-D map; `null` for image maps (see elementNames). */
-  features: string[] | null;
+  layout: MapLayout;
   importance: Num[][];
   probe_counts: number[];
-  order: number[] | null;
+  /** Element indices by |importance| at the last step, largest first (the same as tb_xai's `ranking`). */
+  order: number[];
   range: [number, number] | null;
 }
 
@@ -59,8 +75,7 @@ export interface Probe {
   signed: boolean;
   steps: number[];
   map_shape: number[];
-  /** Element names of a 1-D map; `null` for image maps (see elementNames). */
-  features: string[] | null;
+  layout: MapLayout;
   attributions: Num[][];
   range: [number, number] | null;
   prediction_steps: number[];
@@ -105,6 +120,94 @@ export interface Scalars {
   runs: Record<string, Record<string, ScalarSeries>>;
 }
 
+// ---- domain rules the views share -------------------------------------------------------------------------
+
+/** The name of element `index` (flat, row-major) of a map: from the server's names, or its naming rule. */
+export function elementName(layout: MapLayout, index: number): string {
+  if (layout.names) return layout.names[index];
+  const shape = layout.map_shape;
+  const coords = new Array<number>(shape.length);
+  let rest = index;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    coords[d] = rest % shape[d];
+    rest = Math.floor(rest / shape[d]);
+  }
+  return (layout.name_pattern ?? '').replace(/\{(\d+)\}/g, (_, d: string) => String(coords[Number(d)]));
+}
+
+/** Every element's name, flattened row-major. */
+export function elementNames(layout: MapLayout): string[] {
+  if (layout.names) return layout.names;
+  const total = layout.map_shape.reduce((a, b) => a * b, 1);
+  return Array.from({ length: total }, (_, i) => elementName(layout, i));
+}
+
+/** [height, width] of a map drawn as a picture. */
+export function pictureSize(layout: MapLayout): [number, number] {
+  return [layout.map_shape[0] ?? 1, layout.map_shape.slice(1).reduce((a, b) => a * b, 1)];
+}
+
+/** Whether the run has data to draw: at least one method with an attribution. */
+export function hasData(run: RunInfo): boolean {
+  return run.methods.some((m) => m.inputs.length > 0);
+}
+
+/** The run to open first: the most recently written run with data (ties and unknown times: the first listed). */
+export function latestRun(runs: RunInfo[]): RunInfo | undefined {
+  const usable = runs.filter(hasData);
+  return usable.reduce<RunInfo | undefined>((best, r) => (!best || (r.last_written ?? -Infinity) > (best.last_written ?? -Infinity) ? r : best), undefined);
+}
+
+/** Whether a `target` class filter means anything for the run: its explained head has two or more classes. */
+export function hasClasses(run: RunInfo): boolean {
+  return Math.max(run.class_count, run.class_names.length) > 1;
+}
+
+/** The steps both runs logged, ascending: runs are aligned by step value, not by position. */
+export function commonSteps(a: number[], b: number[]): number[] {
+  const inB = new Set(b);
+  return a.filter((s) => inB.has(s));
+}
+
+/** `[min, max]` over several answers' ranges (for one colour scale shared by every run), null if none. */
+export function sharedRange(ranges: ([number, number] | null)[]): [number, number] | null {
+  const known = ranges.filter((r): r is [number, number] => r !== null);
+  if (!known.length) return null;
+  return [Math.min(...known.map((r) => r[0])), Math.max(...known.map((r) => r[1]))];
+}
+
+export interface Difference {
+  steps: number[];
+  /** Per common step, B minus A, element by element (null where either is null). */
+  importance: Num[][];
+  range: [number, number] | null;
+}
+
+/** Run B's mean map minus run A's at every step both logged (maps of one layout). */
+export function difference(a: Evolution, b: Evolution): Difference {
+  if (a.importance[0] && b.importance[0] && a.importance[0].length !== b.importance[0].length) {
+    throw new Error(`the runs' maps differ in shape (${a.map_shape.join('x')} and ${b.map_shape.join('x')}): no difference to take`);
+  }
+  const steps = commonSteps(a.steps, b.steps);
+  const rowA = new Map(a.steps.map((s, i) => [s, a.importance[i]]));
+  const rowB = new Map(b.steps.map((s, i) => [s, b.importance[i]]));
+  let lo = Infinity;
+  let hi = -Infinity;
+  const importance = steps.map((s) => {
+    const ra = rowA.get(s)!;
+    const rb = rowB.get(s)!;
+    return ra.map((va, i) => {
+      const vb = rb[i];
+      if (va === null || vb === null) return null;
+      const d = vb - va;
+      if (d < lo) lo = d;
+      if (d > hi) hi = d;
+      return d;
+    });
+  });
+  return { steps, importance, range: lo <= hi ? [lo, hi] : null };
+}
+
 type Params = Record<string, string | number | boolean | undefined>;
 
 /**
@@ -120,26 +223,9 @@ export function cacheSize(): number {
   return cache.size;
 }
 
-/**
- * What a run holds, as a string that changes whenever a step is written: the server's version token of the run
- * (every tag's last step and wall time, so a refit rewriting the same steps counts too). Servers without it:
- * per tag, how many steps and the last.
- */
-export function dataVersion(run: RunInfo): string {
-  if (run.version !== undefined) return run.version;
-  const tail = (steps: number[]) => `${steps.length}:${steps[steps.length - 1] ?? ''}`;
-  const parts = [tail(run.prediction_steps)];
-  for (const method of run.methods) {
-    parts.push(`${method.method}=${method.failures.length}`, ...method.inputs.map((i) => tail(i.steps)));
-  }
-  return parts.join(',');
-}
-
 /** The version of the Keras scalars next to `run`: changes whenever any of its sibling scalar runs is written. */
 export function scalarsVersion(run: RunInfo): string {
-  const versions = run.scalar_versions;
-  if (!versions) return `${dataVersion(run)}|${run.scalar_runs.join(',')}`;
-  return run.scalar_runs.map((name) => `${name}=${versions[name] ?? ''}`).join(',');
+  return run.scalar_runs.map((name) => `${name}=${run.scalar_versions[name] ?? ''}`).join(',');
 }
 
 function routeUrl(route: string, params: Params): string {
@@ -186,7 +272,7 @@ export interface Query {
   input: string;
   target: string;
   signed: boolean;
-  /** The run's `dataVersion` when the query was made. */
+  /** The run's `version` when the query was made. */
   version: string;
 }
 

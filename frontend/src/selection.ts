@@ -6,7 +6,9 @@
 // fallback when the parent is not reachable, and restores the last selection when the hash holds none.
 
 export interface Selection {
-  run: string;
+  run: string; // the run explained by single-run cards, and the baseline (A) of a comparison
+  runs: string; // the other runs compared with it, joined by RUN_SEPARATOR ('' for none)
+  probeRun: string; // the compared run the probe explorer explains ('' for the baseline)
   method: string;
   input: string;
   target: string; // 'all' or a class index
@@ -20,6 +22,8 @@ export interface Selection {
 
 export const DEFAULTS: Selection = {
   run: '',
+  runs: '',
+  probeRun: '',
   method: '',
   input: '',
   target: 'all',
@@ -30,6 +34,14 @@ export const DEFAULTS: Selection = {
   rows: 30,
   overlay: 'auto',
 };
+
+/** Joins run names in `Selection.runs` (a character no directory name holds). */
+export const RUN_SEPARATOR = '\n';
+
+/** The runs a selection compares with its `run` (the baseline), in the order they were checked. */
+export function otherRuns(selection: Selection): string[] {
+  return selection.runs.split(RUN_SEPARATOR).filter((r) => r !== '' && r !== selection.run);
+}
 
 const STORAGE_KEY = 'tb_xai.selection';
 const KEYS = Object.keys(DEFAULTS) as (keyof Selection)[];

@@ -94,6 +94,12 @@ try {
 
   await check('tabular_views_draw', async () => {
     await selectRun(frame, tabular);
+    // The first method by name (the tab keeps the method of the run it opened on).
+    const firstMethod = (await frame.$$eval('select[name=method] option', (o) => o.map((x) => x.value))).sort()[0];
+    await frame.selectOption('select[name=method]', firstMethod);
+    for (const card of ['evolution', 'topk', 'probe', 'stability', 'agreement']) await drawn(frame, card, `${tabular}|`);
+    await frame.waitForSelector(`#evolution[data-drawn^="${tabular}|${firstMethod}|"]:not([aria-busy])`);
+    await frame.waitForSelector(`#probe[data-drawn*="|${firstMethod}|"]:not([aria-busy])`);
     const heatmap = await canvasStats(frame, '#evolution canvas.cells');
     assert(heatmap.colours > 20, `evolution heatmap looks blank: ${JSON.stringify(heatmap)}`);
     const rows = await frame.$$eval('#evolution .row-labels text', (texts) => texts.map((t) => t.querySelector('title').textContent));
@@ -211,7 +217,7 @@ try {
     const svg = fs.readFileSync(files.SVG, 'utf8');
     assert(svg.startsWith('<svg') && svg.includes('<image') && svg.includes('step'), 'SVG lacks the heatmap image or axes');
     const csv = fs.readFileSync(files.CSV, 'utf8').trim().split(/\r?\n/);
-    assert(csv[0].startsWith('feature,step_'), `CSV header: ${csv[0]}`);
+    assert(csv[0].startsWith('run,feature,step_'), `CSV header: ${csv[0]}`);
     assert(csv.length === config.tabular_features.length + 1, `CSV has ${csv.length - 1} rows, expected every feature`);
     for (const card of ['topk', 'probe', 'stability']) {
       for (const format of ['PNG', 'SVG', 'CSV']) {
@@ -244,8 +250,6 @@ try {
     const fills = new Set(cells.map((c) => c.fill));
     assert(fills.size >= 3, `matrix looks blank: ${[...fills]}`);
     assert(cells.every((c) => /^-?\d\.\d\d$|^–$/.test(c.text)), `cell labels: ${cells.map((c) => c.text)}`);
-    const axis = await frame.$$eval('#agreement .lines svg > g:nth-of-type(2) .tick text', (t) => t.map((x) => x.textContent.replace('−', '-')));
-    assert(axis.includes('-1') && axis.includes('1'), `y axis ticks ${axis}`);
     const note = await frame.textContent('#agreement .note');
     assert(/pairs agree/.test(note), `agreement summary: ${note}`);
     await shoot(frame, 'agreement', 'agreement');
@@ -288,7 +292,7 @@ try {
     const pairs = await methodPairs();
     assert(svg.startsWith('<svg') && svg.includes('Spearman ρ') && svg.includes(pairs[0]), 'SVG lacks the axes or the legend');
     const csv = fs.readFileSync(files.CSV, 'utf8').trim().split(/\r?\n/);
-    assert(/^step,method_a,method_b,spearman,top\d+_overlap$/.test(csv[0]), `CSV header: ${csv[0]}`);
+    assert(/^run,step,method_a,method_b,spearman,top\d+_overlap$/.test(csv[0]), `CSV header: ${csv[0]}`);
     const [a, b] = pairs[0].split(' × ');
     assert(csv.some((row) => row.includes(`,${a},${b},`)), `CSV lacks pair ${pairs[0]}`);
     assert(csv.length - 1 >= pairs.length, `CSV has ${csv.length - 1} rows for ${pairs.length} pairs`);
@@ -402,7 +406,7 @@ try {
     assert(heatmap.colours > 2, 'one-step heatmap looks blank');
     // No class names logged: the target filter still offers the 3 classes, by index.
     const targets = await frame.$$eval('select[name=target] option', (o) => o.map((x) => x.textContent));
-    assert(JSON.stringify(targets) === JSON.stringify(['all probes', 'class 0', 'class 1', 'class 2']), `target options: ${targets}`);
+    assert(JSON.stringify(targets) === JSON.stringify(['all probes', 'explained as class 0', 'explained as class 1', 'explained as class 2']), `target options: ${targets}`);
     await frame.selectOption('select[name=target]', '1');
     for (const card of ['evolution', 'topk', 'probe', 'stability', 'agreement']) await drawn(frame, card, `${onestep}|`);
     const statuses = await frame.$$eval('.card .status', (s) => s.map((x) => x.textContent).filter(Boolean));
@@ -464,6 +468,254 @@ try {
     const failures = await frame.$$eval('ul.failures li', (li) => li.map((x) => x.textContent));
     assert(failures.some((t) => /saliency failed at 1 step/.test(t)), `failures after the reload: ${failures}`);
     return { items, failures };
+  });
+
+  // ---- issue 14: runs compared, dark theme, live polling, and the defects a new user hit ----------------------
+  const api = async (route) => (await fetch(new URL(`data/plugin/tb_xai/${route}`, config.url))).json();
+  const { tabular_b, digits_b, regression, diverged } = config.runs;
+  const open = async (hash = '') => {
+    await page.goto('about:blank');
+    frame = await openTab(page, config.url, hash);
+    return frame;
+  };
+  const hex = (rgbText) => '#' + (rgbText.match(/\d+/g) ?? []).slice(0, 3).map((n) => Number(n).toString(16).padStart(2, '0')).join('');
+  const strokes = (card) => frame.$$eval(`#${card} g.series path`, (paths) => [...new Set(paths.filter((p) => (p.getAttribute('d') ?? '').length > 20).map((p) => p.getAttribute('stroke')))]);
+  const csvRows = (file) => fs.readFileSync(file, 'utf8').trim().split(/\r?\n/).map((row) => row.split(','));
+
+  await check('default_opens_the_latest_run_with_data', async () => {
+    await open();
+    await frame.evaluate(() => localStorage.clear());
+    await page.goto('about:blank');
+    await page.goto(`${config.url.replace(/\/$/, '')}/#tb_xai`);
+    frame = await tabFrame(page);
+    const { runs } = await api('runs');
+    const newest = runs.reduce((a, b) => ((b.last_written ?? 0) > (a.last_written ?? 0) ? b : a));
+    const diverged_ = runs.find((r) => r.run === diverged);
+    assert(diverged_.last_written !== null && !diverged_.methods.some((m) => m.inputs.length), `the diverged run: ${JSON.stringify(diverged_)}`);
+    const withData = runs.filter((r) => r.methods.some((m) => m.inputs.length));
+    const latest = withData.reduce((a, b) => ((b.last_written ?? 0) > (a.last_written ?? 0) ? b : a));
+    assert(latest.run !== runs[0].run, `the fixture's latest run ${latest.run} is also the first by name`);
+    await drawn(frame, 'evolution', `${latest.run}|`);
+    const shown = await frame.inputValue('select[name=run]');
+    assert(shown === latest.run, `opened ${shown}, the most recently written run with data is ${latest.run}`);
+    return { shown, first_by_name: runs[0].run, newest: newest.run };
+  });
+
+  await check('topk_of_an_image_run_is_its_ranking', async () => {
+    await open(`&run=${encodeURIComponent(image)}&k=5&method=saliency`);
+    await drawn(frame, 'topk', `${image}|`);
+    const method = await frame.inputValue('select[name=method]');
+    const expected = config.image_rankings[method];
+    const legend = await frame.$$eval('#topk .legend title', (t) => t.map((x) => x.textContent));
+    assert(JSON.stringify(legend.slice(0, 5)) === JSON.stringify(expected), `top-k card shows ${legend}, tb_xai.load ranks ${expected}`);
+    const csv = csvRows(await download(page, frame, 'topk', 'CSV'));
+    assert(JSON.stringify(csv[0].slice(1, 6)) === JSON.stringify(expected.map((n) => (n.includes(',') ? `"${n}"` : n))) || csv[0].join(',').includes(expected[0]),
+      `top-k CSV columns ${csv[0]}`);
+    return { method, legend };
+  });
+
+  await check('diverged_run_is_listed_with_its_failures', async () => {
+    const options = await frame.$$eval('select[name=run] option', (o) => o.map((x) => ({ value: x.value, label: x.textContent })));
+    const entry = options.find((o) => o.value === diverged);
+    assert(entry && /failed/.test(entry.label), `run menu: ${JSON.stringify(options)}`);
+    await frame.selectOption('select[name=run]', diverged);
+    await frame.waitForSelector('ul.failures li', { timeout: 10000 });
+    const items = await frame.$$eval('ul.failures li', (li) => li.map((x) => x.textContent));
+    assert(items.some((t) => /saliency failed at every step/.test(t) && t.includes('ValueError: the model has no gradient here')), `failures: ${items}`);
+    const message = await frame.textContent('p.message');
+    assert(message.includes(diverged) && (await frame.isVisible('p.message')) && (await frame.isHidden('.cards')), `message: ${message}`);
+    await selectRun(frame, tabular);
+    assert(await frame.isVisible('.cards'), 'the cards stay hidden after choosing a run with data');
+    return { label: entry.label, items };
+  });
+
+  await check('another_run_opens_at_its_last_step', async () => {
+    const slider = frame.locator('input[name=step]');
+    await slider.fill('3');
+    assert((await frame.textContent('#probe .step-label')) === 'step 3', 'the slider did not move to step 3');
+    await selectRun(frame, image);
+    const { runs } = await api('runs');
+    const steps = runs.find((r) => r.run === image).methods.find((m) => m.inputs.length).inputs[0].steps;
+    const label = await frame.textContent('#probe .step-label');
+    assert(label === `step ${steps[steps.length - 1]}`, `the image run opened at ${label}, its last step is ${steps[steps.length - 1]}`);
+    return { label };
+  });
+
+  await check('regression_has_no_class_filter', async () => {
+    await selectRun(frame, regression);
+    assert(await frame.isHidden('select[name=target]'), 'a regression run is offered a class filter');
+    const note = await frame.textContent('#probe .note');
+    assert(!/class/.test(note) && /label: -?\d/.test(note), `probe note of a regression run: ${note}`);
+    const legend = await frame.$$eval('#probe .lines .legend text', (t) => t.map((x) => x.firstChild.textContent));
+    assert(JSON.stringify(legend) === JSON.stringify(['output']), `prediction legend: ${legend}`);
+    return { note };
+  });
+
+  await check('filmstrip_has_a_colour_scale', async () => {
+    await selectRun(frame, image);
+    const legends = await frame.$$eval('#evolution .filmstrip .color-legend', (gs) => gs.map((g) => ({ title: g.dataset.title, ticks: g.querySelectorAll('.tick').length, stops: g.querySelectorAll('stop').length })));
+    assert(legends.length === 1 && legends[0].ticks >= 2 && legends[0].stops >= 2, `filmstrip colour scale: ${JSON.stringify(legends)}`);
+    const svg = fs.readFileSync(await download(page, frame, 'evolution', 'SVG'), 'utf8');
+    assert(svg.includes('color-legend') && svg.includes(legends[0].title), 'the SVG export lacks the colour scale');
+    // A pixel is named as tb_xai.load names it ("pixel (row, col)"), in the tooltip too.
+    await frame.locator('#evolution .filmstrip canvas').hover({ position: { x: 20, y: 30 } });
+    const tip = await frame.locator('#evolution .filmstrip .tooltip').textContent();
+    assert(/pixel \(\d+, \d+\)/.test(tip), `filmstrip tooltip: ${tip}`);
+    await page.mouse.move(0, 0);
+    return { ...legends[0], tip };
+  });
+
+  await check('prediction_legend_shows_every_class', async () => {
+    const legend = await frame.$$eval('#probe .lines .legend text', (t) => t.map((x) => x.firstChild.textContent));
+    assert(legend.length === 10, `the digits probe's prediction legend shows ${legend.length} of 10 classes: ${legend}`);
+    return legend;
+  });
+
+  await check('method_configuration_is_shown', async () => {
+    await selectRun(frame, tabular);
+    await frame.selectOption('select[name=method]', 'integrated_gradients');
+    await drawn(frame, 'evolution', `${tabular}|integrated_gradients|`);
+    const text = await frame.textContent('p.config');
+    const { runs } = await api('runs');
+    const config_ = runs.find((r) => r.run === tabular).methods.find((m) => m.method === 'integrated_gradients').inputs[0].config;
+    const keys = Object.keys(config_);
+    assert(keys.length > 0 && keys.every((key) => text.includes(`${key}=`)) && text.startsWith('integrated_gradients configuration:'), `config line: ${text}; logged ${JSON.stringify(config_)}`);
+    return text;
+  });
+
+  await check('agreement_axis_fits_the_data', async () => {
+    await drawn(frame, 'agreement', `${tabular}|`);
+    const k = await frame.inputValue('input[name=k]');
+    const answer = await api(`agreement?run=${encodeURIComponent(tabular)}&k=${k}`);
+    const values = answer.pairs.flatMap((p) => p.spearman).filter((v) => v !== null);
+    const lo = Math.min(...values, 0.7);
+    const hi = Math.max(...values, 0.7);
+    const ticks = await frame.$$eval('#agreement .lines svg > g:nth-of-type(2) .tick text', (t) => t.map((x) => Number(x.textContent.replace('−', '-'))));
+    assert(Math.min(...ticks) >= lo - 0.2 && Math.max(...ticks) <= Math.min(1, hi + 0.2), `y ticks ${ticks} for ρ in [${lo}, ${hi}]`);
+    const label = await frame.$eval('#agreement .reference-label', (t) => ({ x: Number(t.getAttribute('x')), text: t.textContent }));
+    const area = await frame.$eval('#agreement .lines rect[fill=transparent]', (r) => Number(r.getAttribute('x')) + Number(r.getAttribute('width')));
+    assert(label.x >= area, `the threshold label (x=${label.x}) is drawn inside the plot (right edge ${area})`);
+    return { ticks, label };
+  });
+
+  await check('compare_two_runs', async () => {
+    await frame.click('button.runs-button');
+    await frame.check(`input[name=compare-run][value="${tabular_b}"]`);
+    const key = `${tabular}+${tabular_b}|`;
+    for (const card of ['evolution', 'topk', 'stability', 'agreement']) await drawn(frame, card, key);
+    await page.mouse.click(5, 5);
+    const heatmaps = await frame.$$eval('#evolution .heatmap', (h) => h.length);
+    assert(heatmaps === 3, `${heatmaps} heatmaps: expected A, B and B − A`);
+    const legends = await frame.$$eval('#evolution .color-legend', (g) => g.map((x) => x.dataset.title));
+    assert(legends.length === 2, `colour scales ${legends}: one shared by the runs, one for the difference`);
+    const chips = await frame.$$eval('.run-legend .run-chip', (c) => c.map((x) => ({ run: x.dataset.run, color: getComputedStyle(x.querySelector('.swatch')).backgroundColor })));
+    assert(chips.length === 2 && chips[0].run === tabular && chips[1].run === tabular_b, `run legend ${JSON.stringify(chips)}`);
+    const colours = chips.map((c) => hex(c.color)).sort();
+    for (const card of ['topk', 'stability', 'agreement']) {
+      const used = (await strokes(card)).sort();
+      assert(JSON.stringify(used) === JSON.stringify(colours), `${card} lines use ${used}, the runs are ${colours}`);
+    }
+    // B − A at aligned steps, from the two runs' own answers; the shorter run's missing steps stay empty.
+    const a = await api(`evolution?run=${encodeURIComponent(tabular)}&method=integrated_gradients`);
+    const b = await api(`evolution?run=${encodeURIComponent(tabular_b)}&method=integrated_gradients`);
+    assert(a.steps.length === 20 && b.steps.length === 12, `run lengths ${a.steps.length}, ${b.steps.length}`);
+    const csv = csvRows(await download(page, frame, 'evolution', 'CSV'));
+    const header = csv[0];
+    const feature = a.layout.names[a.order[0]];
+    const row = (run) => csv.find((r) => r[0] === run && r[1] === feature);
+    const diffRow = row(`${tabular_b} - ${tabular}`);
+    assert(diffRow, `no difference row for ${feature}`);
+    const column = (step) => header.indexOf(`step_${step}`);
+    const i = a.order[0];
+    for (const step of [0, 11]) {
+      const want = b.importance[b.steps.indexOf(step)][i] - a.importance[a.steps.indexOf(step)][i];
+      const got = Number(diffRow[column(step)]);
+      assert(Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(want)), `B − A of ${feature} at step ${step}: ${got}, expected ${want}`);
+    }
+    assert(diffRow[column(15)] === '' && row(tabular_b)[column(15)] === '' && row(tabular)[column(15)] !== '', 'step 15 (only in A) is not empty in B and B − A');
+    // The probe explorer explains one run: the baseline, or the compared run chosen in its card.
+    await drawn(frame, 'probe', `${tabular}|`);
+    assert(await frame.isVisible('select[name=probe-run]'), 'the probe explorer offers no choice of run');
+    await frame.selectOption('select[name=probe-run]', tabular_b);
+    await drawn(frame, 'probe', `${tabular_b}|`);
+    const max = await frame.getAttribute('input[name=step]', 'max');
+    assert(max === '11' && (await frame.textContent('#probe .step-label')) === 'step 11', `probe explorer of the 12-step run: slider max ${max}`);
+    await shoot(frame, 'evolution', 'compare_runs');
+    await shoot(frame, 'topk', 'compare_topk');
+    return { heatmaps, legends, colours };
+  });
+
+  await check('compare_image_runs', async () => {
+    await open(`&run=${encodeURIComponent(image)}&runs=${encodeURIComponent(digits_b)}&method=saliency`);
+    const key = `${image}+${digits_b}|saliency|`;
+    await drawn(frame, 'evolution', key);
+    const strips = await frame.$$eval('#evolution .filmstrip', (f) => f.length);
+    assert(strips === 3, `${strips} filmstrips: expected A, B and B − A`);
+    const missing = await frame.$$eval('#evolution .filmstrip text', (t) => t.filter((x) => x.textContent === 'not logged').length);
+    assert(missing > 0, 'the 6-step run shows no gap at the steps it did not log');
+    const titles = await frame.$$eval('#evolution svg.title text', (t) => t.map((x) => x.textContent));
+    assert(titles.join('|') === `${image}|${digits_b}|${digits_b} − ${image}`, `strip titles ${titles}`);
+    await shoot(frame, 'evolution', 'compare_filmstrip');
+    return { strips, missing, titles };
+  });
+
+  await check('dark_theme_follows_tensorboard', async () => {
+    await open(`&run=${encodeURIComponent(tabular)}&runs=${encodeURIComponent(tabular_b)}&method=integrated_gradients`);
+    await drawn(frame, 'evolution', `${tabular}+${tabular_b}|`);
+    const luminance = () => frame.$eval('#evolution canvas.cells', (canvas) => {
+      const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+      let sum = 0;
+      for (let i = 0; i < data.length; i += 4) sum += 0.2126 * data[i] + 0.7152 * data[i + 1] + 0.0722 * data[i + 2];
+      return sum / (data.length / 4);
+    });
+    const light = { card: await frame.$eval('#evolution', (c) => getComputedStyle(c).backgroundColor), cells: await luminance() };
+    // TensorBoard reads the browser's preference when its page loads.
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await open(`&run=${encodeURIComponent(tabular)}&runs=${encodeURIComponent(tabular_b)}&method=integrated_gradients`);
+    await page.waitForFunction(() => document.body.classList.contains('dark-mode'), null, { timeout: 10000 })
+      .catch(() => { throw new Error('TensorBoard itself did not go dark'); });
+    await frame.waitForFunction(() => document.body.dataset.theme === 'dark', null, { timeout: 10000 });
+    await drawn(frame, 'topk', `${tabular}+${tabular_b}|`);
+    await frame.waitForFunction(() => getComputedStyle(document.querySelector('#evolution')).backgroundColor === 'rgb(48, 48, 48)', null, { timeout: 5000 });
+    const dark = {
+      card: await frame.$eval('#evolution', (c) => getComputedStyle(c).backgroundColor),
+      page: await frame.evaluate(() => getComputedStyle(document.body).backgroundColor),
+      labels: await frame.$$eval('#evolution .row-labels text', (t) => [...new Set(t.map((x) => x.getAttribute('fill')))]),
+      legend: await frame.$$eval('#topk .legend text', (t) => [...new Set(t.map((x) => x.getAttribute('fill')))]),
+      cells: await luminance(),
+    };
+    assert(dark.labels.join() === '#e0e0e0' && dark.legend.join() === '#e0e0e0', `labels drawn in ${dark.labels} / ${dark.legend} on the dark card`);
+    assert(dark.cells < light.cells - 40, `heatmap cells did not darken: ${light.cells} -> ${dark.cells}`);
+    const svg = fs.readFileSync(await download(page, frame, 'topk', 'SVG'), 'utf8');
+    assert(svg.includes('fill="#303030"'), 'the SVG export is not drawn on the dark card');
+    // The selection bar and the first two rows of cards: the comparison, dark.
+    await frame.$eval('nav.controls', (nav) => { nav.style.position = 'static'; });
+    const file = path.join(config.screenshots, 'dark_theme.png');
+    const main = await frame.locator('main.tb-xai').boundingBox();
+    const stability = await frame.locator('#stability').boundingBox();
+    await page.screenshot({ path: file, clip: { x: main.x, y: main.y, width: main.width, height: stability.y + stability.height + 12 - main.y } });
+    await frame.$eval('nav.controls', (nav) => { nav.style.position = ''; });
+    screenshots.push(file);
+    // TensorBoard's own toggle (its settings) flips the class on its page: the tab follows without a reload.
+    await page.evaluate(() => document.body.classList.remove('dark-mode'));
+    await frame.waitForFunction(() => document.body.dataset.theme === 'light', null, { timeout: 10000 });
+    const relit = await frame.$$eval('#evolution .row-labels text', (t) => [...new Set(t.map((x) => x.getAttribute('fill')))]);
+    assert(relit.join() === '#424242', `after TensorBoard's toggle the labels are ${relit}`);
+    await page.emulateMedia({ colorScheme: 'light' });
+    return { light, dark };
+  });
+
+  await check('polls_while_a_run_grows', async () => {
+    await open(`&run=${encodeURIComponent(xss)}`);
+    const before = await (await drawn(frame, 'evolution', `${xss}|saliency|`)).getAttribute('data-drawn');
+    const steps = Number(before.split('|')[2]);
+    execFileSync(config.grow_again[0], config.grow_again.slice(1), { stdio: 'ignore' });
+    // No click on TensorBoard's reload: the tab's own polling picks the new step up.
+    await frame.waitForSelector(`#evolution[data-drawn="${xss}|saliency|${steps + 1}"]:not([aria-busy])`, { timeout: 60000 })
+      .catch(() => { throw new Error(`the new step never appeared without a reload (drawn: ${before})`); });
+    const note = await frame.textContent('p.live');
+    assert(/Training in progress/.test(note) && (await frame.isVisible('p.live')), `live note: ${note}`);
+    return { before, note };
   });
 
   await check('no_page_errors', async () => {

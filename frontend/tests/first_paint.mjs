@@ -10,7 +10,7 @@ try {
   const render = Number(await frame.getAttribute('main.tb-xai', 'data-first-paint-ms'));
   const paintedAt = Number(await frame.getAttribute('main.tb-xai', 'data-first-paint-at'));
   const navigation = paintedAt - (await browser.page.evaluate(() => performance.timeOrigin));
-  process.stdout.write(`${JSON.stringify({ render_to_heatmap_ms: render, navigation_to_heatmap_ms: navigation })}\n`);
+  process.stdout.write(`${JSON.stringify({ render_to_heatmap_ms: render, navigation_to_heatmap_ms: navigation, navigation_to_render_ms: navigation - render })}\n`);
 } finally {
   await browser.close();
 }

@@ -290,6 +290,12 @@ def runs_impl(
     return {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
 
 
+def last_written(index: RunIndex) -> Optional[float]:
+    """The latest wall time any tb_xai tag of the run was written at (seconds since the epoch), None if none."""
+    times = [float(ref.version[1]) for ref in index.refs() if ref.version]
+    return max(times) if times else None
+
+
 def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping[str, str]) -> dict:
     index = run.index
     predictions = query.predictions(run)
@@ -323,6 +329,7 @@ def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping
     return {
         "run": run.name,
         "version": run_version(index),
+        "last_written": last_written(index),
         "probe_count": query.probe_count(run),
         "has_labels": query.labels(run) is not None,
         "class_names": list(prediction_info.class_names),

@@ -2,19 +2,19 @@
 // importance rankings of every pair of methods on one input, over steps (one line per pair), and as a
 // method x method matrix at the selected step.
 
-import { axisRight } from 'd3-axis';
-import { scaleLinear } from 'd3-scale';
 import { select } from 'd3-selection';
 import { correlationScale, lineColors, lineDashes } from '../colors';
-import { el, formatValue, shorten } from '../dom';
+import { el, formatValue, shorten, svgElement } from '../dom';
 import { fileStem } from '../export';
-import { Agreement, AgreementPair } from '../model';
+import { Agreement, AgreementPair, fetchAgreement } from '../model';
+import { ink } from '../theme';
 import { Card, Table } from './card';
-import { Lines, Series } from './lines';
+import { drawColorLegend } from './legend';
+import { Lines, Series, correlationDomain } from './lines';
 import { Tooltip } from './tooltip';
+import { Draw, Shown, View, ViewContext } from './view';
 
 const AGREE_RHO = 0.7;
-const SVG_NS = 'http://www.w3.org/2000/svg';
 const FONT_PX = 11;
 
 export function pairName(pair: AgreementPair): string {
@@ -35,15 +35,17 @@ function at(pair: AgreementPair, values: (number | null)[], step: number): numbe
 }
 
 export interface AgreementContext {
-  run: string;
   input: string;
+  runs: Shown[];
+  /** Every run's answer, the primary's first (its matrix is drawn). */
+  answers: Agreement[];
 }
 
-export class AgreementView {
+export class AgreementView implements View {
   readonly card: Card;
   private readonly lines = new Lines(220);
   private readonly matrix = el('div', { class: 'matrix' });
-  private readonly matrixSvg = document.createElementNS(SVG_NS, 'svg');
+  private readonly matrixSvg = svgElement();
   private readonly tooltip: Tooltip;
   private current: { agreement: Agreement; context: AgreementContext; width: number } | null = null;
   private step: number | null = null;
@@ -53,7 +55,7 @@ export class AgreementView {
     this.card = new Card({
       id: 'agreement',
       title: 'Method agreement',
-      fileName: () => fileStem('agreement', this.current?.context.run ?? '', this.current?.context.input ?? ''),
+      fileName: () => fileStem('agreement', ...(this.current?.context.runs.map((r) => r.info.run) ?? []), this.current?.context.input ?? ''),
       table: () => this.table(),
     });
     this.matrix.append(this.matrixSvg);
@@ -66,9 +68,12 @@ export class AgreementView {
     this.card.clear();
   }
 
-  show(agreement: Agreement, context: AgreementContext, width: number): void {
-    this.current = { agreement, context, width };
-    this.redraw();
+  async load(context: ViewContext): Promise<Draw> {
+    const answers = await Promise.all(context.runs.map((r) => fetchAgreement(r.query, context.selection.k)));
+    return (width) => {
+      this.current = { agreement: answers[0], context: { input: context.selection.input, runs: context.runs, answers }, width };
+      this.redraw();
+    };
   }
 
   /** Shows the matrix at `step` (the nearest common step), e.g. the step the probe explorer shows. */
@@ -94,21 +99,31 @@ export class AgreementView {
   private redraw(): void {
     const { agreement, context, width } = this.current!;
     const { methods, pairs } = agreement;
+    const key = context.runs.map((r) => r.info.run).join('+');
     if (methods.length < 2 || !pairs.length) {
       const only = methods.length === 1 ? `Only one method (${methods[0]}) is logged` : 'Fewer than two comparable methods are logged';
       this.card.note.textContent = `${only} on ${context.input}: nothing to compare. Log two or more methods to see whether they agree.`;
       this.card.figure.replaceChildren();
-      this.card.markDrawn(`${context.run}|${context.input}|0`);
+      this.card.markDrawn(`${key}|${context.input}|0`);
       return;
     }
     const step = this.shownStep()!;
-    const series: Series[] = pairs.map((pair, i) => ({
-      name: pairName(pair),
-      color: lineColors[i % lineColors.length],
-      dashed: lineDashes[Math.floor(i / lineColors.length) % lineDashes.length],
-      steps: pair.steps,
-      values: pair.spearman,
-    }));
+    const compared = context.runs.length > 1;
+    const series: Series[] = compared
+      ? context.answers.flatMap((a, r) => a.pairs.map((pair, i) => ({
+        name: `${pairName(pair)} · ${context.runs[r].info.run}`,
+        color: context.runs[r].color,
+        dashed: lineDashes[i % lineDashes.length],
+        steps: pair.steps,
+        values: pair.spearman,
+      })))
+      : pairs.map((pair, i) => ({
+        name: pairName(pair),
+        color: lineColors[i % lineColors.length],
+        dashed: lineDashes[Math.floor(i / lineColors.length) % lineDashes.length],
+        steps: pair.steps,
+        values: pair.spearman,
+      }));
 
     // Side by side when there is room, the matrix under the chart otherwise.
     const matrixWidth = this.matrixWidth(methods);
@@ -118,8 +133,8 @@ export class AgreementView {
       {
         series,
         yLabel: 'Spearman ρ',
-        yDomain: [-1, 1],
-        references: [{ value: AGREE_RHO, text: `agree (ρ ≥ ${AGREE_RHO})` }],
+        yDomain: correlationDomain(series.flatMap((x) => x.values), [AGREE_RHO]),
+        references: [{ value: AGREE_RHO, text: `ρ ≥ ${AGREE_RHO}: agree` }],
         marker: step,
         hover: 'nearest',
         valueName: 'ρ',
@@ -130,8 +145,10 @@ export class AgreementView {
     this.drawMatrix(step);
     const row = el('div', { class: `agreement${sideBySide ? '' : ' stacked'}` }, this.lines.element, this.matrix);
     this.card.figure.replaceChildren(row);
-    this.card.note.textContent = this.summary(step);
-    this.card.markDrawn(`${context.run}|${context.input}|${pairs.length}|${step}`);
+    this.card.note.textContent = this.summary(step) + (compared
+      ? ` Lines: every run (colour = run, dash = pair); the matrix: ${context.runs[0].info.run}.`
+      : '');
+    this.card.markDrawn(`${key}|${context.input}|${pairs.length}|${step}`);
   }
 
   private summary(step: number): string {
@@ -167,7 +184,7 @@ export class AgreementView {
   }
 
   private matrixWidth(methods: string[]): number {
-    return this.labelWidth(methods.slice(1)) + 8 + this.cellSize(methods) * (methods.length - 1) + 70;
+    return this.labelWidth(methods.slice(1)) + 8 + this.cellSize(methods) * (methods.length - 1) + 78;
   }
 
   /** The lower triangle of the method x method matrix of ρ at `step`: row i, column j < i. */
@@ -180,7 +197,7 @@ export class AgreementView {
     const top = 24;
     const columnLabels = this.labelWidth(methods.slice(0, -1)) * Math.SQRT1_2 + 12;
     const height = top + n * cell + columnLabels;
-    const width = left + n * cell + 70;
+    const width = left + n * cell + 78;
     const byPair = new Map(pairs.map((p) => [`${p.methods[0]}\u0000${p.methods[1]}`, p]));
     const find = (a: string, b: string) => byPair.get(`${a}\u0000${b}`) ?? byPair.get(`${b}\u0000${a}`) ?? null;
 
@@ -188,7 +205,7 @@ export class AgreementView {
     svg.selectAll('*').remove();
     this.matrix.style.width = `${width}px`;
     this.matrix.style.height = `${height}px`;
-    svg.append('text').attr('x', left).attr('y', 12).attr('font-size', FONT_PX).attr('font-weight', 500).attr('fill', '#424242')
+    svg.append('text').attr('x', left).attr('y', 12).attr('font-size', FONT_PX).attr('font-weight', 500).attr('fill', ink().text)
       .text(`ρ at step ${step}`);
 
     const cells = svg.append('g').attr('class', 'cells');
@@ -200,9 +217,9 @@ export class AgreementView {
         const y = top + (i - 1) * cell;
         const g = cells.append('g').attr('class', 'cell').attr('data-pair', pair ? pairName(pair) : '');
         g.append('rect').attr('x', x + 1).attr('y', y + 1).attr('width', cell - 2).attr('height', cell - 2).attr('rx', 2)
-          .attr('fill', value === null ? '#eeeeee' : scale(value));
+          .attr('fill', value === null ? ink().grid : scale(value));
         g.append('text').attr('x', x + cell / 2).attr('y', y + cell / 2).attr('dy', '0.35em').attr('text-anchor', 'middle').attr('pointer-events', 'none')
-          .attr('font-size', cell >= 34 ? 11 : 9).attr('fill', value !== null && Math.abs(value) > 0.6 ? '#ffffff' : '#424242')
+          .attr('font-size', cell >= 34 ? 11 : 9).attr('fill', value !== null && Math.abs(value) > 0.6 ? '#ffffff' : value === null ? ink().text : '#424242')
           .text(value === null ? '–' : value.toFixed(2));
         g.on('mouseenter', () => {
           if (pair) this.lines.highlight(pairName(pair));
@@ -230,7 +247,7 @@ export class AgreementView {
 
     const labels = svg.append('g').attr('class', 'matrix-labels').attr('text-anchor', 'end');
     const text = (name: string) =>
-      labels.append('text').attr('font-size', FONT_PX).attr('fill', '#424242').text(shorten(name, 22)).call((t) => t.append('title').text(name));
+      labels.append('text').attr('font-size', FONT_PX).attr('fill', ink().text).text(shorten(name, 22)).call((t) => t.append('title').text(name));
     methods.slice(1).forEach((name, i) => {
       text(name).attr('x', left - 6).attr('y', top + i * cell + cell / 2).attr('dy', '0.35em');
     });
@@ -238,17 +255,8 @@ export class AgreementView {
       text(name).attr('transform', `translate(${left + j * cell + cell / 2 + 3},${top + n * cell + 6}) rotate(-45)`);
     });
 
-    // Colour bar over [-1, 1].
-    const barX = left + n * cell + 16;
     const barHeight = Math.max(80, n * cell);
-    const y = scaleLinear().domain([-1, 1]).range([top + barHeight, top]);
-    const gradientId = `agreement-bar-${Math.random().toString(36).slice(2)}`;
-    const gradient = svg.append('defs').append('linearGradient').attr('id', gradientId).attr('x1', 0).attr('x2', 0).attr('y1', 1).attr('y2', 0);
-    for (let s = 0; s <= 10; s++) gradient.append('stop').attr('offset', `${s * 10}%`).attr('stop-color', scale(-1 + s / 5));
-    svg.append('rect').attr('x', barX).attr('y', top).attr('width', 10).attr('height', barHeight).attr('fill', `url(#${gradientId})`).attr('stroke', '#bdbdbd');
-    svg.append('g').attr('transform', `translate(${barX + 10},0)`).call(axisRight(y).ticks(4, '~g'));
-    svg.append('text').attr('transform', `translate(${width - 4},${top + barHeight / 2}) rotate(-90)`).attr('text-anchor', 'middle')
-      .attr('font-size', 10).attr('fill', '#616161').text('Spearman ρ');
+    drawColorLegend(svg, { scale, title: 'Spearman ρ', x: left + n * cell + 16, y: top, length: barHeight, orientation: 'vertical', domain: [-1, 1] });
     if (barHeight + top + 4 > height) {
       svg.attr('height', barHeight + top + 4);
       this.matrix.style.height = `${barHeight + top + 4}px`;
@@ -257,10 +265,11 @@ export class AgreementView {
 
   private table(): Table | null {
     if (!this.current) return null;
-    const { pairs, k } = this.current.agreement;
+    const { context } = this.current;
+    const k = this.current.agreement.k;
     return {
-      header: ['step', 'method_a', 'method_b', 'spearman', `top${k}_overlap`],
-      rows: pairs.flatMap((p) => p.steps.map((step, i) => [step, p.methods[0], p.methods[1], p.spearman[i], p.topk[i]])),
+      header: ['run', 'step', 'method_a', 'method_b', 'spearman', `top${k}_overlap`],
+      rows: context.answers.flatMap((a, r) => a.pairs.flatMap((p) => p.steps.map((step, i) => [context.runs[r].info.run, step, p.methods[0], p.methods[1], p.spearman[i], p.topk[i]]))),
     };
   }
 }

@@ -6,13 +6,12 @@ import { axisTop } from 'd3-axis';
 import { scaleLinear } from 'd3-scale';
 import { select } from 'd3-selection';
 import { attributionScale } from '../colors';
-import { formatValue } from '../dom';
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
+import { formatValue, svgElement } from '../dom';
+import { ink } from '../theme';
 export const BARS_TOP = 24;
 
 export class Bars {
-  readonly element: SVGSVGElement = document.createElementNS(SVG_NS, 'svg');
+  readonly element: SVGSVGElement = svgElement();
 
   draw(names: string[], values: (number | null)[], range: [number, number] | null, signed: boolean, width: number, row: number): void {
     const left = 8;
@@ -34,9 +33,9 @@ export class Bars {
       const x0 = x(0);
       const x1 = x(signed ? v : Math.abs(v));
       rows.append('rect').attr('x', Math.min(x0, x1)).attr('y', y + 1).attr('width', Math.max(1, Math.abs(x1 - x0))).attr('height', Math.max(2, row - 2))
-        .attr('fill', signed && v < 0 ? negative : positive).attr('stroke', '#9e9e9e').attr('stroke-width', 0.5)
+        .attr('fill', signed && v < 0 ? negative : positive).attr('stroke', ink().rule).attr('stroke-width', 0.5)
         .append('title').text(`${name}: ${formatValue(v)}`);
     });
-    if (signed) svg.append('line').attr('x1', x(0)).attr('x2', x(0)).attr('y1', top).attr('y2', height - 4).attr('stroke', '#757575');
+    if (signed) svg.append('line').attr('x1', x(0)).attr('x2', x(0)).attr('y1', top).attr('y2', height - 4).attr('stroke', ink().muted);
   }
 }

@@ -1,142 +1,196 @@
 // The evolution card: which features matter, since when. Tabular inputs get a ranked feature x step heatmap,
-// image inputs a filmstrip of the mean attribution map per step.
+// image inputs a filmstrip of the mean attribution map per step. Compared runs are drawn side by side on one
+// colour scale, with the difference of each run from the baseline (B minus A) at the steps both logged.
 
-import { attributionScale } from '../colors';
+import { attributionScale, differenceScale } from '../colors';
 import { el, setOptions } from '../dom';
 import { fileStem } from '../export';
-import { Evolution } from '../model';
+import { Difference, Evolution, elementName, elementNames, fetchEvolution, difference, pictureSize, sharedRange } from '../model';
 import { Card, Table } from './card';
-import { Filmstrip } from './filmstrip';
+import { Filmstrip, evenlySpaced } from './filmstrip';
 import { Heatmap } from './heatmap';
-
-export interface EvolutionContext {
-  run: string;
-  method: string;
-  rows: number;
-}
-
-/**
- * Names for every element of a map, row-major, as tb_xai.aggregate.element_names gives them (and so
- * Run.to_dataframe / map_names): the plugin sends them for 1-D maps; for image maps it sends `null` and they
- * are built here from `map_shape`: "pixel (row, col)" for a 2-D image map, else the comma-joined index "3,5".
- */
-export function elementNames(map: { features: string[] | null; map_shape: number[]; modality: string }): string[] {
-  if (map.features) return map.features;
-  const shape = map.map_shape;
-  const total = shape.reduce((a, b) => a * b, 1);
-  const names: string[] = new Array(total);
-  if (shape.length === 2 && map.modality === 'image') {
-    const width = shape[1];
-    for (let i = 0; i < total; i++) names[i] = `pixel (${Math.floor(i / width)}, ${i % width})`;
-    return names;
-  }
-  const index = new Array(shape.length).fill(0);
-  for (let i = 0; i < total; i++) {
-    names[i] = index.join(',');
-    for (let d = shape.length - 1; d >= 0; d--) {
-      if (++index[d] < shape[d]) break;
-      index[d] = 0;
-    }
-  }
-  return names;
-}
-
-/** Whether maps of this shape are drawn as pictures rather than as feature rows. */
-export function isPicture(mapShape: number[]): boolean {
-  return mapShape.length >= 2;
-}
+import { titleSvg } from './legend';
+import { Draw, Shown, View, ViewContext } from './view';
 
 export function valueName(signed: boolean): string {
   return signed ? 'mean attribution' : 'mean |attribution|';
 }
 
-export class EvolutionView {
-  readonly card: Card;
-  private readonly heatmap: Heatmap;
-  private readonly filmstrip: Filmstrip;
-  private readonly rows = el('select', { name: 'rows', 'aria-label': 'rows shown' });
-  private current: { evolution: Evolution; context: EvolutionContext } | null = null;
+interface Panel {
+  title: string;
+  color?: string;
+  steps: number[];
+  maps: (((number | null)[]) | null)[]; // per step of `steps`
+  difference: boolean;
+}
 
-  constructor(onRows: (rows: number) => void, onPickStep: (step: number) => void) {
+/** Every answer's maps on the union of their steps (null where a run did not log the step). */
+function onSteps(steps: number[], evolution: { steps: number[]; importance: (number | null)[][] }): ((number | null)[] | null)[] {
+  const at = new Map(evolution.steps.map((s, i) => [s, evolution.importance[i]]));
+  return steps.map((s) => at.get(s) ?? null);
+}
+
+export class EvolutionView implements View {
+  readonly card: Card;
+  private readonly rows = el('select', { name: 'rows', 'aria-label': 'rows shown' });
+  private readonly heatmaps: Heatmap[] = [];
+  private readonly filmstrips: Filmstrip[] = [];
+  private current: { answers: Evolution[]; runs: Shown[]; differences: Difference[]; method: string } | null = null;
+
+  constructor(private readonly onRows: (rows: number) => void, private readonly onPickStep: (step: number) => void) {
     this.card = new Card({
       id: 'evolution',
       title: 'Attribution evolution',
-      fileName: () => fileStem('evolution', this.current?.context.run ?? '', this.current?.context.method ?? ''),
+      fileName: () => fileStem('evolution', ...(this.current?.runs.map((r) => r.info.run) ?? []), this.current?.method ?? ''),
       table: () => this.table(),
     });
-    this.heatmap = new Heatmap((column) => this.current && onPickStep(this.current.evolution.steps[column]));
-    this.filmstrip = new Filmstrip((index) => this.current && onPickStep(this.current.evolution.steps[index]));
     this.card.tools.append(el('label', { class: 'field' }, el('span', {}, 'Rows'), this.rows));
-    this.rows.addEventListener('change', () => onRows(Number(this.rows.value)));
+    this.rows.addEventListener('change', () => this.onRows(Number(this.rows.value)));
   }
 
-  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
   clear(): void {
     this.current = null;
     this.card.clear();
   }
 
-  show(evolution: Evolution, context: EvolutionContext, width: number): void {
-    this.current = { evolution, context };
-    const scale = attributionScale(evolution.range, evolution.signed);
-    const probes = Math.max(0, ...evolution.probe_counts);
-    const what = `${valueName(evolution.signed)} over ${probes} probe${probes === 1 ? '' : 's'}`;
-    if (isPicture(evolution.map_shape)) {
+  async load(context: ViewContext): Promise<Draw> {
+    const answers = await Promise.all(context.runs.map((r) => fetchEvolution(r.query)));
+    const differences = answers.slice(1).map((b) => difference(answers[0], b));
+    return (width) => {
+      this.current = { answers, runs: context.runs, differences, method: context.selection.method };
+      this.draw(context, width);
+    };
+  }
+
+  private draw(context: ViewContext, width: number): void {
+    const { answers, runs, differences } = this.current!;
+    const first = answers[0];
+    const signed = first.signed;
+    const scale = attributionScale(sharedRange(answers.map((a) => a.range)), signed);
+    const diffScale = differenceScale(sharedRange(differences.map((d) => d.range)));
+    const steps = [...new Set(answers.flatMap((a) => a.steps))].sort((a, b) => a - b);
+    const panels: Panel[] = answers.map((a, i) => ({
+      title: runs[i].info.run, color: runs.length > 1 ? runs[i].color : undefined, steps, maps: onSteps(steps, a), difference: false,
+    }));
+    differences.forEach((d, i) => panels.push({
+      title: `${runs[i + 1].info.run} − ${runs[0].info.run}`, steps, maps: onSteps(steps, d), difference: true,
+    }));
+    const probes = Math.max(0, ...first.probe_counts);
+    const what = `${valueName(signed)} over ${probes} probe${probes === 1 ? '' : 's'}`;
+    const compared = runs.length > 1;
+    const comparedNote = compared
+      ? ` Runs side by side on one colour scale, aligned by step (a step a run did not log is grey or "not logged"); then each run minus ${runs[0].info.run} (blue: lower, red: higher) at the steps both logged.`
+      : '';
+    const figure: Node[] = [];
+    if (first.layout.picture) {
       this.rows.parentElement!.hidden = true;
-      const [height, mapWidth] = [evolution.map_shape[0], evolution.map_shape.slice(1).reduce((a, b) => a * b, 1)];
-      const left = this.filmstrip.draw({ steps: evolution.steps, maps: evolution.importance, height, width: mapWidth, scale, valueName: valueName(evolution.signed) }, width);
-      this.card.note.textContent = `Mean attribution map per step (colour: ${what})${left ? `; ${evolution.steps.length - left} of ${evolution.steps.length} steps shown, evenly spaced` : ''}. Click a map to open that step in the probe explorer.`;
-      this.card.figure.replaceChildren(this.filmstrip.element);
+      const [height, mapWidth] = pictureSize(first.layout);
+      // One set of columns for every strip, so a step sits under the same step in each.
+      const probe = this.filmstrip(0);
+      const columns = probe.columnsFor(width, Math.max(height, mapWidth));
+      const shown = evenlySpaced(steps.length, columns * (compared ? 1 : 3));
+      panels.forEach((panel, i) => {
+        const strip = this.filmstrip(i);
+        const last = i === panels.length - 1 || panels[i + 1].difference !== panel.difference;
+        strip.draw({
+          steps, maps: panel.maps, height, width: mapWidth, shown, scale: panel.difference ? diffScale : scale,
+          valueName: panel.difference ? `difference of ${valueName(signed)}` : valueName(signed), noColorBar: !last,
+          elementName: (i) => elementName(first.layout, i),
+        }, width);
+        if (compared) figure.push(titleSvg(panel.title, width, panel.color));
+        figure.push(strip.element);
+      });
+      const left = steps.length - shown.length;
+      this.card.note.textContent = `Mean attribution map per step (colour: ${what})${left ? `; ${shown.length} of ${steps.length} steps shown, evenly spaced` : ''}. Click a map to open that step in the probe explorer.${comparedNote}`;
     } else {
-      const names = elementNames(evolution);
-      const order = evolution.order ?? names.map((_, i) => i);
+      const names = elementNames(first.layout);
+      const order = first.order;
       this.rows.parentElement!.hidden = false;
-      const shown = context.rows > 0 && context.rows < names.length ? context.rows : names.length;
-      const choices = [...new Set([10, 30, 100, shown])].filter((n) => n < names.length).sort((a, b) => a - b);
+      const rowsWanted = context.selection.rows;
+      const shownRows = rowsWanted > 0 && rowsWanted < names.length ? rowsWanted : names.length;
+      const choices = [...new Set([10, 30, 100, shownRows])].filter((n) => n < names.length).sort((a, b) => a - b);
       setOptions(
         this.rows,
         [...choices.map((n) => ({ value: String(n), label: `top ${n}` })), { value: '0', label: `all ${names.length}` }],
-        shown < names.length ? String(shown) : '0',
+        shownRows < names.length ? String(shownRows) : '0',
       );
-      const rows = order.slice(0, shown);
-      this.heatmap.draw(
-        {
-          rows: rows.map((i) => names[i]),
-          steps: evolution.steps,
-          values: rows.map((i) => evolution.importance.map((step) => step[i])),
-          scale,
-          valueName: valueName(evolution.signed),
-        },
-        width,
-      );
-      this.card.note.textContent = `Features ordered by importance at the last step${shown < names.length ? ` (top ${shown} of ${names.length})` : ''}; colour: ${what}. Hover or use arrow keys for values; click a column to open that step in the probe explorer.`;
-      this.card.figure.replaceChildren(this.heatmap.element);
+      const rows = order.slice(0, shownRows);
+      const perRow = compared ? Math.min(3, panels.length) : 1;
+      const panelWidth = Math.floor((width - 16 * (perRow - 1)) / perRow);
+      const row = el('div', { class: 'panels' });
+      panels.forEach((panel, i) => {
+        const heatmap = this.heatmap(i);
+        const lastOfKind = i === panels.length - 1 || panels[i + 1].difference !== panel.difference;
+        heatmap.draw({
+          rows: rows.map((n) => names[n]),
+          steps,
+          values: rows.map((n) => panel.maps.map((m) => (m ? m[n] : null))),
+          scale: panel.difference ? diffScale : scale,
+          valueName: panel.difference ? 'difference' : valueName(signed),
+          noColorBar: !lastOfKind,
+        }, panelWidth);
+        const cell = el('div', { class: 'panel' });
+        if (compared) cell.append(titleSvg(panel.title, panelWidth, panel.color));
+        cell.append(heatmap.element);
+        row.append(cell);
+      });
+      figure.push(row);
+      const ranked = compared ? ` by importance in ${runs[0].info.run} at its last step` : ' by importance at the last step';
+      this.card.note.textContent = `Features ordered${ranked}${shownRows < names.length ? ` (top ${shownRows} of ${names.length})` : ''}; colour: ${what}. Hover or use arrow keys for values; click a column to open that step in the probe explorer.${comparedNote}`;
     }
-    this.card.markDrawn(`${context.run}|${context.method}|${evolution.steps.length}`);
+    this.card.figure.replaceChildren(...figure);
+    this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${this.current!.method}|${first.steps.length}`);
+  }
+
+  private heatmap(i: number): Heatmap {
+    while (this.heatmaps.length <= i) {
+      const n = this.heatmaps.length;
+      this.heatmaps.push(new Heatmap((column) => this.pick(n, column)));
+    }
+    return this.heatmaps[i];
+  }
+
+  private filmstrip(i: number): Filmstrip {
+    while (this.filmstrips.length <= i) this.filmstrips.push(new Filmstrip((index) => this.pick(0, index)));
+    return this.filmstrips[i];
+  }
+
+  private pick(_panel: number, column: number): void {
+    if (!this.current) return;
+    const steps = [...new Set(this.current.answers.flatMap((a) => a.steps))].sort((a, b) => a - b);
+    if (steps[column] !== undefined) this.onPickStep(steps[column]);
   }
 
   /** Outlines the step the probe explorer shows. */
   markStep(step: number | null): void {
-    if (!this.current || isPicture(this.current.evolution.map_shape)) return;
-    const column = step === null ? -1 : this.current.evolution.steps.indexOf(step);
-    this.heatmap.mark(column >= 0 ? column : null);
+    if (!this.current || this.current.answers[0].layout.picture) return;
+    const steps = [...new Set(this.current.answers.flatMap((a) => a.steps))].sort((a, b) => a - b);
+    const column = step === null ? -1 : steps.indexOf(step);
+    this.heatmaps.forEach((h) => h.mark(column >= 0 ? column : null));
   }
 
   private table(): Table | null {
     if (!this.current) return null;
-    const { evolution } = this.current;
-    const names = elementNames(evolution);
-    const order = evolution.order ?? names.map((_, i) => i);
-    if (isPicture(evolution.map_shape)) {
-      const width = evolution.map_shape.slice(1).reduce((a, b) => a * b, 1);
-      const rows = evolution.steps.flatMap((step, s) =>
-        evolution.importance[s].map((value, i) => [step, Math.floor(i / width), i % width, value]),
-      );
-      return { header: ['step', 'row', 'col', valueName(evolution.signed)], rows };
+    const { answers, runs, differences } = this.current;
+    const layout = answers[0].layout;
+    const blocks = [
+      ...answers.map((a, i) => ({ run: runs[i].info.run, steps: a.steps, importance: a.importance })),
+      ...differences.map((d, i) => ({ run: `${runs[i + 1].info.run} - ${runs[0].info.run}`, steps: d.steps, importance: d.importance })),
+    ];
+    if (layout.picture) {
+      const [, width] = pictureSize(layout);
+      const rows = blocks.flatMap((b) => b.steps.flatMap((step, s) =>
+        b.importance[s].map((value, i) => [b.run, step, Math.floor(i / width), i % width, elementName(layout, i), value])));
+      return { header: ['run', 'step', 'row', 'col', 'element', valueName(answers[0].signed)], rows };
     }
+    const order = answers[0].order;
+    const steps = [...new Set(blocks.flatMap((b) => b.steps))].sort((a, b) => a - b);
     return {
-      header: ['feature', ...evolution.steps.map((s) => `step_${s}`)],
-      rows: order.map((i) => [names[i], ...evolution.importance.map((step) => step[i])]),
+      header: ['run', 'feature', ...steps.map((s) => `step_${s}`)],
+      rows: blocks.flatMap((b) => {
+        const maps = onSteps(steps, b);
+        return order.map((i) => [b.run, elementName(layout, i), ...maps.map((m) => (m ? m[i] : null))]);
+      }),
     };
   }
 }

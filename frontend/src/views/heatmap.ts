@@ -1,11 +1,13 @@
 // Features (rows) x steps (columns) heatmap. Cells are painted on a canvas (one pixel per cell, scaled up
 // without smoothing), labels, axes and the colour bar are SVG. Hover or arrow keys show the exact value.
 
-import { axisBottom, axisRight } from 'd3-axis';
-import { scaleBand, scaleLinear } from 'd3-scale';
+import { axisBottom } from 'd3-axis';
+import { scaleBand } from 'd3-scale';
 import { select } from 'd3-selection';
-import { ColorScale, MISSING_RGB, lookupTable, tableIndex } from '../colors';
-import { el, formatValue, shorten } from '../dom';
+import { ColorScale, paintValues } from '../colors';
+import { el, formatValue, shorten, svgElement } from '../dom';
+import { ink } from '../theme';
+import { drawColorLegend } from './legend';
 import { Tooltip } from './tooltip';
 
 export interface HeatmapData {
@@ -14,9 +16,10 @@ export interface HeatmapData {
   values: (number | null)[][]; // [row][column]
   scale: ColorScale;
   valueName: string;
+  /** Leave out the colour bar (a heatmap beside another that shows the shared one). */
+  noColorBar?: boolean;
 }
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
 const ROW_MIN = 12;
 const ROW_MAX = 20;
 const FONT_PX = 11;
@@ -44,8 +47,8 @@ export class Heatmap {
    */
   constructor(private readonly onPick: (column: number) => void = () => {}, private readonly top = 6) {
     this.canvas = el('canvas', { class: 'cells', tabindex: 0, 'aria-label': 'heatmap: use arrow keys to read values' });
-    this.svg = document.createElementNS(SVG_NS, 'svg');
-    this.marks = document.createElementNS(SVG_NS, 'svg'); // above the canvas: the marked column and cursor
+    this.svg = svgElement();
+    this.marks = svgElement(); // above the canvas: the marked column and cursor
     this.marks.classList.add('marks');
     this.element = el('div', { class: 'heatmap' }, this.svg, this.canvas, this.marks);
     this.tooltip = new Tooltip(this.element);
@@ -74,7 +77,7 @@ export class Heatmap {
     measure.font = `${FONT_PX}px Roboto, Arial, sans-serif`;
     const labelWidth = Math.max(30, ...data.rows.map((name) => measure.measureText(shorten(name)).width));
     const left = Math.ceil(labelWidth) + 10;
-    const right = 76;
+    const right = 76; // the colour bar's room, kept when it is left out so panels side by side line up
     const bottom = 34;
     const plotWidth = Math.max(60, width - left - right);
     const rowHeight = Math.max(ROW_MIN, Math.min(ROW_MAX, Math.floor(360 / Math.max(1, data.rows.length))));
@@ -106,29 +109,7 @@ export class Heatmap {
     this.canvas.style.left = `${this.layout.left}px`;
     this.canvas.style.top = `${this.layout.top}px`;
     // One pixel per cell, then scaled: 20,000 cells cost one putImageData and one drawImage.
-    const cells = document.createElement('canvas');
-    cells.width = steps.length;
-    cells.height = rows.length;
-    const cellCtx = cells.getContext('2d')!;
-    const image = cellCtx.createImageData(steps.length, rows.length);
-    const table = lookupTable(scale);
-    for (let r = 0; r < rows.length; r++) {
-      const row = values[r];
-      for (let c = 0; c < steps.length; c++) {
-        const v = row[c];
-        const at = (r * steps.length + c) * 4;
-        if (v === null || !Number.isFinite(v)) {
-          image.data.set(MISSING_RGB, at);
-        } else {
-          const i = tableIndex(scale, v) * 3;
-          image.data[at] = table[i];
-          image.data[at + 1] = table[i + 1];
-          image.data[at + 2] = table[i + 2];
-        }
-        image.data[at + 3] = 255;
-      }
-    }
-    cellCtx.putImageData(image, 0, 0);
+    const cells = paintValues(rows.length, steps.length, (r, c) => values[r][c], scale);
     const ctx = this.canvas.getContext('2d')!;
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(cells, 0, 0, this.canvas.width, this.canvas.height);
@@ -150,7 +131,7 @@ export class Heatmap {
       .attr('x', left - 6)
       .attr('y', (_, i) => top + i * row + row / 2)
       .attr('dy', '0.35em')
-      .attr('fill', '#424242')
+      .attr('fill', ink().text)
       .text((name) => shorten(name))
       .append('title')
       .text((name) => name);
@@ -166,29 +147,12 @@ export class Heatmap {
       .attr('y', height - 2)
       .attr('text-anchor', 'middle')
       .attr('font-size', FONT_PX)
-      .attr('fill', '#616161')
+      .attr('fill', ink().muted)
       .text('step');
 
-    // Colour bar: a gradient sampled from the scale, with its own axis.
-    const barX = left + plotWidth + 14;
-    const barHeight = this.colourBarHeight();
-    const domain = scale.domain();
-    const y = scaleLinear().domain([domain[0], domain[domain.length - 1]]).range([top + barHeight, top]);
-    const gradientId = `bar-${Math.random().toString(36).slice(2)}`;
-    const gradient = svg.append('defs').append('linearGradient').attr('id', gradientId).attr('x1', 0).attr('x2', 0).attr('y1', 1).attr('y2', 0);
-    for (let i = 0; i <= 10; i++) {
-      const v = domain[0] + ((domain[domain.length - 1] - domain[0]) * i) / 10;
-      gradient.append('stop').attr('offset', `${i * 10}%`).attr('stop-color', scale(v));
+    if (!this.data!.noColorBar) {
+      drawColorLegend(svg, { scale, title: valueName, x: left + plotWidth + 14, y: top, length: this.colourBarHeight(), orientation: 'vertical' });
     }
-    svg.append('rect').attr('x', barX).attr('y', top).attr('width', 10).attr('height', barHeight).attr('fill', `url(#${gradientId})`).attr('stroke', '#bdbdbd');
-    svg.append('g').attr('transform', `translate(${barX + 10},0)`).call(axisRight(y).ticks(4, '~g'));
-    svg
-      .append('text')
-      .attr('transform', `translate(${width - 4},${top + barHeight / 2}) rotate(-90)`)
-      .attr('text-anchor', 'middle')
-      .attr('font-size', 10)
-      .attr('fill', '#616161')
-      .text(valueName);
     select(this.marks).attr('width', width).attr('height', height);
   }
 
@@ -203,12 +167,12 @@ export class Heatmap {
     marks.selectAll('*').remove();
     if (this.marked !== null) {
       marks.append('rect').attr('x', left + this.marked * cell).attr('y', top).attr('width', Math.max(cell, 2)).attr('height', height)
-        .attr('fill', 'none').attr('stroke', '#212121').attr('stroke-width', 1.5);
+        .attr('fill', 'none').attr('stroke', ink().strong).attr('stroke-width', 1.5);
     }
     if (this.cursor) {
       const [r, c] = this.cursor;
       marks.append('rect').attr('x', left + c * cell).attr('y', top + r * row).attr('width', Math.max(cell, 2)).attr('height', row)
-        .attr('fill', 'none').attr('stroke', '#f57c00').attr('stroke-width', 2);
+        .attr('fill', 'none').attr('stroke', ink().cursor).attr('stroke-width', 2);
     }
   }
 

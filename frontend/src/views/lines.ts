@@ -3,10 +3,11 @@
 
 import { bisector, extent } from 'd3-array';
 import { axisBottom, axisLeft, axisRight } from 'd3-axis';
-import { scaleLinear } from 'd3-scale';
-import { pointer, select } from 'd3-selection';
+import { ScaleLinear, scaleLinear } from 'd3-scale';
+import { Selection, pointer, select } from 'd3-selection';
 import { line } from 'd3-shape';
-import { formatValue, shorten } from '../dom';
+import { formatValue, shorten, svgElement } from '../dom';
+import { ink } from '../theme';
 import { Tooltip } from './tooltip';
 
 export interface Series {
@@ -25,13 +26,29 @@ export interface LinesData {
   rightLabel?: string;
   marker?: number | null; // a step to mark with a vertical rule
   annotations?: { step: number; text: string }[];
-  references?: { value: number; text: string }[]; // horizontal rules on the left axis
+  references?: { value: number; text: string }[]; // horizontal rules on the left axis, labelled in the right margin
   hover?: 'all' | 'nearest'; // read every series at the hovered step (default), or only the line nearest the pointer
   valueName?: string; // what a value is called in the 'nearest' read-out (default: yLabel)
   onPick?: (step: number) => void; // a click picks the nearest logged step
 }
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
+type Svg = Selection<SVGSVGElement, unknown, null, undefined>;
+
+interface Layout {
+  left: number;
+  top: number;
+  plotWidth: number;
+  plotHeight: number;
+  width: number;
+  height: number;
+  legendTop: number;
+  legendColumns: number;
+  nameWidths: number[];
+  x: ScaleLinear<number, number>;
+  y: ScaleLinear<number, number>;
+  yRight: ScaleLinear<number, number>;
+}
+
 const LEGEND_ROW = 16;
 
 function dashArray(dashed: Series['dashed']): string | null {
@@ -46,6 +63,8 @@ function finiteExtent(series: Series[]): [number, number] {
   return lo === hi ? [lo - 1, hi + 1] : [lo, hi];
 }
 
+const finite = (v: number | null | undefined): v is number => v !== null && v !== undefined && Number.isFinite(v);
+
 export class Lines {
   readonly element: HTMLElement;
   private readonly svg: SVGSVGElement;
@@ -53,7 +72,7 @@ export class Lines {
   private paths = new Map<string, SVGPathElement>();
 
   constructor(private readonly plotHeight = 180) {
-    this.svg = document.createElementNS(SVG_NS, 'svg');
+    this.svg = svgElement();
     this.element = document.createElement('div');
     this.element.className = 'lines';
     this.element.append(this.svg);
@@ -61,11 +80,25 @@ export class Lines {
   }
 
   draw(data: LinesData, width: number): void {
+    const layout = this.layout(data, width);
+    const svg = select(this.svg).attr('width', width).attr('height', layout.height);
+    svg.selectAll('*').remove();
+    this.element.style.height = `${layout.height}px`;
+    this.drawAxes(svg, data, layout);
+    this.drawRules(svg, data, layout);
+    this.drawSeries(svg, data, layout);
+    this.drawReferenceLabels(svg, data, layout);
+    this.drawLegend(svg, data, layout);
+    this.listen(svg, data, layout);
+  }
+
+  /** Sizes and scales: the plot, the legend's columns (at least 200 px, wider when names then show in full). */
+  private layout(data: LinesData, width: number): Layout {
     const left = 48;
-    const right = data.series.some((s) => s.axis === 'right') ? 52 : 14;
+    const references = (data.references ?? []).length > 0;
+    const right = data.series.some((s) => s.axis === 'right') ? 52 : references ? 64 : 14;
     const top = 14;
     const plotWidth = Math.max(60, width - left - right);
-    // Legend columns at least 200 px, wider when that lets every name show in full.
     const measure = document.createElement('canvas').getContext('2d')!;
     measure.font = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
     const nameWidths = data.series.map((s) => measure.measureText(s.name).width);
@@ -75,94 +108,107 @@ export class Lines {
     const legendRows = Math.ceil(data.series.length / legendColumns);
     const legendTop = top + this.plotHeight + 34;
     const height = legendTop + legendRows * LEGEND_ROW + 4;
-
     const leftSeries = data.series.filter((s) => s.axis !== 'right');
     const rightSeries = data.series.filter((s) => s.axis === 'right');
-    const allSteps = data.series.flatMap((s) => s.steps);
-    const [s0, s1] = extent(allSteps);
+    const [s0, s1] = extent(data.series.flatMap((s) => s.steps));
     const x = scaleLinear().domain([s0 ?? 0, s1 === s0 ? (s0 ?? 0) + 1 : (s1 ?? 1)]).range([left, left + plotWidth]);
     const y = scaleLinear().domain(data.yDomain ?? finiteExtent(leftSeries)).nice().range([top + this.plotHeight, top]);
     const yRight = scaleLinear().domain(finiteExtent(rightSeries)).nice().range([top + this.plotHeight, top]);
+    return { left, top, plotWidth, plotHeight: this.plotHeight, width, height, legendTop, legendColumns, nameWidths, x, y, yRight };
+  }
 
-    const svg = select(this.svg).attr('width', width).attr('height', height);
-    svg.selectAll('*').remove();
-    this.element.style.height = `${height}px`;
+  private drawAxes(svg: Svg, data: LinesData, l: Layout): void {
     // Steps are integers: never label a tick between two of them.
-    const stepTicks = x.ticks(Math.max(2, Math.floor(plotWidth / 70))).filter(Number.isInteger);
-    svg.append('g').attr('transform', `translate(0,${top + this.plotHeight})`)
-      .call(axisBottom(x).tickValues(stepTicks).tickFormat((d) => String(d)).tickSizeOuter(0));
-    svg.append('g').attr('transform', `translate(${left},0)`).call(axisLeft(y).ticks(5, '~g'));
-    svg.append('g').attr('class', 'grid').attr('transform', `translate(${left},0)`)
-      .call(axisLeft(y).ticks(5).tickSize(-plotWidth).tickFormat(() => ''))
+    const stepTicks = l.x.ticks(Math.max(2, Math.floor(l.plotWidth / 70))).filter(Number.isInteger);
+    svg.append('g').attr('transform', `translate(0,${l.top + l.plotHeight})`)
+      .call(axisBottom(l.x).tickValues(stepTicks).tickFormat((d) => String(d)).tickSizeOuter(0));
+    svg.append('g').attr('transform', `translate(${l.left},0)`).call(axisLeft(l.y).ticks(5, '~g'));
+    svg.append('g').attr('class', 'grid').attr('transform', `translate(${l.left},0)`)
+      .call(axisLeft(l.y).ticks(5).tickSize(-l.plotWidth).tickFormat(() => ''))
       .call((g) => g.select('.domain').remove())
-      .call((g) => g.selectAll('line').attr('stroke', '#eeeeee'));
+      .call((g) => g.selectAll('line').attr('stroke', ink().grid));
     const label = (text: string, transform: string) =>
-      svg.append('text').attr('transform', transform).attr('text-anchor', 'middle').attr('font-size', 11).attr('fill', '#616161').text(text);
-    label(data.yLabel, `translate(12,${top + this.plotHeight / 2}) rotate(-90)`);
-    label('step', `translate(${left + plotWidth / 2},${top + this.plotHeight + 30})`);
-    if (rightSeries.length) {
-      svg.append('g').attr('transform', `translate(${left + plotWidth},0)`).call(axisRight(yRight).ticks(5, '~g'));
-      label(data.rightLabel ?? '', `translate(${width - 8},${top + this.plotHeight / 2}) rotate(-90)`);
+      svg.append('text').attr('transform', transform).attr('text-anchor', 'middle').attr('font-size', 11).attr('fill', ink().muted).text(text);
+    label(data.yLabel, `translate(12,${l.top + l.plotHeight / 2}) rotate(-90)`);
+    label('step', `translate(${l.left + l.plotWidth / 2},${l.top + l.plotHeight + 30})`);
+    if (data.series.some((s) => s.axis === 'right')) {
+      svg.append('g').attr('transform', `translate(${l.left + l.plotWidth},0)`).call(axisRight(l.yRight).ticks(5, '~g'));
+      label(data.rightLabel ?? '', `translate(${l.width - 8},${l.top + l.plotHeight / 2}) rotate(-90)`);
     }
+  }
 
+  /** Annotations, the step marker and the reference rules, under the lines. */
+  private drawRules(svg: Svg, data: LinesData, l: Layout): void {
+    const bottom = l.top + l.plotHeight;
     for (const [i, a] of (data.annotations ?? []).entries()) {
-      svg.append('line').attr('x1', x(a.step)).attr('x2', x(a.step)).attr('y1', top).attr('y2', top + this.plotHeight)
-        .attr('stroke', '#9e9e9e').attr('stroke-dasharray', '2,3');
-      svg.append('text').attr('x', x(a.step) + 4).attr('y', top + this.plotHeight - 4 - 12 * i).attr('font-size', 10).attr('fill', '#616161').text(a.text);
+      svg.append('line').attr('x1', l.x(a.step)).attr('x2', l.x(a.step)).attr('y1', l.top).attr('y2', bottom)
+        .attr('stroke', ink().rule).attr('stroke-dasharray', '2,3');
+      svg.append('text').attr('x', l.x(a.step) + 4).attr('y', bottom - 4 - 12 * i).attr('font-size', 10).attr('fill', ink().muted).text(a.text);
     }
     if (data.marker !== undefined && data.marker !== null) {
-      svg.append('line').attr('class', 'marker').attr('x1', x(data.marker)).attr('x2', x(data.marker)).attr('y1', top)
-        .attr('y2', top + this.plotHeight).attr('stroke', '#212121').attr('stroke-width', 1);
+      svg.append('line').attr('class', 'marker').attr('x1', l.x(data.marker)).attr('x2', l.x(data.marker)).attr('y1', l.top)
+        .attr('y2', bottom).attr('stroke', ink().strong).attr('stroke-width', 1);
     }
-
     for (const r of data.references ?? []) {
-      svg.append('line').attr('class', 'reference').attr('x1', left).attr('x2', left + plotWidth).attr('y1', y(r.value)).attr('y2', y(r.value))
-        .attr('stroke', '#9e9e9e').attr('stroke-dasharray', '4,3');
+      svg.append('line').attr('class', 'reference').attr('x1', l.left).attr('x2', l.left + l.plotWidth).attr('y1', l.y(r.value)).attr('y2', l.y(r.value))
+        .attr('stroke', ink().rule).attr('stroke-dasharray', '4,3');
     }
+  }
 
+  private drawSeries(svg: Svg, data: LinesData, l: Layout): void {
     this.paths = new Map();
     const plot = svg.append('g').attr('class', 'series');
     for (const s of data.series) {
-      const scale = s.axis === 'right' ? yRight : y;
+      const scale = s.axis === 'right' ? l.yRight : l.y;
       const points = s.steps.map((step, i) => [step, s.values[i]] as [number, number | null]);
       const path = line<[number, number | null]>()
-        .defined((p) => p[1] !== null && Number.isFinite(p[1]))
-        .x((p) => x(p[0]))
+        .defined((p) => finite(p[1]))
+        .x((p) => l.x(p[0]))
         .y((p) => scale(p[1] as number));
       plot.append('path').attr('d', path(points) ?? '').attr('fill', 'none').attr('stroke', s.color).attr('stroke-width', s.dashed ? 1.5 : 2)
         .attr('stroke-dasharray', dashArray(s.dashed)).attr('data-series', s.name)
         .call((p) => this.paths.set(s.name, p.node()!))
         .append('title').text(s.name);
       // A finite point between gaps (a one-step run, a lone value among nulls) has no segment: a dot shows it.
-      const finite = (i: number) => { const v = s.values[i]; return v !== null && v !== undefined && Number.isFinite(v); };
       s.steps.forEach((step, i) => {
-        if (finite(i) && !finite(i - 1) && !finite(i + 1)) {
-          plot.append('circle').attr('cx', x(step)).attr('cy', scale(s.values[i] as number)).attr('r', 3).attr('fill', s.color);
+        if (finite(s.values[i]) && !finite(s.values[i - 1]) && !finite(s.values[i + 1])) {
+          plot.append('circle').attr('cx', l.x(step)).attr('cy', scale(s.values[i] as number)).attr('r', 3).attr('fill', s.color);
         }
       });
     }
+  }
 
-    for (const r of data.references ?? []) { // labelled above the lines, with a halo
-      svg.append('text').attr('x', left + 4).attr('y', y(r.value) - 4).attr('font-size', 10).attr('fill', '#616161')
-        .attr('stroke', '#ffffff').attr('stroke-width', 3).attr('paint-order', 'stroke').text(r.text);
+  /** Reference labels sit in the right margin, beside their rule: never under or over a line. */
+  private drawReferenceLabels(svg: Svg, data: LinesData, l: Layout): void {
+    for (const r of data.references ?? []) {
+      svg.append('text').attr('class', 'reference-label').attr('x', l.left + l.plotWidth + 4).attr('y', l.y(r.value)).attr('dy', '0.35em')
+        .attr('font-size', 10).attr('fill', ink().muted).text(r.text);
     }
+  }
 
+  private drawLegend(svg: Svg, data: LinesData, l: Layout): void {
     const legend = svg.append('g').attr('class', 'legend').attr('font-size', 11);
-    const columnWidth = legendWidth / legendColumns;
+    const columnWidth = (l.width - l.left - 8) / l.legendColumns;
     data.series.forEach((s, i) => {
-      const g = legend.append('g').attr('transform', `translate(${left + (i % legendColumns) * columnWidth},${legendTop + Math.floor(i / legendColumns) * LEGEND_ROW})`);
+      const g = legend.append('g')
+        .attr('transform', `translate(${l.left + (i % l.legendColumns) * columnWidth},${l.legendTop + Math.floor(i / l.legendColumns) * LEGEND_ROW})`);
       g.append('line').attr('x1', 0).attr('x2', 18).attr('y1', 6).attr('y2', 6).attr('stroke', s.color).attr('stroke-width', 2)
         .attr('stroke-dasharray', dashArray(s.dashed));
       g.on('mouseenter', () => this.highlight(s.name)).on('mouseleave', () => this.highlight(null));
-      g.append('text').attr('x', 24).attr('y', 6).attr('dy', '0.35em').attr('fill', '#424242').text(nameWidths[i] + 28 <= columnWidth ? s.name : shorten(s.name, Math.floor((columnWidth - 24) / 6)))
+      g.append('text').attr('x', 24).attr('y', 6).attr('dy', '0.35em').attr('fill', ink().text)
+        .text(l.nameWidths[i] + 28 <= columnWidth ? s.name : shorten(s.name, Math.floor((columnWidth - 24) / 6)))
         .append('title').text(s.name);
     });
+  }
 
-    // Hover: read every series at the nearest logged step, or the line nearest the pointer.
-    const rule = svg.append('line').attr('y1', top).attr('y2', top + this.plotHeight).attr('stroke', '#bdbdbd').attr('visibility', 'hidden');
-    const dot = svg.append('circle').attr('r', 3.5).attr('fill', '#fff').attr('stroke-width', 2).attr('visibility', 'hidden').attr('pointer-events', 'none');
+  /** Hover: read every series at the nearest logged step, or the line nearest the pointer; click picks a step. */
+  private listen(svg: Svg, data: LinesData, l: Layout): void {
+    const { x, y, top, left, plotWidth, plotHeight } = l;
+    const rule = svg.append('line').attr('y1', top).attr('y2', top + plotHeight).attr('stroke', ink().border).attr('visibility', 'hidden');
+    const dot = svg.append('circle').attr('r', 3.5).attr('fill', ink().card).attr('stroke-width', 2).attr('visibility', 'hidden').attr('pointer-events', 'none');
     const nearest = bisector<number, number>((d) => d).center;
-    const area = svg.append('rect').attr('x', left).attr('y', top).attr('width', plotWidth).attr('height', this.plotHeight).attr('fill', 'transparent')
+    const leftSeries = data.series.filter((s) => s.axis !== 'right');
+    const area = svg.append('rect').attr('x', left).attr('y', top).attr('width', plotWidth).attr('height', plotHeight).attr('fill', 'transparent')
       .on('mousemove', (event: MouseEvent) => {
         const [px, py] = pointer(event, this.svg);
         const step = x.invert(px);
@@ -172,7 +218,7 @@ export class Lines {
             if (!s.steps.length) continue;
             const i = nearest(s.steps, step);
             const v = s.values[i];
-            if (v === null || !Number.isFinite(v)) continue;
+            if (!finite(v)) continue;
             const distance = Math.hypot(x(s.steps[i]) - px, y(v) - py);
             if (!best || distance < best.distance) best = { s, i, distance };
           }
@@ -202,7 +248,7 @@ export class Lines {
       });
     if (data.onPick) {
       const onPick = data.onPick;
-      const steps = [...new Set(allSteps)].sort((a, b) => a - b);
+      const steps = [...new Set(data.series.flatMap((s) => s.steps))].sort((a, b) => a - b);
       area.style('cursor', 'pointer').on('click', (event: MouseEvent) => {
         if (steps.length) onPick(steps[nearest(steps, x.invert(pointer(event, this.svg)[0]))]);
       });
@@ -216,4 +262,14 @@ export class Lines {
       path.style.strokeWidth = name !== null && series === name ? '3' : '';
     }
   }
+}
+
+/** The y domain of correlations and overlaps: from the data (padded), never wider than [-1, 1], always with `keep` in it. */
+export function correlationDomain(values: (number | null)[], keep: number[] = []): [number, number] {
+  const known = [...values.filter(finite), ...keep];
+  if (!known.length) return [-1, 1];
+  const lo = Math.min(...known);
+  const hi = Math.max(...known);
+  const pad = Math.max(0.02, (hi - lo) * 0.1);
+  return [Math.max(-1, lo - pad), Math.min(1, hi + pad)];
 }

@@ -5,24 +5,26 @@
 import { bisector } from 'd3-array';
 import { select } from 'd3-selection';
 import { attributionScale, lineColors } from '../colors';
-import { el, formatValue } from '../dom';
+import { el, formatValue, setOptions, svgElement } from '../dom';
 import { fileStem } from '../export';
-import { Probe } from '../model';
+import { Evolution, Probe, elementNames, fetchEvolution, fetchProbe } from '../model';
 import { BARS_TOP, Bars } from './bars';
 import { Card, Table } from './card';
-import { elementNames, isPicture } from './evolution';
 import { Heatmap } from './heatmap';
+import { drawColorLegend, titleSvg } from './legend';
 import { Lines } from './lines';
 import { CLIP_PERCENTILE, paintOverlay } from './overlay';
+import { Draw, View, ViewContext } from './view';
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
-const MAX_CLASSES = 8;
+/** Classes drawn as prediction lines at most; beyond, the explained, the labelled and the likeliest, and a note says so. */
+const MAX_CLASSES = 12;
 const PLAY_MS = 450;
 
 export interface ProbeContext {
   run: string;
   rows: number; // tabular rows shown, 0 for all
-  order: number[] | null; // the global ranking of the primary method, for a stable row order
+  order: number[]; // the global ranking of the primary method, for a stable row order
+  classes: boolean; // whether the run explains one of several classes (else a regression or one output)
 }
 
 /** The index in `steps` (ascending) of the step nearest to `step`. */
@@ -30,25 +32,20 @@ function nearestIndex(steps: number[], step: number): number {
   return Math.max(0, Math.min(steps.length - 1, bisector<number, number>((d) => d).center(steps, step)));
 }
 
-function labelText(probe: Probe): string {
+/** The probe's label as text: a class name where the run has classes, else the value itself. */
+function labelText(probe: Probe, classes: boolean): string {
   if (probe.label === null) return '';
   if (Array.isArray(probe.label)) return probe.label.map((v) => formatValue(v)).join(', ');
-  return probe.class_names[probe.label] !== undefined && Number.isInteger(probe.label)
+  return classes && probe.class_names[probe.label] !== undefined && Number.isInteger(probe.label)
     ? `${probe.class_names[probe.label]} (${probe.label})`
     : formatValue(probe.label);
 }
 
-function title(text: string, width: number): SVGSVGElement {
-  const svg = document.createElementNS(SVG_NS, 'svg');
-  select(svg).attr('width', width).attr('height', 20).append('text').attr('x', 0).attr('y', 14)
-    .attr('font-size', 12).attr('font-weight', 500).attr('fill', '#212121').text(text);
-  return svg;
-}
 
 class MethodPanel {
   readonly element = el('div', { class: 'panel' });
   private readonly canvas = el('canvas', { class: 'overlay' });
-  private readonly legend = document.createElementNS(SVG_NS, 'svg');
+  private readonly legend = svgElement();
   private readonly bars = new Bars();
   private readonly heatmap: Heatmap;
   private probe: Probe | null = null;
@@ -61,8 +58,8 @@ class MethodPanel {
     this.probe = probe;
     const i = nearestIndex(probe.steps, step);
     const map = probe.attributions[i] ?? [];
-    const heading = title(`${probe.method} · step ${probe.steps[i] ?? 'n/a'}`, width);
-    if (isPicture(probe.map_shape)) {
+    const heading = titleSvg(`${probe.method} · step ${probe.steps[i] ?? 'n/a'}`, width);
+    if (probe.layout.picture) {
       const input = probe.input_shape && probe.input_values && probe.input_range
         ? { shape: probe.input_shape, values: probe.input_values, range: probe.input_range }
         : null;
@@ -72,8 +69,8 @@ class MethodPanel {
       this.canvas.dataset.step = String(probe.steps[i]);
       this.element.replaceChildren(heading, this.canvas, this.legend);
     } else {
-      const names = elementNames(probe);
-      const order = (context.order && context.order.length === names.length ? context.order : names.map((_, n) => n))
+      const names = elementNames(probe.layout);
+      const order = (context.order.length === names.length ? context.order : names.map((_, n) => n))
         .slice(0, context.rows || names.length);
       const barsWidth = Math.max(90, Math.round(width * 0.25));
       this.heatmap.draw(
@@ -94,23 +91,16 @@ class MethodPanel {
 
   private drawLegend(clip: number, signed: boolean, width: number): void {
     const scale = attributionScale(signed ? [-clip, clip] : [0, clip], signed);
-    const svg = select(this.legend).attr('width', width).attr('height', 30);
+    const svg = select(this.legend).attr('width', width).attr('height', 46);
     svg.selectAll('*').remove();
-    const id = `overlay-${Math.random().toString(36).slice(2)}`;
-    const gradient = svg.append('defs').append('linearGradient').attr('id', id);
-    for (let s = 0; s <= 10; s++) {
-      gradient.append('stop').attr('offset', `${s * 10}%`).attr('stop-color', scale((signed ? -clip : 0) + ((signed ? 2 : 1) * clip * s) / 10));
-    }
-    svg.append('rect').attr('x', 0).attr('y', 2).attr('width', width).attr('height', 8).attr('fill', `url(#${id})`).attr('stroke', '#bdbdbd');
-    const text = (x: number, anchor: string, value: string) =>
-      svg.append('text').attr('x', x).attr('y', 24).attr('text-anchor', anchor).attr('font-size', 10).attr('fill', '#616161').text(value);
-    text(0, 'start', signed ? formatValue(-clip) : '0');
-    text(width / 2, 'middle', `clipped at the ${Math.round(CLIP_PERCENTILE * 100)}th percentile of |attribution|`);
-    text(width, 'end', formatValue(clip));
+    drawColorLegend(svg, {
+      scale, x: 4, y: 2, length: width - 12, orientation: 'horizontal', domain: signed ? [-clip, clip] : [0, clip],
+      title: `attribution, clipped at the ${Math.round(CLIP_PERCENTILE * 100)}th percentile of |attribution|`,
+    });
   }
 }
 
-export class ProbeView {
+export class ProbeView implements View {
   readonly card: Card;
   private readonly predictions = new Lines(150);
   private readonly slider = el('input', { type: 'range', name: 'step', min: 0, max: 0, value: 0, 'aria-label': 'step' });
@@ -121,13 +111,18 @@ export class ProbeView {
   private step = Infinity;
   private timer: number | undefined;
 
-  constructor(private readonly onStep: (step: number) => void) {
+  private readonly runChoice = el('select', { name: 'probe-run', 'aria-label': 'run explained' });
+
+  constructor(onRun: (run: string) => void, private readonly onStep: (step: number) => void, private readonly onClassNames: (names: string[]) => void) {
     this.card = new Card({
       id: 'probe',
       title: 'Probe explorer',
       fileName: () => fileStem('probe', this.current?.context.run ?? '', String(this.current?.probes[0]?.probe ?? ''), ...(this.current?.probes.map((p) => p.method) ?? [])),
       table: () => this.table(),
     });
+    // Runs compared: this card explains one of them, chosen here.
+    this.card.tools.append(el('label', { class: 'field' }, el('span', {}, 'Run'), this.runChoice));
+    this.runChoice.addEventListener('change', () => onRun(this.runChoice.value));
     const pick = (step: number) => this.setStep(step);
     this.panels = [new MethodPanel(pick), new MethodPanel(pick)];
     const player = el('div', { class: 'player' }, this.play, this.slider, this.stepLabel);
@@ -146,10 +141,30 @@ export class ProbeView {
     this.card.clear();
   }
 
+  async load(context: ViewContext): Promise<Draw> {
+    const s = context.selection;
+    const explained = context.explained;
+    const query = explained.query;
+    setOptions(this.runChoice, context.runs.map((r, i) => ({ value: i === 0 ? '' : r.info.run, label: r.info.run })), s.probeRun);
+    this.runChoice.parentElement!.hidden = context.runs.length < 2;
+    const methods = s.compare ? [s.method, s.compare] : [s.method];
+    const [probes, global] = await Promise.all([
+      Promise.all(methods.map((method) => fetchProbe({ ...query, method }, s.probe))),
+      fetchEvolution(query).catch((): Evolution | null => null),
+    ]);
+    if (!context.classNames.length && probes[0].class_names.length) this.onClassNames(probes[0].class_names);
+    const probeContext: ProbeContext = {
+      run: explained.info.run, rows: s.rows, order: global?.order ?? [],
+      classes: Math.max(explained.info.class_count, explained.info.class_names.length) > 1,
+    };
+    return (width) => this.show(probes, probeContext, width);
+  }
+
   /** Draws `probes` (the primary method first, then the one compared with). */
-  show(probes: Probe[], context: ProbeContext, width: number): void {
+  private show(probes: Probe[], context: ProbeContext, width: number): void {
     const before = this.current;
-    const same = before !== null && before.context.run === context.run && before.probes[0].probe === probes[0].probe
+    const sameRun = before !== null && before.context.run === context.run;
+    const same = sameRun && before.probes[0].probe === probes[0].probe
       && before.probes.map((p) => p.method).join('+') === probes.map((p) => p.method).join('+');
     if (!same) this.stop(); // playing goes on over a redraw or new steps, never into another selection
     this.current = { probes, context, width };
@@ -157,7 +172,8 @@ export class ProbeView {
     this.slider.max = String(Math.max(0, steps.length - 1));
     this.slider.disabled = steps.length < 2;
     this.play.disabled = steps.length < 2;
-    if (!steps.includes(this.step)) this.step = steps[steps.length - 1] ?? 0;
+    // Another run opens at its last step; the same run keeps the step looked at.
+    if (!sameRun || !steps.includes(this.step)) this.step = steps[steps.length - 1] ?? 0;
     this.redraw();
   }
 
@@ -175,33 +191,35 @@ export class ProbeView {
     this.slider.value = String(index);
     this.stepLabel.textContent = `step ${step}`;
 
-    this.drawPredictions(primary, step, width);
-    const panelWidth = probes.length > 1 ? Math.floor((width - 24) / 2) : Math.min(width, isPicture(primary.map_shape) ? 320 : width);
+    const hidden = this.drawPredictions(primary, step, width, context.classes);
+    const panelWidth = probes.length > 1 ? Math.floor((width - 24) / 2) : Math.min(width, primary.layout.picture ? 320 : width);
     const row = el('div', { class: 'panels' });
     probes.forEach((probe, n) => {
       this.panels[n].show(probe, context, step, panelWidth);
       row.append(this.panels[n].element);
     });
     this.card.figure.replaceChildren(this.predictions.element, row);
-    this.card.note.textContent = this.summary(primary, step);
+    this.card.note.textContent = this.summary(primary, step, context.classes) + hidden;
     this.card.markDrawn(`${context.run}|${primary.probe}|${probes.map((p) => p.method).join('+')}|${step}`);
     this.onStep(step);
   }
 
-  private drawPredictions(probe: Probe, step: number, width: number): void {
-    const classes = probe.predictions[0]?.length ?? 0;
+  /** Draws the prediction trajectory; returns a sentence naming the classes left out ('' when every class shows). */
+  private drawPredictions(probe: Probe, step: number, width: number, classes: boolean): string {
+    const count = probe.predictions[0]?.length ?? 0;
     const last = probe.predictions[probe.predictions.length - 1] ?? [];
-    let shown = Array.from({ length: classes }, (_, c) => c);
-    if (classes > MAX_CLASSES) {
+    let shown = Array.from({ length: count }, (_, c) => c);
+    if (count > MAX_CLASSES) {
       const keep = new Set<number>([...probe.targets.filter((t): t is number => t !== null)]);
-      if (typeof probe.label === 'number') keep.add(probe.label);
+      if (typeof probe.label === 'number' && Number.isInteger(probe.label)) keep.add(probe.label);
       shown.sort((a, b) => (last[b] ?? -Infinity) - (last[a] ?? -Infinity));
       shown = [...new Set([...keep, ...shown])].slice(0, MAX_CLASSES).sort((a, b) => a - b);
     }
+    const name = (c: number) => (probe.class_names[c] !== undefined && probe.class_names[c] !== '' ? probe.class_names[c] : `class ${c}`);
     this.predictions.draw(
       {
         series: shown.map((c, n) => ({
-          name: classes === 1 ? 'output' : `${probe.class_names[c] ?? c}${c === probe.label ? ' (label)' : ''}`,
+          name: !classes || count === 1 ? 'output' : `${name(c)}${c === probe.label ? ' (label)' : ''}`,
           color: lineColors[n % lineColors.length],
           steps: probe.prediction_steps,
           values: probe.predictions.map((p) => p[c]),
@@ -211,15 +229,18 @@ export class ProbeView {
       },
       width,
     );
+    return shown.length < count
+      ? ` Predictions: ${shown.length} of ${count} classes drawn (the explained, the labelled and the likeliest at the last step); the CSV export holds all.`
+      : '';
   }
 
-  private summary(probe: Probe, step: number): string {
+  private summary(probe: Probe, step: number, classes: boolean): string {
     const parts = [`Probe ${probe.probe}`];
-    const label = labelText(probe);
+    const label = labelText(probe, classes);
     if (label) parts.push(`label: ${label}`);
     const p = nearestIndex(probe.prediction_steps, step);
     const prediction = probe.predictions[p];
-    if (prediction && prediction.length > 1) {
+    if (prediction && prediction.length > 1 && classes) {
       let best = 0;
       prediction.forEach((v, c) => { if ((v ?? -Infinity) > (prediction[best] ?? -Infinity)) best = c; });
       parts.push(`at step ${probe.prediction_steps[p]} predicts ${probe.class_names[best] ?? best} (${formatValue(prediction[best])})`);
@@ -227,7 +248,7 @@ export class ProbeView {
       parts.push(`at step ${probe.prediction_steps[p]} outputs ${formatValue(prediction[0])}`);
     }
     const target = probe.targets[p];
-    if (target !== null && target !== undefined) parts.push(`explaining class ${probe.class_names[target] ?? target}`);
+    if (classes && target !== null && target !== undefined) parts.push(`explaining class ${probe.class_names[target] ?? target}`);
     return parts.join(' · ') + '. Use the slider, ▶ Play, or click a heatmap column to change the step.';
   }
 
@@ -253,7 +274,7 @@ export class ProbeView {
   private table(): Table | null {
     if (!this.current) return null;
     const rows = this.current.probes.flatMap((probe) => {
-      const names = elementNames(probe);
+      const names = elementNames(probe.layout);
       return probe.steps.flatMap((step, i) => probe.attributions[i].map((value, n) => [probe.method, step, names[n], value]));
     });
     const primary = this.current.probes[0];

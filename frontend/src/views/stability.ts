@@ -4,9 +4,10 @@
 import { lineColors } from '../colors';
 import { formatValue } from '../dom';
 import { fileStem } from '../export';
-import { Stability } from '../model';
+import { Stability, fetchStability } from '../model';
 import { Card, Table } from './card';
-import { Lines } from './lines';
+import { Lines, Series } from './lines';
+import { Draw, Shown, View, ViewContext } from './view';
 
 const SETTLED_RHO = 0.9;
 const SETTLED_OVERLAP = 0.8;
@@ -30,64 +31,89 @@ export function stabilityEvents(s: Stability): StabilityEvents {
   return { settled, shift };
 }
 
-export class StabilityView {
+export class StabilityView implements View {
   readonly card: Card;
   private readonly lines = new Lines(170);
-  private current: { stability: Stability; run: string; method: string } | null = null;
+  private current: { answers: Stability[]; runs: Shown[]; method: string } | null = null;
 
   constructor() {
     this.card = new Card({
       id: 'stability',
       title: 'Explanation stability',
-      fileName: () => fileStem('stability', this.current?.run ?? '', this.current?.method ?? ''),
+      fileName: () => fileStem('stability', ...(this.current?.runs.map((r) => r.info.run) ?? []), this.current?.method ?? ''),
       table: () => this.table(),
     });
   }
 
-  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
   clear(): void {
     this.current = null;
     this.card.clear();
   }
 
-  show(stability: Stability, run: string, method: string, width: number): void {
-    this.current = { stability, run, method };
-    const { k, steps } = stability;
+  async load(context: ViewContext): Promise<Draw> {
+    const answers = await Promise.all(context.runs.map((r) => fetchStability(r.query, context.selection.k)));
+    return (width) => {
+      this.current = { answers, runs: context.runs, method: context.selection.method };
+      this.draw(width);
+    };
+  }
+
+  private draw(width: number): void {
+    const { answers, runs, method } = this.current!;
+    const compared = runs.length > 1;
+    const k = answers[0].k;
+    let series: Series[];
+    const annotations: { step: number; text: string }[] = [];
+    if (compared) {
+      // One colour per run: ρ and the top-k overlap with the previous step.
+      series = answers.flatMap((a, i) => [
+        { name: `ρ, previous step · ${runs[i].info.run}`, color: runs[i].color, steps: a.steps, values: a.spearman_previous },
+        { name: `top-${a.k} overlap, previous step · ${runs[i].info.run}`, color: runs[i].color, steps: a.steps, values: a.topk_previous, dashed: true },
+      ]);
+    } else {
+      const stability = answers[0];
+      const { steps } = stability;
+      const events = stabilityEvents(stability);
+      if (events.settled !== null) annotations.push({ step: events.settled, text: 'settled' });
+      if (events.shift) annotations.push({ step: events.shift.step, text: 'largest shift' });
+      series = [
+        { name: 'ρ, previous step', color: lineColors[0], steps, values: stability.spearman_previous },
+        { name: `top-${k} overlap, previous step`, color: lineColors[1], steps, values: stability.topk_previous },
+        { name: 'ρ, last step', color: lineColors[0], steps, values: stability.spearman_last, dashed: true },
+        { name: `top-${k} overlap, last step`, color: lineColors[1], steps, values: stability.topk_last, dashed: true },
+      ];
+    }
+    const lowest = Math.min(0, ...answers.flatMap((a) => a.spearman_previous.filter((v): v is number => v !== null && Number.isFinite(v))));
+    this.lines.draw({ series, yLabel: 'agreement', yDomain: [lowest, 1], annotations }, width);
+    this.card.note.textContent = compared
+      ? `Spearman rank correlation (ρ, solid) and top-${k} overlap (dashed) of each run's mean |attribution| ranking with its previous step; colour = run. ${answers.map((a, i) => `${runs[i].info.run}: ${this.settledText(a)}`).join(' ')}`
+      : `Spearman rank correlation (ρ) and top-${k} overlap of the mean |attribution| ranking. ${this.settledText(answers[0])}${this.shiftText(answers[0])}`;
+    this.card.figure.replaceChildren(this.lines.element);
+    this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${method}|${k}`);
+  }
+
+  private settledText(stability: Stability): string {
+    const { steps, k } = stability;
     const events = stabilityEvents(stability);
-    const annotations = [];
-    if (events.settled !== null) annotations.push({ step: events.settled, text: 'settled' });
-    if (events.shift) annotations.push({ step: events.shift.step, text: 'largest shift' });
-    this.lines.draw(
-      {
-        series: [
-          { name: 'ρ, previous step', color: lineColors[0], steps, values: stability.spearman_previous },
-          { name: `top-${k} overlap, previous step`, color: lineColors[1], steps, values: stability.topk_previous },
-          { name: 'ρ, last step', color: lineColors[0], steps, values: stability.spearman_last, dashed: true },
-          { name: `top-${k} overlap, last step`, color: lineColors[1], steps, values: stability.topk_last, dashed: true },
-        ],
-        yLabel: 'agreement',
-        yDomain: [Math.min(0, ...stability.spearman_previous.filter((v): v is number => v !== null && Number.isFinite(v))), 1],
-        annotations,
-      },
-      width,
-    );
-    const settled = steps.length < 2
+    return steps.length < 2
       ? `Only ${steps.length === 1 ? `step ${steps[0]} is` : 'no step is'} logged so far: stability needs two consecutive steps.`
       : events.settled !== null
       ? `Settled from step ${events.settled} (ρ ≥ ${SETTLED_RHO} and top-${k} overlap ≥ ${SETTLED_OVERLAP} at every later step).`
       : 'Not settled yet: the ranking still moves between consecutive steps.';
-    const shift = steps.length >= 2 && events.shift ? ` Largest shift at step ${events.shift.step} (ρ = ${formatValue(events.shift.rho)}).` : '';
-    this.card.note.textContent = `Spearman rank correlation (ρ) and top-${k} overlap of the mean |attribution| ranking. ${settled}${shift}`;
-    this.card.figure.replaceChildren(this.lines.element);
-    this.card.markDrawn(`${run}|${method}|${k}`);
+  }
+
+  private shiftText(stability: Stability): string {
+    const events = stabilityEvents(stability);
+    return stability.steps.length >= 2 && events.shift ? ` Largest shift at step ${events.shift.step} (ρ = ${formatValue(events.shift.rho)}).` : '';
   }
 
   private table(): Table | null {
     if (!this.current) return null;
-    const s = this.current.stability;
+    const { answers, runs } = this.current;
+    const k = answers[0].k;
     return {
-      header: ['step', 'spearman_previous', `top${s.k}_previous`, 'spearman_last', `top${s.k}_last`],
-      rows: s.steps.map((step, i) => [step, s.spearman_previous[i], s.topk_previous[i], s.spearman_last[i], s.topk_last[i]]),
+      header: ['run', 'step', 'spearman_previous', `top${k}_previous`, 'spearman_last', `top${k}_last`],
+      rows: answers.flatMap((s, r) => s.steps.map((step, i) => [runs[r].info.run, step, s.spearman_previous[i], s.topk_previous[i], s.spearman_last[i], s.topk_last[i]])),
     };
   }
 }

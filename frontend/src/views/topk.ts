@@ -1,20 +1,15 @@
 // The top-k card: the k most important features' mean attribution over steps, with a training curve of the
-// same run (loss or a metric from the Keras TensorBoard callback's runs) on a second axis.
+// same run (loss or a metric from the Keras TensorBoard callback's runs) on a second axis. Compared runs:
+// the baseline's top-k features in every run, one colour per run, one dash per feature.
 
-import { lineColors } from '../colors';
+import { lineColors, lineDashes } from '../colors';
 import { el, setOptions } from '../dom';
 import { fileStem } from '../export';
-import { Evolution, Scalars, ScalarSeries } from '../model';
+import { Evolution, Scalars, ScalarSeries, elementName, fetchEvolution, fetchScalars, scalarsVersion } from '../model';
 import { Card, Table } from './card';
-import { elementNames, valueName } from './evolution';
+import { valueName } from './evolution';
 import { Lines, Series } from './lines';
-
-export interface TopkContext {
-  run: string;
-  method: string;
-  k: number;
-  overlay: string; // 'auto', 'none' or '<run>|<tag>'
-}
+import { Draw, Shown, View, ViewContext } from './view';
 
 /** The scalar series the user picked, or for 'auto' the training loss (an epoch-level one first). */
 export function pickOverlay(scalars: Scalars, overlay: string): { key: string; series: ScalarSeries } | null {
@@ -28,56 +23,75 @@ export function pickOverlay(scalars: Scalars, overlay: string): { key: string; s
   return [...all].sort((a, b) => rank(a) - rank(b))[0] ?? null;
 }
 
-export class TopkView {
+export class TopkView implements View {
   readonly card: Card;
   private readonly lines = new Lines(200);
   private readonly overlay = el('select', { name: 'overlay', 'aria-label': 'training curve' });
-  private current: { evolution: Evolution; context: TopkContext; series: Series[] } | null = null;
+  private current: { runs: Shown[]; method: string; series: Series[] } | null = null;
 
   constructor(onOverlay: (overlay: string) => void) {
     this.card = new Card({
       id: 'topk',
       title: 'Top-k features over training',
-      fileName: () => fileStem('topk', this.current?.context.run ?? '', this.current?.context.method ?? ''),
+      fileName: () => fileStem('topk', ...(this.current?.runs.map((r) => r.info.run) ?? []), this.current?.method ?? ''),
       table: () => this.table(),
     });
     this.card.tools.append(el('label', { class: 'field' }, el('span', {}, 'Training curve'), this.overlay));
     this.overlay.addEventListener('change', () => onOverlay(this.overlay.value));
   }
 
-  /** Forgets what was drawn (the data failed to load): exports and step marks have nothing to show. */
   clear(): void {
     this.current = null;
     this.card.clear();
   }
 
-  show(evolution: Evolution, scalars: Scalars | null, context: TopkContext, width: number): void {
-    const names = elementNames(evolution);
-    const order = evolution.order ?? names.map((_, i) => i);
-    const top = order.slice(0, Math.min(context.k, names.length));
-    const series: Series[] = top.map((i, n) => ({
-      name: names[i],
-      color: lineColors[n % lineColors.length],
-      steps: evolution.steps,
-      values: evolution.importance.map((step) => step[i]),
-    }));
+  async load(context: ViewContext): Promise<Draw> {
+    const primary = context.primary.info;
+    const single = context.runs.length === 1;
+    const scalars = single && primary.scalar_runs.length ? fetchScalars(primary.run, scalarsVersion(primary)).catch(() => null) : Promise.resolve(null);
+    const [answers, curves] = await Promise.all([Promise.all(context.runs.map((r) => fetchEvolution(r.query))), scalars]);
+    return (width) => this.draw(answers, curves, context, width);
+  }
+
+  private draw(answers: Evolution[], scalars: Scalars | null, context: ViewContext, width: number): void {
+    const { runs, selection } = context;
+    const first = answers[0];
+    const top = first.order.slice(0, Math.min(selection.k, first.order.length));
+    const compared = runs.length > 1;
+    const series: Series[] = compared
+      ? top.flatMap((i, n) => answers.map((a, r) => ({
+        name: `${elementName(a.layout, i)} · ${runs[r].info.run}`,
+        color: runs[r].color,
+        dashed: lineDashes[n % lineDashes.length],
+        steps: a.steps,
+        values: a.importance.map((step) => step[i]),
+      })))
+      : top.map((i, n) => ({
+        name: elementName(first.layout, i),
+        color: lineColors[n % lineColors.length],
+        steps: first.steps,
+        values: first.importance.map((step) => step[i]),
+      }));
 
     const keys = scalars ? Object.entries(scalars.runs).flatMap(([run, tags]) => Object.keys(tags).map((tag) => `${run}|${tag}`)) : [];
     setOptions(
       this.overlay,
       [{ value: 'auto', label: 'auto (loss)' }, { value: 'none', label: 'none' }, ...keys.map((key) => ({ value: key, label: key.replace('|', ' · ') }))],
-      context.overlay,
+      selection.overlay,
     );
     this.overlay.parentElement!.hidden = keys.length === 0;
-    const picked = scalars ? pickOverlay(scalars, context.overlay) : null;
+    const picked = scalars ? pickOverlay(scalars, selection.overlay) : null;
     if (picked) {
-      series.push({ name: picked.key.replace('|', ' · '), color: '#616161', steps: picked.series.steps, values: picked.series.values, dashed: true, axis: 'right' });
+      series.push({ name: picked.key.replace('|', ' · '), color: '#9e9e9e', steps: picked.series.steps, values: picked.series.values, dashed: true, axis: 'right' });
     }
-    this.current = { evolution, context, series };
-    this.lines.draw({ series, yLabel: valueName(evolution.signed), rightLabel: picked ? picked.key.split('|')[1] : undefined }, width);
-    this.card.note.textContent = `The ${top.length} features ranked highest at the last step${picked ? '; dashed: the training curve on the right axis' : keys.length ? '' : ' (this run has no Keras scalars to overlay)'}. Hover to read values.`;
+    this.current = { runs, method: selection.method, series };
+    this.lines.draw({ series, yLabel: valueName(first.signed), rightLabel: picked ? picked.key.split('|')[1] : undefined }, width);
+    const curve = picked ? '; dashed grey: the training curve on the right axis' : keys.length || compared ? '' : ' (this run has no Keras scalars to overlay)';
+    this.card.note.textContent = compared
+      ? `The ${top.length} features ranked highest in ${runs[0].info.run} at its last step, in every run: colour = run, dash = feature. Hover to read values.`
+      : `The ${top.length} features ranked highest at the last step${curve}. Hover to read values.`;
     this.card.figure.replaceChildren(this.lines.element);
-    this.card.markDrawn(`${context.run}|${context.method}|${top.length}|${picked ? picked.key : ''}`);
+    this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${selection.method}|${top.length}|${picked ? picked.key : ''}`);
   }
 
   private table(): Table | null {
