@@ -27,9 +27,9 @@ class Segmentation:
         algorithm: "slic" (skimage SLIC), "quickshift" (skimage quickshift, LIME's default), "grid" (a regular
             grid of `patch` x `patch` squares), or a function (H, W, C) image -> (H, W) integer labels.
         patch: side of a grid square in pixels ("grid" only).
-        window: time steps per window of a (T, C) sequence input; None splits each sequence into 16 windows
-            of ceil(T / 16) steps. Sequences are always split into contiguous windows, whatever `algorithm`
-            (which applies to images).
+        window: time steps per window of a (T, C) sequence input; None gives windows of ceil(T / 16) steps
+            (at most 16 windows, the last one possibly shorter). Sequences are always split into contiguous
+            windows, whatever `algorithm` (which applies to images).
         **params: passed to the skimage function; SLIC defaults to n_segments=min(50, pixels / 8) and a
             compactness suited to the image's colour space, quickshift to LIME's kernel_size=4, max_dist=200, ratio=0.2.
 
