@@ -12,7 +12,7 @@ import numpy as np
 from tb_xai.metadata import IMAGE, TABULAR
 from tb_xai.methods.base import check_positive_int
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
-from tb_xai.methods.batching import chunks
+from tb_xai.batching import chunks
 from tb_xai.methods.surrogate import (
     LocalSurrogate, normal_equations, padded, pipelined, segment_groups, solve_normal_equations,
     weighted_least_squares,

@@ -8,7 +8,7 @@ import numpy as np
 
 from tb_xai.metadata import IMAGE
 from tb_xai.methods.base import AttributionMethod, check_positive_int
-from tb_xai.methods.batching import chunks
+from tb_xai.batching import chunks
 
 
 class Occlusion(AttributionMethod):

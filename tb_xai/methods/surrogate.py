@@ -20,7 +20,7 @@ import numpy as np
 from tb_xai.metadata import IMAGE, TABULAR
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod, check_positive_int
-from tb_xai.methods.batching import chunks, map_batches
+from tb_xai.batching import chunks, map_batches
 from tb_xai.methods.coalitions import probe_keys
 from tb_xai.methods.segmentation import Segmentation, as_segmentation, segment_means
 
