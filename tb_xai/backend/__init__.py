@@ -51,6 +51,14 @@ def adapt(model, probe: ProbeSet, output: Optional[Union[str, int]] = None, batc
         from tb_xai.backend.tensorflow import TensorFlowModel
 
         return TensorFlowModel(model, probe, output=output, batch_size=batch_size)
+    if backend == "jax":
+        from tb_xai.backend.jax import JaxModel
+
+        return JaxModel(model, probe, output=output, batch_size=batch_size)
+    if backend == "torch":
+        from tb_xai.backend.torch import TorchModel
+
+        return TorchModel(model, probe, output=output, batch_size=batch_size)
     raise NotImplementedError(
-        f"tb_xai supports Keras on the 'tensorflow' backend; this Keras runs on {backend!r}"
+        f"tb_xai supports Keras on the 'tensorflow', 'jax' and 'torch' backends; this Keras runs on {backend!r}"
     )
