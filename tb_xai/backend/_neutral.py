@@ -146,15 +146,21 @@ class KerasModel:
         raise ValueError(f"maps must be (rows, h, w) or (rows, length); received shape {maps.shape}")
 
 
-def padded_rows(n: int, size: int) -> int:
-    """Rows a call of `n` rows (at most `size`) is padded to: the next power of two, capped at `size`.
+# The smallest padded call: fewer distinct shapes (each one an XLA compilation, about 0.3 s on a CPU) for
+# little padding; the calls this small are setup probes and remainders.
+MIN_PADDED_ROWS = 32
 
-    A shape-specialising compiler (XLA) then traces a call at most log2(size) + 1 times in a process, and
+
+def padded_rows(n: int, size: int) -> int:
+    """Rows a call of `n` rows (at most `size`) is padded to: the next power of two, at least
+    `MIN_PADDED_ROWS`, capped at `size`.
+
+    A shape-specialising compiler (XLA) then traces a call at most log2(size) - 4 times in a process, and
     never again between epochs, whatever the number of probes.
     """
     if n > size:
         raise ValueError(f"{n} rows exceed the call size {size}")
-    return min(size, 1 << max(0, int(n - 1).bit_length()))
+    return min(size, max(MIN_PADDED_ROWS, 1 << max(0, int(n - 1).bit_length())))
 
 
 def map_padded(fn, arrays: Sequence[np.ndarray], size: int) -> List[np.ndarray]:
