@@ -96,6 +96,17 @@ class AttributionCallback(keras.callbacks.Callback):
         self._logged_steps: set = set()  # over every fit() this callback was given to
         self._warned_overwrite = False
 
+    # tf_keras (Keras 2) asks each callback which batch hooks it implements, to skip calling the others;
+    # Keras 3's Callback base has no such methods. Without batch hooks, tf_keras keeps its batches unsynced.
+    def _implements_train_batch_hooks(self) -> bool:
+        return type(self).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
+
     # -------------------------------------------------------------------------------- Keras lifecycle
     def on_train_begin(self, logs=None):
         self._last_epoch = self._last_logged = None
