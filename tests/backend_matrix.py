@@ -108,8 +108,8 @@ def explain(directory: str) -> None:
             if modality not in cls.modalities:
                 continue
             method = cls(**config)
-            method.setup(adapter, probe)
-            (values,) = method.attribute(probe.inputs, target)
+            method.setup(adapter, adapter.probe)
+            (values,) = method.attribute(adapter.probe.inputs, target)
             results[f"{name}/{method_name}"] = values
     np.savez(os.path.join(directory, f"{backend}.npz"), **results)
     train(directory, backend)
