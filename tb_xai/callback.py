@@ -215,7 +215,7 @@ class AttributionCallback(keras.callbacks.Callback):
         predictions = self._adapter.predict(probe.inputs)
         targets = resolve_targets(self.target, predictions, probe.labels)
         writer.write(summary.predictions_pb(predictions, output_name=self._adapter.output_name,
-                                            class_names=probe.class_names), step)
+                                            class_names=probe.class_names, config=self._adapter.explained), step)
         writer.write(summary.targets_pb(targets, output_name=self._adapter.output_name,
                                         config={**self.target.as_config(), **self._adapter.explained}), step)
         self._predictions = predictions
@@ -234,9 +234,12 @@ class AttributionCallback(keras.callbacks.Callback):
                         f"{bad} of {np.size(values)} attribution values for input {name!r} are NaN or inf "
                         "(diverged weights?); nothing was logged for this step"
                     )
+            config = method.config()
+            if self._adapter.logits:  # the explained output is not the model's: say so next to the values
+                config = {**config, "explains": "logits", "stripped": self._adapter.explained["stripped"]}
             summaries = [
                 summary.attribution_pb(method.name, name, values, feature_names=self.probe.feature_names_for(i),
-                                       modality=self.probe.modality(i), config=method.config())
+                                       modality=self.probe.modality(i), config=config)
                 for i, name, values in explained
             ]
             for pb in summaries:

@@ -24,14 +24,16 @@ def vanishing_rows(magnitudes: np.ndarray) -> np.ndarray:
 def vanishing_reason(dead: int, total: int, explained: dict, predictions: Optional[np.ndarray],
                      targets: np.ndarray) -> str:
     """The warning's text: how many probes, the likely reason, and the remedy."""
-    head = f"the attributions of {dead} of {total} probes are all zero or below {ABSOLUTE:g}"
+    head = (f"the attributions of {dead} of {total} probes are all zero or vanishingly small (at most {ABSOLUTE:g}, "
+            f"or {RELATIVE:g} of the largest)")
     activation = explained.get("activation")
     if explained.get("explains") == "outputs" and activation in ("softmax", "sigmoid") and predictions is not None:
         p = _explained_probabilities(predictions, targets, explained)
         saturated = int(np.sum((p >= 1 - SATURATED) | (p <= SATURATED)))
         return (
             f"{head}: the {activation} of layer {explained.get('layer')!r} is saturated (the explained probability "
-            f"is within {SATURATED:g} of 0 or 1 for {saturated} of {total} probes), so its gradient vanishes. Pass "
+            f"is within {SATURATED:g} of 0 or 1 for {saturated} of {total} probes), so neither its gradient nor a "
+            "perturbation of the input moves it. Pass "
             f"logits=True to AttributionCallback to explain the output before the {activation}."
         )
     if explained.get("explains") == "outputs" and activation is None:

@@ -49,6 +49,8 @@ class LayerCall:
         shape: the output's shape, batch dimension first (None when the output is not one tensor).
         inner: how many layer calls happened inside this one (0 for a leaf layer; a nested model has more).
         order: the position of this call among all calls (returns), from 0.
+        same_as: for a nested model, the `order` of the innermost call inside it that returned the very same
+            tensor (its last layer), else None.
     """
 
     path: str
@@ -57,6 +59,7 @@ class LayerCall:
     shape: Optional[Tuple[int, ...]]
     inner: int
     order: int
+    same_as: Optional[int] = None
 
     @property
     def kind(self) -> str:
@@ -216,7 +219,9 @@ class KerasModel:
                 index = counts.get(id(layer), 0)
                 counts[id(layer)] = index + 1
                 shape = tuple(out.shape) if _is_tensor(out) else None
-                calls.append(LayerCall(path, layer, index, shape, len(calls) - before, len(calls)))
+                same = [c for c, o in zip(calls[before:], outputs_of[before:]) if o is out]
+                same_as = max(same, key=lambda c: c.path.count("/")).order if same else None
+                calls.append(LayerCall(path, layer, index, shape, len(calls) - before, len(calls), same_as))
                 outputs_of.append(out)
                 return out
 
@@ -288,7 +293,7 @@ class KerasModel:
                 chosen = call
         if chosen is None:
             raise LookupError("no convolution feature map")
-        return chosen
+        return chosen if chosen.same_as is None else self.layer_calls[chosen.same_as]
 
     # --------------------------------------------------------------------------------- the explained head
     def _pick_head(self, outputs) -> Tuple[Any, str]:
