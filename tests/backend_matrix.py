@@ -6,6 +6,9 @@
                                            to DIR/<backend>.npz, trains a model with the callback for two
                                            epochs and writes what tb_xai.load read back to DIR/<backend>.json
 
+With TF_USE_LEGACY_KERAS=1, `explain` builds the same architectures in tf_keras (Keras 2 cannot read a
+Keras 3 .keras file), sets the saved weights, and writes DIR/tf_keras.npz and .json.
+
 With TB_XAI_BLOCK_TENSORFLOW=1 any import of tensorflow fails, to show a backend runs without it.
 """
 
@@ -52,10 +55,30 @@ METHODS = {
 }
 
 
-def residual_backbone_classifier(shape=(8, 8, 3), n_classes=3):
-    """A nested residual backbone with BatchNorm inside a Sequential classifier (logits head)."""
+def legacy() -> bool:
+    return os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+
+
+def keras_module():
+    """Keras 3, or tf_keras under TF_USE_LEGACY_KERAS=1."""
+    if legacy():
+        import tf_keras
+
+        return tf_keras
     import keras
 
+    return keras
+
+
+def mlp():
+    keras = keras_module()
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(12, activation="tanh"),
+                             keras.layers.Dense(3, activation="softmax")])
+
+
+def residual_backbone_classifier(shape=(8, 8, 3), n_classes=3):
+    """A nested residual backbone with BatchNorm inside a Sequential classifier (logits head)."""
+    keras = keras_module()
     inputs = keras.Input(shape)
     h = keras.layers.Conv2D(6, 3, padding="same", name="stem")(inputs)
     h = keras.layers.BatchNormalization(name="stem_bn")(h)
@@ -73,7 +96,8 @@ def save(directory: str) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import models
 
-    built = {"tabular": (models.mlp(), models.random_inputs((6,), 5))}
+    keras.utils.set_random_seed(0)
+    built = {"tabular": (mlp(), models.random_inputs((6,), 5))}
     keras.utils.set_random_seed(3)
     built["residual"] = (residual_backbone_classifier(), models.random_inputs((8, 8, 3), 4, seed=2))
     # BatchNorm statistics that are not the identity, so inference mode matters.
@@ -82,6 +106,7 @@ def save(directory: str) -> None:
     bn.moving_variance.assign(np.full(6, 2.0, np.float32))
     for name, (model, probe) in built.items():
         model.save(os.path.join(directory, f"{name}.keras"))
+        np.savez(os.path.join(directory, f"{name}_weights.npz"), *model.get_weights())
         np.save(os.path.join(directory, f"{name}.npy"), probe)
     explain(directory)
 
@@ -93,10 +118,15 @@ def explain(directory: str) -> None:
     from tb_xai.backend import adapt
     from tb_xai.probe import as_probe_set
 
-    backend = keras.backend.backend()
+    backend = "tf_keras" if legacy() else keras.backend.backend()
     results = {}
-    for name in ("tabular", "residual"):
-        model = keras.saving.load_model(os.path.join(directory, f"{name}.keras"))
+    for name, build in (("tabular", mlp), ("residual", residual_backbone_classifier)):
+        if legacy():
+            model = build()
+            with np.load(os.path.join(directory, f"{name}_weights.npz")) as weights:
+                model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
+        else:
+            model = keras.saving.load_model(os.path.join(directory, f"{name}.keras"))
         x = np.load(os.path.join(directory, f"{name}.npy"))
         probe = as_probe_set(x)
         adapter = adapt(model, probe)
@@ -117,11 +147,10 @@ def explain(directory: str) -> None:
 
 def train(directory: str, backend: str) -> None:
     """Two epochs of a never-called Sequential CNN with the callback, read back with tb_xai.load."""
-    import keras
-
     import tb_xai
     from tb_xai import methods as methods_lib
 
+    keras = keras_module()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
@@ -138,7 +167,7 @@ def train(directory: str, backend: str) -> None:
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
     run = tb_xai.load(log_dir)
     # The last logged predictions are the trained model's: the adapter reads the weights training left.
-    after = keras.ops.convert_to_numpy(model(x[:4], training=False))
+    after = model.predict(x[:4], verbose=0)
     summary = {
         "last_predictions_error": float(np.abs(run.predictions()[-1] - after).max()),
         "failures": [list(map(str, f)) for f in run.failures()],

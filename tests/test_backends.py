@@ -1,8 +1,9 @@
-"""The same saved .keras models give the same attributions on TensorFlow, JAX and PyTorch.
+"""The same saved models give the same attributions on TensorFlow, JAX, PyTorch and tf_keras (Keras 2).
 
 The Keras backend is fixed when keras is imported, so each backend runs in its own process
 (tests/backend_matrix.py). The JAX and PyTorch processes run with TensorFlow made unimportable: they show the
-callback, every method and tb_xai.load work without it.
+callback, every method and tb_xai.load work without it. tf_keras gets the same architectures with the same
+weights (it cannot read a Keras 3 .keras file).
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ import pytest
 from backend_matrix import METHODS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = ("tensorflow", "jax", "torch", "tf_keras")
 # Gradient methods within 1e-4 of the largest attribution; seeded sampling methods draw the same samples on
 # every backend, so they differ by float error only and are held to the same bound.
 RELATIVE = 1e-4
 
 
 def _start(backend: str, mode: str, directory: str) -> subprocess.Popen:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "TB_XAI_BLOCK_TENSORFLOW": "0" if backend == "tensorflow" else "1"}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow" if backend == "tf_keras" else backend,
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TB_XAI_BLOCK_TENSORFLOW": "1" if backend in ("jax", "torch") else "0"}
     env.pop("TF_USE_LEGACY_KERAS", None)
+    if backend == "tf_keras":
+        env["TF_USE_LEGACY_KERAS"] = "1"
     return subprocess.Popen([sys.executable, os.path.join(HERE, "backend_matrix.py"), mode, directory],
                             env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -42,7 +45,7 @@ def _finish(backend: str, process: subprocess.Popen) -> None:
 def matrix(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("backends"))
     _finish("tensorflow", _start("tensorflow", "save", directory))
-    # The two other backends only read the saved models: run them side by side.
+    # The other backends only read the saved models: run them side by side.
     running = {b: _start(b, "explain", directory) for b in BACKENDS[1:]}
     for backend, process in running.items():
         _finish(backend, process)
@@ -85,4 +88,4 @@ def test_callback_trains_and_logs_every_method(matrix, backend):
     assert run["steps"] == {m: [0, 1] for m in METHODS}
     assert run["shapes"]["saliency"] == [2, 4, 8, 8, 1]
     assert run["shapes"]["grad_cam"] == [2, 4, 8, 8]
-    assert run["tensorflow_imported"] == (backend == "tensorflow")
+    assert run["tensorflow_imported"] == (backend in ("tensorflow", "tf_keras"))
