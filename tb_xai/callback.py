@@ -265,7 +265,7 @@ class AttributionCallback(keras.callbacks.Callback):
         self._warned_vanishing.add(method.name)
         logger.warning("tb_xai: %s at step %d: %s", method.name, step,
                        vanishing_reason(int(dead.sum()), len(dead), self._adapter.explained,
-                                        self._predictions, targets))
+                                        self._predictions, targets, type(method).name))
 
     def _record_failure(self, methods: Sequence[AttributionMethod], step: int, message: str) -> None:
         """Warns, and writes a FAILURE summary for each method; a writer that fails too only warns."""

@@ -22,19 +22,27 @@ def vanishing_rows(magnitudes: np.ndarray) -> np.ndarray:
 
 
 def vanishing_reason(dead: int, total: int, explained: dict, predictions: Optional[np.ndarray],
-                     targets: np.ndarray) -> str:
+                     targets: np.ndarray, method: str = "") -> str:
     """The warning's text: how many probes, the likely reason, and the remedy."""
     head = (f"the attributions of {dead} of {total} probes are all zero or vanishingly small (at most {ABSOLUTE:g}, "
             f"or {RELATIVE:g} of the largest)")
     activation = explained.get("activation")
+    saturated = 0
     if explained.get("explains") == "outputs" and activation in ("softmax", "sigmoid") and predictions is not None:
         p = _explained_probabilities(predictions, targets, explained)
         saturated = int(np.sum((p >= 1 - SATURATED) | (p <= SATURATED)))
+    if saturated * 2 >= dead and saturated:
         return (
             f"{head}: the {activation} of layer {explained.get('layer')!r} is saturated (the explained probability "
             f"is within {SATURATED:g} of 0 or 1 for {saturated} of {total} probes), so neither its gradient nor a "
             "perturbation of the input moves it. Pass "
             f"logits=True to AttributionCallback to explain the output before the {activation}."
+        )
+    if method == "grad_cam":
+        return (
+            f"{head}: no region of the explained layer raises the explained output (Grad-CAM keeps only positive "
+            "evidence; common before the model has learned). If it lasts, name another layer with "
+            "GradCAM(layer=...), or compare with integrated_gradients."
         )
     if explained.get("explains") == "outputs" and activation is None:
         return (

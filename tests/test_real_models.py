@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+import models
 import tb_xai
 from tb_xai.backend import adapt
 from tb_xai.methods import GradCAM, Saliency
@@ -80,10 +81,31 @@ def test_grad_cam_on_the_transfer_learning_pattern_explains_the_backbone_map(bac
     (cam,) = method.attribute([x], np.zeros(3, np.int32))
     assert cam.shape == (3, 32, 32) and np.all(np.isfinite(cam))
     # A nested layer may also be named by its path, or by its bare name when only one layer has it.
-    method = GradCAM(layer=f"{backbone.name}/block_16_project")
-    method.setup(adapter, adapter.probe)
-    assert method.config() == {"layer": f"{backbone.name}/block_16_project"}
     assert adapter.find_layer("block_16_project") == adapter.find_layer(f"{backbone.name}/block_16_project")
+    assert adapter.find_layer("block_16_project").path == f"{backbone.name}/block_16_project"
+
+
+def test_grad_cam_explains_a_named_layer_inside_a_nested_model():
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((8, 8, 1))
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")(inner_in)
+    backbone = keras.Model(inner_in, keras.layers.Conv2D(4, 3, padding="same", name="second")(first), name="trunk")
+    branch_in = keras.Input((8, 8, 4))
+    branch = keras.Model(branch_in, keras.layers.Conv2D(2, 1, name="first")(branch_in), name="branch")
+    outer_in = keras.Input((8, 8, 1))
+    model = keras.Model(outer_in, _head(branch(backbone(outer_in))))
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 1)).astype(np.float32)
+    method = GradCAM(layer="trunk/first")
+    _bind(method, model, x)
+    assert method.config() == {"layer": "trunk/first"}
+    (cam,) = method.attribute([x], np.zeros(3, np.int32))
+    assert cam.shape == (3, 8, 8) and cam.max() > 0
+    # "first" names a layer of each nested model.
+    with pytest.raises(ValueError, match=r"more than one layer is named 'first': \['branch/first', 'trunk/first'\]"):
+        _bind(GradCAM(layer="first"), model, x)
+    method = GradCAM(layer=backbone.get_layer("first"))  # a layer object
+    _bind(method, model, x)
+    assert method.config() == {"layer": "trunk/first"}
 
 
 class LateBeforeEarly(keras.Model):
@@ -241,6 +263,21 @@ def test_logits_strip_activation_layers_and_refuse_what_cannot_be_stripped():
         np.testing.assert_allclose(adapter.predict([x]), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(adapt(model, as_probe_set(x)).predict([x]),
                                    keras.ops.convert_to_numpy(model(x)), atol=1e-6)  # restored after
+    # A subclassed model whose call() returns its softmax layer's output, and a classifier nested whole.
+    subclassed_cnn = models.SubclassedCNN(n_classes=3)
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    subclassed_cnn(images[:1])
+    adapter = adapt(subclassed_cnn, as_probe_set(images), logits=True)
+    np.testing.assert_allclose(adapter.predict([images]), _pre_activation(subclassed_cnn, images),
+                               rtol=1e-5, atol=1e-6)
+    keras.utils.set_random_seed(0)
+    classifier = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax", name="inner")])
+    outer_in = keras.Input((6,))
+    nested = keras.Model(outer_in, classifier(outer_in))
+    adapter = adapt(nested, as_probe_set(x), logits=True)
+    assert adapter.explained["layer"] == f"{classifier.name}/inner"
+    np.testing.assert_allclose(adapter.predict([x]), x @ classifier.layers[0].kernel.numpy()
+                               + classifier.layers[0].bias.numpy(), rtol=1e-5, atol=1e-5)
     linear = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="linear_head")])
     with pytest.raises(ValueError, match=r"layer 'linear_head' \(Dense\) whose activation is 'linear'; only a "
                                          r"final softmax or sigmoid can be stripped"):
@@ -262,6 +299,12 @@ def test_logits_strip_activation_layers_and_refuse_what_cannot_be_stripped():
         tb_xai.AttributionCallback("runs", x, logits="yes")
 
 
+def _pre_activation(model, images):
+    head = model.head
+    features = keras.ops.convert_to_numpy(model.pool(model.conv(images)))
+    return features @ head.kernel.numpy() + head.bias.numpy()
+
+
 def test_sigmoid_with_label_targets_explains_the_labelled_class(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
@@ -279,6 +322,10 @@ def test_sigmoid_with_label_targets_explains_the_labelled_class(tmp_path):
     _, (grad_p,) = adapt(model, as_probe_set(x)).gradients([x], np.zeros(6, np.int32))
     sign = np.where(labels == 1, 1.0, -1.0)[:, None]
     np.testing.assert_allclose(run.attributions("saliency")[0], sign * grad_p, rtol=1e-4, atol=1e-7)
+    # Under logits=True the two classes are -z and z.
+    both = adapt(model, as_probe_set(x), logits=True, binary_classes=True).predict([x])
+    z = np.log(p / (1 - p))
+    np.testing.assert_allclose(both, np.stack([-z, z], axis=1), rtol=1e-3, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------- validation
@@ -352,3 +399,18 @@ def test_a_new_callback_continuing_a_run_warns_only_when_it_replaces_steps(tmp_p
         model.fit(x, y, epochs=6, initial_epoch=5, verbose=0,
                   callbacks=[tb_xai.AttributionCallback(str(tmp_path), x[:2], methods=["saliency"])])
     assert "steps logged again replace them (from step 5)" in caplog.text
+
+
+def test_the_vanishing_warning_claims_saturation_only_when_the_probabilities_show_it():
+    from tb_xai.saturation import vanishing_reason, vanishing_rows
+
+    magnitudes = np.array([[0.0, 0.0], [1e-9, 0.0], [0.5, 0.1], [2e-7, 0.0]])
+    np.testing.assert_array_equal(vanishing_rows(magnitudes), [True, True, False, True])
+    explained = {"output": "out", "explains": "outputs", "layer": "head", "activation": "softmax"}
+    saturated = np.array([[1.0, 0.0], [0.99999, 0.00001], [0.5, 0.5]])
+    calm = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])
+    targets = np.array([0, 0, 1])
+    assert "is saturated" in vanishing_reason(2, 3, explained, saturated, targets)
+    assert "Pass logits=True" in vanishing_reason(2, 3, explained, saturated, targets)
+    assert "saturated" not in vanishing_reason(2, 3, explained, calm, targets)
+    assert "Grad-CAM keeps only positive evidence" in vanishing_reason(2, 3, explained, calm, targets, "grad_cam")

@@ -119,7 +119,6 @@ class KerasModel:
         self.probe = dataclasses.replace(
             probe, inputs=[np.asarray(a, dtype=d) for a, d in zip(probe.inputs, self.input_dtypes)]
         )
-        self._user_probe = probe
         self._strip: Optional[Tuple[Any, str]] = None
         self._binary = False
         self.layer_calls, outputs, head_ids = self._discover()

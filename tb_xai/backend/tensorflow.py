@@ -81,8 +81,8 @@ class TensorFlowModel(KerasModel):
         for i in self._disconnected:
             name = self.probe.names[i]
             if np.issubdtype(self.input_dtypes[i], np.floating):
-                why = ("the model does not differentiate through it: its values reach the output only through an "
-                       "integer cast or lookup (an Embedding of token ids, a categorical index), or not at all")
+                why = ("its values reach the output only through ops without a gradient (an integer cast, as in an "
+                       "Embedding of token ids or a categorical lookup; a round or argmax), or not at all")
             else:
                 why = f"the model sees it as {self.input_dtypes[i]}, and integers have no gradient"
             raise ValueError(
