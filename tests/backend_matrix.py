@@ -145,6 +145,19 @@ def explain(directory: str) -> None:
     train(directory, backend)
 
 
+def compiled_functions(adapter) -> dict:
+    """How many times each of the adapter's compiled functions was traced (PyTorch runs eagerly: none)."""
+    functions = {"predict": getattr(adapter, "_predict_fn", None), "gradients": getattr(adapter, "_gradients_fn", None),
+                 **{f"layer {k}": f for k, f in getattr(adapter, "_layer_fns", {}).items()}}
+    counts = {}
+    for name, fn in functions.items():
+        if hasattr(fn, "_cache_size"):  # jax.jit
+            counts[name] = int(fn._cache_size())
+        elif hasattr(fn, "experimental_get_tracing_count"):  # tf.function
+            counts[name] = int(fn.experimental_get_tracing_count())
+    return counts
+
+
 def train(directory: str, backend: str) -> None:
     """Two epochs of a never-called Sequential CNN with the callback, read back with tb_xai.load."""
     import tb_xai
@@ -165,10 +178,18 @@ def train(directory: str, backend: str) -> None:
     callback = tb_xai.AttributionCallback(log_dir, x[:4], labels=y[:4], methods=methods, target="label")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
+    # Explaining the trained model again compiles nothing new: no retracing between epochs.
+    adapter = callback._adapter
+    before = compiled_functions(adapter)
+    for method in callback.methods:
+        method.attribute(adapter.probe.inputs, y[:4])
+    recompiled = {k: v for k, v in compiled_functions(adapter).items() if v != before.get(k)}
     run = tb_xai.load(log_dir)
     # The last logged predictions are the trained model's: the adapter reads the weights training left.
     after = model.predict(x[:4], verbose=0)
     summary = {
+        "compiled": before,
+        "recompiled": recompiled,
         "last_predictions_error": float(np.abs(run.predictions()[-1] - after).max()),
         "failures": [list(map(str, f)) for f in run.failures()],
         "steps": {m: [int(s) for s in run.steps(m)] for m in run.methods},

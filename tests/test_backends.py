@@ -85,6 +85,9 @@ def test_callback_trains_and_logs_every_method(matrix, backend):
     run = runs[backend]
     assert run["failures"] == []
     assert run["last_predictions_error"] < 1e-5
+    assert run["recompiled"] == {}, run["compiled"]
+    if backend != "torch":  # PyTorch runs eagerly
+        assert run["compiled"].get("predict", 0) >= 1 and run["compiled"].get("gradients", 0) >= 1, run["compiled"]
     assert run["steps"] == {m: [0, 1] for m in METHODS}
     assert run["shapes"]["saliency"] == [2, 4, 8, 8, 1]
     assert run["shapes"]["grad_cam"] == [2, 4, 8, 8]
