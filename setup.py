@@ -8,6 +8,27 @@ setuptools.setup(
     description="Watch why your Keras model predicts what it predicts, epoch by epoch, in TensorBoard.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    url="https://github.com/tb-xai/tb_xai",
+    project_urls={
+        "Source": "https://github.com/tb-xai/tb_xai",
+        "Issues": "https://github.com/tb-xai/tb_xai/issues",
+    },
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Framework :: TensorFlow",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Visualization",
+    ],
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["tb_xai", "tb_xai.*"]),
     package_data={"tb_xai": ["plugin_data.proto", "plugin/static/*"]},
@@ -25,11 +46,16 @@ setuptools.setup(
         "scikit-learn>=1.2",
         "scipy>=1.10",
     ],
-    # TensorFlow is an extra, not a requirement: the GPU build (`tensorflow`) and the CPU build
-    # (`tensorflow-cpu`) are different distributions, and requiring one would install it beside the other.
+    # Every Keras backend is an extra, none a requirement: Keras 3 runs on whichever is installed
+    # (KERAS_BACKEND). TensorFlow's GPU build (`tensorflow`) and CPU build (`tensorflow-cpu`) are different
+    # distributions, and requiring one would install it beside the other. PyTorch's package index build is the
+    # CUDA one; install PyTorch's CPU build first where no GPU is wanted, and this extra keeps it.
     extras_require={
         "tensorflow": ["tensorflow>=2.16"],
         "cpu": ["tensorflow-cpu>=2.16"],
+        "tf_keras": ["tf_keras>=2.16"],
+        "jax": ["jax>=0.4.20"],
+        "torch": ["torch>=2.1"],
         "test": ["pytest>=7", "pytest-timeout>=2", "pandas>=2"],
     },
     entry_points={

@@ -113,6 +113,17 @@ class AttributionCallback(keras.callbacks.Callback):
         self._warned_vanishing: set = set()
         self._predictions: Optional[np.ndarray] = None
 
+    # tf_keras (Keras 2) asks each callback which batch hooks it implements, to skip calling the others;
+    # Keras 3's Callback base has no such methods. Without batch hooks, tf_keras keeps its batches unsynced.
+    def _implements_train_batch_hooks(self) -> bool:
+        return type(self).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
+
     # -------------------------------------------------------------------------------- Keras lifecycle
     def on_train_begin(self, logs=None):
         self._last_epoch = self._last_logged = None
@@ -141,9 +152,8 @@ class AttributionCallback(keras.callbacks.Callback):
     def _setup(self) -> None:
         if self._adapter is not None and self._adapter.model is self.model:
             # Another fit() of the same model: its compiled functions stay valid.
-            if self._writer is None and self._adapter.is_chief():
-                self._writer = summary.SummaryWriter(self.run_dir)
-                self.run_dir = self._writer.run_dir  # a sibling when another training holds it (run_lock)
+            if self._writer is None:
+                self._writer = self._new_writer()
             return
         self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size,
                               logits=self.logits, binary_classes=self.target.mode == "label")
@@ -157,18 +167,25 @@ class AttributionCallback(keras.callbacks.Callback):
             method.setup(self._adapter, self._adapter.probe)
             if getattr(method, "input_gradients", method.requires_gradients):
                 self._adapter.check_input_gradients()
-        if self._adapter.is_chief() and self._writer is None:
-            self._writer = summary.SummaryWriter(self.run_dir)
-            self.run_dir = self._writer.run_dir  # a sibling when another training holds it (run_lock)
-            if not self._logged_steps:
+        if self._writer is None:
+            self._writer = self._new_writer()
+            if not self._logged_steps and self._adapter.is_chief():
                 self._earlier_steps = _logged_steps(self.run_dir)
+
+    def _new_writer(self):
+        # Under a multi-worker strategy every worker computes every step, in the same order, and only the chief
+        # writes: reading a model's synchronized-on-read variables (BatchNorm's statistics) outside a replica
+        # is a collective op that all workers must join, so a chief explaining alone would stall or abort them.
+        if not self._adapter.is_chief():
+            return _UnwrittenSummaries()
+        writer = summary.SummaryWriter(self.run_dir)
+        self.run_dir = writer.run_dir  # a sibling when another training holds it (run_lock)
+        return writer
 
     def _log(self, step: int) -> None:
         if self._adapter is None:
             self._setup()
         self._last_logged = step
-        if self._writer is None:  # not the chief: another worker writes
-            return
         if step in self._logged_steps and not self._warned_overwrite:
             logger.warning(
                 "tb_xai: epoch %d was already logged by an earlier fit(); its attributions are replaced. Pass "
@@ -263,6 +280,19 @@ class AttributionCallback(keras.callbacks.Callback):
             except Exception as error:
                 logger.warning("tb_xai: the failure of %s at step %d could not be written either: %s",
                                method.name, step, error)
+
+
+class _UnwrittenSummaries:
+    """The writer of a worker that is not the chief: it computes every step with the chief, writes nothing."""
+
+    def write(self, pb, step) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _logged_steps(run_dir: str) -> set:

@@ -6,7 +6,14 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/python_env.sh
 . scripts/python_env.sh
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e ".[test,cpu]"
+python -m pip install --quiet -e ".[test,cpu,jax]"
+# The backend matrix (tests/test_backends.py) runs every method on TensorFlow, JAX, PyTorch and tf_keras.
+# PyTorch is pinned: an unpinned install resolves to the CUDA build (several GB); this one is its CPU wheel.
+python -m pip install --quiet "torch==2.13.0"
+# tf_keras of the installed TensorFlow's release, without its `tensorflow` requirement: tensorflow-cpu is the
+# same module, and pulling `tensorflow` too would install a second copy over it.
+tf_release=$(python -c "import importlib.metadata as m; print('.'.join(m.version('tensorflow-cpu').split('.')[:2]))")
+python -m pip install --quiet --no-deps "tf_keras==${tf_release}.*"
 
 # Debian's Chromium for the browser tests (playwright-core drives it; no browser is ever downloaded).
 if ! command -v chromium >/dev/null 2>&1; then

@@ -343,7 +343,9 @@ def test_only_the_chief_task_writes(task_type, task_id, jobs, expected):
     assert is_chief_task(None) is True
 
 
-def test_a_non_chief_worker_computes_and_writes_nothing(tmp_path, tabular_data, monkeypatch):
+def test_a_non_chief_worker_computes_in_step_and_writes_nothing(tmp_path, tabular_data, monkeypatch):
+    # Every worker makes the chief's model calls (reads of synchronized variables are collective ops);
+    # tests/test_distributed.py runs this with real workers.
     from tb_xai.backend import tensorflow as tf_backend
 
     x, y, _, _ = tabular_data
@@ -351,4 +353,4 @@ def test_a_non_chief_worker_computes_and_writes_nothing(tmp_path, tabular_data, 
     cb = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"])
     _fit(models.mlp(n_features=30, n_classes=2), x, y, [cb], epochs=2)
     assert not os.path.exists(os.path.join(str(tmp_path), "xai"))
-    assert cb.timings == {}
+    assert set(cb.timings) == {"saliency"}

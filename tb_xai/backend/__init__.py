@@ -66,11 +66,31 @@ def adapt(model, probe: ProbeSet, output: Optional[Union[str, int]] = None, batc
     import keras
 
     backend = keras.backend.backend()
+    if _is_tf_keras_model(model):
+        from tb_xai.backend.tf_keras import TfKerasModel
+
+        return TfKerasModel(model, probe, output=output, batch_size=batch_size, logits=logits,
+                            binary_classes=binary_classes)
     if backend == "tensorflow":
         from tb_xai.backend.tensorflow import TensorFlowModel
 
         return TensorFlowModel(model, probe, output=output, batch_size=batch_size, logits=logits,
                                binary_classes=binary_classes)
+    if backend == "jax":
+        from tb_xai.backend.jax import JaxModel
+
+        return JaxModel(model, probe, output=output, batch_size=batch_size, logits=logits,
+                        binary_classes=binary_classes)
+    if backend == "torch":
+        from tb_xai.backend.torch import TorchModel
+
+        return TorchModel(model, probe, output=output, batch_size=batch_size, logits=logits,
+                          binary_classes=binary_classes)
     raise NotImplementedError(
-        f"tb_xai supports Keras on the 'tensorflow' backend; this Keras runs on {backend!r}"
+        f"tb_xai supports Keras on the 'tensorflow', 'jax' and 'torch' backends; this Keras runs on {backend!r}"
     )
+
+
+def _is_tf_keras_model(model) -> bool:
+    """Whether `model` is a tf_keras (Keras 2) model; tested by class module, so tf_keras is not imported."""
+    return any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__)

@@ -98,6 +98,9 @@ class KerasModel:
         n_outputs: the explained head's width (2 for a single sigmoid unit seen as two classes).
     """
 
+    #: the layer types `feature_map` counts as convolutions (tf_keras models have their own classes).
+    convolutions = CONVOLUTIONS
+
     def __init__(
         self,
         model,
@@ -282,7 +285,7 @@ class KerasModel:
         seen_convolution = False
         chosen = None
         for call in self.layer_calls:
-            if isinstance(call.layer, CONVOLUTIONS):
+            if isinstance(call.layer, self.convolutions):
                 seen_convolution = True
             if (seen_convolution and call.shape is not None and len(call.shape) == rank
                     and call.path != head_path and not _contains(call, head_path)):

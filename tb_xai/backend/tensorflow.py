@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_xai.backend.keras_model import Injection, KerasModel, LayerCall
-from tb_xai.methods.batching import map_batches
+from tb_xai.batching import map_batches
 from tb_xai.probe import ProbeSet
 
 

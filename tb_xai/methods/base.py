@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tb_xai import metadata
-from tb_xai.methods.batching import map_batches
+from tb_xai.batching import map_batches
 from tb_xai.probe import ProbeSet
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
 from tb_xai.methods.base import check_positive_int
-from tb_xai.methods.batching import chunks
+from tb_xai.batching import chunks
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
 from tb_xai.methods.reference_engines import LimeEngine
 from tb_xai.methods.surrogate import (

@@ -9,7 +9,7 @@ import numpy as np
 
 from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
 from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
-from tb_xai.methods.batching import chunks
+from tb_xai.batching import chunks
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
-from tb_xai.methods.batching import chunks, map_batches
+from tb_xai.batching import chunks, map_batches
 from tb_xai.methods.coalitions import joint_probe_keys
 from tb_xai.methods.segmentation import (  # segment_groups is re-exported for the methods
     Segmentation, as_segmentation, segment_groups, segment_means,
