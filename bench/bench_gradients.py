@@ -80,12 +80,12 @@ def plain_gradient(model, shape):
             out, _ = model.stateless_call(trainable, non_trainable, batch, training=False)
             return jnp.take_along_axis(out, t[:, None], axis=1).sum()
 
-        grad = jax.jit(jax.grad(selected))
+        jitted = jax.jit(jax.grad(selected))
 
         def run(b, t):
             variables = ([v.value for v in model.trainable_variables],
                          [v.value for v in model.non_trainable_variables])
-            return np.asarray(grad(b, *variables, t))
+            return np.asarray(jitted(b, *variables, t))
 
         return {"jax.jit": run}
     import torch
