@@ -10,11 +10,6 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     license_files=["LICENSE"],
-    url="https://github.com/tb-xai/tb_xai",
-    project_urls={
-        "Source": "https://github.com/tb-xai/tb_xai",
-        "Issues": "https://github.com/tb-xai/tb_xai/issues",
-    },
     classifiers=[
         "Development Status :: 3 - Alpha",
         "Framework :: TensorFlow",
