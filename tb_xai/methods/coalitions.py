@@ -84,9 +84,12 @@ def shapley_coalitions(features: int, samples, rng: np.random.Generator) -> Tupl
     """Coalitions and their regression weights for KernelSHAP on `features` interpretable features.
 
     Coalition sizes whose every member fits in the budget (in proportion to their kernel weight) are listed
-    completely with their exact Shapley-kernel weights; the rest of the budget is drawn as antithetic pairs
-    (a coalition and its complement) with sizes drawn in proportion to their kernel weight, each draw
-    carrying an equal share of the weight those sizes hold. With a budget of 2^K - 2 every coalition is
+    completely with their exact Shapley-kernel weights. The rest of the budget is drawn as antithetic pairs
+    (a coalition and its complement: with the efficiency constraint a pair's two equations carry the same
+    information for a linear model, and pairing cancels the estimator's even-order error; Covert & Lee,
+    2021) by leverage scores (Musco & Witter, 2025): every open size is equally likely and a coalition is
+    uniform within its size, and each draw is weighted by its Shapley-kernel weight over its probability, so
+    the weighted regression is unbiased for the exact one. With a budget of 2^K - 2 every coalition is
     listed and the regression returns the exact Shapley values of the value function.
 
     Returns:
@@ -99,12 +102,23 @@ def shapley_coalitions(features: int, samples, rng: np.random.Generator) -> Tupl
         return masks, weights
     mass = shapley_kernel_mass(features)[open_sizes - 1]
     pairs = (drawn + 1) // 2
-    sizes = rng.choice(open_sizes, size=pairs, p=mass / mass.sum())
+    # Leverage scores of the Shapley regression are equal within a size and their totals per size are
+    # equal: sizes uniform. A pair's second coalition has the complementary size (also open).
+    choice = rng.integers(0, len(open_sizes), size=pairs)
+    sizes = open_sizes[choice]
     ranks = np.argsort(rng.random((pairs, features)), axis=1).argsort(axis=1)
     chosen = ranks < sizes[:, None]
     sampled = np.stack([chosen, ~chosen], axis=1).reshape(2 * pairs, features)[:drawn]
-    sampled_weights = np.full(drawn, mass.sum() / drawn)
-    return np.concatenate([masks, sampled]), np.concatenate([weights, sampled_weights])
+    # Kernel weight of the coalition / probability of drawing it, per draw: mass[size] x open sizes / draws
+    # (the complement of a size-s draw has size K - s, whose mass is the same).
+    per_draw = mass[np.repeat(choice, 2)[:drawn]] * len(open_sizes) / drawn
+    return np.concatenate([masks, sampled]), np.concatenate([weights, per_draw])
+
+
+def determining_budget(features: int) -> int:
+    """The fewest sampled coalitions that can determine `features` Shapley values under the efficiency
+    constraint: K - 1 independent equations, and a complement pair gives one."""
+    return 2 * (features - 1)
 
 
 def uniform_coalitions(features: int, samples: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import List, Optional
 
 import numpy as np
 
-from tb_xai.methods.coalitions import probe_generator, shapley_budget, shapley_coalitions
+from tb_xai.methods.coalitions import determining_budget, probe_generator, shapley_budget, shapley_coalitions
 from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, weighted_least_squares
+
+
+logger = logging.getLogger(__name__)
 
 
 class KernelShap(LocalSurrogate):
@@ -36,6 +40,7 @@ class KernelShap(LocalSurrogate):
                  seed: int = 0, batch_size: Optional[int] = None, name: Optional[str] = None):
         super().__init__(samples, background, segmentation, engine, seed, batch_size, name)
         shapley_budget(2, samples)  # validates `samples`
+        self._warned_budget = False
 
     def samples_per_probe(self, features: int) -> int:
         return shapley_budget(features, self.samples) + 2
@@ -48,7 +53,19 @@ class KernelShap(LocalSurrogate):
         counts = [int(s.max()) + 1 for s in segments]
         return self._shapley(x, counts, target, index, groups=segment_groups(x, segments), segments=segments)
 
+    def _warn_small_budget(self, counts: List[int]) -> None:
+        k = max(counts)
+        budget = shapley_budget(k, self.samples)
+        if not self._warned_budget and budget < min(determining_budget(k), 2 ** min(k, 62) - 2):
+            self._warned_budget = True
+            logger.warning(
+                "tb_xai: %s: samples=%s coalitions cannot determine %d features (%d are needed: each "
+                "complement pair adds one equation); the attributions are the minimum-norm solution and may be "
+                "far from the Shapley values. Use samples >= %d.",
+                self.name, self.samples, k, determining_budget(k), determining_budget(k))
+
     def _shapley(self, x, counts: List[int], target, index, groups, segments) -> np.ndarray:
+        self._warn_small_budget(counts)
         drawn = [shapley_coalitions(k, self.samples, probe_generator(self.seed, i)) for k, i in zip(counts, index)]
         p, k_max = len(x), max(counts)
         s_max = max(len(m) for m, _ in drawn)
