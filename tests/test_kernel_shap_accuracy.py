@@ -60,7 +60,7 @@ def test_no_worse_than_shap_at_an_equal_budget(mlp12):
         kwargs = dict(samples=300, background=background, seed=seed)
         ours.append(_error(KernelShap(**kwargs), adapter, probe, x, target, exact))
         theirs.append(_error(KernelShap(engine="reference", **kwargs), adapter, probe, x, target, exact))
-    # Measured 0.98x of shap's error here (the 0.5x target is not reached): asserted as no worse.
+    # Measured 0.87x of shap's error here (the 0.5x target is not reached): asserted as no worse.
     assert np.mean(ours) < 1.15 * np.mean(theirs), (ours, theirs)
     assert np.mean(ours) < 0.05
 
@@ -89,3 +89,24 @@ def test_a_linear_model_is_exact_at_twice_the_determining_budget_and_warned_belo
     assert len(warned) == 1 and "samples >= 30" in warned[0].getMessage()
     assert np.all(np.isfinite(phi))
     np.testing.assert_allclose(phi.sum(axis=1), exact.sum(axis=1), rtol=1e-4, atol=1e-5)  # still efficient
+
+
+def test_the_estimated_standard_error_tracks_the_real_error_and_auto_spends_more_where_it_is_high(mlp12):
+    adapter, probe, x, background, target, exact = mlp12
+    small = KernelShap(samples=200, background=background)
+    small.setup(adapter, probe)
+    phi = small.attribute([x], target)[0]
+    real = np.linalg.norm(phi - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    estimated = small.diagnostics()["standard_error_max"]
+    # An estimate, not a bound: within a factor of a few of the largest real error.
+    assert real.max() / 4 < estimated < 4 * real.max(), (estimated, real)
+    loose = KernelShap(background=background, tolerance=0.5)
+    strict = KernelShap(background=background, tolerance=1e-6)
+    for method in (loose, strict):
+        method.setup(adapter, probe)
+        method.attribute([x], target)
+    assert loose.diagnostics()["samples_mean"] == 2 * 12 + 2048  # the first budget only
+    assert strict.diagnostics()["samples_mean"] > loose.diagnostics()["samples_mean"]
+    assert loose.config()["tolerance"] == 0.5
+    with pytest.raises(ValueError, match=r"tolerance must be a number in \(0, 1\) \(0.01 = 1%\); received: 0"):
+        KernelShap(tolerance=0)
