@@ -108,5 +108,5 @@ def test_the_estimated_standard_error_tracks_the_real_error_and_auto_spends_more
     assert loose.diagnostics()["samples_mean"] == 2 * 12 + 2048  # the first budget only
     assert strict.diagnostics()["samples_mean"] > loose.diagnostics()["samples_mean"]
     assert loose.config()["tolerance"] == 0.5
-    with pytest.raises(ValueError, match=r"tolerance must be a number in \(0, 1\) \(0.01 = 1%\); received: 0"):
+    with pytest.raises(ValueError, match=r"tolerance must be a number in \(0, 1\) \(0.05 = 5%\); received: 0"):
         KernelShap(tolerance=0)

@@ -16,7 +16,7 @@ BaselineLike = Union[str, float, np.ndarray, Sequence[np.ndarray]]
 #: The most path points one probe may get (steps or max_steps): beyond what completeness needed on the models
 #: tried, and small enough that the nodes are cheap to compute (about 1 s once at 4096 here).
 MAX_STEPS = 2 ** 12
-#: How much a refinement multiplies a probe's path points.
+#: How much a Riemann-sum refinement multiplies a probe's path points.
 REFINEMENT = 2
 
 
@@ -48,7 +48,8 @@ class IntegratedGradients(AttributionMethod):
 
     Attributions of a probe sum to f(input) - f(baseline) (completeness) up to the integration error. The
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
-    that probe is integrated again with 4x the path points, up to `max_steps`, keeping its best answer. The
+    that probe's path is refined by adaptive Gauss-Legendre panels (bisected where their halves disagree
+    with the whole), up to `max_steps` path points, keeping its best answer. The
     first pass is small (8 Gauss-Legendre nodes are exact for a path whose output is a polynomial of degree
     15); only the probes that need more path points pay for them. Probes still over the allowance at
     `max_steps` are counted in `diagnostics()` (logged as a scalar each step) and the callback warns once.

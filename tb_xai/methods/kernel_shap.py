@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 #: estimating the estimator's variance from the samples themselves, here by the spread of group estimates).
 _SE_GROUPS = 4
 #: The most times "auto" doubles its first budget for a probe whose standard error is over the tolerance.
-_AUTO_DOUBLINGS = 3
+_AUTO_DOUBLINGS = 2
 
 
 class KernelShap(LocalSurrogate):
@@ -37,8 +37,9 @@ class KernelShap(LocalSurrogate):
 
     Args:
         samples: coalitions per probe, or "auto": 2K + 2048 (shap's default) first, then, for each probe
-            whose estimated relative standard error is over `tolerance`, twice as many, up to 8x.
-        tolerance: the relative standard error "auto" stops at (a number in (0, 1)).
+            whose estimated relative standard error is over `tolerance`, twice as many, up to 4x.
+        tolerance: the relative standard error "auto" stops at (a number in (0, 1)); 0.05 = 5% of the
+            norm of the probe's attributions.
         background, segmentation, engine, seed, batch_size, name: see `LocalSurrogate`. The reference
             engine calls `shap.KernelExplainer` with `l1_reg=False` (no feature selection, as ours).
 
@@ -50,11 +51,11 @@ class KernelShap(LocalSurrogate):
 
     def __init__(self, samples="auto", background=None, segmentation=None, engine: str = "batched",
                  seed: int = 0, batch_size: Optional[int] = None, name: Optional[str] = None,
-                 tolerance: float = 0.01):
+                 tolerance: float = 0.05):
         super().__init__(samples, background, segmentation, engine, seed, batch_size, name)
         shapley_budget(2, samples)  # validates `samples`
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
-            raise ValueError(f"tolerance must be a number in (0, 1) (0.01 = 1%); received: {tolerance!r}")
+            raise ValueError(f"tolerance must be a number in (0, 1) (0.05 = 5%); received: {tolerance!r}")
         self.tolerance = float(tolerance)
         self._warned_budget = False
         self._errors: List[np.ndarray] = []
