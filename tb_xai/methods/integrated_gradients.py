@@ -230,9 +230,14 @@ class IntegratedGradients(AttributionMethod):
             hi = np.array([panels[k][j][1] for k, j in tasks])
             mid = (lo + hi) / 2
             is_whole = (lo == 0.0) & (hi == 1.0)  # the first pass already holds the whole path's attribution
-            parent = self._panel_attributions(inputs, target, rows[owner[~is_whole]], lo[~is_whole], hi[~is_whole])
-            left = self._panel_attributions(inputs, target, rows[owner], lo, mid)
-            right = self._panel_attributions(inputs, target, rows[owner], mid, hi)
+            # One batched evaluation of the split panels (to take their share out) and their two halves.
+            m, q = len(tasks), int(np.count_nonzero(~is_whole))
+            joint = self._panel_attributions(
+                inputs, target, np.concatenate([rows[owner], rows[owner], rows[owner[~is_whole]]]),
+                np.concatenate([lo, mid, lo[~is_whole]]), np.concatenate([mid, hi, hi[~is_whole]]))
+            left = [a[:m] for a in joint]
+            right = [a[m:2 * m] for a in joint]
+            parent = [a[2 * m:2 * m + q] for a in joint]
             spent[rows[owner]] += 2 * n
             spent[rows[owner[~is_whole]]] += n
             whole_first = [o[rows[owner[is_whole]]] for o in out]
