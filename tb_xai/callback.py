@@ -45,6 +45,11 @@ class AttributionCallback(keras.callbacks.Callback):
             layer that produces it, or a final `Activation`/`Softmax` layer), which a saturated softmax does
             not flatten to zero gradients. A model whose output layer has no such activation is refused.
         every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
+        max_overhead: None (log at every scheduled epoch), or the most CPU time the callback may add to
+            training, as a fraction of it (0.05: 5%). Scheduled epochs are then skipped while the explanation
+            time already spent exceeds this share of the training time so far; the first and the last epoch
+            are always logged. The budget is in each method's logged config, and the epochs skipped before
+            each logged step in the scalar `tb_xai/skipped_epochs`.
         batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
@@ -66,6 +71,7 @@ class AttributionCallback(keras.callbacks.Callback):
         class_names: Optional[Sequence[str]] = None,
         target: TargetLike = "predicted",
         every_n_epochs: int = 1,
+        max_overhead: Optional[float] = None,
         batch_size: int = 1024,
         subdir: str = metadata.DEFAULT_SUBDIR,
         logits: bool = False,
@@ -75,6 +81,10 @@ class AttributionCallback(keras.callbacks.Callback):
             raise ValueError(f"log_dir must be a non-empty path; received: {log_dir!r}")
         every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        if max_overhead is not None and (isinstance(max_overhead, bool) or not isinstance(max_overhead, (int, float))
+                                         or not 0 < max_overhead <= 10):
+            raise ValueError(f"max_overhead must be None or a fraction of training time in (0, 10] (0.05 = 5%); "
+                             f"received: {max_overhead!r}")
         if isinstance(methods, (str, AttributionMethod)):
             methods = [methods]
         if not isinstance(methods, (list, tuple)):
@@ -97,6 +107,7 @@ class AttributionCallback(keras.callbacks.Callback):
         if self.target.mode == "label" and self.probe.labels is None:
             raise ValueError("target='label' needs labels=...; none were given")
         self.every_n_epochs = every_n_epochs
+        self.max_overhead = None if max_overhead is None else float(max_overhead)
         self.batch_size = batch_size
         self.logits = logits
         self.run_dir = os.path.join(os.fspath(log_dir), metadata.check_name(subdir, "subdir"))
@@ -113,10 +124,17 @@ class AttributionCallback(keras.callbacks.Callback):
         self._warned_vanishing: set = set()
         self._predictions: Optional[np.ndarray] = None
 
+        self._awaiting_build = False
+        self._epoch_started = 0.0
+        self._credit = 0.0  # CPU seconds the overhead budget still allows (max_overhead)
+        self._skipped: List[int] = []  # scheduled epochs skipped since the last logged step
+        self._warned_completeness: set = set()
+
     # tf_keras (Keras 2) asks each callback which batch hooks it implements, to skip calling the others;
-    # Keras 3's Callback base has no such methods. Without batch hooks, tf_keras keeps its batches unsynced.
+    # Keras 3's Callback base has no such methods. Answering no keeps tf_keras's batches unsynced; a model built
+    # by its first batch is then set up at the end of the first epoch (on_epoch_end) instead of its second batch.
     def _implements_train_batch_hooks(self) -> bool:
-        return type(self).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end
+        return False
 
     def _implements_test_batch_hooks(self) -> bool:
         return False
@@ -128,21 +146,37 @@ class AttributionCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._last_epoch = self._last_logged = None
         self._warned_overwrite = False
-        if self.model.built:
+        self._credit, self._skipped = 0.0, []
+        # A model that was never called is only built by its first training batch: set up at the next one.
+        self._awaiting_build = not self.model.built
+        if not self._awaiting_build:
             self._setup()
 
-    def on_train_batch_end(self, batch, logs=None):
-        # A model that was never called is only built by its first training batch.
-        if self._adapter is None or self._adapter.model is not self.model:
+    def on_train_batch_begin(self, batch, logs=None):
+        # A begin hook, not an end hook: Keras hands batch-end hooks every batch's logs and, on JAX and
+        # PyTorch, turns off its asynchronous dispatch for them; a begin hook gets no logs and costs one call.
+        if self._awaiting_build and self.model.built:
+            self._awaiting_build = False
             self._setup()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_epoch = epoch
-        if epoch % self.every_n_epochs == 0:
-            self._log(epoch)
+        if self.max_overhead is not None:
+            self._credit += self.max_overhead * max(0.0, time.process_time() - self._epoch_started)
+        if epoch % self.every_n_epochs != 0:
+            return
+        if self.max_overhead is not None and self._last_logged is not None and self._credit < 0:
+            self._skipped.append(epoch)
+            return
+        self._log(epoch)
 
     def on_train_end(self, logs=None):
         if self._last_epoch is not None and self._last_logged != self._last_epoch:
+            if self._skipped and self._skipped[-1] == self._last_epoch:
+                self._skipped.pop()  # the last epoch is always logged
             self._log(self._last_epoch)
         if self._writer is not None:
             self._writer.close()
@@ -183,7 +217,15 @@ class AttributionCallback(keras.callbacks.Callback):
         return writer
 
     def _log(self, step: int) -> None:
-        if self._adapter is None:
+        started = time.process_time()
+        try:
+            self._log_step(step)
+        finally:
+            self._credit -= time.process_time() - started
+
+    def _log_step(self, step: int) -> None:
+        self._awaiting_build = False
+        if self._adapter is None or self._adapter.model is not self.model:
             self._setup()
         self._last_logged = step
         if step in self._logged_steps and not self._warned_overwrite:
@@ -205,6 +247,9 @@ class AttributionCallback(keras.callbacks.Callback):
             return
         for method in self.methods:
             self._log_method(method, targets, step)
+        if self.max_overhead is not None:
+            self._write_scalar("tb_xai/skipped_epochs", len(self._skipped), step)
+            self._skipped = []
         try:
             self._writer.flush()
         except Exception as error:
@@ -243,6 +288,8 @@ class AttributionCallback(keras.callbacks.Callback):
                         "(diverged weights?); nothing was logged for this step"
                     )
             config = method.config()
+            if self.max_overhead is not None:
+                config["max_overhead"] = self.max_overhead
             if self._adapter.logits:  # the explained output is not the model's: say so next to the values
                 config = {**config, "explains": "logits", "stripped": self._adapter.explained["stripped"]}
             summaries = [
@@ -253,6 +300,7 @@ class AttributionCallback(keras.callbacks.Callback):
             for pb in summaries:
                 self._writer.write(pb, step)
             self._warn_if_vanishing(method, [values for _, _, values in explained], targets, step)
+            self._log_diagnostics(method, step)
         except Exception as error:  # an explanation must never stop the user's training
             self._record_failure([method], step, f"{type(error).__name__}: {error}")
         finally:
@@ -270,6 +318,28 @@ class AttributionCallback(keras.callbacks.Callback):
         logger.warning("tb_xai: %s at step %d: %s", method.name, step,
                        vanishing_reason(int(dead.sum()), len(dead), self._adapter.explained,
                                         self._predictions, targets, type(method).name))
+
+    def _log_diagnostics(self, method: AttributionMethod, step: int) -> None:
+        """Writes the method's diagnostics of this step as scalars `tb_xai/<method>/<name>`; warns once on a
+        completeness error beyond its allowance."""
+        diagnostics = getattr(method, "diagnostics", None)
+        values = diagnostics() if callable(diagnostics) else {}
+        for key, value in values.items():
+            self._write_scalar(f"tb_xai/{method.name}/{key}", value, step)
+        over = values.get("probes_over_tolerance", 0)
+        if over and method.name not in self._warned_completeness:
+            self._warned_completeness.add(method.name)
+            logger.warning(
+                "tb_xai: %s: at step %d, %d probe(s) miss completeness by more than the allowance after "
+                "refinement (largest relative error %.3g); a gradient that is zero or discontinuous along the "
+                "path (saturated outputs: try logits=True; integer-like inputs) is the usual cause. The count "
+                "is logged every step as tb_xai/%s/probes_over_tolerance.",
+                method.name, step, over, values.get("completeness_error_max", float("nan")), method.name)
+
+    def _write_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+
+        self._writer.write(scalar_summary.scalar_pb(tag, float(value)), step)
 
     def _record_failure(self, methods: Sequence[AttributionMethod], step: int, message: str) -> None:
         """Warns, and writes a FAILURE summary for each method; a writer that fails too only warns."""

@@ -31,11 +31,29 @@ class TrainedRun:
     class_names: list = None
 
 
+#: Budgets for the session fixtures' methods: enough for every reader, plugin and browser test (shapes,
+#: steps, ranks) at a fraction of the defaults' cost. The defaults run in test_default_budgets.py.
+FIXTURE_BUDGETS = {
+    "integrated_gradients": {"steps": 8, "max_steps": 32},
+    "smoothgrad": {"samples": 8},
+    "expected_gradients": {"samples": 16},
+    "kernel_shap": {"samples": 64},
+    "lime": {"samples": 200},
+}
+
+
 def methods_for(modality: str) -> list:
     """Every registered method that explains `modality` inputs, with its default configuration."""
     from tb_xai.methods import REGISTRY
 
     return [name for name, cls in REGISTRY.items() if modality in cls.modalities]
+
+
+def budgeted(names: list) -> list:
+    """The methods `names`, configured with `FIXTURE_BUDGETS` (their logged names unchanged)."""
+    from tb_xai.methods import REGISTRY
+
+    return [REGISTRY[name](**FIXTURE_BUDGETS.get(name, {})) for name in names]
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +80,8 @@ def _train(log_dir, model, x, y, probe, labels, methods, epochs, **callback_kwar
     import tb_xai
 
     keras.utils.set_random_seed(0)
-    callback = tb_xai.AttributionCallback(log_dir, probe, labels=labels, methods=methods, **callback_kwargs)
+    callback = tb_xai.AttributionCallback(log_dir, probe, labels=labels, methods=budgeted(methods),
+                                          **callback_kwargs)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
@@ -72,7 +91,7 @@ def _train(log_dir, model, x, y, probe, labels, methods, epochs, **callback_kwar
 
 @pytest.fixture(scope="session")
 def tabular_run(tmp_path_factory, tabular_data) -> TrainedRun:
-    """A never-called Sequential MLP on breast cancer, 20 epochs, every tabular method, feature names."""
+    """A never-called Sequential MLP on breast cancer, 20 epochs, every tabular method (fixture budgets)."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -91,7 +110,7 @@ def tabular_run(tmp_path_factory, tabular_data) -> TrainedRun:
 
 @pytest.fixture(scope="session")
 def image_run(tmp_path_factory, digits_data) -> TrainedRun:
-    """A functional CNN on 8x8 grayscale digits, 20 epochs, every image method."""
+    """A functional CNN on 8x8 grayscale digits, 20 epochs, every image method (fixture budgets)."""
     import keras
 
     keras.utils.set_random_seed(0)

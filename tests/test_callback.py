@@ -47,7 +47,7 @@ def test_twenty_epochs_of_every_tabular_method_read_back(tabular_run):
     # Training changed what the model relies on: the first and last epochs differ.
     ig = run.attributions("integrated_gradients")
     assert not np.allclose(ig[0], ig[-1])
-    assert run.config("integrated_gradients")["steps"] == 50
+    assert run.config("integrated_gradients")["steps"] == 8
 
 
 def test_twenty_epochs_of_every_image_method_read_back(image_run):

@@ -90,31 +90,98 @@ def _enumerated(features: int, budget: int) -> Tuple[np.ndarray, np.ndarray, np.
     return masks, np.array(weights, dtype=np.float64), np.array(open_sizes, dtype=np.int64)
 
 
-def shapley_coalitions(features: int, samples, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def shapley_coalitions(features: int, samples, rng: np.random.Generator, return_pairs: bool = False):
     """Coalitions and their regression weights for KernelSHAP on `features` interpretable features.
 
     Coalition sizes whose every member fits in the budget (in proportion to their kernel weight) are listed
-    completely with their exact Shapley-kernel weights; the rest of the budget is drawn as antithetic pairs
-    (a coalition and its complement) with sizes drawn in proportion to their kernel weight, each draw
-    carrying an equal share of the weight those sizes hold. With a budget of 2^K - 2 every coalition is
-    listed and the regression returns the exact Shapley values of the value function.
+    completely with their exact Shapley-kernel weights. The rest of the budget is drawn as complement pairs
+    (a coalition and the one holding the other features; Covert & Lee, 2021: with the efficiency
+    constraint the pair's errors cancel to first order) by leverage scores (Musco & Witter, 2025): the
+    leverage scores of the Shapley regression give every size the same total, so each open pair of sizes
+    {s, K - s} gets an equal share of the pairs, drawn without replacement within the size (a coalition
+    is never evaluated twice), and each carries an equal part of its size's kernel weight. With a budget of
+    2^K - 2 every coalition is listed and the regression returns the exact Shapley values.
 
     Returns:
-        (masks (S, K) bool, weights (S,) float64); the empty and full coalitions are not included.
+        (masks (S, K) bool, weights (S,) float64), and with `return_pairs` (S,) int64: the complement pair
+        of each sampled coalition (0, 1, ...), -1 for listed ones. The empty and full coalitions are not
+        included.
     """
     budget = shapley_budget(features, samples)
     masks, weights, open_sizes = _enumerated(features, budget)
-    drawn = budget - len(masks)
-    if drawn <= 0 or len(open_sizes) == 0:
-        return masks, weights
-    mass = shapley_kernel_mass(features)[open_sizes - 1]
-    pairs = (drawn + 1) // 2
-    sizes = rng.choice(open_sizes, size=pairs, p=mass / mass.sum())
-    ranks = np.argsort(rng.random((pairs, features)), axis=1).argsort(axis=1)
-    chosen = ranks < sizes[:, None]
-    sampled = np.stack([chosen, ~chosen], axis=1).reshape(2 * pairs, features)[:drawn]
-    sampled_weights = np.full(drawn, mass.sum() / drawn)
-    return np.concatenate([masks, sampled]), np.concatenate([weights, sampled_weights])
+    left = budget - len(masks)
+    if left < 2 or len(open_sizes) == 0:
+        return (masks, weights, np.full(len(masks), -1, dtype=np.int64)) if return_pairs else (masks, weights)
+    mass = shapley_kernel_mass(features)
+    classes = sorted({int(min(s, features - s)) for s in open_sizes})
+    # Distinct complement pairs a class holds: a middle size (s = K - s) pairs its coalitions among themselves.
+    capacity = [comb(features, s, exact=True) // (2 if 2 * s == features else 1) for s in classes]
+    pairs = _equal_shares(left // 2, capacity)
+    out_masks, out_weights, out_pairs = [masks], [weights], [np.full(len(masks), -1, dtype=np.int64)]
+    for s, k, cap in zip(classes, pairs, capacity):
+        if k == 0:
+            continue
+        chosen = _distinct_subsets(features, s, k, rng, canonical=2 * s == features)
+        both = np.concatenate([chosen, ~chosen])
+        # Each size's kernel weight shared equally by its coalitions here (its exact weights when complete).
+        per = mass[s - 1] / (2 * k if 2 * s == features else k)
+        out_masks.append(both)
+        out_weights.append(np.full(len(both), per))
+        first = sum(len(p) for p in out_pairs[1:]) // 2
+        out_pairs.append(np.tile(np.arange(first, first + k), 2))
+    result = np.concatenate(out_masks), np.concatenate(out_weights)
+    return result + (np.concatenate(out_pairs),) if return_pairs else result
+
+
+def _equal_shares(total: int, capacity) -> list:
+    """`total` split as equally as possible over bins holding at most `capacity` each."""
+    shares = [0] * len(capacity)
+    open_bins = [i for i, c in enumerate(capacity) if c > 0]
+    while total > 0 and open_bins:
+        each = max(1, total // len(open_bins))
+        for i in list(open_bins):
+            give = min(each, capacity[i] - shares[i], total)
+            shares[i] += give
+            total -= give
+            if shares[i] == capacity[i]:
+                open_bins.remove(i)
+            if total == 0:
+                break
+    return shares
+
+
+def _distinct_subsets(features: int, size: int, count: int, rng: np.random.Generator,
+                      canonical: bool) -> np.ndarray:
+    """`count` distinct uniform subsets of `size` features, (count, K) bool, in draw order.
+
+    With `canonical`, a subset and its complement count as the same (a middle size's complement pairs).
+    """
+    total = comb(features, size, exact=True) // (2 if canonical else 1)
+    if count * 2 > total:  # dense: list them and choose without replacement
+        listed = []
+        for members in itertools.combinations(range(features), size):
+            if canonical and 0 not in members:
+                continue
+            row = np.zeros(features, dtype=bool)
+            row[list(members)] = True
+            listed.append(row)
+        return np.array(listed)[rng.choice(len(listed), size=count, replace=False)]
+    kept = np.zeros((0, features), dtype=bool)
+    while len(kept) < count:
+        ranks = np.argsort(rng.random((2 * (count - len(kept)), features)), axis=1).argsort(axis=1)
+        drawn = ranks < size
+        if canonical:  # the member of each pair that holds feature 0
+            drawn = np.where(drawn[:, :1], drawn, ~drawn)
+        both = np.concatenate([kept, drawn])
+        _, first = np.unique(np.packbits(both, axis=1), axis=0, return_index=True)
+        kept = both[np.sort(first)][:count]
+    return kept
+
+
+def determining_budget(features: int) -> int:
+    """The fewest sampled coalitions that can determine `features` Shapley values under the efficiency
+    constraint: K - 1 independent equations, and a complement pair gives one."""
+    return 2 * (features - 1)
 
 
 def uniform_coalitions(features: int, samples: int, rng: np.random.Generator) -> np.ndarray:

@@ -97,13 +97,33 @@ def solve_normal_equations(
         kkt[:, k, :k] = c
         rhs = np.concatenate([rhs, np.asarray(total, dtype=np.float64)[:, None]], axis=1)
         gram = kkt
-    try:
-        solution = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:  # too few samples for the features: the minimum-norm solution
-        solution = np.matmul(np.linalg.pinv(gram), rhs[..., None])[..., 0]
+    solution = _well_posed_solve(gram, rhs)
     beta = solution[:, :k] * valid
     b = (y_mean - (x_mean * beta).sum(axis=1)) if intercept else np.zeros(len(gram))
     return beta, b
+
+
+def _well_posed_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solves each (n, n) system of `matrix` for `rhs`; a singular or ill-conditioned one (too few samples
+    for its features) gets the minimum-norm least-squares solution instead of an arbitrary one.
+
+    np.linalg.solve raises only on an exactly singular matrix; a nearly singular one (rank-deficient
+    samples plus rounding) returns a finite, meaningless answer, so the conditioning is checked.
+    """
+    solution = np.empty(rhs.shape)
+    try:
+        solution[:] = np.linalg.solve(matrix, rhs[..., None])[..., 0]
+        # The residual relative to the scales involved reveals a solve that rounding made meaningless.
+        residual = np.abs(np.matmul(matrix, solution[..., None])[..., 0] - rhs).max(axis=1)
+        scale = np.abs(matrix).max(axis=(1, 2)) * np.abs(solution).max(axis=1) + np.abs(rhs).max(axis=1)
+        suspect = ~(residual <= 1e-8 * np.maximum(scale, np.finfo(np.float64).tiny))
+        suspect |= np.linalg.cond(matrix) > 1e10 if matrix.shape[-1] <= 64 else False
+    except np.linalg.LinAlgError:
+        suspect = np.ones(len(matrix), dtype=bool)
+    if suspect.any():
+        pinv = np.linalg.pinv(matrix[suspect], rcond=1e-10, hermitian=True)
+        solution[suspect] = np.matmul(pinv, rhs[suspect][..., None])[..., 0]
+    return solution
 
 
 def weighted_least_squares(

@@ -1,0 +1,179 @@
+"""What the callback adds to training: epoch CPU time with the callback over without, at its defaults.
+
+Run: python bench/bench_overhead.py [--pairs 5] [--images 20000] [--skip-demos] [--max-overhead 0.05]
+(CPU; prints ratios measured in this one run; a few minutes)
+
+Workload: a CNN over 32x32x3 images, 20,000 images per epoch, batch 128, 64 probes, the default methods
+(saliency, integrated gradients). Each measurement is one epoch, alternately without and with the callback
+(adjacent pairs on the same model, which keeps training); the tracing epochs are dropped. Reported: the
+median over pairs of process CPU time with / without (all threads of this process, so other programs on
+the machine weigh on it little), the range over pairs, the ratio of all pairs summed (the figure to read with
+`max_overhead`, where only some epochs log), and the wall-clock ratio beside it. Target <= 1.05.
+
+The demo models (the breast-cancer MLP of demo/tabular.py with its four methods, the digits CNN of
+demo/digits.py with its five) have epochs of tens of milliseconds, so there a pair is a 10-epoch fit with
+and without; their ratio is shown at the defaults and with `max_overhead=0.05`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tb_xai  # noqa: E402
+
+
+def timed(fn):
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def cnn():
+    return keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+def report(name, pairs):
+    cpu = [w[0] / wo[0] for wo, w in pairs]
+    wall = [w[1] / wo[1] for wo, w in pairs]
+    base = statistics.median(wo[0] for wo, _ in pairs)
+    total = sum(w[0] for _, w in pairs) / sum(wo[0] for wo, _ in pairs)
+    print(f"{name}: CPU time ratio {statistics.median(cpu):.3f} (pairs {min(cpu):.3f}-{max(cpu):.3f}, "
+          f"all pairs summed {total:.3f}); "
+          f"wall {statistics.median(wall):.3f} (pairs {min(wall):.3f}-{max(wall):.3f}); "
+          f"{len(pairs)} pairs, CPU {base:.2f} s without", flush=True)
+
+
+def cnn_workload(n_images: int, n_pairs: int, log_root: str, **callback_kwargs) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((n_images, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, n_images)
+    # Labels that depend on the image, so the model learns something and its gradients are not noise.
+    y = (x[:, :16, :16, 0].mean(axis=(1, 2)) * 40).astype(np.int64) % 10
+    keras.utils.set_random_seed(0)
+    model = cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    cb = tb_xai.AttributionCallback(os.path.join(log_root, "cnn" + "_".join(map(str, callback_kwargs))), x[:64],
+                                    **callback_kwargs)
+    epoch = 0
+
+    def fit(callbacks):
+        nonlocal epoch
+        model.fit(x, y, batch_size=128, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
+        epoch += 1
+
+    timed(lambda: fit([]))  # tracing of the training step
+    timed(lambda: fit([cb]))  # tracing of the methods
+    pairs = []
+    for _ in range(n_pairs):
+        pairs.append((timed(lambda: fit([])), timed(lambda: fit([cb]))))
+        (cpu_without, wall_without), (cpu_with, wall_with) = pairs[-1]
+        print(f"  pair {len(pairs)}: CPU {cpu_without:.2f} s -> {cpu_with:.2f} s, wall {wall_without:.2f} s -> "
+              f"{wall_with:.2f} s; IG {cb.methods[1].diagnostics()}", flush=True)
+    report(f"CNN 32x32x3, {n_images} images/epoch, batch 128, 64 probes, {cb.methods[0].name}+"
+           f"{cb.methods[1].name}{' ' + str(callback_kwargs) if callback_kwargs else ''}", pairs)
+    timings = ", ".join(f"{k} {v:.3f} s" for k, v in cb.timings.items())
+    print(f"  per logged epoch: {timings}; IG diagnostics {cb.methods[1].diagnostics()}", flush=True)
+
+
+def budget_workload(n_images: int, epochs: int, max_overhead: float, log_root: str) -> None:
+    """`max_overhead` spaces logged epochs within one fit: one fit of `epochs` without, one with."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n_images, 32, 32, 3), dtype=np.float32)
+    y = (x[:, :16, :16, 0].mean(axis=(1, 2)) * 40).astype(np.int64) % 10
+    keras.utils.set_random_seed(0)
+    model = cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=128, epochs=1, verbose=0)  # tracing of the training step
+    cb = tb_xai.AttributionCallback(os.path.join(log_root, "cnn_budget"), x[:64], max_overhead=max_overhead)
+    model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=[cb])  # tracing of the methods
+    without = timed(lambda: model.fit(x, y, batch_size=128, epochs=epochs, verbose=0))
+    with_cb = timed(lambda: model.fit(x, y, batch_size=128, epochs=epochs, verbose=0, callbacks=[cb]))
+    logged = len(tb_xai.load(os.path.join(log_root, "cnn_budget")).steps("integrated_gradients"))
+    print(f"CNN 32x32x3, {n_images} images/epoch, max_overhead={max_overhead}: one {epochs}-epoch fit with the "
+          f"callback over one without: CPU {with_cb[0] / without[0]:.3f} ({without[0]:.1f} s -> {with_cb[0]:.1f} s), "
+          f"wall {with_cb[1] / without[1]:.3f}; {logged} of {epochs} epochs logged (first and last always)",
+          flush=True)
+
+
+def demo_workload(name, model_fn, x, y, probe, methods, n_pairs, log_root, epochs=10, **callback_kwargs):
+    keras.utils.set_random_seed(0)
+    model = model_fn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    cb = tb_xai.AttributionCallback(os.path.join(log_root, name + "_".join(map(str, callback_kwargs))), probe,
+                                    methods=methods, **callback_kwargs)
+    epoch = 0
+
+    def fit(callbacks):
+        nonlocal epoch
+        model.fit(x, y, batch_size=32, epochs=epoch + epochs, initial_epoch=epoch, verbose=0,
+                  callbacks=callbacks)
+        epoch += epochs
+
+    timed(lambda: fit([]))
+    timed(lambda: fit([cb]))
+    pairs = [(timed(lambda: fit([])), timed(lambda: fit([cb]))) for _ in range(n_pairs)]
+    report(f"{name}, {epochs}-epoch fits, {len(probe)} probes, {'+'.join(methods)}"
+           f"{' ' + str(callback_kwargs) if callback_kwargs else ''}", pairs)
+
+
+def demos(n_pairs: int, log_root: str) -> None:
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    data = load_breast_cancer()
+    x = ((data.data - data.data.mean(0)) / data.data.std(0)).astype(np.float32)
+    mlp = lambda: keras.Sequential([keras.Input((30,)), keras.layers.Dense(32, activation="relu"),  # noqa: E731
+                                    keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    tabular = ["saliency", "integrated_gradients", "kernel_shap", "lime"]
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    small_cnn = lambda: keras.Sequential([  # noqa: E731
+        keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(10, activation="softmax")])
+    image = ["saliency", "integrated_gradients", "grad_cam", "kernel_shap", "lime"]
+    for kwargs in ({}, {"max_overhead": 0.05}):
+        demo_workload("breast-cancer MLP", mlp, x, data.target, x[:32], tabular, n_pairs, log_root, **kwargs)
+        demo_workload("digits CNN", small_cnn, images, digits.target, images[:16], image, n_pairs, log_root, **kwargs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--skip-demos", action="store_true")
+    parser.add_argument("--skip-defaults", action="store_true", help="only the --max-overhead measurement")
+    parser.add_argument("--max-overhead", type=float, default=None,
+                        help="also measure the CNN workload with this max_overhead")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as log_root:
+        if not args.skip_defaults:
+            cnn_workload(args.images, args.pairs, log_root)
+        if args.max_overhead is not None:
+            budget_workload(args.images, 2 * args.pairs + 2, args.max_overhead, log_root)
+        if not args.skip_demos:
+            demos(max(3, args.pairs // 2), log_root)
+
+
+if __name__ == "__main__":
+    main()
