@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import keras
 import numpy as np
 
-from tb_xai import metadata, methods as methods_lib, summary
+from tb_xai import metadata, methods as methods_lib, quality as quality_lib, summary
 from tb_xai.backend import adapt
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.probe import ProbeLike, as_probe_set
@@ -43,6 +43,8 @@ class AttributionCallback(keras.callbacks.Callback):
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
         subdir: the run directory under `log_dir` the summaries are written to.
+        quality: the quality figures computed at each logged step (`tb_xai.quality`): True (all), False, a
+            list of "drift", "faithfulness", "seeds", "sanity", or a `tb_xai.quality.Quality` with budgets.
 
     Example:
         >>> cb = tb_xai.AttributionCallback("runs/exp1", x_test[:32], labels=y_test[:32],
@@ -62,6 +64,7 @@ class AttributionCallback(keras.callbacks.Callback):
         every_n_epochs: int = 1,
         batch_size: int = 1024,
         subdir: str = metadata.DEFAULT_SUBDIR,
+        quality=True,
     ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
@@ -95,6 +98,8 @@ class AttributionCallback(keras.callbacks.Callback):
         self._last_logged: Optional[int] = None
         self._logged_steps: set = set()  # over every fit() this callback was given to
         self._warned_overwrite = False
+        #: the quality figures' state (tb_xai/quality.py): per-probe faithfulness, timings.
+        self.quality = quality_lib.QualityMonitor(quality_lib.Quality.from_arg(quality))
 
     # -------------------------------------------------------------------------------- Keras lifecycle
     def on_train_begin(self, logs=None):
@@ -112,6 +117,8 @@ class AttributionCallback(keras.callbacks.Callback):
         self._last_epoch = epoch
         if epoch % self.every_n_epochs == 0:
             self._log(epoch)
+            if logs is not None:  # for EarlyStopping, CSVLogger, TensorBoard placed after this callback
+                logs.update(self.quality.logs_for(epoch))
 
     def on_train_end(self, logs=None):
         if self._last_epoch is not None and self._last_logged != self._last_epoch:
@@ -136,6 +143,9 @@ class AttributionCallback(keras.callbacks.Callback):
             )
         for method in self.methods:
             method.setup(self._adapter, self.probe)
+        if self._adapter.is_chief():  # the untrained model's maps, for the sanity figure
+            self.quality.bind(self._adapter, self.probe, self.methods,
+                              lambda predictions: resolve_targets(self.target, predictions, self.probe.labels))
         if self._adapter.is_chief() and self._writer is None:
             if not self._logged_steps and glob.glob(os.path.join(self.run_dir, "*tfevents*")):
                 logger.warning(
@@ -162,6 +172,7 @@ class AttributionCallback(keras.callbacks.Callback):
             return
         for method in self.methods:
             self._log_method(method, targets, step)
+        self.quality.write(step, self._writer)
         try:
             self._writer.flush()
         except Exception as error:
@@ -203,6 +214,7 @@ class AttributionCallback(keras.callbacks.Callback):
             ]
             for pb in summaries:
                 self._writer.write(pb, step)
+            self.quality.observe(method, attributions, targets)
         except Exception as error:  # an explanation must never stop the user's training
             self._record_failure([method], step, f"{type(error).__name__}: {error}")
         finally:

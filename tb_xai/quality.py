@@ -1,0 +1,435 @@
+"""Explanation quality at every logged step, computed in the callback next to the attributions.
+
+What needs the model, and so can only be measured while it trains:
+
+- **faithfulness** (Petsiuk et al., 2018, RISE): deletion and insertion curves. A probe's features (pixels of an
+  image map, superpixels being runs of equal value) are replaced by the baseline in attribution order, largest
+  first (deletion), or put back into a baseline input in that order (insertion), at `points` + 1 evenly spaced
+  fractions; the curve is the explained output of the target class and its area is the AUC over [0, 1]. The
+  same curves for a random order are logged beside them: a faithful map deletes faster (lower deletion AUC)
+  and inserts faster (higher insertion AUC) than random. Cost: ``4 (points + 1)`` forward rows per probe.
+- **seeds**: sampling methods (those with a ``seed``: kernel_shap, lime, smoothgrad, expected_gradients) explain
+  `seed_probes` probes again with another seed; the Spearman of the two maps per probe (mean), the nDCG@k of the
+  two importances and the importance's between-seed noise are the estimator's own noise floor. Cost:
+  ``seed_probes / probes`` of the method's attribution time.
+- **sanity** (Adebayo et al., 2018, model randomization): every method explains the probes once more with the
+  weights the model had when training began (before the first batch, or at the first logged step for a model
+  built by its first batch); each step's maps are compared with those (Spearman of |maps| per probe, mean over
+  the probes explained for the same class). Maps that stay close to an untrained model's do not explain what it
+  learned. Cost: one extra attribution per method, once.
+- **drift**: the figures of `tb_xai.findings.step_figures` (nDCG@k against the previous and the reference step,
+  Spearman against the previous step, the bootstrap floor, total |attribution|, entropy), from the arrays the
+  callback holds: numpy only.
+
+Every figure is written as a TensorBoard scalar ``xai/<method>/<figure>`` (Time Series shows it) and put in the
+epoch's ``logs`` as ``xai_<method>_<figure>`` for the callbacks after tb_xai (EarlyStopping, CSVLogger,
+keras.callbacks.TensorBoard).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+
+from tb_xai import aggregate, findings as findings_lib, metadata
+from tb_xai.methods.base import AttributionMethod, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+#: The groups of figures `quality=` chooses from.
+GROUPS = ("drift", "faithfulness", "seeds", "sanity")
+#: Figure names per group, as logged (``xai/<method>/<name>``).
+FIGURES = {
+    "drift": findings_lib.FIGURES,
+    "faithfulness": ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"),
+    "seeds": ("seed_spearman", "seed_ndcg", "seed_noise"),
+    "sanity": ("sanity_spearman",),
+}
+#: Prefix of the scalar tags and of the keys added to Keras's epoch logs.
+TAG_PREFIX, LOGS_PREFIX = "xai/", "xai_"
+#: The second seed of a sampling method is its own seed plus this.
+SEED_OFFSET = 1
+#: Input bytes of one faithfulness batch of perturbed rows (rows go to the adapter's predict in its batch size).
+_FAITHFULNESS_BYTES = 64 * 2 ** 20
+
+
+def scalar_tag(method: str, figure: str) -> str:
+    return f"{TAG_PREFIX}{method}/{figure}"
+
+
+def logs_key(method: str, figure: str) -> str:
+    return f"{LOGS_PREFIX}{method}_{figure}"
+
+
+def parse_scalar_tag(tag: str) -> Optional[tuple]:
+    """``(method, figure)`` of a quality scalar tag, or None for any other tag."""
+    if not tag.startswith(TAG_PREFIX):
+        return None
+    parts = tag[len(TAG_PREFIX):].split("/")
+    known = {f for names in FIGURES.values() for f in names}
+    if len(parts) != 2 or parts[1] not in known:
+        return None
+    return parts[0], parts[1]
+
+
+class Quality:
+    """Which quality figures the callback computes, with their budgets.
+
+    Args:
+        figures: the groups to compute, from `GROUPS` ("drift", "faithfulness", "seeds", "sanity").
+        k: top-k size of the nDCG figures.
+        reference_step: the step ``ndcg_reference`` compares with; the first logged step by default.
+        points: faithfulness curve points (fractions 0, 1/points, ..., 1).
+        baseline: what deleted features become: a number, or one array per input shaped like one probe row.
+        faithfulness_probes: at most this many probes (evenly spaced over the set) get curves; None: all.
+        seed_probes: probes re-explained with another seed (evenly spaced over the set).
+        bootstrap_samples: probe sets resampled for the noise floor.
+
+    Example:
+        >>> tb_xai.AttributionCallback("runs/exp1", x_test[:32], quality=Quality(["drift", "seeds"], seed_probes=4))
+    """
+
+    def __init__(
+        self,
+        figures: Sequence[str] = GROUPS,
+        *,
+        k: int = aggregate.DEFAULT_K,
+        reference_step: Optional[int] = None,
+        points: int = 16,
+        baseline: Union[float, Sequence[np.ndarray]] = 0.0,
+        faithfulness_probes: Optional[int] = None,
+        seed_probes: int = 8,
+        bootstrap_samples: int = findings_lib.BOOTSTRAP_SAMPLES,
+    ):
+        if isinstance(figures, str):
+            figures = [figures]
+        unknown = [f for f in figures if f not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown quality figures {unknown}; choose from {list(GROUPS)}")
+        self.figures = tuple(g for g in GROUPS if g in figures)
+        self.k = check_positive_int(k, "k")
+        if reference_step is not None:
+            reference_step = check_positive_int(reference_step, "reference_step", minimum=0, alternative="None")
+        self.reference_step = reference_step
+        self.points = check_positive_int(points, "points", minimum=2)
+        if isinstance(baseline, bool) or not (isinstance(baseline, (int, float)) or _is_arrays(baseline)):
+            raise ValueError(f"baseline must be a number or one array per input; received: {baseline!r}")
+        self.baseline = baseline
+        if faithfulness_probes is not None:
+            faithfulness_probes = check_positive_int(faithfulness_probes, "faithfulness_probes", alternative="None")
+        self.faithfulness_probes = faithfulness_probes
+        self.seed_probes = check_positive_int(seed_probes, "seed_probes", minimum=2)
+        self.bootstrap_samples = check_positive_int(bootstrap_samples, "bootstrap_samples", minimum=10)
+
+    @classmethod
+    def from_arg(cls, quality) -> "Quality":
+        """`quality=` of the callback: True (every figure), False or None (none), group names, or a Quality."""
+        if isinstance(quality, Quality):
+            return quality
+        if quality is True:
+            return cls()
+        if quality is False or quality is None:
+            return cls(())
+        if isinstance(quality, (str, list, tuple)):
+            return cls(quality)
+        raise ValueError(
+            f"quality must be True, False, a list of {list(GROUPS)} or a tb_xai.quality.Quality; received: {quality!r}"
+        )
+
+    def config(self) -> dict:
+        return {"figures": list(self.figures), "k": self.k, "reference_step": self.reference_step,
+                "points": self.points, "seed_probes": self.seed_probes,
+                "faithfulness_probes": self.faithfulness_probes}
+
+
+def _is_arrays(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return bool(values) and all(isinstance(v, np.ndarray) for v in values)
+
+
+def is_sampling(method: AttributionMethod) -> bool:
+    """Whether the method draws random samples (it has an integer ``seed``)."""
+    seed = getattr(method, "seed", None)
+    return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+
+
+def reseeded(method: AttributionMethod, offset: int = SEED_OFFSET) -> AttributionMethod:
+    """A twin of a set-up sampling method drawing with ``seed + offset``.
+
+    A shallow copy keeps the setup (adapter, probe, background, segmentation); its private dict caches are
+    emptied because they hold draws of the first seed (SmoothGrad keeps its unit noise between steps).
+    """
+    twin = copy.copy(method)
+    for name, value in vars(method).items():
+        if name.startswith("_") and isinstance(value, dict):
+            setattr(twin, name, type(value)())
+    twin.seed = int(method.seed) + int(offset)
+    return twin
+
+
+def evenly_spaced(count: int, n: int) -> np.ndarray:
+    """`n` (at most `count`) indices spread evenly over ``range(count)``."""
+    n = min(int(n), int(count))
+    return np.unique(np.linspace(0, count - 1, n).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ maps
+def flat_maps(attributions: Sequence[np.ndarray], modalities: Sequence[str]) -> np.ndarray:
+    """``[probes, features]`` |maps| of one step, every input's map flattened and concatenated."""
+    maps = [aggregate.to_maps(a, np.shape(a)[1:], m, signed=False).reshape(len(a), -1)
+            for a, m in zip(attributions, modalities)]
+    return np.concatenate(maps, axis=1).astype(np.float64)
+
+
+def _element_scores(adapter, attribution: np.ndarray, input_shape: tuple, modality: str):
+    """(scores [P, E], how an element mask [P, E] becomes an input mask [P, *input_shape]).
+
+    Elements are what the attribution ranks: a tabular feature, an image pixel (all its channels), a sequence
+    value. Maps smaller than the image (none logged today) are resized to it first.
+    """
+    a = np.asarray(attribution, dtype=np.float64)
+    p = len(a)
+    if modality == metadata.IMAGE and a.ndim == 4:
+        a = a.sum(axis=-1)
+    if modality == metadata.IMAGE and a.shape[1:] != input_shape[:2]:
+        a = np.asarray(adapter.resize(a.astype(np.float32), input_shape[:2]), dtype=np.float64)
+    shape = a.shape[1:]
+    if input_shape[:len(shape)] != shape:
+        raise ValueError(f"an attribution of shape {shape} does not rank the elements of inputs {input_shape}")
+    extra = input_shape[len(shape):]
+
+    def to_input(mask: np.ndarray) -> np.ndarray:
+        mask = mask.reshape((len(mask),) + shape + (1,) * len(extra))
+        return np.broadcast_to(mask, (len(mask),) + tuple(input_shape))
+
+    return a.reshape(p, -1), to_input
+
+
+def faithfulness(
+    adapter,
+    inputs: Sequence[np.ndarray],
+    attributions: Sequence[np.ndarray],
+    target: np.ndarray,
+    modalities: Sequence[str],
+    baselines: Sequence[np.ndarray],
+    points: int = 16,
+    seed: int = 0,
+) -> Dict[str, np.ndarray]:
+    """Deletion and insertion AUC per probe, in attribution order and in a random order.
+
+    Args:
+        adapter: the callback's `ModelAdapter` (its compiled, batched predict).
+        inputs: one ``[P, *shape]`` array per model input.
+        attributions: the method's attributions, one per input.
+        target: ``[P]`` explained class per probe.
+        modalities: each input's modality.
+        baselines: one row per input (``shape``) the removed elements take.
+        points: curve points (fractions 0, 1/points, ..., 1).
+        seed: seed of the random orders.
+
+    Returns:
+        ``deletion_auc``, ``insertion_auc``, ``deletion_auc_random``, ``insertion_auc_random``: ``[P]`` float64.
+        Elements of all inputs are ranked together.
+    """
+    p = len(target)
+    scored = [_element_scores(adapter, a, x.shape[1:], m) for a, x, m in zip(attributions, inputs, modalities)]
+    scores = np.concatenate([s for s, _ in scored], axis=1)
+    sizes = [s.shape[1] for s, _ in scored]
+    e = scores.shape[1]
+    rng = np.random.default_rng(seed)
+    random_keys = rng.random((p, e))
+    counts = np.round(np.linspace(0, e, points + 1)).astype(np.int64)
+    row_bytes = sum(int(np.prod(x.shape[1:])) * 4 for x in inputs)
+    per_block = max(1, _FAITHFULNESS_BYTES // max(1, row_bytes * 4 * (points + 1)))
+    curves = np.empty((2, 2, p, points + 1))  # [order, deletion/insertion, P, points+1]
+    for start in range(0, p, per_block):
+        block = slice(start, min(p, start + per_block))
+        b = block.stop - block.start
+        # rank[o, p, j]: position of element j in probe p's order o (attribution, random); an element is
+        # removed at fraction t when its rank is below n_t.
+        rank = np.empty((2, b, e), dtype=np.int64)
+        rank[0][np.arange(b)[:, None], np.argsort(-scores[block], axis=1, kind="stable")] = np.arange(e)
+        rank[1] = np.argsort(random_keys[block], axis=1)
+        mask = rank[:, :, None, :] < counts[None, None, :, None]  # [2, b, points+1, E]
+        rows = []
+        offset = 0
+        for (_, to_input), size, x, base in zip(scored, sizes, inputs, baselines):
+            m = mask[..., offset:offset + size].reshape(-1, size)  # [2*b*T, size]
+            offset += size
+            m = to_input(m).reshape((2, b, points + 1) + x.shape[1:])
+            xs = np.asarray(x[block], dtype=np.float32)[None, :, None]
+            base = np.asarray(base, dtype=np.float32)[None, None, None]
+            deleted = np.where(m, base, xs)
+            inserted = np.where(m, xs, base)
+            rows.append(np.stack([deleted, inserted], axis=1).reshape((-1,) + x.shape[1:]))
+        out = np.asarray(adapter.predict(rows), dtype=np.float64)
+        tiled = np.tile(np.repeat(np.asarray(target[block]), points + 1), 4)
+        picked = out[np.arange(len(out)), np.minimum(tiled, out.shape[1] - 1)]
+        curves[:, :, block] = picked.reshape(2, 2, b, points + 1)
+    auc = (curves[..., 1:] + curves[..., :-1]).sum(axis=-1) / (2.0 * points)
+    return {"deletion_auc": auc[0, 0], "insertion_auc": auc[0, 1],
+            "deletion_auc_random": auc[1, 0], "insertion_auc_random": auc[1, 1]}
+
+
+# -------------------------------------------------------------------------------------- the callback side
+class QualityMonitor:
+    """The callback's quality state: the untrained maps, earlier steps' importance, the seed twins.
+
+    Never raises into training: a figure that fails is warned about once per (method, group) and left out.
+    """
+
+    def __init__(self, quality: Quality):
+        self.quality = quality
+        self.adapter = None
+        self.probe = None
+        self._modalities: List[str] = []
+        self._reference: Dict[str, tuple] = {}  # method -> (targets, maps) of the untrained model
+        self._took_reference = False
+        self._previous: Dict[str, np.ndarray] = {}
+        self._drift_reference: Dict[str, np.ndarray] = {}
+        self._twins: Dict[str, AttributionMethod] = {}
+        self._observed: list = []
+        self._warned: set = set()
+        self._logs: Dict[int, Dict[str, float]] = {}
+        #: step -> method -> figure -> per-probe array (faithfulness), for the curious and the tests.
+        self.per_probe: Dict[int, Dict[str, Dict[str, np.ndarray]]] = {}
+        #: seconds spent per group at the last logged step, summed over methods.
+        self.timings: Dict[str, float] = {}
+
+    def bind(self, adapter, probe, methods: Sequence[AttributionMethod], resolve_targets) -> None:
+        """After the callback's setup: keeps the adapter and takes the untrained maps once per callback."""
+        self.adapter, self.probe = adapter, probe
+        self._modalities = [probe.modality(i) for i in range(len(probe.inputs))]
+        self._twins = {}
+        if "sanity" not in self.quality.figures or self._took_reference:
+            return
+        self._took_reference = True
+        start = time.perf_counter()
+        try:
+            targets = np.asarray(resolve_targets(adapter.predict(probe.inputs)))
+        except Exception as error:  # never break training
+            self._warn("", "sanity", error)
+            return
+        for method in methods:
+            try:
+                attributions = method.attribute(probe.inputs, targets)
+                maps = flat_maps(attributions, self._modalities)
+                if np.isfinite(maps).all():
+                    self._reference[method.name] = (targets, maps)
+            except Exception as error:
+                self._warn(method.name, "sanity", error)
+        self.timings["sanity_reference"] = time.perf_counter() - start
+
+    def observe(self, method: AttributionMethod, attributions: Sequence[np.ndarray], targets: np.ndarray) -> None:
+        """Keeps a method's logged attributions of this step for `write`."""
+        self._observed.append((method, list(attributions), np.asarray(targets)))
+
+    def write(self, step: int, writer) -> None:
+        """Computes this step's figures of every observed method, writes them as scalars, keeps them for logs."""
+        observed, self._observed = self._observed, []
+        if not self.quality.figures or self.adapter is None:
+            return
+        self.timings = {g: 0.0 for g in self.quality.figures}
+        logs: Dict[str, float] = {}
+        for method, attributions, targets in observed:
+            values = self._figures(method, attributions, targets, step)
+            for figure, value in values.items():
+                if not np.isfinite(value):
+                    continue
+                logs[logs_key(method.name, figure)] = float(value)
+                try:
+                    writer.write(scalar_summary.scalar_pb(scalar_tag(method.name, figure), float(value)), step)
+                except Exception as error:
+                    self._warn(method.name, "writing", error)
+        self._logs = {step: logs}
+
+    def logs_for(self, step: int) -> Dict[str, float]:
+        """The ``xai_*`` figures of `step`, if it was logged."""
+        return dict(self._logs.get(step, {}))
+
+    # ------------------------------------------------------------------------------------------ figures
+    def _figures(self, method, attributions, targets, step) -> Dict[str, float]:
+        q, out = self.quality, {}
+        maps = flat_maps(attributions, self._modalities)
+        if "drift" in q.figures:
+            out.update(self._timed("drift", method.name, lambda: self._drift(method.name, maps, step)))
+        if "faithfulness" in q.figures:
+            out.update(self._timed("faithfulness", method.name,
+                                   lambda: self._faithfulness(method.name, attributions, targets, step)))
+        if "seeds" in q.figures and is_sampling(method):
+            out.update(self._timed("seeds", method.name, lambda: self._seeds(method, maps, targets)))
+        if "sanity" in q.figures and method.name in self._reference:
+            out.update(self._timed("sanity", method.name, lambda: self._sanity(method.name, maps, targets)))
+        return out
+
+    def _timed(self, group, method, compute) -> Dict[str, float]:
+        start = time.perf_counter()
+        try:
+            return compute()
+        except Exception as error:  # never break training
+            self._warn(method, group, error)
+            return {}
+        finally:
+            self.timings[group] = self.timings.get(group, 0.0) + time.perf_counter() - start
+
+    def _drift(self, name: str, maps: np.ndarray, step: int) -> Dict[str, float]:
+        importance = maps.mean(axis=0)
+        q = self.quality
+        if name not in self._drift_reference and (q.reference_step is None or step == q.reference_step):
+            self._drift_reference[name] = importance
+        values = findings_lib.step_figures(maps, self._previous.get(name), self._drift_reference.get(name), q.k,
+                                           q.bootstrap_samples)
+        self._previous[name] = importance
+        return values
+
+    def _faithfulness(self, name, attributions, targets, step) -> Dict[str, float]:
+        q, probe = self.quality, self.probe
+        chosen = (np.arange(len(targets)) if q.faithfulness_probes is None
+                  else evenly_spaced(len(targets), q.faithfulness_probes))
+        if np.isscalar(q.baseline):
+            baselines = [np.full(probe.feature_shape(i), float(q.baseline), np.float32)
+                         for i in range(len(probe.inputs))]
+        else:
+            baselines = list(q.baseline) if isinstance(q.baseline, (list, tuple)) else [q.baseline]
+            shapes = [probe.feature_shape(i) for i in range(len(probe.inputs))]
+            if [b.shape for b in baselines] != shapes:
+                raise ValueError(f"the faithfulness baseline has shapes {[b.shape for b in baselines]}; "
+                                 f"expected one row per input, {shapes}")
+        auc = faithfulness(self.adapter, [x[chosen] for x in probe.inputs], [a[chosen] for a in attributions],
+                           targets[chosen], self._modalities, baselines, q.points)
+        self.per_probe.setdefault(step, {})[name] = dict(auc, probes=chosen)
+        return {figure: float(values.mean()) for figure, values in auc.items()}
+
+    def _seeds(self, method, maps, targets) -> Dict[str, float]:
+        twin = self._twins.get(method.name)
+        if twin is None:
+            twin = self._twins[method.name] = reseeded(method)
+        chosen = evenly_spaced(len(targets), self.quality.seed_probes)
+        again = flat_maps(twin.attribute([x[chosen] for x in self.probe.inputs], targets[chosen]), self._modalities)
+        first = maps[chosen]
+        a, b = first.mean(axis=0), again.mean(axis=0)
+        return {
+            "seed_spearman": float(np.nanmean(findings_lib.paired_spearman(first, again))),
+            "seed_ndcg": findings_lib.ndcg_at_k(a, b, self.quality.k),
+            # The std of one seed's importance, from the difference of two: measured on the subset and not
+            # scaled down to the whole probe set, so the noise floor errs on the side of fewer findings.
+            "seed_noise": float(np.sqrt(np.mean((a - b) ** 2) / 2.0)),
+        }
+
+    def _sanity(self, name, maps, targets) -> Dict[str, float]:
+        reference_targets, reference = self._reference[name]
+        same = np.asarray(targets) == reference_targets
+        if not same.any() or reference.shape != maps.shape:
+            return {}
+        return {"sanity_spearman": float(np.nanmean(findings_lib.paired_spearman(reference[same], maps[same])))}
+
+    def _warn(self, method: str, group: str, error: Exception) -> None:
+        if (method, group) not in self._warned:
+            self._warned.add((method, group))
+            logger.warning("tb_xai: the %s quality figures of %s failed and are left out: %s: %s",
+                           group, method or "the probe set", type(error).__name__, error)
