@@ -33,7 +33,6 @@ import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
 from tb_xai import aggregate
 
@@ -89,10 +88,15 @@ def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return (reference[order] @ discount) / ideal
 
 
+def _rank_rows(rows: np.ndarray) -> np.ndarray:
+    """`aggregate.rankdata` of each row (ties share their average rank)."""
+    return np.stack([aggregate.rankdata(row) for row in rows]) if len(rows) else np.zeros(np.shape(rows))
+
+
 def _spearman_rows(reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Spearman of each row ``[B, F]`` with `reference` ``[F]``; NaN for a constant row."""
     a = aggregate.rankdata(reference)
-    b = stats.rankdata(rows, axis=1)
+    b = _rank_rows(rows)
     a, b = a - a.mean(), b - b.mean(axis=1, keepdims=True)
     denominator = np.sqrt((a @ a) * np.einsum("bf,bf->b", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -112,8 +116,8 @@ def paired_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"paired_spearman needs two [P, F] arrays of one shape; received {a.shape} and {b.shape}")
     bad = ~(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1))
-    ra = stats.rankdata(np.where(np.isfinite(a), a, 0.0), axis=1)
-    rb = stats.rankdata(np.where(np.isfinite(b), b, 0.0), axis=1)
+    ra = _rank_rows(np.where(np.isfinite(a), a, 0.0))
+    rb = _rank_rows(np.where(np.isfinite(b), b, 0.0))
     ra -= ra.mean(axis=1, keepdims=True)
     rb -= rb.mean(axis=1, keepdims=True)
     denominator = np.sqrt(np.einsum("pf,pf->p", ra, ra) * np.einsum("pf,pf->p", rb, rb))
@@ -344,7 +348,9 @@ def topk_findings(method: str, history: MethodHistory, t: Thresholds) -> List[di
     """Features entering or leaving the top-k and staying there, by more than the noise.
 
     The noise of a feature's change between two steps is `Z` paired standard errors over probes (the same
-    probes at both steps), combined with the between-seed noise the callback logged for sampling methods.
+    probes at both steps), combined with the between-seed noise the callback logged for sampling methods. A
+    feature counts only when its own importance moved by more than that, in the direction of its move: one
+    pushed out of the top-k by another's rise, its own importance unchanged, is not a finding of its own.
     """
     maps, steps = history.maps, history.steps
     if len(steps) < 2:
@@ -463,32 +469,41 @@ def probe_change_findings(
 ) -> List[dict]:
     """A probe's explanation changes while its prediction does not, or its prediction flips while its map stays.
 
-    A probe's change is the Spearman of its |map| with the previous step's. For sampling methods it counts as
-    changed only below the between-seed agreement the callback logged (``seed_spearman``): two seeds of the
-    same model disagree that much already.
+    A probe's change at step i is the Spearman of its |map| with step i-1's. It counts as changed when that
+    stays below `Thresholds.explanation_change` for `patience` steps (the map moved and did not come back)
+    while the predicted class stays; for sampling methods also only below the between-seed agreement the
+    callback logged (``seed_spearman``): two seeds of the same model disagree that much already. A flip counts
+    when the new class holds for `patience` steps and the map's Spearman with step i-1 is at least
+    `Thresholds.explanation_stable`.
     """
     steps = history.steps
     by_step = {int(s): i for i, s in enumerate(np.asarray(pred_steps))}
+    rows = [by_step.get(int(s)) for s in steps]
     predicted = _predicted(predictions)
     seed_floor = history.logged_at("seed_spearman")
     out = []
     for i in range(1, len(steps)):
-        a, b = by_step.get(int(steps[i - 1])), by_step.get(int(steps[i]))
-        if a is None or b is None:
+        ahead = list(range(i, min(len(steps), i + t.patience)))
+        if any(rows[j] is None for j in [i - 1] + ahead):
             continue
         floor = seed_floor[i] if np.isfinite(seed_floor[i]) else 1.0
         noise = 1.0 - floor
-        for p, rho in enumerate(paired_spearman(history.maps[i - 1], history.maps[i])):
+        # Spearman of each probe's map at i-1 with its maps at i, i+1, ... (patience steps).
+        later = np.stack([paired_spearman(history.maps[i - 1], history.maps[j]) for j in ahead])
+        classes = predicted[[rows[j] for j in [i - 1] + ahead]]  # [1 + len(ahead), probes]
+        for p in range(history.maps.shape[1]):
+            rho = later[0, p]
             if not np.isfinite(rho):
                 continue
-            same = predicted[a, p] == predicted[b, p]
-            if same and rho < min(t.explanation_change, floor):
+            kept = bool((classes[:, p] == classes[0, p]).all())
+            flipped = classes[1, p] != classes[0, p] and bool((classes[1:, p] == classes[1, p]).all())
+            if kept and bool((later[:, p] < min(t.explanation_change, floor)).all()):
                 out.append(_finding(
                     steps[i], "explanation_changed",
                     f"step {int(steps[i])}: probe {p}'s {method} explanation changed (Spearman {rho:.2f} with "
                     f"step {int(steps[i - 1])}) while its prediction did not", method=method, probe=p,
                     value=rho, noise=noise))
-            elif not same and rho >= t.explanation_stable:
+            elif flipped and rho >= t.explanation_stable:
                 out.append(_finding(
                     steps[i], "prediction_flipped_explanation_stable",
                     f"step {int(steps[i])}: probe {p}'s prediction flipped while its {method} explanation stayed "

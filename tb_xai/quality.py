@@ -31,13 +31,16 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 
 from tb_xai import aggregate, findings as findings_lib, metadata
-from tb_xai.methods.base import AttributionMethod, check_positive_int
+
+if TYPE_CHECKING:  # the reader imports this module for its tag names, and must not load the methods
+    from tb_xai.methods.base import AttributionMethod
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,13 @@ def scalar_tag(method: str, figure: str) -> str:
 
 def logs_key(method: str, figure: str) -> str:
     return f"{LOGS_PREFIX}{method}_{figure}"
+
+
+def scalar_pb(tag: str, value: float) -> summary_pb2.Summary:
+    """A scalar summary TensorBoard's Scalars / Time Series dashboards read (data class stated for both loaders)."""
+    pb = scalar_summary.scalar_pb(tag, value)
+    pb.value[0].metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    return pb
 
 
 def parse_scalar_tag(tag: str) -> Optional[tuple]:
@@ -106,6 +116,8 @@ class Quality:
         seed_probes: int = 8,
         bootstrap_samples: int = findings_lib.BOOTSTRAP_SAMPLES,
     ):
+        from tb_xai.methods.base import check_positive_int  # here: the reader imports this module, not methods
+
         if isinstance(figures, str):
             figures = [figures]
         unknown = [f for f in figures if f not in GROUPS]
@@ -152,13 +164,13 @@ def _is_arrays(value) -> bool:
     return bool(values) and all(isinstance(v, np.ndarray) for v in values)
 
 
-def is_sampling(method: AttributionMethod) -> bool:
+def is_sampling(method: "AttributionMethod") -> bool:
     """Whether the method draws random samples (it has an integer ``seed``)."""
     seed = getattr(method, "seed", None)
     return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
 
 
-def reseeded(method: AttributionMethod, offset: int = SEED_OFFSET) -> AttributionMethod:
+def reseeded(method: "AttributionMethod", offset: int = SEED_OFFSET) -> "AttributionMethod":
     """A twin of a set-up sampling method drawing with ``seed + offset``.
 
     A shallow copy keeps the setup (adapter, probe, background, segmentation); its private dict caches are
@@ -292,7 +304,7 @@ class QualityMonitor:
         self._took_reference = False
         self._previous: Dict[str, np.ndarray] = {}
         self._drift_reference: Dict[str, np.ndarray] = {}
-        self._twins: Dict[str, AttributionMethod] = {}
+        self._twins: Dict[str, "AttributionMethod"] = {}
         self._observed: list = []
         self._warned: set = set()
         self._logs: Dict[int, Dict[str, float]] = {}
@@ -301,7 +313,7 @@ class QualityMonitor:
         #: seconds spent per group at the last logged step, summed over methods.
         self.timings: Dict[str, float] = {}
 
-    def bind(self, adapter, probe, methods: Sequence[AttributionMethod], resolve_targets) -> None:
+    def bind(self, adapter, probe, methods: Sequence["AttributionMethod"], resolve_targets) -> None:
         """After the callback's setup: keeps the adapter and takes the untrained maps once per callback."""
         self.adapter, self.probe = adapter, probe
         self._modalities = [probe.modality(i) for i in range(len(probe.inputs))]
@@ -325,7 +337,7 @@ class QualityMonitor:
                 self._warn(method.name, "sanity", error)
         self.timings["sanity_reference"] = time.perf_counter() - start
 
-    def observe(self, method: AttributionMethod, attributions: Sequence[np.ndarray], targets: np.ndarray) -> None:
+    def observe(self, method: "AttributionMethod", attributions: Sequence[np.ndarray], targets: np.ndarray) -> None:
         """Keeps a method's logged attributions of this step for `write`."""
         self._observed.append((method, list(attributions), np.asarray(targets)))
 
@@ -343,7 +355,7 @@ class QualityMonitor:
                     continue
                 logs[logs_key(method.name, figure)] = float(value)
                 try:
-                    writer.write(scalar_summary.scalar_pb(scalar_tag(method.name, figure), float(value)), step)
+                    writer.write(scalar_pb(scalar_tag(method.name, figure), float(value)), step)
                 except Exception as error:
                     self._warn(method.name, "writing", error)
         self._logs = {step: logs}

@@ -20,7 +20,7 @@ import numpy as np
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
 
-from tb_xai import aggregate, metadata
+from tb_xai import aggregate, findings as findings_lib, metadata, quality as quality_lib
 
 
 @dataclasses.dataclass
@@ -59,9 +59,10 @@ class Run:
         (20, 32, 30)
     """
 
-    def __init__(self, path: str, series: Dict[str, _Series]):
+    def __init__(self, path: str, series: Dict[str, _Series], scalars: Optional[Dict[str, Dict[int, float]]] = None):
         self.path = path
         self._series = series
+        self._scalars = scalars or {}  # the callback's quality figures: tag -> step -> value
 
     # -------------------------------------------------------------------------------------- lookups
     def _by_kind(self, kind: int) -> Dict[str, _Series]:
@@ -330,6 +331,105 @@ class Run:
             series.steps(), targets.steps(), list(targets.stacked()), series.stacked().shape[1]
         )
 
+    # ------------------------------------------------------------- figures and findings (tb_xai.findings)
+    def _maps(self, method: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+        """(steps, |maps| [steps, probes, features] of every input concatenated, their names)."""
+        steps, maps, names = None, [], []
+        for input in self.inputs:
+            try:
+                series = self._attribution_series(method, input)
+            except KeyError:  # failures only, or not logged for this input
+                continue
+            if steps is not None and series.steps() != steps.tolist():
+                raise ValueError(f"the inputs of {method!r} were logged at different steps; pass one input")
+            steps = np.asarray(series.steps(), dtype=np.int64)
+            maps.append(findings_lib.as_maps(series.stacked(), series.info.modality))
+            prefix = f"{input}: " if len(self.inputs) > 1 else ""
+            names += [prefix + n for n in self.map_names(method, input)]
+        if steps is None:
+            raise KeyError(f"no attributions for method {method!r} in {self.path}; logged methods: {self.methods}")
+        return steps, np.concatenate(maps, axis=2), names
+
+    def _logged(self, method: str) -> Dict[str, tuple]:
+        """The callback's quality figures of `method`: figure -> (steps, values)."""
+        out = {}
+        for tag, by_step in self._scalars.items():
+            parsed = quality_lib.parse_scalar_tag(tag)
+            if parsed and parsed[0] == method:
+                ordered = sorted(by_step)
+                out[parsed[1]] = (np.array(ordered, dtype=np.int64), np.array([by_step[s] for s in ordered]))
+        return out
+
+    def metrics(self, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None,
+                ) -> Dict[str, np.ndarray]:
+        """The per-step figures of a method: drift, noise floor, concentration, and the callback's quality figures.
+
+        Drift, floor and concentration are computed here from the logged attributions (every input's map
+        concatenated), so `k` and `reference_step` can be chosen afresh; faithfulness, seed and sanity figures
+        are the ones the callback logged (NaN at steps it did not log them). See `tb_xai.findings` and
+        `tb_xai.quality` for what each figure is.
+
+        Args:
+            method: a logged method.
+            k: top-k size of the nDCG figures.
+            reference_step: the step ``ndcg_reference`` compares with (the first logged step by default).
+
+        Returns:
+            ``steps`` ([steps] int64) and one float64 array over those steps per figure.
+
+        Example:
+            >>> m = tb_xai.load("runs/exp1").metrics("integrated_gradients")
+            >>> m["ndcg_reference"][-1], m["deletion_auc"][-1]
+            (0.93, 0.21)
+        """
+        steps, maps, names = self._maps(method)
+        out = findings_lib.figures(steps, maps, k, reference_step)
+        history = findings_lib.MethodHistory(steps, maps, names, self._logged(method))
+        for group in ("faithfulness", "seeds", "sanity"):
+            for figure in quality_lib.FIGURES[group]:
+                out[figure] = history.logged_at(figure)
+        return out
+
+    def findings(self, *, thresholds: Optional[findings_lib.Thresholds] = None,
+                 reference_step: Optional[int] = None, **threshold_values) -> List[dict]:
+        """What changed during training, each event only where it beats the noise floor, ordered by step.
+
+        Kinds: ``topk_enter`` / ``topk_leave`` (a feature enters or leaves the top-k and stays),
+        ``drift`` (nDCG@k against the reference step falls below the threshold and the noise floor, with the
+        step it starts), ``explanation_changed`` (a probe's map changes while its predicted class does not),
+        ``prediction_flipped_explanation_stable``, ``prediction_flip`` (``direction`` wrong_to_right,
+        right_to_wrong or changed), ``sanity_failed``, ``methods_disagree``. See `tb_xai.findings`.
+
+        Args:
+            thresholds: a `tb_xai.findings.Thresholds`; or give its fields as keywords (``k=5, drift=0.8``).
+            reference_step: the step drift is measured from (each method's first logged step by default).
+
+        Returns:
+            JSON-ready dicts with ``step``, ``kind``, ``method``, ``feature``, ``probe``, ``value``, ``noise`` and
+            ``message`` (None where a key does not apply).
+
+        Example:
+            >>> [f["message"] for f in tb_xai.load("runs/shortcut").findings(k=5) if f["kind"] == "topk_enter"][:1]
+            ['step 4: pixel (0, 1) entered the top 5 of integrated_gradients (+0.12 mean |attribution|, noise 0.01)']
+        """
+        if thresholds is None:
+            thresholds = findings_lib.Thresholds(**threshold_values)
+        elif threshold_values:
+            raise ValueError(f"give thresholds= or threshold keywords, not both; received {sorted(threshold_values)}")
+        histories = {}
+        for method in self.methods:
+            try:
+                steps, maps, names = self._maps(method)
+            except KeyError:  # a method that only ever failed
+                continue
+            histories[method] = findings_lib.MethodHistory(steps, maps, names, self._logged(method))
+        pred_steps = predictions = None
+        if metadata.PREDICTIONS_TAG in self._series:
+            pred_steps, predictions = self.steps(), self.predictions()
+        return findings_lib.findings(histories, pred_steps, predictions, self.labels(),
+                                     self.class_names() if predictions is not None else None,
+                                     thresholds=thresholds, reference_step=reference_step)
+
     def __repr__(self) -> str:
         return f"Run({self.path!r}, methods={self.methods})"
 
@@ -338,11 +438,15 @@ def _event_files(run_dir: str) -> List[str]:
     return sorted(glob.glob(os.path.join(run_dir, "*tfevents*")))
 
 
-def _read_run(run_dir: str) -> Dict[str, _Series]:
+def _read_run(run_dir: str) -> Tuple[Dict[str, _Series], Dict[str, Dict[int, float]]]:
     series: Dict[str, _Series] = {}
+    scalars: Dict[str, Dict[int, float]] = {}  # the callback's quality figures (tb_xai.quality)
     for path in _event_files(run_dir):
         for event in event_file_loader.EventFileLoader(path).Load():
             for value in event.summary.value:
+                if quality_lib.parse_scalar_tag(value.tag) and value.HasField("tensor"):
+                    scalars.setdefault(value.tag, {})[event.step] = float(tensor_util.make_ndarray(value.tensor))
+                    continue
                 if value.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME and value.tag not in series:
                     continue
                 if value.tag not in series:
@@ -351,7 +455,7 @@ def _read_run(run_dir: str) -> Dict[str, _Series]:
                         continue
                     series[value.tag] = _Series(value.tag, info)
                 series[value.tag].values[event.step] = tensor_util.make_ndarray(value.tensor)
-    return series
+    return series, scalars
 
 
 def load(log_dir: str, subdir: str = metadata.DEFAULT_SUBDIR) -> Run:
@@ -367,9 +471,9 @@ def load(log_dir: str, subdir: str = metadata.DEFAULT_SUBDIR) -> Run:
     log_dir = os.fspath(log_dir)
     for candidate in (os.path.join(log_dir, subdir), log_dir):
         if os.path.isdir(candidate) and _event_files(candidate):
-            series = _read_run(candidate)
+            series, scalars = _read_run(candidate)
             if series:
-                return Run(candidate, series)
+                return Run(candidate, series, scalars)
     raise FileNotFoundError(
         f"no tb_xai summaries in {log_dir!r} or {os.path.join(log_dir, subdir)!r}; expected the log_dir "
         "given to tb_xai.AttributionCallback"
