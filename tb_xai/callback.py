@@ -143,7 +143,7 @@ class AttributionCallback(keras.callbacks.Callback):
             )
         for method in self.methods:
             method.setup(self._adapter, self.probe)
-        if self._adapter.is_chief():  # the untrained model's maps, for the sanity figure
+        if self._adapter.is_chief():  # the randomized model's maps, for the sanity figure
             self.quality.bind(self._adapter, self.probe, self.methods,
                               lambda predictions: resolve_targets(self.target, predictions, self.probe.labels))
         if self._adapter.is_chief() and self._writer is None:

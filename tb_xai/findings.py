@@ -296,7 +296,7 @@ class Thresholds:
             step's falls below this.
         explanation_stable: ... and stayed when it is at least this.
         agreement: two methods agree while the Spearman of their importances is at least this.
-        sanity: a method fails the sanity check while its maps' similarity to the untrained model's stays
+        sanity: a method fails the sanity check while its maps' similarity to a randomized model's stays
             above this through the last step.
         patience: a new state (in the top-k, out of it, a flipped prediction, disagreeing methods) must hold
             for this many logged steps, or to the last step, to be reported.
@@ -513,23 +513,22 @@ def probe_change_findings(
 
 
 def sanity_findings(method: str, history: MethodHistory, t: Thresholds) -> List[dict]:
-    """A method whose maps stay close to the untrained model's (Adebayo et al., 2018) to the last step."""
+    """A method whose maps stay close to a randomized model's (Adebayo et al., 2018) to the last step."""
     similarity = history.logged_at("sanity_spearman")
     known = np.flatnonzero(np.isfinite(similarity))
-    if known.size < 2:  # the first step is the untrained model or next to it
+    if known.size < 2:  # one step says nothing about staying
         return []
     above = similarity[known] > t.sanity
     if not above[-1]:
         return []
-    start = len(above) - int(np.argmin(above[::-1])) if not above.all() else 1
-    start = max(start, 1)
-    if len(above) - start < min(t.patience, len(above) - 1):
+    start = len(above) - int(np.argmin(above[::-1])) if not above.all() else 0
+    if len(above) - start < min(t.patience, len(above)):
         return []
     i = known[start]
     last = similarity[known[-1]]
     return [_finding(
         history.steps[i], "sanity_failed",
-        f"step {int(history.steps[i])}: {method}'s maps stay close to the untrained model's (Spearman "
+        f"step {int(history.steps[i])}: {method}'s maps stay close to a randomized model's (Spearman "
         f"{last:.2f} > {t.sanity:g} at the last step): they may not explain what the model learned",
         method=method, value=last, noise=None)]
 

@@ -12,11 +12,13 @@ What needs the model, and so can only be measured while it trains:
   `seed_probes` probes again with another seed; the Spearman of the two maps per probe (mean), the nDCG@k of the
   two importances and the importance's between-seed noise are the estimator's own noise floor. Cost:
   ``seed_probes / probes`` of the method's attribution time.
-- **sanity** (Adebayo et al., 2018, model randomization): every method explains the probes once more with the
-  weights the model had when training began (before the first batch, or at the first logged step for a model
-  built by its first batch); each step's maps are compared with those (Spearman of |maps| per probe, mean over
-  the probes explained for the same class). Maps that stay close to an untrained model's do not explain what it
-  learned. Cost: one extra attribution per method, once.
+- **sanity** (Adebayo et al., 2018, model randomization): when the callback is set up (before training, or
+  after the first batch for a model built by it), every method explains the probes once with the model's
+  trainable weights shuffled (their scale kept, what training put in them lost; restored exactly afterwards);
+  each step's maps are compared with those (Spearman of |maps| per probe, mean over the probes explained for
+  the same class as then). Maps that stay close to a randomized model's do not explain what it learned.
+  Shuffling, not the weights at the start, so a pretrained model is checked too. Cost: one extra attribution
+  per method, once.
 - **drift**: the figures of `tb_xai.findings.step_figures` (nDCG@k against the previous and the reference step,
   Spearman against the previous step, the bootstrap floor, total |attribution|, entropy), from the arrays the
   callback holds: numpy only.
@@ -28,6 +30,7 @@ keras.callbacks.TensorBoard).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -184,6 +187,25 @@ def reseeded(method: "AttributionMethod", offset: int = SEED_OFFSET) -> "Attribu
     return twin
 
 
+@contextlib.contextmanager
+def randomized_weights(model, seed: int = 0):
+    """The model with every trainable weight's values shuffled (seeded), restored exactly on exit.
+
+    Adebayo et al.'s model randomization: the weights keep their scale but lose what training put in
+    them. Shuffling in place, rather than a re-initialized clone, works for every model (subclassed ones
+    included) and reuses the compiled functions the methods already hold, so nothing is traced again.
+    """
+    saved = [np.array(v.numpy()) for v in model.trainable_weights]
+    rng = np.random.default_rng(seed)
+    try:
+        for variable, value in zip(model.trainable_weights, saved):
+            variable.assign(rng.permutation(value.ravel()).reshape(value.shape))
+        yield model
+    finally:
+        for variable, value in zip(model.trainable_weights, saved):
+            variable.assign(value)
+
+
 def evenly_spaced(count: int, n: int) -> np.ndarray:
     """`n` (at most `count`) indices spread evenly over ``range(count)``."""
     n = min(int(n), int(count))
@@ -290,7 +312,7 @@ def faithfulness(
 
 # -------------------------------------------------------------------------------------- the callback side
 class QualityMonitor:
-    """The callback's quality state: the untrained maps, earlier steps' importance, the seed twins.
+    """The callback's quality state: the randomized model's maps, earlier steps' importance, the seed twins.
 
     Never raises into training: a figure that fails is warned about once per (method, group) and left out.
     """
@@ -300,7 +322,7 @@ class QualityMonitor:
         self.adapter = None
         self.probe = None
         self._modalities: List[str] = []
-        self._reference: Dict[str, tuple] = {}  # method -> (targets, maps) of the untrained model
+        self._reference: Dict[str, tuple] = {}  # method -> (targets, maps) of the randomized model
         self._took_reference = False
         self._previous: Dict[str, np.ndarray] = {}
         self._drift_reference: Dict[str, np.ndarray] = {}
@@ -314,7 +336,7 @@ class QualityMonitor:
         self.timings: Dict[str, float] = {}
 
     def bind(self, adapter, probe, methods: Sequence["AttributionMethod"], resolve_targets) -> None:
-        """After the callback's setup: keeps the adapter and takes the untrained maps once per callback."""
+        """After the callback's setup: keeps the adapter and takes the randomized model's maps once."""
         self.adapter, self.probe = adapter, probe
         self._modalities = [probe.modality(i) for i in range(len(probe.inputs))]
         self._twins = {}
@@ -324,17 +346,16 @@ class QualityMonitor:
         start = time.perf_counter()
         try:
             targets = np.asarray(resolve_targets(adapter.predict(probe.inputs)))
+            with randomized_weights(adapter.model):
+                for method in methods:
+                    try:
+                        maps = flat_maps(method.attribute(probe.inputs, targets), self._modalities)
+                        if np.isfinite(maps).all():
+                            self._reference[method.name] = (targets, maps)
+                    except Exception as error:
+                        self._warn(method.name, "sanity", error)
         except Exception as error:  # never break training
             self._warn("", "sanity", error)
-            return
-        for method in methods:
-            try:
-                attributions = method.attribute(probe.inputs, targets)
-                maps = flat_maps(attributions, self._modalities)
-                if np.isfinite(maps).all():
-                    self._reference[method.name] = (targets, maps)
-            except Exception as error:
-                self._warn(method.name, "sanity", error)
         self.timings["sanity_reference"] = time.perf_counter() - start
 
     def observe(self, method: "AttributionMethod", attributions: Sequence[np.ndarray], targets: np.ndarray) -> None:

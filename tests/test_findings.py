@@ -194,6 +194,8 @@ def test_sanity_fails_when_maps_stay_close_to_the_untrained_models_to_the_last_s
     maps = np.ones((5, 2, 3))
     failing = F.sanity_findings("gxi", history(maps, sanity_spearman=[1.0, 0.9, 0.5, 0.8, 0.9]), F.Thresholds(patience=2))
     assert [(f["step"], f["kind"], f["value"]) for f in failing] == [(3, "sanity_failed", pytest.approx(0.9))]
+    assert F.sanity_findings("gxi", history(maps, sanity_spearman=[1.0, 0.9, 0.5, 0.6, 0.9]),
+                             F.Thresholds(patience=2)) == []  # above for one step only
     assert F.sanity_findings("ig", history(maps, sanity_spearman=[1.0, 0.9, 0.8, 0.5, 0.2]), F.Thresholds()) == []
     assert F.sanity_findings("ig", history(maps), F.Thresholds()) == []  # not logged: nothing to say
 
