@@ -1,0 +1,227 @@
+"""tb_xai.quality: faithfulness by hand on a real linear model, seeds, sanity, and the callback's scalars and logs."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+from tb_xai import quality as Q
+
+
+def linear_adapter(weights):
+    """A real Keras model y = w . x (one linear unit) behind the callback's own adapter."""
+    import keras
+    from tb_xai.backend import adapt
+    from tb_xai.probe import as_probe_set
+
+    weights = np.asarray(weights, dtype=np.float32)
+    model = keras.Sequential([keras.Input((len(weights),)), keras.layers.Dense(1, use_bias=False)])
+    model.layers[0].kernel.assign(weights[:, None])
+    probe = as_probe_set(np.ones((2, len(weights)), np.float32), None, None, None)
+    return adapt(model, probe), probe
+
+
+def test_deletion_and_insertion_auc_by_hand():
+    adapter, _ = linear_adapter([3.0, 2.0, 1.0, 0.0])
+    x = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 0.0, 0.0]], np.float32)
+    attribution = x * np.array([3.0, 2.0, 1.0, 0.0])  # gradient x input: the exact contributions
+    out = Q.faithfulness(adapter, [x], [attribution], np.zeros(2, int), ["tabular"], [np.zeros(4, np.float32)],
+                         points=4)
+    # Probe 0 in attribution order: deleting 0..4 features leaves 6, 3, 1, 0, 0; inserting gives 0, 3, 5, 6, 6.
+    # The area by the trapezoid rule over fractions 0, 1/4, ..., 1.
+    assert out["deletion_auc"][0] == pytest.approx((6 + 3 + 3 + 1 + 1 + 0 + 0 + 0) / 8)
+    assert out["insertion_auc"][0] == pytest.approx((0 + 3 + 3 + 5 + 5 + 6 + 6 + 6) / 8)
+    # Probe 1: all its output (6) sits on feature 0, removed first.
+    assert out["deletion_auc"][1] == pytest.approx(6 / 8)
+    assert out["insertion_auc"][1] == pytest.approx((0 + 6 * 7) / 8)
+    # A random order is worse on average, and never better than the true order for this additive model.
+    assert (out["deletion_auc_random"] >= out["deletion_auc"] - 1e-9).all()
+    assert (out["insertion_auc_random"] <= out["insertion_auc"] + 1e-9).all()
+    # Another baseline: deleted features become 1, so deleting everything from probe 0 changes nothing.
+    ones = Q.faithfulness(adapter, [x[:1]], [attribution[:1]], np.zeros(1, int), ["tabular"],
+                          [np.ones(4, np.float32)], points=4)
+    assert ones["deletion_auc"][0] == pytest.approx(6.0)
+
+
+def test_image_maps_delete_whole_pixels_and_superpixel_runs(digits_data=None):
+    import keras
+    from tb_xai.backend import adapt
+    from tb_xai.probe import as_probe_set
+
+    # y = sum of the image: deleting a pixel (both channels) removes its value in every channel.
+    model = keras.Sequential([keras.Input((2, 2, 2)), keras.layers.Flatten(),
+                              keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")])
+    x = np.arange(1, 9, dtype=np.float32).reshape(1, 2, 2, 2)
+    probe = as_probe_set(x, None, None, None)
+    adapter = adapt(model, probe)
+    per_pixel = x.sum(axis=-1)  # (1, 2, 2): 3, 7, 11, 15
+    for attribution in (x, per_pixel):  # a channel attribution, and an (H, W) map as LIME/KernelSHAP log
+        out = Q.faithfulness(adapter, [x], [attribution], np.zeros(1, int), ["image"], [np.zeros((2, 2, 2))],
+                             points=4)
+        # Largest pixel first: 36, 21, 10, 3, 0.
+        assert out["deletion_auc"][0] == pytest.approx((36 + 21 + 21 + 10 + 10 + 3 + 3 + 0) / 8)
+
+
+def test_randomized_weights_shuffle_and_restore_exactly():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    before = [w.copy() for w in model.get_weights()]
+    with Q.randomized_weights(model):
+        inside = model.get_weights()
+        assert any(not np.array_equal(a, b) for a, b in zip(before, inside))
+        # Shuffled, not redrawn: every weight keeps its values.
+        assert all(np.array_equal(np.sort(a.ravel()), np.sort(b.ravel())) for a, b in zip(before, inside))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with pytest.raises(RuntimeError):
+        with Q.randomized_weights(model):
+            raise RuntimeError("a method failed")
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_a_reseeded_twin_draws_its_own_noise():
+    from models import mlp, random_inputs
+    from tb_xai.backend import adapt
+    from tb_xai.methods import Saliency, SmoothGrad
+    from tb_xai.probe import as_probe_set
+
+    probe = as_probe_set(random_inputs((6,), 2), None, None, None)
+    adapter = adapt(mlp(), probe)
+    method = SmoothGrad(samples=4, noise_level=0.5)
+    method.setup(adapter, probe)
+    first = method.attribute(probe.inputs, np.zeros(2, int))[0]
+    twin = Q.reseeded(method)
+    assert twin.seed == method.seed + Q.SEED_OFFSET and twin._noise is not method._noise
+    again = twin.attribute(probe.inputs, np.zeros(2, int))[0]
+    assert np.array_equal(first, method.attribute(probe.inputs, np.zeros(2, int))[0])  # the original is untouched
+    assert not np.allclose(first, again)
+    assert Q.is_sampling(method) and not Q.is_sampling(Saliency())
+
+
+def test_quality_argument_names_bad_values():
+    assert Q.Quality.from_arg(True).figures == Q.GROUPS
+    assert Q.Quality.from_arg(False).figures == ()
+    assert Q.Quality.from_arg(["sanity", "drift"]).figures == ("drift", "sanity")
+    with pytest.raises(ValueError, match=r"unknown quality figures \['speed'\]; choose from"):
+        Q.Quality(["speed"])
+    with pytest.raises(ValueError, match="quality must be True, False, a list of"):
+        Q.Quality.from_arg(3)
+    with pytest.raises(ValueError, match="points must be an integer >= 2; received: 1"):
+        Q.Quality(points=1)
+    with pytest.raises(ValueError, match="seed_probes must be an integer >= 2; received: 0"):
+        Q.Quality(seed_probes=0)
+    with pytest.raises(ValueError, match="baseline must be a number or one array per input; received: 'zeros'"):
+        Q.Quality(baseline="zeros")
+    assert Q.parse_scalar_tag("xai/ig/deletion_auc") == ("ig", "deletion_auc")
+    assert Q.parse_scalar_tag("xai/ig/loss") is None and Q.parse_scalar_tag("epoch_loss") is None
+
+
+@pytest.fixture(scope="module")
+def quality_run(tmp_path_factory, tabular_data):
+    """A small MLP, 4 epochs, with tb_xai then EarlyStopping, CSVLogger and keras.callbacks.TensorBoard after it."""
+    import keras
+    import tb_xai
+    from tb_xai.methods import SmoothGrad
+
+    x, y, feature_names, _ = tabular_data
+    log_dir = str(tmp_path_factory.mktemp("quality_run"))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], feature_names=feature_names,
+                                          methods=["saliency", SmoothGrad(samples=8)],
+                                          quality=Q.Quality(seed_probes=4, points=8))
+    csv_path = os.path.join(log_dir, "log.csv")
+    stopper = keras.callbacks.EarlyStopping(monitor="xai_saliency_deletion_auc", mode="min", patience=10)
+    seen = []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+    history = model.fit(x, y, epochs=4, batch_size=64, verbose=0,
+                        callbacks=[callback, stopper, keras.callbacks.CSVLogger(csv_path), recorder,
+                                   keras.callbacks.TensorBoard(log_dir)])
+    return log_dir, callback, seen, csv_path, history
+
+
+def test_figures_reach_the_callbacks_after_tb_xai(quality_run, caplog):
+    log_dir, callback, seen, csv_path, history = quality_run
+    expected = {Q.logs_key("saliency", f) for f in Q.FIGURES["drift"] + Q.FIGURES["faithfulness"]
+                + Q.FIGURES["sanity"]}
+    expected |= {Q.logs_key("smoothgrad", f) for f in Q.FIGURES["seeds"]}
+    assert expected - {Q.logs_key("saliency", "ndcg_previous"), Q.logs_key("saliency", "spearman_previous")} \
+        <= set(seen[0])
+    assert expected <= set(seen[-1])
+    assert not any(k.startswith("xai_saliency_seed") for k in seen[-1])  # saliency draws nothing
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and float(rows[-1]["xai_saliency_deletion_auc"]) == pytest.approx(
+        seen[-1]["xai_saliency_deletion_auc"])
+    assert history.history["xai_smoothgrad_seed_spearman"] == [s["xai_smoothgrad_seed_spearman"] for s in seen]
+    # keras.callbacks.TensorBoard after tb_xai writes them too, as epoch_<key>.
+    from tensorboard.backend.event_processing import event_accumulator
+
+    train = event_accumulator.EventAccumulator(os.path.join(log_dir, "train"), size_guidance={"tensors": 0})
+    train.Reload()
+    assert "epoch_xai_saliency_deletion_auc" in train.Tags()["tensors"]
+
+
+def test_run_metrics_match_what_the_callback_logged(quality_run):
+    import tb_xai
+
+    log_dir, callback, seen, _, _ = quality_run
+    metrics = tb_xai.load(log_dir).metrics("saliency")
+    assert metrics["steps"].tolist() == [0, 1, 2, 3]
+    for figure in ("ndcg_reference", "ndcg_floor", "spearman_floor", "total_attribution", "entropy",
+                   "deletion_auc", "insertion_auc_random", "sanity_spearman"):
+        assert metrics[figure] == pytest.approx([s[Q.logs_key("saliency", figure)] for s in seen], rel=1e-6), figure
+    assert np.isnan(metrics["ndcg_previous"][0]) and np.isnan(metrics["seed_ndcg"]).all()
+    smooth = tb_xai.load(log_dir).metrics("smoothgrad")
+    assert smooth["seed_spearman"] == pytest.approx([s["xai_smoothgrad_seed_spearman"] for s in seen], rel=1e-6)
+    assert 0 < smooth["seed_spearman"][-1] <= 1
+    # Faithfulness: the map deletes the prediction faster than a random order.
+    assert metrics["deletion_auc"][-1] < metrics["deletion_auc_random"][-1]
+    assert set(callback.quality.per_probe[3]["saliency"]) >= {"deletion_auc", "insertion_auc", "probes"}
+    with pytest.raises(ValueError, match=r"reference_step=7 is not a logged step; logged steps: \[0, 1, 2, 3\]"):
+        tb_xai.load(log_dir).metrics("saliency", reference_step=7)
+
+
+def test_tensorboard_serves_the_figures_as_scalars(quality_run):
+    from tensorboard import program
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_ingester
+    from werkzeug import test as werkzeug_test
+
+    log_dir = quality_run[0]
+    tb = program.TensorBoard()
+    tb.configure(argv=[None, "--logdir", log_dir, "--load_fast", "false", "--reload_interval", "0",
+                       "--reload_task", "blocking"])
+    ingester = data_ingester.LocalDataIngester(tb.flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(tb.flags, tb.plugin_loaders, ingester.data_provider,
+                                         tb.assets_zip_provider, ingester.deprecated_multiplexer)
+    client = werkzeug_test.Client(app)
+    tags = client.get("/data/plugin/scalars/tags").get_json()
+    assert "xai/saliency/deletion_auc" in tags["xai"] and "xai/smoothgrad/seed_ndcg" in tags["xai"]
+    points = client.get("/data/plugin/scalars/scalars?run=xai&tag=xai/saliency/ndcg_reference").get_json()
+    assert [p[1] for p in points] == [0, 1, 2, 3]
+
+
+def test_quality_off_writes_no_figures(tmp_path, tabular_data):
+    import keras
+    import tb_xai
+
+    x, y, _, _ = tabular_data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    seen = []
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[
+        tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"], quality=False),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
+    assert not any(k.startswith("xai_") for k in seen[0])
+    assert np.isnan(tb_xai.load(str(tmp_path)).metrics("saliency")["deletion_auc"]).all()
