@@ -89,8 +89,23 @@ def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def _rank_rows(rows: np.ndarray) -> np.ndarray:
-    """`aggregate.rankdata` of each row (ties share their average rank)."""
-    return np.stack([aggregate.rankdata(row) for row in rows]) if len(rows) else np.zeros(np.shape(rows))
+    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        return np.zeros(rows.shape)
+    b, f = rows.shape
+    order = np.argsort(rows, axis=1, kind="stable")
+    ordered = np.take_along_axis(rows, order, axis=1)
+    position = np.broadcast_to(np.arange(f), (b, f))
+    new_group = np.ones((b, f), dtype=bool)
+    new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends_group = np.ones((b, f), dtype=bool)
+    ends_group[:, :-1] = new_group[:, 1:]
+    first = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends_group, position, f - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((b, f))
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    return ranks
 
 
 def _spearman_rows(reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -255,6 +270,20 @@ def figures(
         row = step_figures(maps[i], importance[i - 1] if i else None, ref, k, bootstrap_samples)
         for name, value in row.items():
             out[name][i] = value
+    return out
+
+
+def as_json(figures: Mapping[str, np.ndarray]) -> Dict[str, list]:
+    """`figures` (or `Run.metrics`) as JSON-ready lists: ints for ``steps``, floats or None (not finite).
+
+    Example:
+        >>> as_json({"steps": np.array([0, 1]), "ndcg_previous": np.array([np.nan, 0.5])})
+        {'steps': [0, 1], 'ndcg_previous': [None, 0.5]}
+    """
+    out = {}
+    for name, values in figures.items():
+        values = np.asarray(values)
+        out[name] = [int(v) for v in values] if values.dtype.kind in "iu" else [_number(v) for v in values]
     return out
 
 

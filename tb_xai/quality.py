@@ -11,7 +11,8 @@ What needs the model, and so can only be measured while it trains:
 - **seeds**: sampling methods (those with a ``seed``: kernel_shap, lime, smoothgrad, expected_gradients) explain
   `seed_probes` probes again with another seed; the Spearman of the two maps per probe (mean), the nDCG@k of the
   two importances and the importance's between-seed noise are the estimator's own noise floor. Cost:
-  ``seed_probes / probes`` of the method's attribution time.
+  about ``seed_probes / probes`` of the method's attribution time at every `seed_every`-th logged step (LIME on
+  tabular data draws one sample set shared by all probes, so its twin costs about a whole LIME call).
 - **sanity** (Adebayo et al., 2018, model randomization): when the callback is set up (before training, or
   after the first batch for a model built by it), every method explains the probes once with the model's
   trainable weights shuffled (their scale kept, what training put in them lost; restored exactly afterwards);
@@ -101,6 +102,7 @@ class Quality:
         baseline: what deleted features become: a number, or one array per input shaped like one probe row.
         faithfulness_probes: at most this many probes (evenly spaced over the set) get curves; None: all.
         seed_probes: probes re-explained with another seed (evenly spaced over the set).
+        seed_every: re-explain at every this many logged steps of a method (the first included).
         bootstrap_samples: probe sets resampled for the noise floor.
 
     Example:
@@ -117,6 +119,7 @@ class Quality:
         baseline: Union[float, Sequence[np.ndarray]] = 0.0,
         faithfulness_probes: Optional[int] = None,
         seed_probes: int = 8,
+        seed_every: int = 1,
         bootstrap_samples: int = findings_lib.BOOTSTRAP_SAMPLES,
     ):
         from tb_xai.methods.base import check_positive_int  # here: the reader imports this module, not methods
@@ -139,6 +142,7 @@ class Quality:
             faithfulness_probes = check_positive_int(faithfulness_probes, "faithfulness_probes", alternative="None")
         self.faithfulness_probes = faithfulness_probes
         self.seed_probes = check_positive_int(seed_probes, "seed_probes", minimum=2)
+        self.seed_every = check_positive_int(seed_every, "seed_every")
         self.bootstrap_samples = check_positive_int(bootstrap_samples, "bootstrap_samples", minimum=10)
 
     @classmethod
@@ -158,7 +162,7 @@ class Quality:
 
     def config(self) -> dict:
         return {"figures": list(self.figures), "k": self.k, "reference_step": self.reference_step,
-                "points": self.points, "seed_probes": self.seed_probes,
+                "points": self.points, "seed_probes": self.seed_probes, "seed_every": self.seed_every,
                 "faithfulness_probes": self.faithfulness_probes}
 
 
@@ -328,12 +332,14 @@ class QualityMonitor:
         self._drift_reference: Dict[str, np.ndarray] = {}
         self._twins: Dict[str, "AttributionMethod"] = {}
         self._observed: list = []
+        self._seen: Dict[str, int] = {}  # logged steps per method
         self._warned: set = set()
         self._logs: Dict[int, Dict[str, float]] = {}
         #: step -> method -> figure -> per-probe array (faithfulness), for the curious and the tests.
         self.per_probe: Dict[int, Dict[str, Dict[str, np.ndarray]]] = {}
-        #: seconds spent per group at the last logged step, summed over methods.
-        self.timings: Dict[str, float] = {}
+        #: method -> group -> seconds at the last logged step ("sanity_reference": the randomized model's maps,
+        #: once); compare with the callback's `timings` (the method's own attribution time).
+        self.timings: Dict[str, Dict[str, float]] = {}
 
     def bind(self, adapter, probe, methods: Sequence["AttributionMethod"], resolve_targets) -> None:
         """After the callback's setup: keeps the adapter and takes the randomized model's maps once."""
@@ -343,20 +349,20 @@ class QualityMonitor:
         if "sanity" not in self.quality.figures or self._took_reference:
             return
         self._took_reference = True
-        start = time.perf_counter()
         try:
             targets = np.asarray(resolve_targets(adapter.predict(probe.inputs)))
             with randomized_weights(adapter.model):
                 for method in methods:
+                    start = time.perf_counter()
                     try:
                         maps = flat_maps(method.attribute(probe.inputs, targets), self._modalities)
                         if np.isfinite(maps).all():
                             self._reference[method.name] = (targets, maps)
                     except Exception as error:
                         self._warn(method.name, "sanity", error)
+                    self.timings.setdefault(method.name, {})["sanity_reference"] = time.perf_counter() - start
         except Exception as error:  # never break training
             self._warn("", "sanity", error)
-        self.timings["sanity_reference"] = time.perf_counter() - start
 
     def observe(self, method: "AttributionMethod", attributions: Sequence[np.ndarray], targets: np.ndarray) -> None:
         """Keeps a method's logged attributions of this step for `write`."""
@@ -367,7 +373,6 @@ class QualityMonitor:
         observed, self._observed = self._observed, []
         if not self.quality.figures or self.adapter is None:
             return
-        self.timings = {g: 0.0 for g in self.quality.figures}
         logs: Dict[str, float] = {}
         for method, attributions, targets in observed:
             values = self._figures(method, attributions, targets, step)
@@ -394,7 +399,8 @@ class QualityMonitor:
         if "faithfulness" in q.figures:
             out.update(self._timed("faithfulness", method.name,
                                    lambda: self._faithfulness(method.name, attributions, targets, step)))
-        if "seeds" in q.figures and is_sampling(method):
+        seen = self._seen[method.name] = self._seen.get(method.name, 0) + 1
+        if "seeds" in q.figures and is_sampling(method) and (seen - 1) % q.seed_every == 0:
             out.update(self._timed("seeds", method.name, lambda: self._seeds(method, maps, targets)))
         if "sanity" in q.figures and method.name in self._reference:
             out.update(self._timed("sanity", method.name, lambda: self._sanity(method.name, maps, targets)))
@@ -408,7 +414,7 @@ class QualityMonitor:
             self._warn(method, group, error)
             return {}
         finally:
-            self.timings[group] = self.timings.get(group, 0.0) + time.perf_counter() - start
+            self.timings.setdefault(method, {})[group] = time.perf_counter() - start
 
     def _drift(self, name: str, maps: np.ndarray, step: int) -> Dict[str, float]:
         importance = maps.mean(axis=0)

@@ -81,6 +81,8 @@ def test_figures_by_hand():
     # Against the last step instead: its own row is 1, the others grade (3, 2, 1) by (1, 2, 3).
     assert F.figures([0, 5, 9], maps, k=1, reference_step=9)["ndcg_reference"].tolist() == [
         pytest.approx(1 / 3), pytest.approx(1 / 3), pytest.approx(1.0)]
+    assert F.as_json(out)["ndcg_previous"] == [None, pytest.approx(1.0), pytest.approx(1 / 3)]
+    assert F.as_json(out)["steps"] == [0, 5, 9]
     with pytest.raises(ValueError, match=r"reference_step=4 is not a logged step; logged steps: \[0, 5, 9\]"):
         F.figures([0, 5, 9], maps, k=1, reference_step=4)
     with pytest.raises(ValueError, match=r"maps must be \[len\(steps\), probes, features\]"):
