@@ -160,6 +160,17 @@ class Quality:
             f"quality must be True, False, a list of {list(GROUPS)} or a tb_xai.quality.Quality; received: {quality!r}"
         )
 
+    def baselines(self, probe) -> List[np.ndarray]:
+        """One float32 row per probe input: what deleted features become; ValueError naming shapes that do not fit."""
+        shapes = [probe.feature_shape(i) for i in range(len(probe.inputs))]
+        if np.isscalar(self.baseline):
+            return [np.full(shape, float(self.baseline), np.float32) for shape in shapes]
+        given = list(self.baseline) if isinstance(self.baseline, (list, tuple)) else [self.baseline]
+        if [np.shape(b) for b in given] != shapes:
+            raise ValueError(f"the faithfulness baseline has shapes {[np.shape(b) for b in given]}; expected one "
+                             f"row per probe input, {shapes}")
+        return [np.asarray(b, dtype=np.float32) for b in given]
+
     def config(self) -> dict:
         return {"figures": list(self.figures), "k": self.k, "reference_step": self.reference_step,
                 "points": self.points, "seed_probes": self.seed_probes, "seed_every": self.seed_every,
@@ -199,7 +210,9 @@ def randomized_weights(model, seed: int = 0):
     them. Shuffling in place, rather than a re-initialized clone, works for every model (subclassed ones
     included) and reuses the compiled functions the methods already hold, so nothing is traced again.
     """
-    saved = [np.array(v.numpy()) for v in model.trainable_weights]
+    from keras import ops  # here: the reader imports this module and must not load Keras
+
+    saved = [np.array(ops.convert_to_numpy(v.value)) for v in model.trainable_weights]
     rng = np.random.default_rng(seed)
     try:
         for variable, value in zip(model.trainable_weights, saved):
@@ -327,11 +340,12 @@ class QualityMonitor:
         self.probe = None
         self._modalities: List[str] = []
         self._reference: Dict[str, tuple] = {}  # method -> (targets, maps) of the randomized model
-        self._took_reference = False
+        self._reference_model = None
         self._previous: Dict[str, np.ndarray] = {}
         self._drift_reference: Dict[str, np.ndarray] = {}
         self._twins: Dict[str, "AttributionMethod"] = {}
         self._observed: list = []
+        self._baselines: List[np.ndarray] = []
         self._seen: Dict[str, int] = {}  # logged steps per method
         self._warned: set = set()
         self._logs: Dict[int, Dict[str, float]] = {}
@@ -343,12 +357,14 @@ class QualityMonitor:
 
     def bind(self, adapter, probe, methods: Sequence["AttributionMethod"], resolve_targets) -> None:
         """After the callback's setup: keeps the adapter and takes the randomized model's maps once."""
+        self._baselines = self.quality.baselines(probe)  # a configuration mistake fails here, before training
         self.adapter, self.probe = adapter, probe
         self._modalities = [probe.modality(i) for i in range(len(probe.inputs))]
         self._twins = {}
-        if "sanity" not in self.quality.figures or self._took_reference:
+        # Once per model: another fit() of the same model keeps the maps of its first randomization.
+        if "sanity" not in self.quality.figures or self._reference_model is adapter.model:
             return
-        self._took_reference = True
+        self._reference_model, self._reference = adapter.model, {}
         try:
             targets = np.asarray(resolve_targets(adapter.predict(probe.inputs)))
             with randomized_weights(adapter.model):
@@ -430,17 +446,8 @@ class QualityMonitor:
         q, probe = self.quality, self.probe
         chosen = (np.arange(len(targets)) if q.faithfulness_probes is None
                   else evenly_spaced(len(targets), q.faithfulness_probes))
-        if np.isscalar(q.baseline):
-            baselines = [np.full(probe.feature_shape(i), float(q.baseline), np.float32)
-                         for i in range(len(probe.inputs))]
-        else:
-            baselines = list(q.baseline) if isinstance(q.baseline, (list, tuple)) else [q.baseline]
-            shapes = [probe.feature_shape(i) for i in range(len(probe.inputs))]
-            if [b.shape for b in baselines] != shapes:
-                raise ValueError(f"the faithfulness baseline has shapes {[b.shape for b in baselines]}; "
-                                 f"expected one row per input, {shapes}")
         auc = faithfulness(self.adapter, [x[chosen] for x in probe.inputs], [a[chosen] for a in attributions],
-                           targets[chosen], self._modalities, baselines, q.points)
+                           targets[chosen], self._modalities, self._baselines, q.points)
         self.per_probe.setdefault(step, {})[name] = dict(auc, probes=chosen)
         return {figure: float(values.mean()) for figure, values in auc.items()}
 

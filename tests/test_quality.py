@@ -211,6 +211,49 @@ def test_tensorboard_serves_the_figures_as_scalars(quality_run):
     assert [p[1] for p in points] == [0, 1, 2, 3]
 
 
+def test_a_baseline_that_does_not_fit_fails_before_training(tmp_path, tabular_data):
+    import keras
+    import tb_xai
+
+    x, y, _, _ = tabular_data
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"],
+                                          quality=Q.Quality(baseline=np.zeros(3, np.float32)))
+    with pytest.raises(ValueError, match=r"the faithfulness baseline has shapes \[\(3,\)\]; expected one row per "
+                                         r"probe input, \[\(30,\)\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_a_failing_figure_warns_once_and_training_goes_on(tmp_path, tabular_data, caplog):
+    import keras
+    import tb_xai
+    from tb_xai.methods.base import AttributionMethod
+
+    class FirstFive(AttributionMethod):
+        """A user's method whose maps cover 5 of the 30 features: no order over the input to delete in."""
+
+        name = "first_five"
+
+        def attribution_shape(self, input_shape):
+            return (5,)
+
+        def _attribute(self, inputs, target):
+            return [np.abs(inputs[0][:, :5])]
+
+    x, y, _, _ = tabular_data
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=[FirstFive()], quality=["faithfulness",
+                                                                                                 "drift"])
+    with caplog.at_level(logging.WARNING, logger="tb_xai.quality"):
+        history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == 2 and "xai_first_five_entropy" in history.history
+    failures = [r.getMessage() for r in caplog.records if "faithfulness quality figures of first_five" in r.getMessage()]
+    assert len(failures) == 1 and "does not rank the elements of inputs (30,)" in failures[0]
+    assert tb_xai.load(str(tmp_path)).attributions("first_five").shape == (2, 4, 5)
+
+
 def test_quality_off_writes_no_figures(tmp_path, tabular_data):
     import keras
     import tb_xai
