@@ -305,12 +305,17 @@ class MethodHistory:
     names: Sequence[str]
     logged: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
-    def logged_at(self, name: str) -> np.ndarray:
-        """The logged figure `name` at `steps` (NaN where it was not logged)."""
+    def logged_at(self, name: str, fill: bool = False) -> np.ndarray:
+        """The logged figure `name` at `steps`: NaN where it was not logged, or, with `fill`, the latest earlier
+        value (the first one before it was first logged), as for seed figures logged every few steps."""
         out = np.full(len(self.steps), np.nan)
         if name in self.logged:
             by_step = {int(s): float(v) for s, v in zip(*self.logged[name])}
             out[:] = [by_step.get(int(s), np.nan) for s in self.steps]
+        known = np.flatnonzero(np.isfinite(out))
+        if fill and known.size:
+            latest = np.maximum.accumulate(np.where(np.isfinite(out), np.arange(len(out)), -1))
+            out = out[np.where(latest >= 0, latest, known[0])]
         return out
 
 
@@ -369,7 +374,7 @@ def _number(value):
 
 
 def _seed_noise(history: MethodHistory) -> np.ndarray:
-    noise = history.logged_at("seed_noise")
+    noise = history.logged_at("seed_noise", fill=True)
     return np.where(np.isfinite(noise), noise, 0.0)
 
 
@@ -423,7 +428,7 @@ def drift_findings(method: str, history: MethodHistory, t: Thresholds, reference
     ref = reference_index(steps, reference_step)
     importance = history.maps.mean(axis=1)
     floors = np.array([bootstrap_floor(m, t.k)["ndcg_floor"] for m in history.maps])
-    seed_floor = history.logged_at("seed_ndcg")
+    seed_floor = history.logged_at("seed_ndcg", fill=True)
     ndcg = np.array([ndcg_at_k(importance[ref], row, t.k) for row in importance])
     # The lowest nDCG the estimator's own randomness allows at either end of the comparison.
     floor = np.fmin(np.fmin(floors, floors[ref]), np.fmin(seed_floor, seed_floor[ref]))
@@ -509,7 +514,7 @@ def probe_change_findings(
     by_step = {int(s): i for i, s in enumerate(np.asarray(pred_steps))}
     rows = [by_step.get(int(s)) for s in steps]
     predicted = _predicted(predictions)
-    seed_floor = history.logged_at("seed_spearman")
+    seed_floor = history.logged_at("seed_spearman", fill=True)
     out = []
     for i in range(1, len(steps)):
         ahead = list(range(i, min(len(steps), i + t.patience)))

@@ -96,6 +96,14 @@ def history(maps, steps=None, **logged):
     return F.MethodHistory(steps, maps, names, {k: (steps, np.asarray(v, float)) for k, v in logged.items()})
 
 
+def test_seed_figures_logged_every_few_steps_hold_until_the_next():
+    h = F.MethodHistory(np.arange(5), np.ones((5, 2, 3)), ["a", "b", "c"],
+                        {"seed_noise": (np.array([1, 3]), np.array([0.5, 0.2]))})
+    assert np.isnan(h.logged_at("seed_noise")[[0, 2, 4]]).all()
+    assert h.logged_at("seed_noise", fill=True).tolist() == [0.5, 0.5, 0.5, 0.2, 0.2]
+    assert np.isnan(h.logged_at("seed_ndcg", fill=True)).all()
+
+
 def rising_feature_maps(jump: float, steps: int = 5, probes: int = 4, at: int = 2, seed: int = 0):
     """Feature 3 starts last and gains `jump` at step `at`; every probe has a little noise."""
     rng = np.random.default_rng(seed)
