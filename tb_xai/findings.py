@@ -470,6 +470,9 @@ def _label_classes(labels: Optional[np.ndarray], probes: int) -> Optional[np.nda
 def flip_findings(pred_steps, predictions, labels=None, class_names=None, patience: int = 3) -> List[dict]:
     """Probes whose predicted class changes and keeps the new class for `patience` steps (or to the end)."""
     pred_steps = np.asarray(pred_steps, dtype=np.int64)
+    values = np.asarray(predictions, dtype=np.float64)
+    if values.ndim == 3 and values.shape[2] == 1 and ((values < 0) | (values > 1)).any():
+        return []  # one unit outside [0, 1]: a regression, whose value has no class to flip
     predicted = _predicted(predictions)
     truth = _label_classes(labels, predicted.shape[1])
     names = list(class_names or [])

@@ -182,6 +182,8 @@ def test_prediction_flips_by_direction_and_only_when_kept():
     # One sigmoid unit: class 1 above 0.5.
     sigmoid = np.array([[[0.2]], [[0.7]], [[0.8]]])
     assert [f["predicted_class"] for f in F.flip_findings([0, 1, 2], sigmoid, np.array([1]))] == [1]
+    # One unit with values outside [0, 1] is a regression: nothing flips.
+    assert F.flip_findings([0, 1, 2], np.array([[[-0.2]], [[0.7]], [[1.8]]]), None) == []
 
 
 def test_a_probe_explanation_changing_while_its_prediction_stays_and_the_reverse():

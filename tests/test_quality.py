@@ -268,3 +268,49 @@ def test_quality_off_writes_no_figures(tmp_path, tabular_data):
         keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
     assert not any(k.startswith("xai_") for k in seen[0])
     assert np.isnan(tb_xai.load(str(tmp_path)).metrics("saliency")["deletion_auc"]).all()
+
+
+def test_two_input_models_rank_every_inputs_features_together(tmp_path):
+    import keras
+    import tb_xai
+    from models import random_inputs, two_inputs_two_outputs
+
+    model = two_inputs_two_outputs()
+    model.compile(optimizer="adam", loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"})
+    x = {"a": random_inputs((5,), 64, seed=1), "b": random_inputs((3,), 64, seed=2)}
+    y = {"cls": np.random.default_rng(0).integers(0, 3, 64), "reg": np.zeros((64, 1), np.float32)}
+    seen = []
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        tb_xai.AttributionCallback(str(tmp_path), {"a": x["a"][:6], "b": x["b"][:6]}, target=("cls", "predicted"),
+                                   methods=["saliency", "smoothgrad"], quality=Q.Quality(seed_probes=3, points=4)),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
+    for figure in ("deletion_auc", "insertion_auc_random", "sanity_spearman", "ndcg_floor"):
+        assert np.isfinite(seen[-1][f"xai_saliency_{figure}"]), figure
+    assert np.isfinite(seen[-1]["xai_smoothgrad_seed_spearman"])
+    run = tb_xai.load(str(tmp_path))
+    metrics = run.metrics("saliency")
+    assert metrics["ndcg_reference"] == pytest.approx([s["xai_saliency_ndcg_reference"] for s in seen], rel=1e-6)
+    names = [f["feature"] for f in run.findings(k=2) if f["feature"]]
+    assert all(n.startswith(("a: ", "b: ")) for n in names)
+
+
+def test_faithfulness_and_sanity_on_a_subclassed_cnn_built_by_its_first_batch(tmp_path):
+    import keras
+    import tb_xai
+    from models import SubclassedCNN
+
+    keras.utils.set_random_seed(0)
+    model = SubclassedCNN(n_classes=4)  # never called: built by its first training batch
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((32, 8, 8, 1)).astype(np.float32)
+    y = np.arange(32) % 4
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["grad_cam", "saliency"],
+                                          quality=Q.Quality(["faithfulness", "sanity"], points=4))
+    seen = []
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[
+        callback, keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
+    for method in ("grad_cam", "saliency"):
+        for figure in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"):
+            assert np.isfinite(seen[0][f"xai_{method}_{figure}"]), (method, figure)
+    assert -1 <= seen[0]["xai_saliency_sanity_spearman"] < 1
+    assert set(callback.quality._reference) >= {"saliency"}
