@@ -446,6 +446,12 @@ def drift_findings(method: str, history: MethodHistory, t: Thresholds, reference
     return []
 
 
+def _is_regression(predictions) -> bool:
+    """One output unit with values outside [0, 1]: a regression, whose value has no class to flip."""
+    values = np.asarray(predictions, dtype=np.float64)
+    return values.ndim == 3 and values.shape[2] == 1 and bool(((values < 0) | (values > 1)).any())
+
+
 def _predicted(predictions: np.ndarray) -> np.ndarray:
     predictions = np.asarray(predictions)
     if predictions.ndim != 3:
@@ -470,9 +476,8 @@ def _label_classes(labels: Optional[np.ndarray], probes: int) -> Optional[np.nda
 def flip_findings(pred_steps, predictions, labels=None, class_names=None, patience: int = 3) -> List[dict]:
     """Probes whose predicted class changes and keeps the new class for `patience` steps (or to the end)."""
     pred_steps = np.asarray(pred_steps, dtype=np.int64)
-    values = np.asarray(predictions, dtype=np.float64)
-    if values.ndim == 3 and values.shape[2] == 1 and ((values < 0) | (values > 1)).any():
-        return []  # one unit outside [0, 1]: a regression, whose value has no class to flip
+    if _is_regression(predictions):
+        return []
     predicted = _predicted(predictions)
     truth = _label_classes(labels, predicted.shape[1])
     names = list(class_names or [])
@@ -514,6 +519,8 @@ def probe_change_findings(
     `Thresholds.explanation_stable`.
     """
     steps = history.steps
+    if _is_regression(predictions):  # no class to keep or flip
+        return []
     by_step = {int(s): i for i, s in enumerate(np.asarray(pred_steps))}
     rows = [by_step.get(int(s)) for s in steps]
     predicted = _predicted(predictions)
