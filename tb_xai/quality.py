@@ -349,7 +349,7 @@ class QualityMonitor:
         self._seen: Dict[str, int] = {}  # logged steps per method
         self._warned: set = set()
         self._logs: Dict[int, Dict[str, float]] = {}
-        #: step -> method -> figure -> per-probe array (faithfulness), for the curious and the tests.
+        #: the last logged step -> method -> figure -> per-probe array (faithfulness; "probes": which ones).
         self.per_probe: Dict[int, Dict[str, Dict[str, np.ndarray]]] = {}
         #: method -> group -> seconds at the last logged step ("sanity_reference": the randomized model's maps,
         #: once); compare with the callback's `timings` (the method's own attribution time).
@@ -448,7 +448,9 @@ class QualityMonitor:
                   else evenly_spaced(len(targets), q.faithfulness_probes))
         auc = faithfulness(self.adapter, [x[chosen] for x in probe.inputs], [a[chosen] for a in attributions],
                            targets[chosen], self._modalities, self._baselines, q.points)
-        self.per_probe.setdefault(step, {})[name] = dict(auc, probes=chosen)
+        if step not in self.per_probe:  # only the latest step: memory stays bounded over long runs
+            self.per_probe = {step: {}}
+        self.per_probe[step][name] = dict(auc, probes=chosen)
         return {figure: float(values.mean()) for figure, values in auc.items()}
 
     def _seeds(self, method, maps, targets) -> Dict[str, float]:

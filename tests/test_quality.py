@@ -185,6 +185,7 @@ def test_run_metrics_match_what_the_callback_logged(quality_run):
     assert 0 < smooth["seed_spearman"][-1] <= 1
     # Faithfulness: the map deletes the prediction faster than a random order.
     assert metrics["deletion_auc"][-1] < metrics["deletion_auc_random"][-1]
+    assert list(callback.quality.per_probe) == [3]  # the last logged step only
     assert set(callback.quality.per_probe[3]["saliency"]) >= {"deletion_auc", "insertion_auc", "probes"}
     with pytest.raises(ValueError, match=r"reference_step=7 is not a logged step; logged steps: \[0, 1, 2, 3\]"):
         tb_xai.load(log_dir).metrics("saliency", reference_step=7)
