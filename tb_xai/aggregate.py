@@ -4,7 +4,7 @@ Everything here is pure numpy over arrays laid out as logged: attributions ``[st
 targets ``[steps, probes]``. A *map* is one probe's attribution after channel reduction (see :func:`map_shape`);
 a step's *importance* is the mean map over the counted probes. How a tag's steps are stacked
 (:func:`stack_steps`), how targets line up with them (:func:`align_targets`), what a map element is called
-(:func:`element_names`) and which methods are compared (:func:`agreement_by_shape`) are decided here too, so
+(`tb_xai.layout`) and which methods are compared (:func:`agreement_by_shape`) are decided here too, so
 the dashboard, ``tb_xai.load`` and the plots cannot drift apart.
 
 Example:
@@ -22,8 +22,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-# Only the modality names: metadata owns them (it imports protobuf messages, never TensorFlow).
-from tb_xai.metadata import IMAGE, TABULAR
+from tb_xai.layout import element_names, map_shape  # noqa: F401 - the layout rule, re-exported for callers
+from tb_xai.modalities import TABULAR
 
 #: Size of the top-k sets compared by rank stability and agreement, unless a caller asks for another.
 DEFAULT_K = 10
@@ -85,42 +85,6 @@ def align_targets(
     return aligned
 
 
-def element_names(shape: Sequence[int], modality: str, feature_names: Sequence[str] = ()) -> list:
-    """Names of the elements of an attribution or map of `shape`, flattened row-major.
-
-    A vector takes the logged feature names when there is one per element, else "feature 3"; a 2-D image map
-    names "pixel (row, col)"; anything else the comma-joined index, "3,5,0".
-
-    Args:
-        shape: the per-probe attribution or map shape.
-        modality: the logged modality.
-        feature_names: the names logged with the probe, if any.
-
-    Example:
-        >>> element_names([2, 2], "image")
-        ['pixel (0, 0)', 'pixel (0, 1)', 'pixel (1, 0)', 'pixel (1, 1)']
-    """
-    shape = tuple(int(d) for d in shape)
-    if len(shape) == 1:
-        if len(feature_names) == shape[0]:
-            return [str(name) for name in feature_names]
-        return [f"feature {i}" for i in range(shape[0])]
-    if len(shape) == 2 and modality == IMAGE:
-        return [f"pixel ({r}, {c})" for r, c in np.ndindex(*shape)]
-    return [",".join(str(i) for i in index) for index in np.ndindex(*shape)]
-
-
-def map_shape(attribution_shape: Sequence[int], modality: str) -> tuple:
-    """Shape of one probe's map: an image ``[H, W, C]`` loses its channel axis, every other shape is kept.
-
-    Args:
-        attribution_shape: the per-probe attribution shape.
-        modality: the logged modality (one of ``metadata.MODALITIES``).
-    """
-    shape = tuple(int(d) for d in attribution_shape)
-    if modality == IMAGE and len(shape) == 3:
-        return shape[:2]
-    return shape
 
 
 def to_maps(

@@ -15,6 +15,7 @@ from tb_xai import metadata, methods as methods_lib, quality as quality_lib, sum
 from tb_xai.backend import adapt
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.probe import ProbeLike, as_probe_set
+from tb_xai.saturation import vanishing_reason, vanishing_rows
 from tb_xai.targets import TargetLike, check_target, parse_target, resolve_targets
 
 logger = logging.getLogger(__name__)
@@ -37,14 +38,21 @@ class AttributionCallback(keras.callbacks.Callback):
         methods: method names from `tb_xai.methods.REGISTRY` or configured method objects.
         feature_names: names of the features of a tabular probe.
         class_names: names of the explained output's classes.
-        target: "predicted", "label", a class index, or (output name or index, one of those).
+        target: "predicted", "label", a class index, or (output name or index, one of those). With "label",
+            a single sigmoid unit is explained as two classes: a probe labelled 1 explains p, one labelled 0
+            explains 1 - p (with `logits=True`: z and -z), and predictions are logged as [1 - p, p].
+        logits: explain the explained output before its final softmax or sigmoid (the activation of the
+            layer that produces it, or a final `Activation`/`Softmax` layer), which a saturated softmax does
+            not flatten to zero gradients. A model whose output layer has no such activation is refused.
         every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
         batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
         subdir: the run directory under `log_dir` the summaries are written to.
-        quality: the quality figures computed at each logged step (`tb_xai.quality`): True (all), False, a
-            list of "drift", "faithfulness", "seeds", "sanity", or a `tb_xai.quality.Quality` with budgets.
+        quality: the quality figures computed at each logged step (`tb_xai.quality`): by default (or True)
+            drift, seeds and sanity, whose cost is small and bounded; "all" adds faithfulness, which costs
+            several times a gradient method's attribution time; False for none; or a list of "drift",
+            "faithfulness", "seeds", "sanity", or a `tb_xai.quality.Quality` with budgets.
 
     Example:
         >>> cb = tb_xai.AttributionCallback("runs/exp1", x_test[:32], labels=y_test[:32],
@@ -64,7 +72,8 @@ class AttributionCallback(keras.callbacks.Callback):
         every_n_epochs: int = 1,
         batch_size: int = 1024,
         subdir: str = metadata.DEFAULT_SUBDIR,
-        quality=True,
+        logits: bool = False,
+        quality=quality_lib.DEFAULT,
     ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
@@ -73,6 +82,12 @@ class AttributionCallback(keras.callbacks.Callback):
         batch_size = check_positive_int(batch_size, "batch_size")
         if isinstance(methods, (str, AttributionMethod)):
             methods = [methods]
+        if not isinstance(methods, (list, tuple)):
+            raise TypeError(
+                f"methods must be a method name, an AttributionMethod, or a list of them; received: {methods!r}"
+            )
+        if not isinstance(logits, bool):
+            raise TypeError(f"logits must be True or False; received: {logits!r}")
         if not methods:
             raise ValueError(f"methods must name at least one method; known methods: {sorted(methods_lib.REGISTRY)}")
         self.methods: List[AttributionMethod] = [methods_lib.get(m) for m in methods]
@@ -88,6 +103,7 @@ class AttributionCallback(keras.callbacks.Callback):
             raise ValueError("target='label' needs labels=...; none were given")
         self.every_n_epochs = every_n_epochs
         self.batch_size = batch_size
+        self.logits = logits
         self.run_dir = os.path.join(os.fspath(log_dir), metadata.check_name(subdir, "subdir"))
         #: seconds each method took at the last logged step, for the curious and for benchmarks.
         self.timings: Dict[str, float] = {}
@@ -98,6 +114,9 @@ class AttributionCallback(keras.callbacks.Callback):
         self._last_logged: Optional[int] = None
         self._logged_steps: set = set()  # over every fit() this callback was given to
         self._warned_overwrite = False
+        self._earlier_steps: set = set()  # steps an earlier run left in run_dir
+        self._warned_vanishing: set = set()
+        self._predictions: Optional[np.ndarray] = None
         #: the quality figures' state (tb_xai/quality.py): per-probe faithfulness, timings.
         self.quality = quality_lib.QualityMonitor(quality_lib.Quality.from_arg(quality))
 
@@ -133,8 +152,10 @@ class AttributionCallback(keras.callbacks.Callback):
             # Another fit() of the same model: its compiled functions stay valid.
             if self._writer is None and self._adapter.is_chief():
                 self._writer = summary.SummaryWriter(self.run_dir)
+                self.run_dir = self._writer.run_dir  # a sibling when another training holds it (run_lock)
             return
-        self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size)
+        self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size,
+                              logits=self.logits, binary_classes=self.target.mode == "label")
         check_target(self.target, self._adapter.n_outputs, self.probe.labels)
         if self.probe.class_names is not None and len(self.probe.class_names) != self._adapter.n_outputs:
             raise ValueError(
@@ -142,16 +163,17 @@ class AttributionCallback(keras.callbacks.Callback):
                 f"{self._adapter.n_outputs} unit(s)"
             )
         for method in self.methods:
-            method.setup(self._adapter, self.probe)
+            method.setup(self._adapter, self._adapter.probe)
+            if getattr(method, "input_gradients", method.requires_gradients):
+                self._adapter.check_input_gradients()
         if self._adapter.is_chief():  # the randomized model's maps, for the sanity figure
-            self.quality.bind(self._adapter, self.probe, self.methods,
+            self.quality.bind(self._adapter, self._adapter.probe, self.methods,
                               lambda predictions: resolve_targets(self.target, predictions, self.probe.labels))
         if self._adapter.is_chief() and self._writer is None:
-            if not self._logged_steps and glob.glob(os.path.join(self.run_dir, "*tfevents*")):
-                logger.warning(
-                    "tb_xai: %s already holds summaries from an earlier run; steps logged again replace them. "
-                    "Give this run its own log_dir to keep both.", self.run_dir)
             self._writer = summary.SummaryWriter(self.run_dir)
+            self.run_dir = self._writer.run_dir  # a sibling when another training holds it (run_lock)
+            if not self._logged_steps:
+                self._earlier_steps = _logged_steps(self.run_dir)
 
     def _log(self, step: int) -> None:
         if self._adapter is None:
@@ -163,6 +185,12 @@ class AttributionCallback(keras.callbacks.Callback):
             logger.warning(
                 "tb_xai: epoch %d was already logged by an earlier fit(); its attributions are replaced. Pass "
                 "initial_epoch= to fit() to continue the history, or give this fit another log_dir.", step)
+            self._warned_overwrite = True
+        elif step in self._earlier_steps and not self._warned_overwrite:
+            logger.warning(
+                "tb_xai: %s already holds summaries from an earlier run; steps logged again replace them (from "
+                "step %d). Give this run its own log_dir to keep both, or pass initial_epoch= to continue it.",
+                self.run_dir, step)
             self._warned_overwrite = True
         self._logged_steps.add(step)
         try:
@@ -191,34 +219,54 @@ class AttributionCallback(keras.callbacks.Callback):
         predictions = self._adapter.predict(probe.inputs)
         targets = resolve_targets(self.target, predictions, probe.labels)
         writer.write(summary.predictions_pb(predictions, output_name=self._adapter.output_name,
-                                            class_names=probe.class_names), step)
+                                            class_names=probe.class_names, config=self._adapter.explained), step)
         writer.write(summary.targets_pb(targets, output_name=self._adapter.output_name,
-                                        config=self.target.as_config()), step)
+                                        config={**self.target.as_config(), **self._adapter.explained}), step)
+        self._predictions = predictions
         return targets
 
     def _log_method(self, method: AttributionMethod, targets: np.ndarray, step: int) -> None:
         start = time.perf_counter()
         try:
-            attributions = method.attribute(self.probe.inputs, targets)
-            for name, values in zip(self.probe.names, attributions):
+            attributions = method.attribute(self._adapter.probe.inputs, targets)
+            explained = [(i, name, values) for i, (name, values) in enumerate(zip(self.probe.names, attributions))
+                         if values is not None]  # None: the method does not explain that input
+            for _, name, values in explained:
                 bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
                 if bad:
                     raise FloatingPointError(
                         f"{bad} of {np.size(values)} attribution values for input {name!r} are NaN or inf "
                         "(diverged weights?); nothing was logged for this step"
                     )
+            config = method.config()
+            if self._adapter.logits:  # the explained output is not the model's: say so next to the values
+                config = {**config, "explains": "logits", "stripped": self._adapter.explained["stripped"]}
             summaries = [
                 summary.attribution_pb(method.name, name, values, feature_names=self.probe.feature_names_for(i),
-                                       modality=self.probe.modality(i), config=method.config())
-                for i, (name, values) in enumerate(zip(self.probe.names, attributions))
+                                       modality=self.probe.modality(i), config=config)
+                for i, name, values in explained
             ]
             for pb in summaries:
                 self._writer.write(pb, step)
+            self._warn_if_vanishing(method, [values for _, _, values in explained], targets, step)
             self.quality.observe(method, attributions, targets)
         except Exception as error:  # an explanation must never stop the user's training
             self._record_failure([method], step, f"{type(error).__name__}: {error}")
         finally:
             self.timings[method.name] = time.perf_counter() - start
+
+    def _warn_if_vanishing(self, method: AttributionMethod, attributions, targets: np.ndarray, step: int) -> None:
+        """Warns once per method when most probes' attributions are zero (or vanishingly small)."""
+        if method.name in self._warned_vanishing:
+            return
+        flat = np.concatenate([np.abs(np.asarray(a, np.float64)).reshape(len(a), -1) for a in attributions], axis=1)
+        dead = vanishing_rows(flat)
+        if dead.sum() * 2 <= len(dead):
+            return
+        self._warned_vanishing.add(method.name)
+        logger.warning("tb_xai: %s at step %d: %s", method.name, step,
+                       vanishing_reason(int(dead.sum()), len(dead), self._adapter.explained,
+                                        self._predictions, targets))
 
     def _record_failure(self, methods: Sequence[AttributionMethod], step: int, message: str) -> None:
         """Warns, and writes a FAILURE summary for each method; a writer that fails too only warns."""
@@ -229,3 +277,20 @@ class AttributionCallback(keras.callbacks.Callback):
             except Exception as error:
                 logger.warning("tb_xai: the failure of %s at step %d could not be written either: %s",
                                method.name, step, error)
+
+
+def _logged_steps(run_dir: str) -> set:
+    """The steps at which an earlier run logged predictions in `run_dir` (empty when there is none)."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    steps = set()
+    for path in sorted(glob.glob(os.path.join(run_dir, "*tfevents*"))):
+        try:
+            for event in event_file_loader.EventFileLoader(path).Load():
+                if any(v.tag == metadata.PREDICTIONS_TAG for v in event.summary.value):
+                    steps.add(int(event.step))
+        except Exception as error:  # a damaged file: say so, but it must not stop training
+            logger.warning("tb_xai: could not read the earlier run in %s (%s); steps it holds may be replaced",
+                           path, error)
+    return steps
+

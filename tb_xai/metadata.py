@@ -30,6 +30,8 @@ from typing import Any, Optional, Sequence
 from tensorboard.compat.proto import summary_pb2
 
 from tb_xai import plugin_data_pb2
+# The modality vocabulary lives in its own module; these names stay importable from here for older callers.
+from tb_xai.modalities import IMAGE, MODALITIES, SEQUENCE, TABULAR  # noqa: F401
 
 PLUGIN_NAME = "tb_xai"
 
@@ -49,9 +51,6 @@ PREDICTION = plugin_data_pb2.PluginData.PREDICTION
 TARGET = plugin_data_pb2.PluginData.TARGET
 FAILURE = plugin_data_pb2.PluginData.FAILURE
 
-TABULAR, IMAGE, SEQUENCE = "tabular", "image", "sequence"
-#: How a probe input is drawn: a vector of named features, an (H, W, C) image, or anything else.
-MODALITIES = (TABULAR, IMAGE, SEQUENCE)
 
 _TAG_PREFIX = PLUGIN_NAME + "/"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")

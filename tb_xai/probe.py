@@ -125,10 +125,34 @@ def _is_arraylike(value) -> bool:
 
 
 def _as_array(value, what: str) -> np.ndarray:
+    if hasattr(value, "element_spec") or _is_batch_stream(value):
+        raise TypeError(
+            f"{what} is a {type(value).__name__}; the probe is a fixed set of arrays explained at every step, so "
+            "pass arrays: e.g. `x, y = next(iter(dataset.unbatch().batch(32)))`, then probe=x, labels=y"
+        )
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"{what} could not be converted to an array: {error}") from error
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(
+            f"{what} has dtype {array.dtype}; complex inputs are not supported (Keras layers compute on real "
+            "numbers): pass the real and imaginary parts as separate channels"
+        )
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"{what} has dtype {array.dtype}; expected a numeric array")
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            nan = int(np.count_nonzero(np.isnan(array)))
+            raise ValueError(
+                f"{what} holds {bad} non-finite value(s) ({nan} NaN, {bad - nan} inf) in {array.size}; every "
+                "prediction and attribution of such a probe is meaningless. Replace or drop those rows"
+            )
     return array
+
+
+def _is_batch_stream(value) -> bool:
+    """A generator, iterator or data loader: something that yields batches rather than holding them."""
+    return (hasattr(value, "__next__") or hasattr(value, "__iter__") and not hasattr(value, "__len__")
+            and not hasattr(value, "__array__") and not hasattr(value, "shape"))

@@ -24,6 +24,12 @@ What needs the model, and so can only be measured while it trains:
   Spearman against the previous step, the bootstrap floor, total |attribution|, entropy), from the arrays the
   callback holds: numpy only.
 
+By default (`DEFAULT`) the callback computes drift, seeds and sanity, whose cost is small and bounded; faithfulness
+costs several times a gradient method's own attribution time at every logged step (`bench/bench_quality.py`),
+so it runs only when asked for (``quality="all"``, or a list or `Quality` naming "faithfulness"). A method that
+does not explain an input (its attribution is None) has its figures from the inputs it explains; faithfulness
+leaves the other inputs as they are.
+
 Every figure is written as a TensorBoard scalar ``xai/<method>/<figure>`` (Time Series shows it) and put in the
 epoch's ``logs`` as ``xai_<method>_<figure>`` for the callbacks after tb_xai (EarlyStopping, CSVLogger,
 keras.callbacks.TensorBoard).
@@ -50,6 +56,11 @@ logger = logging.getLogger(__name__)
 
 #: The groups of figures `quality=` chooses from.
 GROUPS = ("drift", "faithfulness", "seeds", "sanity")
+#: The groups computed by default: those whose cost is small and bounded (numpy over the logged arrays; the
+#: randomized model's maps once; a seed twin on a few probes, for sampling methods only). Faithfulness costs
+#: ``4 (points + 1)`` forward rows per probe at every logged step, several times a gradient method's own
+#: attribution time, so it is opt-in.
+DEFAULT = ("drift", "seeds", "sanity")
 #: Figure names per group, as logged (``xai/<method>/<name>``).
 FIGURES = {
     "drift": findings_lib.FIGURES,
@@ -95,7 +106,9 @@ class Quality:
     """Which quality figures the callback computes, with their budgets.
 
     Args:
-        figures: the groups to compute, from `GROUPS` ("drift", "faithfulness", "seeds", "sanity").
+        figures: the groups to compute, from `GROUPS` ("drift", "faithfulness", "seeds", "sanity"); by default
+            `DEFAULT`, every group but faithfulness, which must be asked for (it costs several times a gradient
+            method's own attribution time).
         k: top-k size of the nDCG figures.
         reference_step: the step ``ndcg_reference`` compares with; the first logged step by default.
         points: faithfulness curve points (fractions 0, 1/points, ..., 1).
@@ -107,11 +120,12 @@ class Quality:
 
     Example:
         >>> tb_xai.AttributionCallback("runs/exp1", x_test[:32], quality=Quality(["drift", "seeds"], seed_probes=4))
+        >>> tb_xai.AttributionCallback("runs/exp1", x_test[:32], quality=Quality(GROUPS, faithfulness_probes=8))
     """
 
     def __init__(
         self,
-        figures: Sequence[str] = GROUPS,
+        figures: Sequence[str] = DEFAULT,
         *,
         k: int = aggregate.DEFAULT_K,
         reference_step: Optional[int] = None,
@@ -147,17 +161,21 @@ class Quality:
 
     @classmethod
     def from_arg(cls, quality) -> "Quality":
-        """`quality=` of the callback: True (every figure), False or None (none), group names, or a Quality."""
+        """`quality=` of the callback: True (the `DEFAULT` groups), "all" (every group), False or None (none),
+        group names, or a Quality."""
         if isinstance(quality, Quality):
             return quality
         if quality is True:
             return cls()
+        if isinstance(quality, str) and quality == "all":
+            return cls(GROUPS)
         if quality is False or quality is None:
             return cls(())
         if isinstance(quality, (str, list, tuple)):
             return cls(quality)
         raise ValueError(
-            f"quality must be True, False, a list of {list(GROUPS)} or a tb_xai.quality.Quality; received: {quality!r}"
+            f"quality must be True, False, \"all\", a list of {list(GROUPS)} or a tb_xai.quality.Quality; "
+            f"received: {quality!r}"
         )
 
     def baselines(self, probe) -> List[np.ndarray]:
@@ -230,10 +248,15 @@ def evenly_spaced(count: int, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ maps
-def flat_maps(attributions: Sequence[np.ndarray], modalities: Sequence[str]) -> np.ndarray:
-    """``[probes, features]`` |maps| of one step, every input's map flattened and concatenated."""
+def flat_maps(attributions: Sequence[Optional[np.ndarray]], modalities: Sequence[str]) -> np.ndarray:
+    """``[probes, features]`` |maps| of one step, every explained input's map flattened and concatenated.
+
+    An input the method does not explain (its attribution is None) is left out, as the reader leaves it out.
+    """
     maps = [aggregate.to_maps(a, np.shape(a)[1:], m, signed=False).reshape(len(a), -1)
-            for a, m in zip(attributions, modalities)]
+            for a, m in zip(attributions, modalities) if a is not None]
+    if not maps:
+        raise ValueError("the method explained none of the probe's inputs (every attribution is None)")
     return np.concatenate(maps, axis=1).astype(np.float64)
 
 
@@ -276,7 +299,8 @@ def faithfulness(
     Args:
         adapter: the callback's `ModelAdapter` (its compiled, batched predict).
         inputs: one ``[P, *shape]`` array per model input.
-        attributions: the method's attributions, one per input.
+        attributions: the method's attributions, one per input; None for an input it does not explain, which
+            is then left as it is in every curve.
         target: ``[P]`` explained class per probe.
         modalities: each input's modality.
         baselines: one row per input (``shape``) the removed elements take.
@@ -285,12 +309,14 @@ def faithfulness(
 
     Returns:
         ``deletion_auc``, ``insertion_auc``, ``deletion_auc_random``, ``insertion_auc_random``: ``[P]`` float64.
-        Elements of all inputs are ranked together.
+        Elements of all explained inputs are ranked together.
     """
     p = len(target)
-    scored = [_element_scores(adapter, a, x.shape[1:], m) for a, x, m in zip(attributions, inputs, modalities)]
-    scores = np.concatenate([s for s, _ in scored], axis=1)
-    sizes = [s.shape[1] for s, _ in scored]
+    scored = {i: _element_scores(adapter, a, x.shape[1:], m)
+              for i, (a, x, m) in enumerate(zip(attributions, inputs, modalities)) if a is not None}
+    if not scored:
+        raise ValueError("faithfulness needs an attribution of at least one input; every attribution is None")
+    scores = np.concatenate([s for s, _ in scored.values()], axis=1)
     e = scores.shape[1]
     rng = np.random.default_rng(seed)
     random_keys = rng.random((p, e))
@@ -309,7 +335,12 @@ def faithfulness(
         mask = rank[:, :, None, :] < counts[None, None, :, None]  # [2, b, points+1, E]
         rows = []
         offset = 0
-        for (_, to_input), size, x, base in zip(scored, sizes, inputs, baselines):
+        for i, (x, base) in enumerate(zip(inputs, baselines)):
+            if i not in scored:  # an input the method does not explain stays as it is
+                whole = np.asarray(x[block])[None, None, :, None]
+                rows.append(np.broadcast_to(whole, (2, 2, b, points + 1) + x.shape[1:]).reshape((-1,) + x.shape[1:]))
+                continue
+            size, to_input = scored[i][0].shape[1], scored[i][1]
             m = mask[..., offset:offset + size].reshape(-1, size)  # [2*b*T, size]
             offset += size
             m = to_input(m).reshape((2, b, points + 1) + x.shape[1:])
@@ -381,8 +412,9 @@ class QualityMonitor:
             self._warn("", "sanity", error)
 
     def observe(self, method: "AttributionMethod", attributions: Sequence[np.ndarray], targets: np.ndarray) -> None:
-        """Keeps a method's logged attributions of this step for `write`."""
-        self._observed.append((method, list(attributions), np.asarray(targets)))
+        """Keeps a method's logged attributions of this step for `write` (None for an input it does not explain)."""
+        if any(a is not None for a in attributions):
+            self._observed.append((method, list(attributions), np.asarray(targets)))
 
     def write(self, step: int, writer) -> None:
         """Computes this step's figures of every observed method, writes them as scalars, keeps them for logs."""
@@ -391,7 +423,11 @@ class QualityMonitor:
             return
         logs: Dict[str, float] = {}
         for method, attributions, targets in observed:
-            values = self._figures(method, attributions, targets, step)
+            try:
+                values = self._figures(method, attributions, targets, step)
+            except Exception as error:  # never break training
+                self._warn(method.name, "every", error)
+                continue
             for figure, value in values.items():
                 if not np.isfinite(value):
                     continue
@@ -446,8 +482,9 @@ class QualityMonitor:
         q, probe = self.quality, self.probe
         chosen = (np.arange(len(targets)) if q.faithfulness_probes is None
                   else evenly_spaced(len(targets), q.faithfulness_probes))
-        auc = faithfulness(self.adapter, [x[chosen] for x in probe.inputs], [a[chosen] for a in attributions],
-                           targets[chosen], self._modalities, self._baselines, q.points)
+        explained = [None if a is None else a[chosen] for a in attributions]
+        auc = faithfulness(self.adapter, [x[chosen] for x in probe.inputs], explained, targets[chosen],
+                           self._modalities, self._baselines, q.points)
         if step not in self.per_probe:  # only the latest step: memory stays bounded over long runs
             self.per_probe = {step: {}}
         self.per_probe[step][name] = dict(auc, probes=chosen)

@@ -1,53 +1,34 @@
 """`tb_xai.load(log_dir)`: the logged history as numpy arrays, straight from the event files.
 
-No TensorBoard server, no TensorFlow needed. Every step is read (no sampling); when a step was logged twice
-(a resumed run), the later write wins. When a tag changed shape mid-run (another model or probe set), only the
-steps shaped like its latest step are served, with a warning naming the others, as the dashboard does
-(`tb_xai.aggregate.stack_steps`). A truncated last record, as a run still being written leaves it, is
-skipped, and everything before it is read.
+No TensorBoard server, no TensorFlow needed. The event files are read into the run model of
+:mod:`tb_xai.runmodel` and every question is answered by :mod:`tb_xai.query`, the functions the TensorBoard
+plugin calls too, so a notebook and the dashboard give the same numbers and names.
+
+Every step is read (no sampling); when a step was logged twice (a resumed run), the later write wins. When a
+tag changed shape mid-run (another model or probe set), only the steps shaped like its latest step are served
+(`tb_xai.aggregate.stack_steps`). A record cut short at the end of a file (a run still being written) is
+skipped quietly. Damage is skipped and reported in one warning per problem, and every readable step is kept:
+a record that fails its checksum (naming the file, the byte offset and the step before it), a tag whose
+metadata does not decode or whose payload version is unknown, a tag whose tensors cannot be used (naming the
+run, the tag and why). `Run.skipped` lists the tags left out. The run's scalar summaries (the callback's quality
+figures, `tb_xai.quality`) are read too, for `Run.metrics` and `Run.findings`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import glob
 import os
 import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.util import tensor_util
 
-from tb_xai import aggregate, findings as findings_lib, metadata, quality as quality_lib
-
-
-@dataclasses.dataclass
-class _Series:
-    """One tag's values by step, stacked by `aggregate.stack_steps` once reading is done."""
-
-    tag: str
-    info: metadata.TagInfo
-    values: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    @functools.cached_property
-    def _stack(self) -> Tuple[np.ndarray, np.ndarray]:
-        steps, stacked, dropped = aggregate.stack_steps(self.values)
-        if dropped:
-            warnings.warn(
-                f"{self.tag}: steps {dropped} hold another shape than the latest step {int(steps[-1])} "
-                f"({stacked.shape[1:]}), as when the model or the probe changed mid-run; they are left out",
-                stacklevel=4,
-            )
-        return steps, stacked
-
-    def steps(self) -> List[int]:
-        """The steps of the latest shape (see `aggregate.stack_steps`), ascending."""
-        return self._stack[0].tolist()
-
-    def stacked(self) -> np.ndarray:
-        return self._stack[1]
+from tb_xai import aggregate, event_records, findings as findings_lib, metadata, query, runmodel
+from tb_xai.layout import MapLayout
+from tb_xai.runmodel import NotFound
 
 
 class Run:
@@ -59,107 +40,77 @@ class Run:
         (20, 32, 30)
     """
 
-    def __init__(self, path: str, series: Dict[str, _Series], scalars: Optional[Dict[str, Dict[int, float]]] = None):
+    def __init__(self, path: str, run: runmodel.Run):
         self.path = path
-        self._series = series
-        self._scalars = scalars or {}  # the callback's quality figures: tag -> step -> value
-
-    # -------------------------------------------------------------------------------------- lookups
-    def _by_kind(self, kind: int) -> Dict[str, _Series]:
-        return {tag: s for tag, s in self._series.items() if s.info.kind == kind}
-
-    def _attribution_series(self, method: str, input: Optional[str]) -> _Series:
-        if method not in self.methods:
-            raise KeyError(f"no attributions for method {method!r} in {self.path}; logged methods: {self.methods}")
-        inputs = self.inputs
-        if input is None:
-            if len(inputs) > 1:
-                raise ValueError(f"the probe has inputs {inputs}; choose one with input=...")
-            input = inputs[0]
-        tag = metadata.attribution_tag(method, input)
-        if tag not in self._series:
-            raise KeyError(f"no attributions for input {input!r} of {method!r}; inputs: {inputs}")
-        return self._series[tag]
-
-    def _single(self, tag: str) -> _Series:
-        if tag not in self._series:
-            raise KeyError(f"{self.path} has no {tag!r} summaries")
-        return self._series[tag]
+        self._run = run
 
     # ------------------------------------------------------------------------------------- public API
     @property
     def methods(self) -> List[str]:
         """Methods with at least one logged attribution or failure, sorted."""
-        kinds = (metadata.ATTRIBUTION, metadata.FAILURE)
-        return sorted({s.info.method for s in self._series.values() if s.info.kind in kinds})
+        return query.methods(self._run)
 
     @property
     def inputs(self) -> List[str]:
         """Names of the probe's inputs ("input" for a single-input model)."""
-        return [s.info.input_name for s in self._by_kind(metadata.PROBE).values()]
+        return query.inputs(self._run)
+
+    @property
+    def skipped(self) -> Dict[str, str]:
+        """tag -> why it was left out, for every tag of the run that could not be used."""
+        return self._run.skipped()
 
     def steps(self, method: Optional[str] = None, input: Optional[str] = None) -> List[int]:
         """Steps (epochs) with attributions of `method`, or with predictions when no method is given."""
         if method is None:
-            return self._single(metadata.PREDICTIONS_TAG).steps()
-        return self._attribution_series(method, input).steps()
+            return self._required(self._run.index.predictions, metadata.PREDICTIONS_TAG).steps.tolist()
+        return query.attribution(self._run, method, input)[1].steps.tolist()
 
     def attributions(self, method: str, input: Optional[str] = None) -> np.ndarray:
-        """float32 array (steps, probes, *attribution_shape)."""
-        return self._attribution_series(method, input).stacked()
+        """Array (steps, probes, *attribution_shape), as logged (float32)."""
+        return query.attribution(self._run, method, input)[1].values
 
     def config(self, method: str) -> dict:
         """The parameters the method logged with its attributions."""
-        return dict(self._attribution_series(method, None if len(self.inputs) == 1 else self.inputs[0]).info.config)
+        return query.config(self._run, method)
 
     def feature_names(self, input: Optional[str] = None) -> Optional[List[str]]:
-        series = self._probe_series(input)
-        return list(series.info.feature_names) or None
+        """The feature names logged with the probe input, None if none were."""
+        return list(self._input_info(input).feature_names) or None
 
     def modality(self, input: Optional[str] = None) -> str:
-        return self._probe_series(input).info.modality
-
-    def _probe_series(self, input: Optional[str]) -> _Series:
-        probes = {s.info.input_name: s for s in self._by_kind(metadata.PROBE).values()}
-        if input is None:
-            if len(probes) != 1:
-                raise ValueError(f"the probe has inputs {sorted(probes)}; choose one with input=...")
-            return next(iter(probes.values()))
-        if input not in probes:
-            raise KeyError(f"no probe input {input!r}; inputs: {sorted(probes)}")
-        return probes[input]
+        """How the input is laid out: one of `tb_xai.modalities.MODALITIES`."""
+        return self._input_info(input).modality
 
     def probe(self, input: Optional[str] = None) -> np.ndarray:
         """The probe inputs as logged, (probes, *features)."""
-        series = self._probe_series(input)
-        return series.values[series.steps()[-1]]
+        name = query.pick_input(input, self._run.index.probes, f"the probe of {self.path}")
+        values = query.probe_values(self._run, name)
+        if values is None:
+            raise NotFound(f"the probe input {name!r} of {self.path} is left out: {self.skipped.get(metadata.probe_tag(name))}")
+        return values
 
     def labels(self) -> Optional[np.ndarray]:
-        series = self._series.get(metadata.LABELS_TAG)
-        return None if series is None else series.values[series.steps()[-1]]
+        """The probe labels as logged, None without labels."""
+        return query.labels(self._run)
 
     def predictions(self) -> np.ndarray:
         """(steps, probes, n_outputs) outputs of the explained head at each logged step."""
-        return self._single(metadata.PREDICTIONS_TAG).stacked()
+        return self._required(self._run.index.predictions, metadata.PREDICTIONS_TAG).values
 
     def targets(self) -> np.ndarray:
         """(steps, probes) class index explained at each logged step."""
-        return self._single(metadata.TARGETS_TAG).stacked()
+        return self._required(self._run.index.targets, metadata.TARGETS_TAG).values
 
     def class_names(self) -> Optional[List[str]]:
-        return list(self._single(metadata.PREDICTIONS_TAG).info.class_names) or None
+        self._required(self._run.index.predictions, metadata.PREDICTIONS_TAG)
+        return query.class_names(self._run) or None
 
     def failures(self, method: Optional[str] = None) -> List[Tuple[int, str, str]]:
         """(step, method, message) for every step a method failed at."""
-        out = []
-        for series in self._by_kind(metadata.FAILURE).values():
-            if method is None or series.info.method == method:
-                for step in series.steps():
-                    message = series.values[step].reshape(-1)[0]
-                    out.append((step, series.info.method, message.decode("utf-8", "replace")))
-        return sorted(out)
+        return query.failures(self._run, method)
 
-    # ------------------------------------------------------- the dashboard's aggregates (tb_xai.aggregate)
+    # ------------------------------------------------------------------ the dashboard's views (tb_xai.query)
     def importance(
         self, method: str, input: Optional[str] = None, *, signed: bool = False, target: Optional[int] = None
     ) -> np.ndarray:
@@ -184,15 +135,10 @@ class Run:
             >>> run.feature_names()[importance[-1].argmax()]   # the most important feature at the last step
             'worst radius'
         """
-        series = self._attribution_series(method, input)
-        targets = self._targets_at(series) if target is not None else None
-        importance, _ = aggregate.feature_importance(
-            series.stacked(), modality=series.info.modality, signed=signed, targets=targets, target=target
-        )
-        return importance
+        return query.importance(self._run, method, input, signed=signed, target=target).values.copy()
 
     def ranking(self, method: str, input: Optional[str] = None, *, step: int = -1) -> List[str]:
-        """Features (tabular names, or "pixel (row, col)" of an image map) by importance at a step, largest first.
+        """Map element names (see `map_names`) by importance at a step, largest first.
 
         Args:
             method: a logged method.
@@ -203,12 +149,7 @@ class Run:
             >>> tb_xai.load("runs/exp1").ranking("saliency")[:3]
             ['worst radius', 'worst texture', 'mean concave points']
         """
-        importance = self.importance(method, input)
-        if not -len(importance) <= step < len(importance):
-            raise IndexError(f"step position {step} is out of range for {len(importance)} logged steps of {method!r}")
-        names = self.map_names(method, input)
-        flat = importance.reshape(len(importance), -1)[[step]]
-        return [names[i] for i in aggregate.importance_order(flat)]
+        return query.ranking(self._run, method, input, position=step)
 
     def stability(
         self, method: str, input: Optional[str] = None, *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
@@ -229,9 +170,8 @@ class Run:
             >>> tb_xai.load("runs/exp1").stability("saliency", k=5)["spearman_previous"][-1]
             0.98
         """
-        importance = self.importance(method, input, target=target)
-        result = aggregate.rank_stability(importance.reshape(len(importance), -1), k)
-        result["steps"] = np.asarray(self.steps(method, input), dtype=np.int64)
+        result = query.stability(self._run, method, input, k=k, target=target)
+        result.pop("input")
         return result
 
     def agreement(
@@ -251,22 +191,32 @@ class Run:
             >>> [pair["methods"] for pair in tb_xai.load("runs/exp1").agreement()]
             [['integrated_gradients', 'saliency']]
         """
-        importances = {}
-        for method in self.methods:
-            try:
-                series = self._attribution_series(method, input)
-            except KeyError:  # a method that only ever failed
-                continue
-            importances[method] = (series.steps(), self.importance(method, input, target=target))
-        return aggregate.agreement_by_shape(importances, k)
+        return query.agreement(self._run, input, k=k, target=target)["pairs"]
+
+    def layout(self, method: str, input: Optional[str] = None) -> MapLayout:
+        """How `method`'s maps are laid out and named (the dashboard's `layout`; see `tb_xai.layout`)."""
+        return query.layout_of(self._run, method, input)
+
+    def map_names(self, method: str, input: Optional[str] = None) -> List[str]:
+        """Names of the elements of `run.importance(method)` maps, flattened in C order.
+
+        The names the dashboard, its CSV export, `ranking`, `to_dataframe` and `tb_xai.plot` show: tabular
+        probes the logged feature names (else "feature 0", ...), images "pixel (row, col)", sequences
+        "position 3" (see `tb_xai.layout`).
+
+        Example:
+            >>> run = tb_xai.load("runs/exp1")
+            >>> dict(zip(run.map_names("saliency"), run.importance("saliency")[-1].ravel()))
+        """
+        return self.layout(method, input).names()
 
     def to_dataframe(self, methods: Optional[List[str]] = None):
-        """Every logged attribution as a tidy pandas DataFrame, one row per (method, input, step, probe, feature).
+        """Every logged attribution as a tidy pandas DataFrame, one row per (method, input, step, probe, element).
 
-        Columns: `method`, `input`, `step`, `probe` (index in the probe set), `feature` (the feature's name, "feature 3"
-        when none was logged, or "pixel (3, 5)" for row 3, column 5 of an image's attribution; image attributions
-        with channels name "3,5,0"), `attribution`, and
-        `target` (the class explained for that probe at that step).
+        Columns: `method`, `input`, `step`, `probe` (index in the probe set), `feature` (the map element's name,
+        as `map_names` gives it: a feature name, "feature 3", "pixel (3, 5)", "position 7"), `channel` (the
+        channel of an image attribution, whose map sums its channels; -1 where the attribution has no channel
+        axis), `attribution`, and `target` (the class explained for that probe at that step, -1 if none).
 
         Args:
             methods: the methods to include; all logged ones by default.
@@ -287,87 +237,41 @@ class Run:
             ) from error
         frames = []
         for method in self.methods if methods is None else methods:
-            for input in self.inputs:
-                try:
-                    series = self._attribution_series(method, input)
-                except KeyError:  # failures only, or not logged for this input
+            for input_name, ref in sorted(self._run.index.attributions.get(method, {}).items()):
+                series = self._run.optional(ref)
+                if series is None:
                     continue
-                values = series.stacked()
+                values = series.values
                 steps, probes = values.shape[:2]
-                per_probe = values.shape[2:]
-                names = aggregate.element_names(per_probe, series.info.modality, series.info.feature_names)
-                targets = self._targets_at(series)
+                layout = query.map_layout(ref, values.shape[2:])
+                channels = int(np.prod(values.shape[2:])) // layout.size if layout.size else 1
+                names = np.repeat(np.asarray(layout.names(), dtype=object), channels)
+                channel = np.tile(np.arange(channels) if channels > 1 or values.ndim - 2 > len(layout.map_shape)
+                                  else np.array([-1]), layout.size)
+                per_probe = names.size
+                targets = query.aligned_targets(self._run, series)
                 frames.append(pd.DataFrame({
                     "method": method,
-                    "input": input,
-                    "step": np.repeat(series.steps(), probes * len(names)),
-                    "probe": np.tile(np.repeat(np.arange(probes), len(names)), steps),
-                    "feature": np.tile(np.asarray(names, dtype=object), steps * probes),
+                    "input": input_name,
+                    "step": np.repeat(series.steps, probes * per_probe),
+                    "probe": np.tile(np.repeat(np.arange(probes), per_probe), steps),
+                    "feature": np.tile(names, steps * probes),
+                    "channel": np.tile(channel, steps * probes),
                     "attribution": values.reshape(-1),
-                    "target": np.repeat(targets.reshape(-1), len(names)),
+                    "target": np.repeat(targets.reshape(-1), per_probe),
                 }))
-        columns = ["method", "input", "step", "probe", "feature", "attribution", "target"]
+        columns = ["method", "input", "step", "probe", "feature", "channel", "attribution", "target"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
-    def map_names(self, method: str, input: Optional[str] = None) -> List[str]:
-        """Names of the elements of `run.importance(method)` maps, flattened in C order.
-
-        Tabular probes: the logged feature names (else "feature 0", ...); images: "pixel (row, col)".
-
-        Example:
-            >>> run = tb_xai.load("runs/exp1")
-            >>> dict(zip(run.map_names("saliency"), run.importance("saliency")[-1].ravel()))
-        """
-        series = self._attribution_series(method, input)
-        shape = aggregate.map_shape(series.stacked().shape[2:], series.info.modality)
-        return aggregate.element_names(shape, series.info.modality, series.info.feature_names)
-
-    def _targets_at(self, series: _Series) -> np.ndarray:
-        """(steps, probes) targets at the steps of an attribution series; -1 (no class) where none fits."""
-        targets = self._series.get(metadata.TARGETS_TAG)
-        if targets is None:
-            return aggregate.align_targets(series.steps(), [], [], series.stacked().shape[1])
-        return aggregate.align_targets(
-            series.steps(), targets.steps(), list(targets.stacked()), series.stacked().shape[1]
-        )
-
-    # ------------------------------------------------------------- figures and findings (tb_xai.findings)
-    def _maps(self, method: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-        """(steps, |maps| [steps, probes, features] of every input concatenated, their names)."""
-        steps, maps, names = None, [], []
-        for input in self.inputs:
-            try:
-                series = self._attribution_series(method, input)
-            except KeyError:  # failures only, or not logged for this input
-                continue
-            if steps is not None and series.steps() != steps.tolist():
-                raise ValueError(f"the inputs of {method!r} were logged at different steps; pass one input")
-            steps = np.asarray(series.steps(), dtype=np.int64)
-            maps.append(findings_lib.as_maps(series.stacked(), series.info.modality))
-            prefix = f"{input}: " if len(self.inputs) > 1 else ""
-            names += [prefix + n for n in self.map_names(method, input)]
-        if steps is None:
-            raise KeyError(f"no attributions for method {method!r} in {self.path}; logged methods: {self.methods}")
-        return steps, np.concatenate(maps, axis=2), names
-
-    def _logged(self, method: str) -> Dict[str, tuple]:
-        """The callback's quality figures of `method`: figure -> (steps, values)."""
-        out = {}
-        for tag, by_step in self._scalars.items():
-            parsed = quality_lib.parse_scalar_tag(tag)
-            if parsed and parsed[0] == method:
-                ordered = sorted(by_step)
-                out[parsed[1]] = (np.array(ordered, dtype=np.int64), np.array([by_step[s] for s in ordered]))
-        return out
-
+    # ------------------------------------------------ figures and findings (tb_xai.query, tb_xai.findings)
     def metrics(self, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None,
                 ) -> Dict[str, np.ndarray]:
         """The per-step figures of a method: drift, noise floor, concentration, and the callback's quality figures.
 
-        Drift, floor and concentration are computed here from the logged attributions (every input's map
-        concatenated), so `k` and `reference_step` can be chosen afresh; faithfulness, seed and sanity figures
-        are the ones the callback logged (NaN at steps it did not log them). See `tb_xai.findings` and
-        `tb_xai.quality` for what each figure is.
+        Drift, floor and concentration are computed here from the logged attributions (every input the method
+        explains, its map concatenated), so `k` and `reference_step` can be chosen afresh; faithfulness, seed
+        and sanity figures are the ones the callback logged (NaN at steps it did not log them). See
+        `tb_xai.findings` and `tb_xai.quality` for what each figure is.
 
         Args:
             method: a logged method.
@@ -379,16 +283,10 @@ class Run:
 
         Example:
             >>> m = tb_xai.load("runs/exp1").metrics("integrated_gradients")
-            >>> m["ndcg_reference"][-1] < 0.9, m["deletion_auc"][-1] < m["deletion_auc_random"][-1]
+            >>> m["ndcg_reference"][-1] < 0.9, m["sanity_spearman"][-1] < 0.7
             (False, True)
         """
-        steps, maps, names = self._maps(method)
-        out = findings_lib.figures(steps, maps, k, reference_step)
-        history = findings_lib.MethodHistory(steps, maps, names, self._logged(method))
-        for group in ("faithfulness", "seeds", "sanity"):
-            for figure in quality_lib.FIGURES[group]:
-                out[figure] = history.logged_at(figure)
-        return out
+        return query.metrics(self._run, method, k=k, reference_step=reference_step)
 
     def findings(self, *, thresholds: Optional[findings_lib.Thresholds] = None,
                  reference_step: Optional[int] = None, **threshold_values) -> List[dict]:
@@ -416,19 +314,21 @@ class Run:
             thresholds = findings_lib.Thresholds(**threshold_values)
         elif threshold_values:
             raise ValueError(f"give thresholds= or threshold keywords, not both; received {sorted(threshold_values)}")
-        histories = {}
-        for method in self.methods:
-            try:
-                steps, maps, names = self._maps(method)
-            except KeyError:  # a method that only ever failed
-                continue
-            histories[method] = findings_lib.MethodHistory(steps, maps, names, self._logged(method))
-        pred_steps = predictions = None
-        if metadata.PREDICTIONS_TAG in self._series:
-            pred_steps, predictions = self.steps(), self.predictions()
-        return findings_lib.findings(histories, pred_steps, predictions, self.labels(),
-                                     self.class_names() if predictions is not None else None,
-                                     thresholds=thresholds, reference_step=reference_step)
+        return query.findings(self._run, thresholds=thresholds, reference_step=reference_step)
+
+    # -------------------------------------------------------------------------------------- internals
+    def _required(self, ref: Optional[runmodel.TagRef], tag: str) -> runmodel.TagSeries:
+        if ref is None:
+            reason = self._run.index.skipped.get(tag)
+            raise NotFound(f"{self.path} has no {tag!r} summaries" + (f" (left out: {reason})" if reason else ""))
+        return self._run.usable(ref)
+
+    def _input_info(self, input: Optional[str]) -> metadata.TagInfo:
+        name = query.pick_input(input, query.inputs(self._run), f"the probe of {self.path}")
+        ref = self._run.index.probes.get(name)
+        if ref is None:  # the probe values were not logged (or left out): the attributions carry the same names
+            ref = next(by_input[name] for by_input in self._run.index.attributions.values() if name in by_input)
+        return ref.info
 
     def __repr__(self) -> str:
         return f"Run({self.path!r}, methods={self.methods})"
@@ -438,24 +338,89 @@ def _event_files(run_dir: str) -> List[str]:
     return sorted(glob.glob(os.path.join(run_dir, "*tfevents*")))
 
 
-def _read_run(run_dir: str) -> Tuple[Dict[str, _Series], Dict[str, Dict[int, float]]]:
-    series: Dict[str, _Series] = {}
-    scalars: Dict[str, Dict[int, float]] = {}  # the callback's quality figures (tb_xai.quality)
+def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
+    """The run model of the event files in `run_dir`; every damage is reported in a warning (see module doc)."""
+    name = name or run_dir
+    contents: Dict[str, bytes] = {}
+    points: Dict[str, list] = {}
+    problems: Dict[str, str] = {}
+    scalar_points: Dict[str, list] = {}  # the callback's quality figures (tb_xai.quality), beside its tags
     for path in _event_files(run_dir):
-        for event in event_file_loader.EventFileLoader(path).Load():
+        records, damage = event_records.read_records(path)
+        last_step = None
+        damage = list(damage)
+        for offset, data in records:
+            while damage and damage[0].offset < offset:
+                _warn_damage(path, damage.pop(0), last_step)
+            try:
+                event = event_pb2.Event.FromString(data)
+            except Exception as error:  # noqa: BLE001 - a record that passed its checksum but does not parse
+                _warn_damage(path, event_records.Damage(offset, len(data), f"a record does not parse ({error})"),
+                             last_step)
+                continue
+            last_step = event.step if event.HasField("summary") else last_step
             for value in event.summary.value:
-                if quality_lib.parse_scalar_tag(value.tag) and value.HasField("tensor"):
-                    scalars.setdefault(value.tag, {})[event.step] = float(tensor_util.make_ndarray(value.tensor))
+                known = value.tag in contents
+                if value.tag in scalar_points or (
+                    not known and value.metadata.plugin_data.plugin_name == scalar_metadata.PLUGIN_NAME
+                ):
+                    _read_scalar(value, event.step, scalar_points)
                     continue
-                if value.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME and value.tag not in series:
+                if not known and value.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME:
                     continue
-                if value.tag not in series:
-                    info = metadata.parse_plugin_metadata(value.metadata.plugin_data.content)
-                    if info is None:  # a payload version this release does not know
-                        continue
-                    series[value.tag] = _Series(value.tag, info)
-                series[value.tag].values[event.step] = tensor_util.make_ndarray(value.tensor)
-    return series, scalars
+                if not known:
+                    contents[value.tag] = value.metadata.plugin_data.content
+                try:
+                    array = tensor_util.make_ndarray(value.tensor)
+                except Exception as error:  # noqa: BLE001 - a tensor that does not decode leaves the tag out
+                    problems.setdefault(value.tag, f"its tensor at step {event.step} does not decode ({error})")
+                    continue
+                points.setdefault(value.tag, []).append((event.step, array))
+        for rest in damage:
+            _warn_damage(path, rest, last_step)
+    # A tag's version is its last step and number of writes: it changes whenever the tag is written.
+    versions = {tag: (max((s for s, _ in points.get(tag, [])), default=-1), len(points.get(tag, [])))
+                for tag in contents}
+    index = runmodel.index_tags(name, ((tag, content, versions[tag]) for tag, content in contents.items()))
+    kinds = {ref.tag: ref.info.kind for ref in index.refs()}
+    series = {}
+    for tag, kind in kinds.items():
+        if tag in problems:
+            series[tag] = runmodel.TagSeries.unusable(problems[tag])
+        else:
+            series[tag] = runmodel.TagSeries.from_points(points.get(tag, []), kind)
+    scalars = {tag: runmodel.scalar_series(points) for tag, points in scalar_points.items()}
+    run = runmodel.Run(index, lambda ref: series[ref.tag], scalar_reader=lambda: scalars)
+    for tag, reason in run.skipped().items():
+        warnings.warn(f"tb_xai.load: run {name!r}: tag {tag!r} is left out: {reason}", stacklevel=3)
+    for tag, item in sorted(series.items()):
+        if item.dropped:
+            warnings.warn(
+                f"tb_xai.load: run {name!r}: {tag}: steps {list(item.dropped)} hold another shape than the latest "
+                f"step {int(item.steps[-1])} ({item.values.shape[1:]}), as when the model or the probe changed "
+                "mid-run; they are left out",
+                stacklevel=3,
+            )
+    return run
+
+
+def _read_scalar(value, step: int, points: Dict[str, list]) -> None:
+    """Keeps a scalar summary's value (a tensor, or the older ``simple_value``); one that does not decode is left
+    out."""
+    try:
+        number = float(tensor_util.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+    except Exception:  # noqa: BLE001 - a value that does not decode is left out, as a tag's tensor is
+        return
+    points.setdefault(value.tag, []).append((step, number))
+
+
+def _warn_damage(path: str, damage: event_records.Damage, last_step: Optional[int]) -> None:
+    where = "before the first step" if last_step is None else f"after step {last_step}"
+    warnings.warn(
+        f"tb_xai.load: {path}: {damage.length} bytes at offset {damage.offset} ({where}) are lost: {damage.reason}; "
+        "every readable record before and after them is kept",
+        stacklevel=4,
+    )
 
 
 def load(log_dir: str, subdir: str = metadata.DEFAULT_SUBDIR) -> Run:
@@ -463,7 +428,8 @@ def load(log_dir: str, subdir: str = metadata.DEFAULT_SUBDIR) -> Run:
 
     Args:
         log_dir: the `log_dir` given to the callback, or the run directory itself (`log_dir/xai`).
-        subdir: the callback's `subdir`, if it was changed.
+        subdir: the callback's `subdir`, if it was changed (or the sibling run a second writer used, e.g.
+            `xai_2`; the callback's warning names it).
 
     Raises:
         FileNotFoundError: neither directory holds tb_xai summaries.
@@ -471,9 +437,9 @@ def load(log_dir: str, subdir: str = metadata.DEFAULT_SUBDIR) -> Run:
     log_dir = os.fspath(log_dir)
     for candidate in (os.path.join(log_dir, subdir), log_dir):
         if os.path.isdir(candidate) and _event_files(candidate):
-            series, scalars = _read_run(candidate)
-            if series:
-                return Run(candidate, series, scalars)
+            run = read_run(candidate)
+            if run.index.holds_data or run.index.probes or run.index.skipped:
+                return Run(candidate, run)
     raise FileNotFoundError(
         f"no tb_xai summaries in {log_dir!r} or {os.path.join(log_dir, subdir)!r}; expected the log_dir "
         "given to tb_xai.AttributionCallback"

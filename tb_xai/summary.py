@@ -16,7 +16,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-from tb_xai import metadata
+from tb_xai import metadata, run_lock
 
 
 def _summary_pb(tag: str, value: np.ndarray, summary_metadata) -> summary_pb2.Summary:
@@ -93,10 +93,15 @@ def failure_pb(method: str, message: str) -> summary_pb2.Summary:
 
 
 class SummaryWriter:
-    """Appends tb_xai summaries to one run directory. Created lazily, flushed after every logged step."""
+    """Appends tb_xai summaries to one run directory. Created lazily, flushed after every logged step.
+
+    The writer claims its run directory until :meth:`close` (`tb_xai.run_lock`): when another live writer
+    holds `run_dir`, it writes to a sibling run instead, with a warning; ``run_dir`` is where it writes.
+    """
 
     def __init__(self, run_dir: str):
-        self.run_dir = run_dir
+        self._lock = run_lock.claim(run_dir)
+        self.run_dir = self._lock.run_dir
         self._writer: Optional[EventFileWriter] = None
         self._described: set = set()
 
@@ -123,3 +128,4 @@ class SummaryWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._lock.release()

@@ -57,3 +57,12 @@ def two_inputs_two_outputs(seed=0):
 
 def random_inputs(shape, n, seed=0):
     return np.random.default_rng(seed).normal(size=(n,) + tuple(shape)).astype(np.float32)
+
+
+def conv1d(shape=(16, 2), n_classes=3, seed=0):
+    """A Conv1D classifier on (T, C) sequences."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    h = keras.layers.Conv1D(4, 3, padding="same", activation="relu", name="conv_t")(inputs)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(h))

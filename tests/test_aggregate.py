@@ -142,14 +142,6 @@ def test_align_targets_fills_missing_or_misshapen_steps_with_no_class():
     assert aggregate.align_targets([0], [], [], probes=3).tolist() == [[-1, -1, -1]]
 
 
-def test_element_names_by_modality_and_shape():
-    assert aggregate.element_names([2], metadata.TABULAR, ["age", "bmi"]) == ["age", "bmi"]
-    assert aggregate.element_names([3], metadata.TABULAR, ["age", "bmi"]) == ["feature 0", "feature 1", "feature 2"]
-    assert aggregate.element_names([2, 2], metadata.IMAGE)[1:3] == ["pixel (0, 1)", "pixel (1, 0)"]
-    assert aggregate.element_names([2, 2, 1], metadata.IMAGE)[-1] == "1,1,0"  # an attribution with channels
-    assert aggregate.element_names([2, 3], metadata.SEQUENCE)[:2] == ["0,0", "0,1"]
-
-
 def test_agreement_by_shape_pairs_only_methods_whose_maps_have_one_shape():
     rng = np.random.default_rng(0)
     pixels = {m: (np.arange(3), rng.random((3, 4, 4))) for m in ("saliency", "ig")}

@@ -204,8 +204,13 @@ def test_probe_shape_and_dtype_mismatches_name_the_values(tmp_path, tabular_data
     model = models.mlp(n_features=30, n_classes=2)
     message = _error(tmp_path, model, x, y, probe=np.zeros((8, 21), np.float32))
     assert "probe input 'input' has shape (8, 21) but the model expects (None, 30)" in message
-    message = _error(tmp_path, models.mlp(n_features=30, n_classes=2), x, y, probe=np.zeros((8, 30), np.int64))
-    assert "probe input 'input' has dtype int64" in message
+    # Integers into an integer Input (token ids) have no gradient; into a float Input Keras casts them.
+    ids = keras.Input((6,), dtype="int32")
+    embedded = keras.Model(ids, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Embedding(12, 4)(ids))))
+    message = _error(tmp_path, embedded, np.arange(60).reshape(10, 6) % 12, y[:10],
+                     probe=np.zeros((8, 6), np.int64))
+    assert "probe input 'input' has dtype int32" in message
     images, labels = digits_data
     dense_only = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     message = _error(tmp_path, dense_only, images[:64], labels[:64], probe=images[:2], methods=["grad_cam"])

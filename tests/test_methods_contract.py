@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,8 @@ def test_every_registered_method_is_in_the_contract():
 def _setup(name, modality, batch_size=1024, n=5):
     if modality == "tabular":
         model, x = models.mlp(), models.random_inputs((6,), n)
+    elif modality == "sequence":
+        model, x = models.conv1d(), models.random_inputs((16, 2), n)
     else:
         model, x = models.cnn(), models.random_inputs((8, 8, 1), n)
     probe = as_probe_set(x)
@@ -43,28 +47,48 @@ def _setup(name, modality, batch_size=1024, n=5):
 
 def _cases():
     for name, cls in methods_lib.REGISTRY.items():
-        for modality in ("tabular", "image"):
+        for modality in ("tabular", "image", "sequence"):
             if modality in cls.modalities:
                 yield name, modality
 
 
+ADAPTER_CALLS = ("predict", "gradients", "layer_gradients")
+
+
 def _one_row_batches(name, modality, monkeypatch):
-    """The method on an adapter of batch size 1, with every other batching knob at its smallest too, and the
-    rows each predict call was allowed."""
+    """The method on an adapter of batch size 1, with every other batching knob at its smallest too, and a
+    record of every adapter call: ``(call, rows the method asked for at once, batch size allowed)``, plus
+    ``("model", rows)`` for each batch the adapter put through the model."""
     # The local surrogates size model calls by bytes (at least the adapter's batch size) and blocks of
     # probes by host memory; at one element each, they put one row per call and one probe per block.
     monkeypatch.setattr(surrogate, "_ELEMENTS_PER_CALL", 1)
     monkeypatch.setattr(surrogate, "_ELEMENTS_PER_BLOCK", 1)
     method, adapter, _ = _setup(name, modality, batch_size=1)
-    allowed = []
-    predict = adapter.predict
+    calls = []
+    for call in ADAPTER_CALLS:
+        original = getattr(adapter, call)
 
-    def recorded(inputs, batch_size=None):
-        allowed.append(batch_size or adapter.batch_size)
-        return predict(inputs, batch_size=batch_size)
+        def recorded(*args, _call=call, _original=original, **kwargs):
+            inputs = args[1] if _call == "layer_gradients" else args[0]
+            allowed = kwargs.get("batch_size") or (args[1] if _call == "predict" and len(args) > 1 else None)
+            calls.append((_call, len(inputs[0]), allowed or adapter.batch_size))
+            return _original(*args, **kwargs)
 
-    monkeypatch.setattr(adapter, "predict", recorded)
-    return method, allowed
+        monkeypatch.setattr(adapter, call, recorded)
+    # Each batch the adapter sends to its compiled model functions goes through the backend's batching helper.
+    backend = sys.modules[type(adapter).__module__]
+    assert hasattr(backend, "map_batches"), f"{backend.__name__} no longer batches through map_batches"
+    batch_rows = backend.map_batches
+
+    def model_batches(fn, arrays, size):
+        def counted(*parts):
+            calls.append(("model", len(parts[0]), size))
+            return fn(*parts)
+
+        return batch_rows(counted, arrays, size)
+
+    monkeypatch.setattr(backend, "map_batches", model_batches)
+    return method, calls
 
 
 @pytest.mark.parametrize("name,modality", list(_cases()))
@@ -79,10 +103,13 @@ def test_shape_finiteness_determinism_and_batching(name, modality, monkeypatch):
     (again,) = method.attribute([x], target)
     np.testing.assert_array_equal(first, again)
     # The same probes through one-row model batches give the same answer: batching is invisible.
-    small, allowed = _one_row_batches(name, modality, monkeypatch)
+    small, calls = _one_row_batches(name, modality, monkeypatch)
     (batched,) = small.attribute([x], target)
     np.testing.assert_allclose(batched, first, rtol=1e-4, atol=1e-6)
-    assert set(allowed) <= {1}, allowed
+    kinds = {call for call, _, _ in calls}
+    assert "model" in kinds and kinds & set(ADAPTER_CALLS), calls  # the method went through the adapter
+    assert {allowed for _, _, allowed in calls} == {1}, calls  # never asked for more than the adapter's batch
+    assert {rows for call, rows, _ in calls if call == "model"} == {1}, calls  # one row per model call
     monkeypatch.undo()
     # Each row is explained independently: a row's attribution does not depend on its neighbours.
     (alone,) = method.attribute([x[2:3]], target[2:3])

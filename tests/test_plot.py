@@ -152,7 +152,7 @@ def test_sequence_attributions_are_drawn_as_feature_rows(tmp_path):
         writer.write(summary.attribution_pb("saliency", "input", rng.random((2, 5, 3)), modality="sequence"), step)
     writer.close()
     run = tb_xai.load(str(tmp_path))
-    assert run.map_names("saliency")[:2] == ["0,0", "0,1"]
+    assert run.map_names("saliency")[:2] == ["position 0, channel 0", "position 0, channel 1"]
     fig = plot.evolution_heatmap(run, "saliency", rows=6)
     assert fig.axes[0].images[0].get_array().shape == (6, 4)
     for figure in (fig, plot.top_k_lines(run, "saliency"), plot.probe_filmstrip(run, "saliency", 1)):

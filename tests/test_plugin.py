@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import http.client
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
 
 import numpy as np
 import pytest
@@ -28,12 +26,12 @@ from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-from tb_xai import aggregate, metadata, summary
+from tb_xai import aggregate, metadata, runmodel, summary
 from tb_xai.plugin import loader, plugin, run_data
+from tensorboard_server import ROUTE, Server, wsgi_client
 
 FEATURES = ["age", "bmi", "bp", "chol", "glucose"]
 PROBES = 6
-ROUTE = f"/data/plugin/{metadata.PLUGIN_NAME}/"
 
 
 # ---- synthetic runs -----------------------------------------------------------------------------------
@@ -106,18 +104,9 @@ def truncate_last_record(run_dir: str, nbytes: int = 7) -> None:
         f.truncate(os.path.getsize(path) - nbytes)
 
 
-def memory_run(name: str, pairs) -> run_data.Run:
-    """A `Run` read from (step, Summary) pairs in memory: the same listing and points a data provider gives."""
-    listing, points = {}, {}
-    for step, value in pairs:
-        for v in value.value:
-            points.setdefault(v.tag, []).append((step, tensor_util.make_ndarray(v.tensor)))
-            listing[v.tag] = provider.TensorTimeSeries(
-                max_step=step, max_wall_time=0.0, plugin_content=v.metadata.plugin_data.content,
-                description="", display_name="",
-            )
-    index = run_data.index_runs({name: listing})[name]
-    return run_data.Run(index, lambda ref: run_data.TagSeries.from_points(points[ref.tag]))
+def memory_run(name: str, pairs) -> runmodel.Run:
+    """A `Run` read by the plugin's reader from (step, Summary) pairs served by an in-memory data provider."""
+    return run_data.ProviderReader(CountingProvider(name, pairs), cache_bytes=2**20).runs(None, "")[name]
 
 
 # ---- pure route logic ---------------------------------------------------------------------------------
@@ -133,15 +122,14 @@ def image():
     return memory_run("img/xai", image_summaries(3))
 
 
-def test_index_runs_skips_payloads_of_unknown_versions():
+def test_index_tags_leaves_out_payloads_of_unknown_versions_and_says_why():
     content = metadata.plugin_data_pb2.PluginData(version=metadata.PROTO_VERSION + 1,
                                                   kind=metadata.ATTRIBUTION, method="future").SerializeToString()
     known = summary.attribution_pb("ig", "x", np.zeros((1, 2))).value[0].metadata.plugin_data.content
-    series = lambda c: provider.TensorTimeSeries(max_step=0, max_wall_time=0.0, plugin_content=c,
-                                                 description="", display_name="")
-    runs = run_data.index_runs({"a": {"t1": series(content)}, "b": {"t1": series(content), "t2": series(known)}})
-    assert list(runs) == ["b"]
-    assert list(runs["b"].attributions) == ["ig"]
+    only_future = runmodel.index_tags("a", [("t1", content, ())])
+    assert not only_future.holds_data and "payload version" in only_future.skipped["t1"]
+    index = runmodel.index_tags("b", [("t1", content, ()), ("t2", known, (0, 0.0))])
+    assert list(index.attributions) == ["ig"] and list(index.skipped) == ["t1"]
 
 
 def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
@@ -161,10 +149,13 @@ def test_runs_impl_describes_methods_inputs_steps_and_failures(tabular):
     ig, lime, _ = run["methods"]
     assert ig["inputs"] == [{
         "input": "x", "modality": metadata.TABULAR, "feature_names": FEATURES, "attribution_shape": [5],
-        "map_shape": [5], "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50}, "version": "3@0.0",
+        "map_shape": [5], "layout": {"kind": "vector", "map_shape": [5], "picture": False, "names": FEATURES,
+                                     "name_pattern": None},
+        "steps": [0, 1, 2, 3], "dropped_steps": [], "config": {"steps": 50}, "version": "3@0.0",
     }]
     assert ig["failures"] == []
     assert lime == {"method": "lime", "inputs": [], "failures": [{"step": 1, "message": "ValueError: lime needs RGB"}]}
+    assert run["skipped"] == []
 
 
 def test_evolution_impl_means_over_probes(tabular):
@@ -192,21 +183,26 @@ def test_evolution_impl_per_target_and_step_range(tabular):
 
 
 def client_element_names(body: dict) -> list:
-    """The names the frontend gives a map's elements (elementNames in frontend/src/views/evolution.ts): the sent
-    `features`, else built from `map_shape`, "pixel (r, c)" for a 2-D image map, the comma-joined index otherwise."""
-    if body["features"] is not None:
-        return body["features"]
-    shape = body["map_shape"]
-    if len(shape) == 2 and body["modality"] == metadata.IMAGE:
-        return [f"pixel ({i // shape[1]}, {i % shape[1]})" for i in range(shape[0] * shape[1])]
-    return [",".join(map(str, index)) for index in np.ndindex(*shape)]
+    """Every element name by the documented rule of the sent `layout` (docs/http_api.md), applied literally:
+    `names` for a 1-D map, else `name_pattern` with `{d}` replaced by the element's index along axis d."""
+    layout = body["layout"]
+    if layout["names"] is not None:
+        return layout["names"]
+    names = []
+    for index in np.ndindex(*layout["map_shape"]):
+        name = layout["name_pattern"]
+        for axis, i in enumerate(index):
+            name = name.replace("{%d}" % axis, str(i))
+        names.append(name)
+    return names
 
 
 def test_evolution_impl_of_images_sends_channel_reduced_maps(image):
     body = plugin.evolution_impl(image, "grad_cam", None)
-    assert body["map_shape"] == [4, 5] and body["order"] is None
-    assert body["features"] is None  # image maps' names follow from map_shape; the client builds them
-    assert client_element_names(body) == aggregate.element_names([4, 5], metadata.IMAGE)
+    assert body["map_shape"] == [4, 5] and body["order"] == list(range(20))  # a flat map: ties by index
+    assert body["features"] is None and body["layout"]["names"] is None  # a rule, not 20 strings
+    assert body["layout"]["kind"] == "picture" and body["layout"]["picture"] is True
+    assert client_element_names(body) == [f"pixel ({r}, {c})" for r in range(4) for c in range(5)]
     probe = plugin.probe_impl(image, "grad_cam", None, 0)
     assert probe["features"] is None and probe["map_shape"] == [4, 5]
     assert len(body["importance"][0]) == 20
@@ -385,9 +381,11 @@ def test_versions_change_when_a_refit_rewrites_the_same_steps():
     listing = lambda wall_time: {"a": {t: provider.TensorTimeSeries(
         max_step=3, max_wall_time=wall_time, plugin_content=v.metadata.plugin_data.content, description="",
         display_name="") for _, s in tabular_summaries(1) for v in s.value for t in [v.tag]}}
-    first, refit = (run_data.index_runs(listing(w))["a"] for w in (10.0, 20.0))
-    read = lambda ref: run_data.TagSeries.from_points([(0, np.zeros((PROBES, 5)))])
-    describe = lambda index: plugin.runs_impl({"a": run_data.Run(index, read)}, [])["runs"][0]
+    index = lambda tags: runmodel.index_tags(
+        "a", ((tag, s.plugin_content, (s.max_step, s.max_wall_time)) for tag, s in tags["a"].items()))
+    first, refit = (index(listing(w)) for w in (10.0, 20.0))
+    read = lambda ref: runmodel.TagSeries.from_points([(0, np.zeros((PROBES, 5)))])
+    describe = lambda index: plugin.runs_impl({"a": runmodel.Run(index, read)}, [])["runs"][0]
     before, after = describe(first), describe(refit)
     assert before["version"] != after["version"]
     assert before["methods"][0]["inputs"][0]["version"] == "3@10.0"
@@ -406,22 +404,6 @@ def test_scalars_impl_sends_steps_and_values_bounded():
     assert loss["values"][0] is None and len(loss["values"]) == 1000
     short = plugin.scalars_impl("e/xai", {"e/train": {"loss": {"steps": [0, 1], "values": [2.0, 1.0]}}})
     assert short["runs"]["e/train"]["loss"] == {"steps": [0, 1], "values": [2.0, 1.0]}
-
-
-def wsgi_client(logdir: str, *extra_flags):
-    from tensorboard import program
-    from tensorboard.backend import application
-    from tensorboard.backend.event_processing import data_ingester
-    from werkzeug import test as werkzeug_test
-
-    tb = program.TensorBoard()
-    tb.configure(argv=[None, "--logdir", logdir, "--load_fast", "false", "--reload_interval", "0",
-                       "--reload_task", "blocking", *extra_flags])
-    ingester = data_ingester.LocalDataIngester(tb.flags)
-    ingester.start()
-    app = application.TensorBoardWSGIApp(tb.flags, tb.plugin_loaders, ingester.data_provider,
-                                         tb.assets_zip_provider, ingester.deprecated_multiplexer)
-    return werkzeug_test.Client(app)
 
 
 @pytest.fixture(scope="module")
@@ -469,60 +451,6 @@ def test_wsgi_app_lets_an_explicit_samples_per_plugin_win(synthetic_logdir):
 
 
 # ---- real servers on 127.0.0.1 in both load modes -----------------------------------------------------
-
-SERVER = """
-import sys
-from tensorboard import program
-tb = program.TensorBoard()
-tb.configure(argv=[None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", "0", "--load_fast", sys.argv[2]])
-print(tb.launch(), flush=True)
-sys.stdin.read()
-"""
-
-
-class Server:
-    """A TensorBoard server in its own process; `get` answers (status, body bytes)."""
-
-    def __init__(self, logdir: str, load_fast: str):
-        self.process = subprocess.Popen([sys.executable, "-c", SERVER, logdir, load_fast], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        url = urllib.parse.urlsplit(self.process.stdout.readline().strip())
-        if not url.port:
-            self.stop()
-            raise RuntimeError(f"TensorBoard did not start (load_fast={load_fast})")
-        self.host, self.port = url.hostname, url.port
-        self.logdir = logdir
-
-    def get(self, path: str) -> tuple:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            connection.request("GET", path)  # sent as is: no client-side normalization of '..'
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def json(self, path: str):
-        status, body = self.get(path)
-        assert status == 200, (path, status, body[:300])
-        return json.loads(body)
-
-    def wait_for(self, runs: dict, timeout: float = 120.0) -> dict:
-        """Polls `runs` until every run in `runs` lists at least its number of prediction steps."""
-        deadline = time.time() + timeout
-        while True:
-            listed = {r["run"]: r for r in self.json(ROUTE + "runs")["runs"]}
-            if all(len(listed.get(name, {}).get("prediction_steps", [])) >= n for name, n in runs.items()):
-                return listed
-            if time.time() > deadline:
-                raise AssertionError(f"runs not loaded in {timeout}s: {sorted(listed)}")
-            time.sleep(1.0)
-
-    def stop(self) -> None:
-        self.process.stdin.close()
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
 
 @pytest.fixture(scope="module")
 def served_logdir(tmp_path_factory, synthetic_logdir, tabular_run, image_run):
@@ -645,10 +573,10 @@ def test_server_serves_what_is_readable_of_a_truncated_run(server):
     ("probe?run=long/xai&method=ig&probe=one", 400, b"'one'"),
     ("stability?run=long/xai&method=ig&k=0", 400, b"k='0'"),
     ("agreement?run=long/xai&target=x", 400, b"'x'"),
-    ("static/../plugin.py", 404, b"Not found"),
-    ("static/..%2fplugin.py", 404, b"Not found"),
-    ("static/%2e%2e/%2e%2e/metadata.py", 404, b"Not found"),
-    ("static/index.py", 404, b"Not found"),
+    ("static/../plugin.py", 404, b"no static file"),
+    ("static/..%2fplugin.py", 404, b"no static file"),
+    ("static/%2e%2e/%2e%2e/metadata.py", 404, b"no static file"),
+    ("static/index.py", 404, b"no static file"),
 ])
 def test_server_answers_bad_requests_with_400_or_404(server, path, status, message):
     got, body = server.get(ROUTE + path)
@@ -811,3 +739,17 @@ def test_a_failure_while_storing_reaches_every_waiter_and_the_next_read_works(mo
     monkeypatch.setattr(run_data.ProviderReader, "_store_locked", store)
     assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2
     assert run.read(ref).steps.tolist() == [0, 1] and data.reads[ref.tag] == 2  # cached this time
+
+
+def test_the_index_is_kept_per_run_until_a_tag_grows():
+    data = CountingProvider("exp1/xai", tabular_summaries(2))
+    reader = run_data.ProviderReader(data, cache_bytes=2**20)
+    decoded = []
+    reader._decode = lambda content, decode=reader._decode: decoded.append(1) or decode(content)
+    first = reader.runs(None, "")["exp1/xai"].index
+    assert reader.runs(None, "")["exp1/xai"].index is first and len(decoded) == len(data.listing)
+    tag = metadata.attribution_tag("ig", "x")
+    data.listing[tag] = provider.TensorTimeSeries(max_step=2, max_wall_time=1.0, description="", display_name="",
+                                                  plugin_content=data.listing[tag].plugin_content)
+    grown = reader.runs(None, "")["exp1/xai"].index
+    assert grown is not first and grown.attributions["ig"]["x"].version == (2, 1.0)

@@ -105,12 +105,14 @@ def test_a_reseeded_twin_draws_its_own_noise():
 
 
 def test_quality_argument_names_bad_values():
-    assert Q.Quality.from_arg(True).figures == Q.GROUPS
+    # Faithfulness costs several times a gradient method's own time: only when asked for.
+    assert Q.Quality().figures == Q.Quality.from_arg(True).figures == Q.DEFAULT == ("drift", "seeds", "sanity")
+    assert Q.Quality.from_arg("all").figures == Q.GROUPS
     assert Q.Quality.from_arg(False).figures == ()
     assert Q.Quality.from_arg(["sanity", "drift"]).figures == ("drift", "sanity")
     with pytest.raises(ValueError, match=r"unknown quality figures \['speed'\]; choose from"):
         Q.Quality(["speed"])
-    with pytest.raises(ValueError, match="quality must be True, False, a list of"):
+    with pytest.raises(ValueError, match="quality must be True, False, \"all\", a list of"):
         Q.Quality.from_arg(3)
     with pytest.raises(ValueError, match="points must be an integer >= 2; received: 1"):
         Q.Quality(points=1)
@@ -137,7 +139,7 @@ def quality_run(tmp_path_factory, tabular_data):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], feature_names=feature_names,
                                           methods=["saliency", SmoothGrad(samples=8)],
-                                          quality=Q.Quality(seed_probes=4, points=8))
+                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8))
     csv_path = os.path.join(log_dir, "log.csv")
     stopper = keras.callbacks.EarlyStopping(monitor="xai_saliency_deletion_auc", mode="min", patience=10)
     seen = []
@@ -212,6 +214,36 @@ def test_tensorboard_serves_the_figures_as_scalars(quality_run):
     assert [p[1] for p in points] == [0, 1, 2, 3]
 
 
+def test_the_plugins_reader_answers_metrics_and_findings_as_the_event_files_do(quality_run):
+    """Through TensorBoard's own data provider (the plugin's side of the run model) the quality scalars, the
+    figures and the findings are those `tb_xai.load` reads from the files: one query layer for both."""
+    from tensorboard import context, program
+    from tensorboard.backend.event_processing import data_ingester
+
+    from tb_xai import query, reader
+    from tb_xai.plugin import run_data
+
+    log_dir = quality_run[0]
+    tb = program.TensorBoard()
+    tb.configure(argv=[None, "--logdir", log_dir, "--load_fast", "false", "--reload_interval", "0",
+                       "--reload_task", "blocking"])
+    ingester = data_ingester.LocalDataIngester(tb.flags)
+    ingester.start()
+    runs = run_data.ProviderReader(ingester.data_provider, cache_bytes=2**24).runs(context.RequestContext(), "")
+    served, files = runs["xai"], reader.read_run(os.path.join(log_dir, "xai"))
+    logged = query.logged_figures(served)
+    assert set(logged) == {"saliency", "smoothgrad"} and logged.keys() == query.logged_figures(files).keys()
+    steps, values = logged["saliency"]["deletion_auc"]
+    assert steps.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(values, query.logged_figures(files)["saliency"]["deletion_auc"][1])
+    for method in ("saliency", "smoothgrad"):
+        a, b = query.metrics(served, method), query.metrics(files, method)
+        assert a.keys() == b.keys()
+        for figure in a:
+            np.testing.assert_array_equal(a[figure], b[figure], err_msg=f"{method} {figure}")
+    assert query.findings(served, reference_step=1) == query.findings(files, reference_step=1)
+
+
 def test_a_baseline_that_does_not_fit_fails_before_training(tmp_path, tabular_data):
     import keras
     import tb_xai
@@ -220,7 +252,7 @@ def test_a_baseline_that_does_not_fit_fails_before_training(tmp_path, tabular_da
     model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     callback = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"],
-                                          quality=Q.Quality(baseline=np.zeros(3, np.float32)))
+                                          quality=Q.Quality(Q.GROUPS, baseline=np.zeros(3, np.float32)))
     with pytest.raises(ValueError, match=r"the faithfulness baseline has shapes \[\(3,\)\]; expected one row per "
                                          r"probe input, \[\(30,\)\]"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
@@ -271,6 +303,94 @@ def test_quality_off_writes_no_figures(tmp_path, tabular_data):
     assert np.isnan(tb_xai.load(str(tmp_path)).metrics("saliency")["deletion_auc"]).all()
 
 
+def test_the_default_computes_no_faithfulness(tmp_path, tabular_data):
+    import keras
+    import tb_xai
+
+    x, y, _, _ = tabular_data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    seen = []
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:4], methods=["saliency"])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        callback, keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
+    assert not any("auc" in key for key in seen[-1])
+    assert np.isfinite(seen[-1]["xai_saliency_ndcg_reference"])
+    assert np.isfinite(seen[-1]["xai_saliency_sanity_spearman"])
+    assert "faithfulness" not in callback.quality.timings["saliency"] and not callback.quality.per_probe
+    metrics = tb_xai.load(str(tmp_path)).metrics("saliency")
+    assert np.isnan(metrics["deletion_auc"]).all() and np.isfinite(metrics["sanity_spearman"]).all()
+
+
+def test_faithfulness_leaves_an_input_the_method_does_not_explain_as_it_is():
+    """y = w_a . a + w_b . b: with no attribution of `a`, every curve point of b's deletion and insertion carries
+    w_a . a unchanged, so each AUC is b's own AUC (from a model of b alone) plus that constant."""
+    import keras
+    from tb_xai.backend import adapt
+    from tb_xai.probe import as_probe_set
+
+    w_a, w_b = np.array([1.0, -2.0], np.float32), np.array([3.0, 2.0, 1.0], np.float32)
+    a_in, b_in = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    dense_a, dense_b = keras.layers.Dense(1, use_bias=False), keras.layers.Dense(1, use_bias=False)
+    model = keras.Model({"a": a_in, "b": b_in}, keras.layers.Add()([dense_a(a_in), dense_b(b_in)]))
+    dense_a.kernel.assign(w_a[:, None])
+    dense_b.kernel.assign(w_b[:, None])
+    x = {"a": np.array([[1.0, 0.5], [2.0, -1.0]], np.float32),
+         "b": np.array([[1.0, 1.0, 1.0], [0.0, 2.0, 1.0]], np.float32)}
+    probe = as_probe_set(x, None, None, None)
+    adapter = adapt(model, probe)
+    attribution_b = x["b"] * w_b
+    zeros = [np.zeros(2, np.float32), np.zeros(3, np.float32)]
+    out = Q.faithfulness(adapter, probe.inputs, [None, attribution_b], np.zeros(2, int), ["tabular", "tabular"],
+                         zeros, points=3)
+    alone, _ = linear_adapter(w_b)
+    reference = Q.faithfulness(alone, [x["b"]], [attribution_b], np.zeros(2, int), ["tabular"], zeros[1:], points=3)
+    held = x["a"] @ w_a
+    for figure in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"):
+        np.testing.assert_allclose(out[figure], reference[figure] + held, rtol=1e-5, err_msg=figure)
+    with pytest.raises(ValueError, match="every attribution is None"):
+        Q.faithfulness(adapter, probe.inputs, [None, None], np.zeros(2, int), ["tabular", "tabular"], zeros)
+    # The maps of the figures leave the unexplained input out too.
+    assert Q.flat_maps([None, attribution_b], ["tabular", "tabular"]).shape == (2, 3)
+
+
+def test_grad_cam_on_a_tabular_image_model_explains_the_image_only(tmp_path):
+    """Grad-CAM returns None for the tabular input, which does not reach its layer: its figures are the image's."""
+    import keras
+    import tb_xai
+
+    keras.utils.set_random_seed(0)
+    tabular, image = keras.Input((4,), name="tabular"), keras.Input((8, 8, 1), name="image")
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same", activation="relu",
+                                                                  name="conv")(image))
+    merged = keras.layers.Concatenate()([keras.layers.Dense(4, activation="tanh")(tabular), h])
+    model = keras.Model({"tabular": tabular, "image": image}, keras.layers.Dense(3, activation="softmax")(merged))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = {"tabular": rng.standard_normal((32, 4)).astype(np.float32),
+         "image": rng.random((32, 8, 8, 1)).astype(np.float32)}
+    y = np.arange(32) % 3
+    seen = []
+    callback = tb_xai.AttributionCallback(str(tmp_path), {k: v[:5] for k, v in x.items()},
+                                          methods=["grad_cam", "saliency"], quality=Q.Quality(Q.GROUPS, points=4))
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[
+        callback, keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
+    for method in ("grad_cam", "saliency"):
+        for figure in ("deletion_auc", "insertion_auc_random", "sanity_spearman", "ndcg_reference", "entropy"):
+            assert np.isfinite(seen[-1][f"xai_{method}_{figure}"]), (method, figure)
+    run = tb_xai.load(str(tmp_path))
+    assert run.inputs == ["tabular", "image"] and list(run._run.index.attributions["grad_cam"]) == ["image"]
+    cam = run.metrics("grad_cam")
+    assert cam["ndcg_reference"] == pytest.approx([s["xai_grad_cam_ndcg_reference"] for s in seen], rel=1e-6)
+    assert cam["deletion_auc"] == pytest.approx([s["xai_grad_cam_deletion_auc"] for s in seen], rel=1e-6)
+    from tb_xai import query
+
+    history = query.method_history(run._run, "grad_cam")
+    assert history.maps.shape == (3, 5, 64) and all(n.startswith("image: pixel (") for n in history.names)
+    assert query.method_history(run._run, "saliency").maps.shape == (3, 5, 4 + 64)
+
+
 def test_two_input_models_rank_every_inputs_features_together(tmp_path):
     import keras
     import tb_xai
@@ -283,7 +403,7 @@ def test_two_input_models_rank_every_inputs_features_together(tmp_path):
     seen = []
     model.fit(x, y, epochs=2, verbose=0, callbacks=[
         tb_xai.AttributionCallback(str(tmp_path), {"a": x["a"][:6], "b": x["b"][:6]}, target=("cls", "predicted"),
-                                   methods=["saliency", "smoothgrad"], quality=Q.Quality(seed_probes=3, points=4)),
+                                   methods=["saliency", "smoothgrad"], quality=Q.Quality(Q.GROUPS, seed_probes=3, points=4)),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(dict(logs)))])
     for figure in ("deletion_auc", "insertion_auc_random", "sanity_spearman", "ndcg_floor"):
         assert np.isfinite(seen[-1][f"xai_saliency_{figure}"]), figure

@@ -74,7 +74,8 @@ def test_stability_and_agreement_come_from_the_shared_aggregation(tabular):
 
 def test_to_dataframe_is_tidy_and_sums_back(tabular, image, tabular_run):
     df = tabular.to_dataframe()
-    assert list(df.columns) == ["method", "input", "step", "probe", "feature", "attribution", "target"]
+    assert list(df.columns) == ["method", "input", "step", "probe", "feature", "channel", "attribution", "target"]
+    assert (df.channel == -1).all()  # tabular attributions have no channel axis
     assert sorted(df.method.unique()) == sorted(tabular.methods)
     steps, probes, features = tabular.attributions("saliency").shape
     one = df[df.method == "saliency"]
@@ -91,6 +92,10 @@ def test_to_dataframe_is_tidy_and_sums_back(tabular, image, tabular_run):
     grad_cam = image.to_dataframe(methods=["grad_cam"])
     assert len(grad_cam) == image.attributions("grad_cam").size
     assert grad_cam.feature.iloc[9] == "pixel (1, 1)"
+    # the DataFrame names a map's elements as the dashboard, ranking and plots do: the layout's names
+    first_probe = grad_cam[(grad_cam.step == 0) & (grad_cam.probe == 0)]
+    assert list(dict.fromkeys(first_probe.feature)) == image.map_names("grad_cam")
+    assert set(image.ranking("grad_cam")) == set(image.map_names("grad_cam"))
 
 
 def test_to_dataframe_without_pandas_says_how_to_get_it(tabular, monkeypatch):

@@ -32,6 +32,17 @@ def check_positive_int(value: Any, what: str, minimum: int = 1, *, alternative: 
     return int(value)
 
 
+def perturbation_map_shape(shape: Tuple[int, ...], modality: Optional[str] = None) -> Tuple[int, ...]:
+    """The map a perturbation method gives one probe input of `shape`: a value per column (tabular), per
+    pixel (an (H, W, C) image), or per step of the first axis (a sequence); `modality` as `ProbeSet.modality`."""
+    shape = tuple(int(d) for d in shape)
+    if modality is None:
+        modality = ProbeSet([np.empty((0,) + shape)], ["input"], "array").modality(0)
+    if modality == metadata.TABULAR:
+        return shape
+    return shape[:2] if modality == metadata.IMAGE else shape[:1]
+
+
 class AttributionMethod(abc.ABC):
     """An attribution method: `attribute(inputs, target)` returns one array per input, one row per probe.
 

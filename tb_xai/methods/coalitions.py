@@ -29,6 +29,16 @@ def probe_keys(rows: np.ndarray) -> np.ndarray:
     return np.array([probe_key(row) for row in rows], dtype=np.int64)
 
 
+def joint_probe_keys(inputs) -> np.ndarray:
+    """`probe_keys` of probes made of several input arrays (a multi-input model's): one checksum over all
+    of a probe's inputs, equal to `probe_keys(inputs[0])` for a single input."""
+    keys = np.zeros(len(inputs[0]), dtype=np.int64)
+    for array in inputs:
+        keys = np.array([zlib.crc32(np.ascontiguousarray(row).tobytes(), int(k)) for row, k in zip(array, keys)],
+                        dtype=np.int64)
+    return keys
+
+
 def probe_generator(seed: int, *keys: int) -> np.random.Generator:
     """The random generator of the probe with key `keys` (see `probe_key`)."""
     return np.random.default_rng([int(seed)] + [int(k) for k in keys])

@@ -12,7 +12,7 @@ import numpy as np
 
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod, check_positive_int
-from tb_xai.methods.coalitions import probe_generator, probe_key
+from tb_xai.methods.coalitions import joint_probe_keys, probe_generator
 
 
 class ExpectedGradients(AttributionMethod):
@@ -22,11 +22,16 @@ class ExpectedGradients(AttributionMethod):
     sum to f(x) - E[f(background)] in expectation. A probe's draws depend only on the seed and its
     values.
 
+    Multi-input models are explained jointly: a draw takes one background row of every input and one alpha,
+    and moves all inputs along the same straight path from the background row to the probe, so the
+    attributions of all inputs together sum to f(x) - E[f(background)] in expectation (one array per input).
+
     Cost: `samples` forward+backward passes per probe.
 
     Args:
-        background: "probe", an array of rows, or a `Background` (e.g. `Background.kmeans(x_train, 50)`);
-            weighted backgrounds draw rows in proportion to their weights.
+        background: "probe", an array of rows (one per input, as a list or dict, for multi-input models), or
+            a `Background` (e.g. `Background.kmeans(x_train, 50)`); weighted backgrounds draw rows in
+            proportion to their weights.
         samples: draws per probe (shap's GradientExplainer default, 200).
         seed: seed of the draws.
         name: the logged name.
@@ -59,17 +64,21 @@ class ExpectedGradients(AttributionMethod):
         self.background = self.background_spec.bind(probe, self.name)
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        x = inputs[0].astype(np.float32)
-        m, s = len(x), self.samples
-        data, weights = self.background.data, self.background.weights
+        xs = [x.astype(np.float32) for x in inputs]
+        m, s = len(target), self.samples
+        weights = self.background.weights
         references, alphas = [], []
-        for row in x:
-            rng = probe_generator(self.seed, probe_key(row))
-            references.append(rng.choice(len(data), size=s, p=weights))
+        for key in joint_probe_keys(xs):
+            rng = probe_generator(self.seed, key)
+            references.append(rng.choice(len(weights), size=s, p=weights))
             alphas.append(rng.random(s))
-        base = data[np.concatenate(references)].reshape((m, s) + x.shape[1:])
-        delta = x[:, None] - base
-        alpha = np.stack(alphas).astype(np.float32).reshape((m, s) + (1,) * (x.ndim - 1))
-        points = (base + alpha * delta).reshape((m * s,) + x.shape[1:])
-        _, (grads,) = self.model.gradients([points], np.repeat(target, s))
-        return [(grads.reshape(delta.shape) * delta).mean(axis=1)]
+        chosen = np.concatenate(references)
+        alpha = np.stack(alphas).astype(np.float32)
+        deltas, points = [], []
+        for x, data in zip(xs, self.background.data):
+            base = data[chosen].reshape((m, s) + x.shape[1:])
+            delta = x[:, None] - base
+            deltas.append(delta)
+            points.append((base + alpha.reshape((m, s) + (1,) * (x.ndim - 1)) * delta).reshape((m * s,) + x.shape[1:]))
+        _, grads = self.model.gradients(points, np.repeat(target, s))
+        return [(g.reshape(delta.shape) * delta).mean(axis=1) for g, delta in zip(grads, deltas)]

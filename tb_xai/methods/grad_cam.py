@@ -2,65 +2,121 @@
 
 from __future__ import annotations
 
+import logging
 from typing import List, Optional
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, SEQUENCE
+from tb_xai.modalities import IMAGE, SEQUENCE
 from tb_xai.methods.base import AttributionMethod
+
+logger = logging.getLogger(__name__)
 
 
 class GradCAM(AttributionMethod):
-    """A convolution layer's channels weighted by their mean gradient, ReLU'd and upsampled to the input.
+    """A feature map's channels weighted by their mean gradient, summed, ReLU'd and resized to the input.
 
     Args:
-        layer: the convolution layer's name; by default the last convolution the model calls.
+        layer: the feature map to explain: a layer name, a path through nested models
+            ("mobilenetv2_1.00_224/out_relu"), or a keras Layer. Any layer the model calls whose output is
+            spatial (batch, *spatial, channels) will do. By default, the last spatial output the model
+            computes after a convolution, in call order: the map that feeds global pooling, flattening or the
+            head (`out_relu` of MobileNetV2, `conv5_block3_out` of ResNet50, `top_activation` of EfficientNet).
         name: the logged name.
 
-    The attribution of an (H, W, C) image is an (H, W) map; of a (length, C) sequence, a (length,) map.
+    The attribution of an (H, W, C) image is an (H, W) map; of a (length, C) sequence, a (length,) map. On a
+    multi-input model each image or sequence input that reaches the layer gets the map, resized to its own
+    size; inputs that do not reach it (a tabular branch) get none.
+
+    Example:
+        >>> tb_xai.AttributionCallback(log_dir, probe, methods=[GradCAM(layer="mobilenetv2_1.00_224/out_relu")])
     """
 
     name = "grad_cam"
     modalities = (IMAGE, SEQUENCE)
+    #: Grad-CAM differentiates to a layer, never to the inputs: disconnected input gradients do not matter.
+    input_gradients = False
 
-    def __init__(self, layer: Optional[str] = None, name=None):
+    def __init__(self, layer=None, name=None):
         super().__init__(name)
+        if layer is not None and not isinstance(layer, str) and not hasattr(layer, "call"):
+            raise TypeError(f"layer must be a layer name, a path 'outer/inner' or a keras Layer; received {layer!r}")
         self.layer = layer
-        self._layer_name: Optional[str] = None
+        self._call = None
+        self._explained: List[int] = []
 
     def config(self):
-        return {"layer": self._layer_name or self.layer}
+        requested = self.layer if self.layer is None or isinstance(self.layer, str) else self.layer.name
+        config = {"layer": self._call.path if self._call is not None else requested}
+        if self.probe is not None and len(self.probe.inputs) > 1:
+            config["inputs"] = [self.probe.names[i] for i in self._explained]
+        return config
 
     def attribution_shape(self, input_shape):
         return tuple(input_shape[:-1])
 
     def setup(self, model, probe) -> None:
-        super().setup(model, probe)
-        if len(probe.inputs) != 1:
+        spatial = [i for i in range(len(probe.inputs)) if probe.modality(i) in self.modalities]
+        if not spatial:
             raise ValueError(
-                f"{self.name} explains a single image or sequence input; the probe has inputs {probe.names}"
+                f"{self.name} explains image or sequence inputs, but the probe's inputs {probe.names} have shapes "
+                f"{[a.shape[1:] for a in probe.inputs]}"
             )
-        convs = model.conv_layers()
+        self.model, self.probe = model, probe
         if self.layer is None:
-            if not convs:
+            call = None
+            for rank in sorted({probe.inputs[i].ndim for i in spatial}, reverse=True):
+                try:
+                    call = model.feature_map(rank)
+                    break
+                except LookupError:
+                    continue
+            if call is None:
                 raise ValueError(
-                    f"{self.name} needs a convolution layer, and the model has none; use saliency or "
-                    "integrated_gradients, or name a layer with GradCAM(layer=...)"
+                    f"{self.name} needs a convolution layer, and the model has none that it calls before a spatial "
+                    "output; use saliency or integrated_gradients, or name a layer with GradCAM(layer=...)"
                 )
-            self._layer_name = convs[-1][0]
         else:
-            self._layer_name = self.layer
-        # Trace now, so a layer that does not exist or is not spatial fails before training goes on.
-        act, _ = model.layer_gradients(self._layer_name, [a[:1] for a in probe.inputs], np.zeros(1, np.int32))
-        if act.ndim != probe.inputs[0].ndim:
+            call = model.find_layer(self.layer)
+        if call.shape is None or len(call.shape) < 3:
             raise ValueError(
-                f"{self.name}: layer {self._layer_name!r} outputs shape {act.shape[1:]}, which has no spatial "
-                f"layout matching the input {probe.inputs[0].shape[1:]}; name a convolution layer"
+                f"{self.name}: layer {call.path!r} ({call.kind}) outputs shape "
+                f"{None if call.shape is None else call.shape[1:]}, which has no spatial layout; name a layer "
+                "whose output is (batch, *spatial, channels)"
             )
+        reaching = set(model.input_names_reaching(call))
+        explained = [i for i in spatial if probe.names[i] in reaching and probe.inputs[i].ndim == len(call.shape)]
+        if not explained:
+            raise ValueError(
+                f"{self.name}: layer {call.path!r} outputs shape {call.shape[1:]}, but no image or sequence input "
+                f"of the same rank reaches it (inputs reaching it: {sorted(reaching)})"
+            )
+        for i in explained:
+            if not np.issubdtype(probe.inputs[i].dtype, np.floating):
+                raise ValueError(
+                    f"{self.name} needs gradients, but probe input {probe.names[i]!r} has dtype "
+                    f"{probe.inputs[i].dtype}: integer inputs have no gradient; pass float inputs"
+                )
+        if all(s == 1 for s in call.shape[1:-1]):
+            logger.warning(
+                "tb_xai: %s explains layer %r, whose map is %s: one cell, so every map is uniform. Give the model "
+                "larger inputs, or name an earlier layer with GradCAM(layer=...)", self.name, call.path,
+                "x".join(str(s) for s in call.shape[1:-1]))
+        self._call, self._explained = call, explained
+        # Trace now, so a layer the output does not depend on fails before training goes on.
+        model.layer_gradients(call, [a[:1] for a in probe.inputs], np.zeros(1, np.int32))
+
+    def attribute(self, inputs, target):
+        """One map per explained input; None for an input that does not reach the layer."""
+        maps = super().attribute(inputs, target)
+        out: List[Optional[np.ndarray]] = [None] * len(inputs)
+        for i, m in zip(self._explained, maps):
+            out[i] = m
+        return out
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        act, grads = self.model.layer_gradients(self._layer_name, inputs, target)
+        act, grads = self.model.layer_gradients(self._call, inputs, target)
         spatial_axes = tuple(range(1, act.ndim - 1))
         weights = grads.mean(axis=spatial_axes, keepdims=True)
         cam = np.maximum((act * weights).sum(axis=-1), 0.0)
-        return [self.model.resize(cam, inputs[0].shape[1:-1])]
+        return [self.model.resize(cam, inputs[i].shape[1:-1]) for i in self._explained]

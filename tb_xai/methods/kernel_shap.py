@@ -8,6 +8,7 @@ import numpy as np
 
 from tb_xai.methods.coalitions import probe_generator, shapley_budget, shapley_coalitions
 from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, weighted_least_squares
+from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
 class KernelShap(LocalSurrogate):
@@ -31,6 +32,7 @@ class KernelShap(LocalSurrogate):
     """
 
     name = "kernel_shap"
+    reference_engine = ShapKernelEngine
 
     def __init__(self, samples="auto", background=None, segmentation=None, engine: str = "batched",
                  seed: int = 0, batch_size: Optional[int] = None, name: Optional[str] = None):

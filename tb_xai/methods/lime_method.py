@@ -9,17 +9,18 @@ from typing import Optional
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, TABULAR
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
 from tb_xai.methods.base import check_positive_int
-from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
 from tb_xai.methods.batching import chunks
+from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
+from tb_xai.methods.reference_engines import LimeEngine
 from tb_xai.methods.surrogate import (
     LocalSurrogate, normal_equations, padded, pipelined, segment_groups, solve_normal_equations,
     weighted_least_squares,
 )
 
 #: LIME's own defaults: samples per probe and the kernel width (tabular: times sqrt(features)).
-_DEFAULT_SAMPLES = {TABULAR: 5000, IMAGE: 1000}
+_DEFAULT_SAMPLES = {TABULAR: 5000, IMAGE: 1000, SEQUENCE: 1000}
 
 
 class Lime(LocalSurrogate):
@@ -38,11 +39,15 @@ class Lime(LocalSurrogate):
 
     Images (as LimeImageExplainer): each superpixel is kept with probability 1/2 (the first sample keeps all)
     and hidden ones take the background fill; weights use the cosine distance of the on/off vector to
-    all-on, width 0.25 by default. Grayscale works as is.
+    all-on, width 0.25 by default. Grayscale works as is. Sequences (probes, T, C) are explained the same way
+    over windows of consecutive time steps instead of superpixels.
 
-    Cost: forward passes only. Images: `samples` model rows per probe (1000 by default). Tabular: `samples`
-    rows per step shared by all probes, plus one per probe (`samples` per probe with
-    `sample_around_instance=True`; 5000 by default).
+    Multi-input models: each input is explained with the others held at the probe (see `LocalSurrogate`);
+    the shared tabular draw is then evaluated once per probe, with that probe's other inputs.
+
+    Cost: forward passes only. Images and sequences: `samples` model rows per probe (1000 by default).
+    Tabular: `samples` rows per step shared by all probes, plus one per probe (`samples` per probe with
+    `sample_around_instance=True` or on a multi-input model; 5000 by default).
 
     Args:
         samples: perturbations per probe; None for LIME's default for the modality.
@@ -56,6 +61,7 @@ class Lime(LocalSurrogate):
     """
 
     name = "lime"
+    reference_engine = LimeEngine
 
     def __init__(self, samples: Optional[int] = None, kernel_width: Optional[float] = None, ridge: float = 1.0,
                  sample_around_instance: bool = False, background=None, segmentation=None,
@@ -71,34 +77,39 @@ class Lime(LocalSurrogate):
         self.kernel_width = kernel_width
         self.ridge = float(ridge)
         self.sample_around_instance = bool(sample_around_instance)
-        self._shared: Optional[tuple] = None
+        self._shared: dict = {}  # input index -> its shared tabular samples, for one attribute() call
 
     def config(self):
         config = super().config()
-        config.update({"samples": self.sample_count(), "kernel_width": self.width(self._columns()),
-                       "ridge": self.ridge})
-        if self.modality == TABULAR:
+        config["ridge"] = self.ridge
+        return config
+
+    def input_config(self, spec):
+        config = super().input_config(spec)
+        columns = spec.shape[0] if spec.modality == TABULAR else 0
+        config.update({"samples": self.sample_count(spec.modality),
+                       "kernel_width": self.width(columns, spec.modality)})
+        if spec.modality == TABULAR:
             config["sample_around_instance"] = self.sample_around_instance
         return config
 
     def _check(self, probe) -> None:
-        if self.sample_around_instance and self.modality != TABULAR:
-            raise ValueError(f"{self.name}: sample_around_instance applies to tabular probes only")
+        if self.sample_around_instance and all(spec.modality != TABULAR for spec in self.inputs):
+            raise ValueError(f"{self.name}: sample_around_instance applies to tabular inputs only; the probe has "
+                             f"shapes {[a.shape for a in probe.inputs]}")
 
-    def _columns(self) -> int:
-        return self.probe.inputs[0].shape[1] if self.probe is not None and self.modality == TABULAR else 0
-
-    def sample_count(self) -> Optional[int]:
+    def sample_count(self, modality: Optional[str] = None) -> Optional[int]:
         if self.samples is not None:
             return int(self.samples)
-        return _DEFAULT_SAMPLES.get(self.modality)
+        return _DEFAULT_SAMPLES.get(modality or self.modality)
 
-    def width(self, features: int) -> Optional[float]:
+    def width(self, features: int, modality: Optional[str] = None) -> Optional[float]:
         if self.kernel_width is not None:
             return float(self.kernel_width)
-        if self.modality == TABULAR:
+        modality = modality or self.modality
+        if modality == TABULAR:
             return 0.75 * float(np.sqrt(features))
-        return 0.25 if self.modality == IMAGE else None
+        return 0.25 if modality in (IMAGE, SEQUENCE) else None
 
     def samples_per_probe(self, features: int) -> int:
         return self.sample_count()
@@ -112,7 +123,7 @@ class Lime(LocalSurrogate):
         return mean, scale
 
     def attribute(self, inputs, target):
-        self._shared = None  # the shared samples' outputs belong to the model as it is now
+        self._shared = {}  # the shared samples' outputs belong to the model as it is now
         return super().attribute(inputs, target)
 
     def _explain_tabular(self, x, target, index):
@@ -120,13 +131,17 @@ class Lime(LocalSurrogate):
             return self._explain_around_instances(x, target, index)
         p, d = x.shape
         mean, scale = self.standardization()
-        z, products, outputs = self._shared_samples(d, mean, scale)
+        z, products, rows, outputs = self._shared_samples(d, mean, scale)
         probes = (x - mean) / scale
         squared = (probes ** 2).sum(axis=1)[:, None] + (z ** 2).sum(axis=1)[None, :] - 2 * probes @ z.T
         w = self._kernel(np.sqrt(np.maximum(squared, 0.0)), d)  # (probes, samples - 1)
         w_probe = self._kernel(np.zeros(p), d)  # the probe itself, at distance 0
-        y = outputs[:, target].T
-        y_probe = self.predict_rows(x, target)
+        if outputs is not None:
+            y = outputs[:, target].T
+        else:  # other inputs vary with the probe: the shared rows are evaluated with each probe's own
+            y = self.predict_rows(np.tile(rows, (p, 1)), np.repeat(target, len(rows)),
+                                  probes=np.repeat(np.arange(p), len(rows))).reshape(p, len(rows))
+        y_probe = self.predict_rows(x, target, probes=np.arange(p))
         if self.ridge == 0:  # as `normal_equations`: unit weight sums condition the system better
             total = w.sum(axis=1) + w_probe
             w, w_probe = w / total[:, None], w_probe / total
@@ -139,18 +154,22 @@ class Lime(LocalSurrogate):
         return beta.astype(np.float32)
 
     def _shared_samples(self, d: int, mean: np.ndarray, scale: np.ndarray):
-        """(standardized samples (S-1, d), their feature products (S-1, d*d), model outputs (S-1, classes)).
+        """(standardized samples (S-1, d), their feature products (S-1, d*d), the samples as input rows
+        (S-1, d), model outputs (S-1, classes) or None for a multi-input model).
 
-        Drawn from the seed alone and evaluated once per `attribute` call, however many blocks of probes
-        it is split into.
+        Drawn from the seed alone and, for a single-input model, evaluated once per `attribute` call, however
+        many blocks of probes it is split into.
         """
-        if self._shared is None:
+        index = self._input.index
+        if index not in self._shared:
             z = standard_normal(probe_generator(self.seed), (self.sample_count() - 1, d)).astype(np.float64)
             rows = (z * scale + mean).astype(np.float32)
-            outputs = self.model.predict([rows], batch_size=self.rows_per_call(d)).astype(np.float64)
+            outputs = None
+            if len(self.inputs) == 1:
+                outputs = self.model.predict([rows], batch_size=self.rows_per_call(d)).astype(np.float64)
             products = (z[:, :, None] * z[:, None, :]).reshape(len(z), d * d)
-            self._shared = (z, products, outputs)
-        return self._shared
+            self._shared[index] = (z, products, rows, outputs)
+        return self._shared[index]
 
     def _explain_around_instances(self, x, target, index):
         p, d = x.shape
@@ -172,7 +191,9 @@ class Lime(LocalSurrogate):
             return (z * scale.astype(np.float32) + mean.astype(np.float32)).reshape(-1, d)
 
         def evaluate(j: int, rows: np.ndarray) -> None:
-            outputs.append(self.predict_rows(rows, np.repeat(target[pieces[j]], s)).reshape(-1, s))
+            block = np.arange(p)[pieces[j]]
+            outputs.append(self.predict_rows(rows, np.repeat(target[block], s), probes=np.repeat(block, s))
+                           .reshape(-1, s))
 
         pipelined(sampled, evaluate, len(pieces))
         xy = np.concatenate([

@@ -1,28 +1,46 @@
-"""Occlusion (Zeiler & Fergus, 2014, arXiv:1311.2901): the output drop when a window of the image is hidden."""
+"""Occlusion (Zeiler & Fergus, 2014, arXiv:1311.2901): the output drop when a window of the input is hidden."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+import dataclasses
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE
-from tb_xai.methods.base import AttributionMethod, check_positive_int
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
+from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
 from tb_xai.methods.batching import chunks
 
 
-class Occlusion(AttributionMethod):
-    """Slides a `window` x `window` patch over each image, filled with `fill`, and records how much the
-    explained output drops; each pixel gets the mean drop of the windows covering it.
+@dataclasses.dataclass
+class _Windows:
+    """The windows slid over one probe input: slices of its map axes, and how many windows cover each element."""
 
-    Cost: one forward pass per window position plus one per probe ((H - window) / stride + 1)^2 + 1; for
-    28x28 images, window 4 and stride 2, 170 passes per probe. Host memory: the occluded copies of one
-    model batch at a time, never all of a probe's at once (12,321 windows of a 224x224x3 image would be 7 GB).
+    index: int
+    modality: str
+    slices: List[Tuple[slice, ...]]
+    coverage: np.ndarray  # the input's map shape: (H, W), (T,) or (features,)
+
+
+class Occlusion(AttributionMethod):
+    """Slides a window over each input, filled with `fill`, and records how much the explained output drops;
+    each element of the map gets the mean drop of the windows covering it.
+
+    Images (probes, H, W, C): `window` x `window` patches, an (H, W) map. Sequences (probes, T, C): windows
+    of `window` consecutive time steps (along the first axis), a (T,) map. Tabular inputs (probes, features):
+    one feature at a time (columns have no neighbours to share a window with), a (features,) map.
+    Multi-input models: each input is occluded in turn with the others held at the probe, one map per input.
+
+    Cost: one forward pass per window position plus one per probe; for 28x28 images, window 4 and stride 2,
+    ((28 - 4) / 2 + 1)^2 + 1 = 170 passes per probe; a multi-input model adds each input's windows. Host
+    memory: the occluded copies of one model batch at a time, never all of a probe's at once (12,321 windows
+    of a 224x224x3 image would be 7 GB).
 
     Args:
-        window: side of the square patch in pixels.
+        window: side of the square patch in pixels, or the time steps of a sequence window.
         stride: step between window positions; defaults to half the window.
-        fill: a number, or "mean" for each probe image's mean colour.
+        fill: a number, or "mean" for each probe image's mean colour (a sequence's mean per channel); tabular
+            inputs need a number.
         name: the logged name.
 
     Example:
@@ -31,7 +49,7 @@ class Occlusion(AttributionMethod):
 
     name = "occlusion"
     requires_gradients = False
-    modalities = (IMAGE,)
+    modalities = (TABULAR, IMAGE, SEQUENCE)
 
     def __init__(self, window: int = 4, stride: Optional[int] = None, fill: Union[float, str] = 0.0,
                  name: Optional[str] = None):
@@ -39,67 +57,91 @@ class Occlusion(AttributionMethod):
         check_positive_int(window, "window")
         if stride is not None:
             check_positive_int(stride, "stride")
-        if not (fill == "mean" or (isinstance(fill, (int, float)) and not isinstance(fill, bool))):
-            raise ValueError(f"fill must be a number or 'mean'; received: {fill!r}")
+        if not (fill == "mean" or (isinstance(fill, (int, float, np.floating, np.integer))
+                                   and not isinstance(fill, bool) and np.isfinite(fill))):
+            raise ValueError(f"fill must be a finite number or 'mean'; received: {fill!r}")
         self.window = int(window)
         self.stride = int(stride) if stride is not None else max(1, self.window // 2)
         self.fill = fill
-        self._starts = np.zeros((0, 2), dtype=np.int64)  # (windows, 2): top-left corner of each window
-        self._coverage = np.zeros((0, 0))  # (H, W): how many windows cover each pixel
+        self._windows: List[_Windows] = []
 
     def config(self):
         return {"window": self.window, "stride": self.stride, "fill": self.fill}
 
     def attribution_shape(self, input_shape):
-        return tuple(input_shape[:2])
+        return perturbation_map_shape(input_shape)
 
     def rows_per_probe(self) -> int:
-        return len(self._starts) + 1
+        return sum(len(w.slices) for w in self._windows) + 1
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
-        if len(probe.inputs) != 1 or probe.modality(0) != IMAGE:
-            raise ValueError(
-                f"{self.name} explains one image input (probes, H, W, C); the probe has shapes "
-                f"{[a.shape for a in probe.inputs]}"
-            )
-        height, width = probe.feature_shape(0)[:2]
-        if self.window > min(height, width):
-            raise ValueError(f"{self.name}: window {self.window} is larger than the {height}x{width} images")
-        starts_r = _starts(height, self.window, self.stride)
-        starts_c = _starts(width, self.window, self.stride)
-        self._starts = np.array([(r, c) for r in starts_r for c in starts_c], dtype=np.int64)
-        coverage = np.zeros((height, width))
-        for r, c in self._starts:
-            coverage[r:r + self.window, c:c + self.window] += 1
-        self._coverage = coverage
+        self._windows = [self._windows_of(probe, i) for i in range(len(probe.inputs))]
+
+    def _windows_of(self, probe, i: int) -> _Windows:
+        modality, shape, name = probe.modality(i), probe.feature_shape(i), probe.names[i]
+        if modality == TABULAR:
+            if self.fill == "mean":
+                raise ValueError(
+                    f"{self.name}: fill='mean' is an image's mean colour or a sequence's mean per channel; "
+                    f"tabular input {name!r} needs a number"
+                )
+            slices = [(slice(j, j + 1),) for j in range(shape[0])]
+        elif modality == IMAGE:
+            height, width = shape[:2]
+            if self.window > min(height, width):
+                raise ValueError(
+                    f"{self.name}: window {self.window} is larger than the {height}x{width} images of input {name!r}"
+                )
+            slices = [(slice(r, r + self.window), slice(c, c + self.window))
+                      for r in _starts(height, self.window, self.stride)
+                      for c in _starts(width, self.window, self.stride)]
+        else:
+            if self.window > shape[0]:
+                raise ValueError(
+                    f"{self.name}: window {self.window} is longer than the {shape[0]} steps of sequence input {name!r}"
+                )
+            slices = [(slice(t, t + self.window),) for t in _starts(shape[0], self.window, self.stride)]
+        coverage = np.zeros(perturbation_map_shape(shape, modality))
+        for window in slices:
+            coverage[window] += 1
+        return _Windows(i, modality, slices, coverage)
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        x = inputs[0].astype(np.float32)
-        m, w = len(x), self.window
-        if self.fill == "mean":
-            fill = x.mean(axis=(1, 2), keepdims=True)
-        else:
-            fill = np.full((m, 1, 1, 1), self.fill, dtype=np.float32)
+        m = len(target)
         probes = np.arange(m)
-        full = self.model.predict([x])[probes, target]
-        summed = np.zeros((m,) + self._coverage.shape)
+        full = self.model.predict(inputs)[probes, target]
+        return [self._occlude(inputs, windows, full, target) for windows in self._windows]
+
+    def _occlude(self, inputs: List[np.ndarray], windows: _Windows, full: np.ndarray, target: np.ndarray):
+        """(probes, *map) mean output drop over the windows covering each element of input `windows.index`."""
+        x = inputs[windows.index]
+        m = len(x)
+        probes = np.arange(m)
+        map_axes = windows.coverage.ndim
+        if self.fill == "mean":  # per probe, per channel: the mean over the map axes
+            fill = x.astype(np.float32).mean(axis=tuple(range(1, 1 + map_axes)), keepdims=True)
+        else:
+            fill = np.full((m,) + (1,) * (x.ndim - 1), self.fill, dtype=np.float32)
+        summed = np.zeros((m,) + windows.coverage.shape)
         # Windows in chunks of at most one model batch of occluded rows: host memory stays bounded by the
-        # batch size, however many windows an image has.
-        for piece in chunks(len(self._starts), max(1, self.model.batch_size // m)):
-            starts = self._starts[piece]
-            occluded = np.repeat(x[:, None], len(starts), axis=1)  # (probes, windows in the chunk, H, W, C)
-            for k, (r, c) in enumerate(starts):
-                occluded[:, k, r:r + w, c:c + w] = fill
-            out = self.model.predict([occluded.reshape((-1,) + x.shape[1:])])
-            drops = full[:, None] - out.reshape(m, len(starts), -1)[probes, :, target]
-            for k, (r, c) in enumerate(starts):
-                summed[:, r:r + w, c:c + w] += drops[:, k, None, None]
-        return [(summed / np.maximum(self._coverage, 1)).astype(np.float32)]
+        # batch size, however many windows an input has.
+        for piece in chunks(len(windows.slices), max(1, self.model.batch_size // m)):
+            chunk = windows.slices[piece]
+            occluded = np.repeat(x[:, None], len(chunk), axis=1)  # (probes, windows in the chunk, *features)
+            for k, window in enumerate(chunk):
+                occluded[(slice(None), k) + window] = fill
+            arrays = [occluded.reshape((-1,) + x.shape[1:]) if j == windows.index
+                      else np.repeat(held, len(chunk), axis=0) for j, held in enumerate(inputs)]
+            out = self.model.predict(arrays)
+            drops = full[:, None] - out.reshape(m, len(chunk), -1)[probes, :, target]
+            for k, window in enumerate(chunk):
+                summed[(slice(None),) + window] += drops[:, k].reshape((m,) + (1,) * map_axes)
+        return (summed / np.maximum(windows.coverage, 1)).astype(np.float32)
 
 
 def _starts(size: int, window: int, stride: int) -> List[int]:
-    """Window offsets covering every pixel: every `stride`, plus one flush with the far edge."""
+    """Window offsets covering every element: every `stride`, plus one flush with the far edge."""
     starts = list(range(0, size - window + 1, stride))
     if starts[-1] != size - window:
         starts.append(size - window)

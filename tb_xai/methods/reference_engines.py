@@ -4,6 +4,11 @@ budget and seed as our batched engine, with the model wrapped as the adapter's c
 
 They explain one probe at a time, as the libraries do; they are here to check and to benchmark the batched
 engine against, and for users who want the library's own numbers.
+
+A method composes its engine: `KernelShap` holds a `ShapKernelEngine` and `Lime` a `LimeEngine` when built with
+`engine="reference"`, and calls its `explain(method, x, target, index)` where the batched engine would run. This
+module knows only what every local surrogate offers (its features, background, model outputs), not the method
+classes.
 """
 
 from __future__ import annotations
@@ -13,32 +18,91 @@ import io
 
 import numpy as np
 
-from tb_xai.metadata import TABULAR
-from tb_xai.methods.segmentation import as_rgb
-from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
+from tb_xai.modalities import SEQUENCE, TABULAR
+from tb_xai.methods.segmentation import as_rgb, segment_groups
 
 
-def explain(method: LocalSurrogate, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Attributions of probes `x` by the library `method` stands for (KernelSHAP: shap, LIME: lime)."""
-    from tb_xai.methods.kernel_shap import KernelShap
+class _LibraryEngine:
+    """Explains one probe at a time, as the libraries do, each with its own seed from (seed, probe key)."""
 
-    rows = []
-    for i in range(len(x)):
-        seed = int(np.random.SeedSequence([method.seed, int(index[i])]).generate_state(1)[0])
-        if isinstance(method, KernelShap):
-            rows.append(_kernel_shap(method, x[i], int(target[i]), seed))
-        elif method.modality == TABULAR:
-            rows.append(_lime_tabular(method, x[i], int(target[i]), seed))
-        else:
-            rows.append(_lime_image(method, x[i], int(target[i]), seed))
-    return np.stack(rows).astype(np.float32)
+    name = "reference"
+
+    def explain(self, method, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
+        rows = []
+        for i in range(len(x)):
+            seed = int(np.random.SeedSequence([method.seed, int(index[i])]).generate_state(1)[0])
+            rows.append(self.explain_one(method, x[i], i, int(target[i]), seed))
+        return np.stack(rows).astype(np.float32)
+
+    def explain_one(self, method, x: np.ndarray, probe: int, target: int, seed: int) -> np.ndarray:
+        raise NotImplementedError
 
 
-def _output(method: LocalSurrogate, target: int):
-    """The model function the libraries call: rows -> the target output, one compiled batched call."""
+class ShapKernelEngine(_LibraryEngine):
+    """`shap.KernelExplainer` with `l1_reg=False`; on superpixels and windows, shap samples the coalitions and
+    a coalition's value is computed as in the batched engine."""
+
+    def explain_one(self, method, x, probe, target, seed):
+        import shap
+
+        if method.modality == TABULAR:
+            background = method.background
+            if np.allclose(background.weights, background.weights[0]):
+                data = background.data
+            else:
+                from shap.utils._legacy import DenseData
+
+                data = DenseData(background.data, [str(j) for j in range(x.shape[0])], None, background.weights)
+            with _seeded_global_numpy(seed):
+                explainer = shap.KernelExplainer(_output(method, probe, target), data)
+                return np.asarray(
+                    explainer.shap_values(x[None], nsamples=method.samples, l1_reg=False, silent=True)
+                )[0]
+        segments = method.segments(x[None])
+        k = int(segments.max()) + 1
+        replacement, weights = method.replacements(x[None], segments)
+        groups = segment_groups(x[None], segments)
+
+        def coalition_fn(z):
+            masks = (np.asarray(z) > 0.5)[None]
+            return method.coalition_values(x[None], masks, np.ones(masks.shape[:2], dtype=bool), groups,
+                                           replacement, weights, np.array([target]), probes=np.array([probe]))[0]
+
+        with _seeded_global_numpy(seed):
+            explainer = shap.KernelExplainer(coalition_fn, np.zeros((1, k)))
+            phi = np.asarray(explainer.shap_values(np.ones((1, k)), nsamples=method.samples, l1_reg=False,
+                                                   silent=True))
+        return phi[0][segments[0]]
+
+
+class LimeEngine(_LibraryEngine):
+    """lime's `LimeTabularExplainer` (`discretize_continuous=False`) and `LimeImageExplainer`; lime has no
+    explainer for sequences."""
+
+    def explain_one(self, method, x, probe, target, seed):
+        if method.modality == TABULAR:
+            return _lime_tabular(method, x, probe, target, seed)
+        if method.modality == SEQUENCE:
+            raise ValueError(
+                f"{method.name}: lime has no explainer for sequences; explain sequence inputs with "
+                "engine='batched'"
+            )
+        return _lime_image(method, x, probe, target, seed)
+
+
+def _output(method, probe: int, target: int):
+    """The model function the libraries call: rows -> the target output, one compiled batched call, the
+    model's other inputs held at probe `probe`'s values."""
+    def fn(rows):
+        return _probabilities(method, probe)(rows)[:, target]
+    return fn
+
+
+def _probabilities(method, probe: int):
     def fn(rows):
         rows = np.asarray(rows, dtype=np.float32)
-        return method.model.predict([rows], batch_size=method.rows_per_call(int(np.prod(rows.shape[1:]))))[:, target]
+        size = method.rows_per_call(int(np.prod(rows.shape[1:])))
+        return method.model_outputs(rows, np.full(len(rows), probe), batch_size=size)
     return fn
 
 
@@ -53,43 +117,7 @@ def _seeded_global_numpy(seed: int):
         np.random.set_state(state)
 
 
-def _kernel_shap(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
-    import shap
-
-    f = _output(method, target)
-    if method.modality == TABULAR:
-        background = method.background
-        if np.allclose(background.weights, background.weights[0]):
-            data = background.data
-        else:
-            from shap.utils._legacy import DenseData
-
-            data = DenseData(background.data, [str(j) for j in range(x.shape[0])], None, background.weights)
-        with _seeded_global_numpy(seed):
-            explainer = shap.KernelExplainer(f, data)
-            return np.asarray(explainer.shap_values(x[None], nsamples=method.samples, l1_reg=False, silent=True))[0]
-    # Images: the features are superpixels; a coalition's value is computed as in the batched engine.
-    segments = method.segmentation(x)
-    k = int(segments.max()) + 1
-    replacement, weights = method.replacements(x[None], segments[None])
-    groups = segment_groups(x[None], segments[None])
-
-    def coalition_fn(z):
-        z = np.asarray(z) > 0.5
-        masks = z[None]
-        values = method.coalition_values(
-            x[None], masks, np.ones(masks.shape[:2], dtype=bool), groups, replacement, weights,
-            np.array([target]),
-        )
-        return values[0]
-
-    with _seeded_global_numpy(seed):
-        explainer = shap.KernelExplainer(coalition_fn, np.zeros((1, k)))
-        phi = np.asarray(explainer.shap_values(np.ones((1, k)), nsamples=method.samples, l1_reg=False, silent=True))
-    return phi[0][segments]
-
-
-def _lime_tabular(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
+def _lime_tabular(method, x: np.ndarray, probe: int, target: int, seed: int) -> np.ndarray:
     from lime.lime_tabular import LimeTabularExplainer
 
     background = method.background
@@ -105,13 +133,13 @@ def _lime_tabular(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
         random_state=np.random.RandomState(seed),
     )
     explanation = explainer.explain_instance(
-        x.astype(np.float64), _probabilities(method), labels=(target,), num_features=d,
+        x.astype(np.float64), _probabilities(method, probe), labels=(target,), num_features=d,
         num_samples=method.sample_count(), model_regressor=_ridge(method, seed),
     )
     return _dense(explanation.local_exp[target], d)
 
 
-def _lime_image(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
+def _lime_image(method, x: np.ndarray, probe: int, target: int, seed: int) -> np.ndarray:
     from lime.lime_image import LimeImageExplainer
 
     if x.shape[-1] not in (1, 3):
@@ -119,12 +147,12 @@ def _lime_image(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
     if method.background is not None:
         raise ValueError(
             f"{method.name}: lime's image explainer hides superpixels with a fill; the reference engine takes "
-            "background='segment_mean' or a number"
+            "background='segment_mean', 'mean' or a number"
         )
-    segments = method.segmentation(x)
+    segments = method.segments(x[None])[0]
     k = int(segments.max()) + 1
     channels = x.shape[-1]
-    predict = _output(method, target)
+    predict = _output(method, probe, target)
 
     def classifier_fn(images):
         # lime works on RGB copies; the model sees its own channel count (gray copies are equal per channel).
@@ -136,18 +164,20 @@ def _lime_image(method, x: np.ndarray, target: int, seed: int) -> np.ndarray:
     with contextlib.redirect_stderr(io.StringIO()):  # lime prints a progress bar per probe
         explanation = explainer.explain_instance(
             as_rgb(x).astype(np.float64), classifier_fn, labels=(target,), top_labels=None,
-            hide_color=None if method.fill == "segment_mean" else method.fill, num_features=k,
+            hide_color=_hide_color(method.fill, x), num_features=k,
             num_samples=method.sample_count(), batch_size=method.sample_count(),
             segmentation_fn=lambda image: segments, model_regressor=_ridge(method, seed),
         )
     return _dense(explanation.local_exp[target], k)[segments]
 
 
-def _probabilities(method):
-    def fn(rows):
-        rows = np.asarray(rows, dtype=np.float32)
-        return method.model.predict([rows], batch_size=method.rows_per_call(rows.shape[1]))
-    return fn
+def _hide_color(fill, image: np.ndarray):
+    """lime's hide_color for our fill: None is its superpixel mean; "mean" is the image's mean colour."""
+    if fill == "segment_mean":
+        return None
+    if fill == "mean":
+        return as_rgb(image).reshape(-1, 3).mean(axis=0)
+    return fill
 
 
 def _ridge(method, seed: int):

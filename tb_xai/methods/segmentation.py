@@ -1,7 +1,9 @@
-"""Superpixels: the interpretable features KernelSHAP and LIME switch on and off in an image.
+"""Superpixels and time windows: the interpretable features KernelSHAP and LIME switch on and off in an image
+or a sequence.
 
-A segmentation maps an (H, W, C) image to an (H, W) map of integer labels 0..K-1. Grayscale (C == 1) images
-are segmented as they are by SLIC and the patch grid, and as RGB copies by quickshift (which needs colour).
+A segmentation maps an (H, W, C) image to an (H, W) map of integer labels 0..K-1, and a (T, C) sequence to a
+(T,) map of contiguous windows of time steps. Grayscale (C == 1) images are segmented as they are by SLIC and
+the patch grid, and as RGB copies by quickshift (which needs colour).
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 
 from tb_xai.methods.base import check_positive_int
+
 _ALGORITHMS = ("slic", "quickshift", "grid")
+#: Windows a sequence is split into when no window length is given.
+_WINDOWS_PER_SEQUENCE = 16
 
 
 class Segmentation:
-    """Splits images into superpixels.
+    """Splits images into superpixels and sequences into windows of time steps.
 
     Args:
         algorithm: "slic" (skimage SLIC), "quickshift" (skimage quickshift, LIME's default), "grid" (a regular
             grid of `patch` x `patch` squares), or a function (H, W, C) image -> (H, W) integer labels.
         patch: side of a grid square in pixels ("grid" only).
+        window: time steps per window of a (T, C) sequence input; None splits each sequence into 16 windows
+            of ceil(T / 16) steps. Sequences are always split into contiguous windows, whatever `algorithm`
+            (which applies to images).
         **params: passed to the skimage function; SLIC defaults to n_segments=min(50, pixels / 8) and a
             compactness suited to the image's colour space, quickshift to LIME's kernel_size=4, max_dist=200, ratio=0.2.
 
@@ -32,12 +40,15 @@ class Segmentation:
     """
 
     def __init__(self, algorithm: Union[str, Callable[[np.ndarray], np.ndarray]] = "slic", patch: int = 4,
-                 **params: Any):
+                 window: Optional[int] = None, **params: Any):
         if not callable(algorithm) and algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS} or a function; received: {algorithm!r}")
         check_positive_int(patch, "patch")
+        if window is not None:
+            check_positive_int(window, "window", alternative="None")
         self.algorithm = algorithm
         self.patch = int(patch)
+        self.window = None if window is None else int(window)
         self.params = params
         self._cache: Dict[bytes, np.ndarray] = {}
 
@@ -48,6 +59,20 @@ class Segmentation:
             config["patch"] = self.patch
         config.update({f"segmentation_{k}": v for k, v in self.params.items()})
         return config
+
+    def window_length(self, steps: int) -> int:
+        """Time steps per window of a sequence of `steps` steps."""
+        if self.window is not None:
+            return self.window
+        return max(1, -(-steps // _WINDOWS_PER_SEQUENCE))
+
+    def sequence_config(self, steps: int) -> Dict[str, Any]:
+        return {"segmentation": "window", "segmentation_window": self.window_length(steps)}
+
+    def windows(self, steps: int) -> np.ndarray:
+        """(steps,) int32 labels of consecutive windows of `window_length(steps)` time steps (the last may be
+        shorter)."""
+        return (np.arange(steps) // self.window_length(steps)).astype(np.int32)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """(H, W) int32 labels 0..K-1 of one (H, W, C) image; the same image is segmented once."""
@@ -95,6 +120,13 @@ def grid_segments(shape: Tuple[int, int], patch: int) -> np.ndarray:
     return (rows[:, None] * (cols.max() + 1) + cols[None, :]).astype(np.int32)
 
 
+def segment_groups(x: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """(P, D) segment of each flattened element of (P, H, W, C) images with (P, H, W) superpixels, or of
+    (P, T, ...) sequences with (P, T) windows."""
+    expanded = segments.reshape(segments.shape + (1,) * (x.ndim - segments.ndim))
+    return np.broadcast_to(expanded, x.shape).reshape(len(x), -1)
+
+
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """An (H, W, 3) copy of an (H, W, 1) grayscale or (H, W, 3|4) colour image (alpha dropped)."""
     if image.shape[-1] == 1:
@@ -103,10 +135,11 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def segment_means(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """`image` with every superpixel filled with its mean colour (LIME's default for a hidden superpixel)."""
+    """`image` with every superpixel filled with its mean colour (LIME's default for a hidden superpixel), or
+    a sequence with every window filled with its mean per channel."""
     k = int(segments.max()) + 1
-    flat = image.reshape(-1, image.shape[-1]).astype(np.float64)
     labels = segments.reshape(-1)
+    flat = image.reshape(len(labels), -1).astype(np.float64)
     sums = np.stack([np.bincount(labels, weights=flat[:, c], minlength=k) for c in range(flat.shape[1])], axis=1)
     means = sums / np.bincount(labels, minlength=k)[:, None]
     return means[labels].reshape(image.shape).astype(image.dtype)

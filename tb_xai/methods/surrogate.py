@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import dataclasses
 import numbers
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_xai.metadata import IMAGE, TABULAR
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
 from tb_xai.methods.background import Background, BackgroundLike, as_background
-from tb_xai.methods.base import AttributionMethod, check_positive_int
+from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
 from tb_xai.methods.batching import chunks, map_batches
-from tb_xai.methods.coalitions import probe_keys
-from tb_xai.methods.segmentation import Segmentation, as_segmentation, segment_means
+from tb_xai.methods.coalitions import joint_probe_keys
+from tb_xai.methods.segmentation import (  # segment_groups is re-exported for the methods
+    Segmentation, as_segmentation, segment_groups, segment_means,
+)
+from tb_xai.probe import ProbeSet
 
 #: Input elements (float32) per model call when no batch_size is given: about 8 MB, large enough for the
 #: compiled predict to reach its throughput on small models and small enough to bound memory on large ones.
@@ -31,6 +35,8 @@ _ELEMENTS_PER_CALL = 2 ** 21
 _ELEMENTS_PER_BLOCK = 2 ** 24
 _SUPERPIXELS_PER_IMAGE = 256
 _ENGINES = ("batched", "reference")
+#: What hidden superpixels or windows can take besides a number or background rows.
+_FILLS = ("segment_mean", "mean")
 
 
 def normal_equations(design: np.ndarray, weights: np.ndarray, ridge: float):
@@ -138,19 +144,68 @@ def weighted_least_squares(
     return solve_normal_equations(gram, x_sum, total_weight, xy, y_sum, valid, ridge, intercept, total)
 
 
+@dataclasses.dataclass
+class ExplainedInput:
+    """One probe input as a local surrogate explains it: its interpretable features and what replaces them.
+
+    Attributes:
+        index: its position among the model's inputs.
+        name: its probe input name.
+        modality: "tabular" (one feature per column), "image" (superpixels) or "sequence" (contiguous windows
+            along the first axis: time steps).
+        shape: one probe row's shape.
+        background: the rows removed features take (this input's column of the bound background), or None.
+        fill: "segment_mean", "mean" or a constant that hidden superpixels or windows take, or None.
+    """
+
+    index: int
+    name: str
+    modality: str
+    shape: Tuple[int, ...]
+    background: Optional[Background] = None
+    fill: Optional[Union[str, float]] = None
+
+    @property
+    def map_shape(self) -> Tuple[int, ...]:
+        """Shape of one probe's attribution: a value per column, per pixel, or per time step."""
+        return perturbation_map_shape(self.shape, self.modality)
+
+
+class BatchedEngine:
+    """Our engine: every probe of a block through the compiled model in large batches, one batched solve."""
+
+    name = "batched"
+
+    def explain(self, method: "LocalSurrogate", x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return method.explain_batched(x, target, index)
+
+
 class LocalSurrogate(AttributionMethod):
-    """Base of the local-surrogate methods (LIME, KernelSHAP) on one tabular or image input.
+    """Base of the local-surrogate methods (LIME, KernelSHAP) on tabular, image and sequence inputs.
 
     Tabular probes (probes, features) have one interpretable feature per column and one attribution per
     column. Image probes (probes, H, W, C) have one per superpixel; the attribution is an (H, W) map holding
-    each pixel's superpixel coefficient. Subclasses sample the perturbations and choose the regression.
+    each pixel's superpixel coefficient. Sequence probes (probes, T, C) have one per window of consecutive
+    time steps (see `Segmentation`'s `window`); the attribution is a (T,) map holding each step's window
+    coefficient. Subclasses sample the perturbations and choose the regression.
+
+    Multi-input models: each input is explained in turn, its features perturbed while every other input is
+    held at the probe's own values, so each input's attributions explain f(x) as that input varies alone
+    (KernelSHAP's sum to f(x) minus the model's mean output with only that input replaced). The result is
+    one array per input, and the cost is the sum of each input's cost.
 
     Args:
         samples: perturbations per probe.
         background: what replaces a removed feature. Tabular: a `Background` ("probe", an array, k-means).
-            Images: "segment_mean" (each superpixel's mean colour), a number (a constant fill), or a
-            `Background` of images.
-        segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation`.
+            Images and sequences: "segment_mean" (each superpixel's mean colour, each window's mean per
+            channel), "mean" (the probe image's mean colour, the probe sequence's mean per channel over all
+            steps), a number (a constant fill), or a `Background` of images or sequences. Defaults: "probe"
+            for tabular inputs, "segment_mean" for images (as LIME), "mean" for sequences (a window's own mean
+            keeps its sum, which a model that sums or averages over time barely notices). Multi-input models: "probe" or a
+            `Background` with one array per input applies to every input; a dict {input name: one of the
+            above} chooses per input (inputs left out take their default).
+        segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation` (whose
+            `window` also sets the time steps per window of sequence probes).
         engine: "batched" (ours: all probes through the compiled model in large batches, one batched solve)
             or "reference" (the shap / lime library, with the compiled batched predict as model function).
         seed: seed of the perturbations; a probe's draws depend only on the seed and its values.
@@ -160,12 +215,14 @@ class LocalSurrogate(AttributionMethod):
     """
 
     requires_gradients = False
-    modalities = (TABULAR, IMAGE)
+    modalities = (TABULAR, IMAGE, SEQUENCE)
+    #: The library engine `engine="reference"` composes (set by each method).
+    reference_engine: Optional[type] = None
 
     def __init__(
         self,
         samples,
-        background: Optional[Union[BackgroundLike, float]] = None,
+        background: Optional[Union[BackgroundLike, float, Mapping[str, Any]]] = None,
         segmentation: Optional[Union[str, Segmentation]] = None,
         engine: str = "batched",
         seed: int = 0,
@@ -175,61 +232,103 @@ class LocalSurrogate(AttributionMethod):
         super().__init__(name)
         if engine not in _ENGINES:
             raise ValueError(f"engine must be one of {_ENGINES}; received: {engine!r}")
+        if engine == "reference" and self.reference_engine is None:
+            raise ValueError(f"{self.name} has no reference engine; use engine='batched'")
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size", alternative="None")
         self.samples = samples
         self.background_spec = background
         self.segmentation = as_segmentation(segmentation)
         self.engine = engine
+        self._engine = BatchedEngine() if engine == "batched" else self.reference_engine()
         self.seed = int(seed)
         self.batch_size = batch_size
-        self.modality = ""
-        self.background: Optional[Background] = None
-        self.fill: Optional[Union[str, float]] = None
+        self.inputs: List[ExplainedInput] = []
+        self._input: Optional[ExplainedInput] = None  # the input being explained
+        self._held: List[np.ndarray] = []  # the current block of probes, every input
+
+    # --------------------------------------------------------------------- the input being explained
+    @property
+    def modality(self) -> str:
+        return self._input.modality if self._input is not None else ""
+
+    @property
+    def background(self) -> Optional[Background]:
+        return self._input.background if self._input is not None else None
+
+    @property
+    def fill(self) -> Optional[Union[str, float]]:
+        return self._input.fill if self._input is not None else None
 
     # ------------------------------------------------------------------------------------- configuration
     def config(self) -> Dict[str, Any]:
         config: Dict[str, Any] = {"samples": self.samples, "engine": self.engine, "seed": self.seed}
-        if self.background is not None:
-            config.update(self.background.config())
-        elif self.fill is not None:
-            config["background"] = self.fill if isinstance(self.fill, str) else "constant"
-            if not isinstance(self.fill, str):
-                config["background_value"] = float(self.fill)
-        if self.modality == IMAGE:
+        if len(self.inputs) == 1:
+            config.update(self.input_config(self.inputs[0]))
+        for spec in self.inputs if len(self.inputs) > 1 else ():
+            config.update({f"{spec.name}/{k}": v for k, v in self.input_config(spec).items()})
+        return config
+
+    def input_config(self, spec: ExplainedInput) -> Dict[str, Any]:
+        """The logged parameters that belong to one input (prefixed by its name for multi-input models)."""
+        config: Dict[str, Any] = {}
+        if spec.background is not None:
+            config.update(spec.background.config())
+        elif spec.fill is not None:
+            config["background"] = spec.fill if isinstance(spec.fill, str) else "constant"
+            if not isinstance(spec.fill, str):
+                config["background_value"] = float(spec.fill)
+        if spec.modality == IMAGE:
             config.update(self.segmentation.config())
+        elif spec.modality == SEQUENCE:
+            config.update(self.segmentation.sequence_config(spec.shape[0]))
         return config
 
     def attribution_shape(self, input_shape):
-        return tuple(input_shape[:2]) if len(input_shape) == 3 else tuple(input_shape)
+        return perturbation_map_shape(tuple(input_shape))
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
-        if len(probe.inputs) != 1:
-            raise ValueError(
-                f"{self.name} explains a single-input model; the probe has {len(probe.inputs)} inputs {probe.names}"
-            )
-        self.modality = probe.modality(0)
-        if self.modality not in (TABULAR, IMAGE):
-            raise ValueError(
-                f"{self.name} explains tabular (probes, features) or image (probes, H, W, C) inputs; probe "
-                f"input {probe.names[0]!r} has shape {probe.inputs[0].shape}"
-            )
         spec = self.background_spec
-        if spec is None:
-            spec = "probe" if self.modality == TABULAR else "segment_mean"
-        self.background, self.fill = None, None
-        is_fill = (isinstance(spec, str) and spec == "segment_mean") or _is_number(spec)
-        if self.modality == IMAGE and is_fill:
-            self.fill = spec if isinstance(spec, str) else float(spec)
-        elif is_fill:
-            raise ValueError(
-                f"{self.name}: background {spec!r} fills image superpixels; for tabular input "
-                f"{probe.names[0]!r} use 'probe', an array of rows or a Background"
-            )
-        else:
-            self.background = as_background(spec).bind(probe, self.name)
+        if isinstance(spec, Mapping):
+            unknown = sorted(set(map(str, spec)) - set(probe.names))
+            if unknown:
+                raise ValueError(
+                    f"{self.name}: background names inputs {unknown} the probe does not have; its inputs are "
+                    f"{probe.names}"
+                )
+        joint: Dict[str, Background] = {}  # one binding of a background shared by all inputs
+        self.inputs = []
+        for i, name in enumerate(probe.names):
+            value = spec.get(name) if isinstance(spec, Mapping) else spec
+            self.inputs.append(self._explained_input(probe, i, value, shared=not isinstance(spec, Mapping),
+                                                     joint=joint))
+        self._input = self.inputs[0]
         self._check(probe)
+
+    def _explained_input(self, probe, i: int, value, shared: bool, joint: Dict[str, Background]) -> ExplainedInput:
+        name, modality = probe.names[i], probe.modality(i)
+        spec = ExplainedInput(i, name, modality, probe.feature_shape(i))
+        if value is None:
+            value = {TABULAR: "probe", IMAGE: "segment_mean"}.get(modality, "mean")
+        if (isinstance(value, str) and value in _FILLS) or _is_number(value):
+            if modality == TABULAR:
+                raise ValueError(
+                    f"{self.name}: background {value!r} fills image superpixels and sequence windows; for "
+                    f"tabular input {name!r} use 'probe', an array of rows or a Background"
+                    + (" (a dict {input name: background} chooses per input)" if len(probe.names) > 1 else "")
+                )
+            spec.fill = value if isinstance(value, str) else float(value)
+        elif shared:
+            # "probe" or one Background of every input: bound once to the whole probe, so row r of every input
+            # is one background row.
+            if "bound" not in joint:
+                joint["bound"] = as_background(value).bind(probe, self.name)
+            spec.background = joint["bound"].input(i)
+        else:
+            single = ProbeSet([probe.inputs[i]], [name], "array")
+            spec.background = as_background(value).bind(single, f"{self.name} (input {name!r})").input(0)
+        return spec
 
     def _check(self, probe) -> None:
         """Method-specific validation at setup."""
@@ -241,33 +340,60 @@ class LocalSurrogate(AttributionMethod):
     def rows_per_call(self, row_elements: int) -> int:
         if self.batch_size is not None:
             return self.batch_size
-        return max(self.model.batch_size, _ELEMENTS_PER_CALL // max(1, row_elements))
+        # A row of the explained input travels with the held rows of every other input.
+        held = sum(int(np.prod(s.shape)) for s in self.inputs if s is not self._input)
+        return max(self.model.batch_size, _ELEMENTS_PER_CALL // max(1, row_elements + held))
 
     # ------------------------------------------------------------------------------------------- driving
     def attribute(self, inputs, target) -> List[np.ndarray]:
         if self.model is None:
             raise RuntimeError(f"{self.name}: call setup(model, probe) before attribute()")
-        x = np.asarray(inputs[0])
-        # Host memory per probe: its samples times its interpretable features (tabular columns, or a
-        # generous count of superpixels).
-        width = x.shape[1] if self.modality == TABULAR else _SUPERPIXELS_PER_IMAGE
-        block = max(1, _ELEMENTS_PER_BLOCK // (self.samples_per_probe(width) * width))
-        arrays = [x, np.asarray(target, dtype=np.int64), probe_keys(x)]
-        return map_batches(lambda *a: [self._explain(*a)], arrays, block)
+        arrays = [np.asarray(a) for a in inputs]
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"{self.name}: expected {len(self.inputs)} input arrays; received {len(arrays)}")
+        arrays += [np.asarray(target, dtype=np.int64), joint_probe_keys(arrays)]
+        out = []
+        try:
+            for spec in self.inputs:
+                self._input = spec
+                # Host memory per probe: its samples times its interpretable features (tabular columns, time
+                # windows, or a generous count of superpixels).
+                width = self.feature_count(spec)
+                block = max(1, _ELEMENTS_PER_BLOCK // (self.samples_per_probe(width) * width))
+                out.append(map_batches(lambda *a: [self._explain_block(list(a[:-2]), a[-2], a[-1])], arrays,
+                                       block)[0])
+        finally:
+            self._input, self._held = self.inputs[0], []
+        return out
+
+    def feature_count(self, spec: ExplainedInput) -> int:
+        """Interpretable features of one probe of `spec` (for images, the most superpixels expected)."""
+        if spec.modality == TABULAR:
+            return spec.shape[0]
+        if spec.modality == SEQUENCE:
+            return int(self.segmentation.windows(spec.shape[0]).max()) + 1
+        return _SUPERPIXELS_PER_IMAGE
 
     def _attribute(self, inputs, target) -> List[np.ndarray]:
-        raise NotImplementedError("attribute() blocks probes by host memory and calls _explain directly")
+        raise NotImplementedError("attribute() blocks probes by host memory and calls its engine directly")
 
-    def _explain(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
-        if self.engine == "reference":
-            from tb_xai.methods import reference_engines
+    def _explain_block(self, inputs: List[np.ndarray], target: np.ndarray, index: np.ndarray) -> np.ndarray:
+        self._held = inputs
+        return self._engine.explain(self, inputs[self._input.index], target, index)
 
-            return reference_engines.explain(self, x, target, index)
+    def explain_batched(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The batched engine's attributions of probes `x` of the input being explained."""
         if self.modality == TABULAR:
             return self._explain_tabular(x, target, index)
-        segments = np.stack([self.segmentation(image) for image in x])
+        segments = self.segments(x)
         coefficients = self._explain_superpixels(x, segments, target, index)
         return np.take_along_axis(coefficients, segments.reshape(len(x), -1), axis=1).reshape(segments.shape)
+
+    def segments(self, x: np.ndarray) -> np.ndarray:
+        """(P, H, W) superpixels of images or (P, T) windows of sequences `x` of the input being explained."""
+        if self.modality == SEQUENCE:
+            return np.broadcast_to(self.segmentation.windows(x.shape[1]), x.shape[:2]).copy()
+        return np.stack([self.segmentation(image) for image in x])
 
     @abc.abstractmethod
     def _explain_tabular(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -275,7 +401,7 @@ class LocalSurrogate(AttributionMethod):
 
     @abc.abstractmethod
     def _explain_superpixels(self, x, segments, target, index) -> np.ndarray:
-        """(P, K_max) coefficients of each probe's superpixels (0 beyond a probe's own count)."""
+        """(P, K_max) coefficients of each probe's superpixels or windows (0 beyond a probe's own count)."""
 
     # ------------------------------------------------------------------------------- model evaluation
     def replacements(self, x: np.ndarray, segments: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
@@ -284,6 +410,10 @@ class LocalSurrogate(AttributionMethod):
             return self.background.data[None], self.background.weights
         if self.fill == "segment_mean":
             return np.stack([segment_means(image, s) for image, s in zip(x, segments)])[:, None], np.ones(1)
+        if self.fill == "mean":  # per probe and channel, over the map axes (pixels or steps)
+            axes = tuple(range(1, 1 + segments.ndim - 1))
+            means = x.astype(np.float32).mean(axis=axes, keepdims=True)
+            return np.broadcast_to(means, x.shape)[:, None], np.ones(1)
         return np.full((1, 1) + x.shape[1:], self.fill, dtype=np.float32), np.ones(1)
 
     def coalition_values(
@@ -295,6 +425,7 @@ class LocalSurrogate(AttributionMethod):
         replacement: np.ndarray,
         replacement_weights: np.ndarray,
         target: np.ndarray,
+        probes: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         """The model's `target` output with each coalition's features kept, averaged over replacement rows.
 
@@ -307,6 +438,8 @@ class LocalSurrogate(AttributionMethod):
             replacement: (1 or P, B, *features) rows removed features take from.
             replacement_weights: (B,) weights of those rows.
             target: (P,) explained class of each probe.
+            probes: (P,) which probe of the current block each of `x` is (a multi-input model's other
+                inputs take its values); by default x is the block.
 
         Returns:
             (P, S) values; 0 where not valid.
@@ -318,6 +451,7 @@ class LocalSurrogate(AttributionMethod):
         rows_b = flat_r.shape[1]
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
+        block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
         pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
         pieces = list(chunks(len(probe_of), pairs_per_call))
         buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=np.float32) for _ in range(2)]
@@ -334,20 +468,35 @@ class LocalSurrogate(AttributionMethod):
 
         def evaluate(j: int, rows: np.ndarray) -> None:
             p = probe_of[pieces[j]]
-            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b))
+            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b),
+                                    probes=np.repeat(block_probe[p], rows_b))
             values[p, sample_of[pieces[j]]] = out.reshape(-1, rows_b) @ replacement_weights
 
         pipelined(perturbed, evaluate, len(pieces))
         return values
 
-    def predict_rows(self, rows: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """The `target` output of each row, through the compiled predict in calls of `rows_per_call` rows."""
+    def predict_rows(self, rows: np.ndarray, target: np.ndarray, probes: Optional[np.ndarray] = None) -> np.ndarray:
+        """The `target` output of each row, through the compiled predict in calls of `rows_per_call` rows.
+
+        `probes` says which probe of the current block each row perturbs; a multi-input model's other
+        inputs take that probe's values. It may be left out when the model has a single input.
+        """
         size = self.rows_per_call(int(np.prod(rows.shape[1:])))
         out = np.empty(len(rows), dtype=np.float64)
         for piece in chunks(len(rows), size):
-            predicted = self.model.predict([rows[piece]], batch_size=size)
+            predicted = self.model_outputs(rows[piece], None if probes is None else probes[piece], size)
             out[piece] = predicted[np.arange(len(predicted)), target[piece]]
         return out
+
+    def model_outputs(self, rows: np.ndarray, probes: Optional[np.ndarray], batch_size: Optional[int] = None):
+        """The explained head's outputs (rows, classes) for rows of the input being explained, every other
+        input held at the values of probe `probes[r]` of the current block."""
+        if len(self.inputs) <= 1:
+            return self.model.predict([rows], batch_size=batch_size)
+        if probes is None:
+            raise ValueError(f"{self.name}: a multi-input model needs the probe of each perturbed row")
+        arrays = [rows if j == self._input.index else held[probes] for j, held in enumerate(self._held)]
+        return self.model.predict(arrays, batch_size=batch_size)
 
 
 def pipelined(build, evaluate, count: int) -> None:
@@ -374,10 +523,7 @@ def padded(arrays: List[np.ndarray], shape: Tuple[int, ...], value=0) -> np.ndar
     return out
 
 
-def segment_groups(x: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """(P, H*W*C) superpixel of each flattened element of (P, H, W, C) images."""
-    return np.broadcast_to(segments[..., None], x.shape).reshape(len(x), -1)
-
-
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+

@@ -1,8 +1,8 @@
 """The ``tensorboard_plugins`` entry point: keeps every tb_xai step and loads the plugin.
 
 TensorBoard imports this module at start-up and an ImportError here takes all of TensorBoard down, so it
-imports only TensorBoard and :mod:`tb_xai.metadata` (no TensorFlow, shap or lime); the plugin module itself is
-imported when TensorBoard asks for it.
+imports only TensorBoard, numpy and tb_xai's own reading modules (no TensorFlow, shap or lime); the plugin module
+itself is imported when TensorBoard asks for it (the plugin never imports this module back).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import argparse
 from tensorboard.plugins import base_plugin
 
 from tb_xai import metadata
-
-
-DEFAULT_CACHE_MB = 512
+from tb_xai.plugin.run_data import DEFAULT_CACHE_MB
 
 
 def _non_negative_int(value: str) -> int:

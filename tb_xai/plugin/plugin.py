@@ -1,10 +1,12 @@
 """The tb_xai TensorBoard plugin: routes parse the request, pure ``*_impl`` functions compute the answer.
 
-Route reference with every field: ``docs/http_api.md``. The numbers come from :mod:`tb_xai.aggregate`.
+Route reference with every field: ``docs/http_api.md``. The answers come from :mod:`tb_xai.query`, the same
+functions ``tb_xai.load`` calls, over runs read by :class:`tb_xai.plugin.run_data.ProviderReader`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Mapping, Optional, Sequence
@@ -16,8 +18,9 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
-from tb_xai import aggregate, metadata
-from tb_xai.plugin import loader, run_data
+from tb_xai import aggregate, metadata, query
+from tb_xai.plugin import event_files, run_data
+from tb_xai.runmodel import BadQuery, NotFound, Run, RunIndex
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_TYPES = {
@@ -34,6 +37,23 @@ STATIC_TYPES = {
 SIGNIFICANT_DIGITS = 6
 # The `scalars` answer keeps at most this many points per tag (evenly spread, the first and last kept).
 MAX_SCALAR_POINTS = 1000
+# Encoded answers kept per plugin: a quarter of `--xai_cache_mb`, at most this much.
+MAX_ANSWER_CACHE_BYTES = 64 * 2**20
+
+
+def _http_errors(impl):
+    """Runs a route, turning the query layer's errors into TensorBoard's 404 and 400."""
+
+    @functools.wraps(impl)
+    def route(*args, **kwargs):
+        try:
+            return impl(*args, **kwargs)
+        except NotFound as error:
+            raise errors.NotFoundError(str(error))
+        except BadQuery as error:
+            raise errors.InvalidArgumentError(str(error))
+
+    return route
 
 
 class XaiPlugin(base_plugin.TBPlugin):
@@ -42,17 +62,21 @@ class XaiPlugin(base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
     def __init__(self, context: base_plugin.TBContext):
-        cache_mb = getattr(context.flags, "xai_cache_mb", loader.DEFAULT_CACHE_MB)
+        cache_bytes = getattr(context.flags, "xai_cache_mb", run_data.DEFAULT_CACHE_MB) * 2**20
         self._data_provider = context.data_provider
-        self._reader = run_data.ProviderReader(context.data_provider, cache_bytes=cache_mb * 2**20)
+        self._reader = run_data.ProviderReader(context.data_provider, cache_bytes=cache_bytes)
+        self._answers = run_data.AnswerCache(min(MAX_ANSWER_CACHE_BYTES, cache_bytes // 4))
+        # The Python loader (it comes with a multiplexer) stops at a corrupt record; the Rust loader reads on.
+        self._files = event_files.EventFileCheck(getattr(context, "logdir", None),
+                                                 serve_from_files=getattr(context, "multiplexer", None) is not None)
 
     def get_plugin_apps(self):
         return {
             "/runs": self._runs_route,
-            "/evolution": self._evolution_route,
-            "/probe": self._probe_route,
-            "/stability": self._stability_route,
-            "/agreement": self._agreement_route,
+            "/evolution": self._cached_route(evolution_request),
+            "/probe": self._cached_route(probe_request),
+            "/stability": self._cached_route(stability_request),
+            "/agreement": self._cached_route(agreement_request),
             "/scalars": self._scalars_route,
             "/index.js": self._index_js_route,
             "/static/*": self._static_route,
@@ -64,69 +88,40 @@ class XaiPlugin(base_plugin.TBPlugin):
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Attributions")
 
-    def _run(self, request) -> run_data.Run:
-        runs = self._reader.runs(plugin_util.context(request.environ), plugin_util.experiment_id(request.environ))
-        return find_run(runs, _required(request, "run"))
+    def _runs(self, request) -> dict:
+        ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+        return self._files.patch(self._reader.runs(ctx, eid))
+
+    def _cached_route(self, answer):
+        """A route whose answer depends only on its parameters and the run's data: kept per run version."""
+
+        @wrappers.Request.application
+        @_http_errors
+        def route(request):
+            run = find_run(self._runs(request), _required(request, "run"))
+            key = (answer.__name__, plugin_util.experiment_id(request.environ), run.name,
+                   tuple(sorted(request.args.items(multi=True))), run_version(run.index))
+            body = self._answers.get(key, lambda: _encode(answer(run, request.args)))
+            return http_util.Respond(request, body, "application/json")
+
+        return route
 
     @wrappers.Request.application
+    @_http_errors
     def _runs_route(self, request):
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
         listing = self._data_provider.list_scalars(
             ctx, experiment_id=eid, plugin_name=scalar_metadata.PLUGIN_NAME
         )
         versions = scalar_versions(listing)
-        body = runs_impl(self._reader.runs(ctx, eid), sorted(versions), versions)
+        body = runs_impl(self._runs(request), sorted(versions), versions)
         return _json_response(request, body)
 
     @wrappers.Request.application
-    def _evolution_route(self, request):
-        body = evolution_impl(
-            self._run(request),
-            _required(request, "method"),
-            request.args.get("input"),
-            signed=parse_bool(request.args.get("signed"), "signed"),
-            target=parse_target(request.args.get("target")),
-            steps=parse_step_range(request.args.get("steps")),
-        )
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    def _probe_route(self, request):
-        body = probe_impl(
-            self._run(request),
-            _required(request, "method"),
-            request.args.get("input"),
-            parse_int(_required(request, "probe"), "probe", minimum=0),
-            signed=parse_bool(request.args.get("signed"), "signed"),
-            steps=parse_step_range(request.args.get("steps")),
-        )
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    def _stability_route(self, request):
-        body = stability_impl(
-            self._run(request),
-            _required(request, "method"),
-            request.args.get("input"),
-            k=parse_int(request.args.get("k", str(aggregate.DEFAULT_K)), "k", minimum=1),
-            target=parse_target(request.args.get("target")),
-        )
-        return _json_response(request, body)
-
-    @wrappers.Request.application
-    def _agreement_route(self, request):
-        body = agreement_impl(
-            self._run(request),
-            request.args.get("input"),
-            k=parse_int(request.args.get("k", str(aggregate.DEFAULT_K)), "k", minimum=1),
-            target=parse_target(request.args.get("target")),
-        )
-        return _json_response(request, body)
-
-    @wrappers.Request.application
+    @_http_errors
     def _scalars_route(self, request):
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
-        run = find_run(self._reader.runs(ctx, eid), _required(request, "run"))
+        run = find_run(self._runs(request), _required(request, "run"))
         siblings = sibling_runs(run.name, self._reader.scalar_runs(ctx, eid))
         body = scalars_impl(run.name, self._reader.scalar_series(ctx, eid, siblings))
         return _json_response(request, body)
@@ -146,7 +141,11 @@ class XaiPlugin(base_plugin.TBPlugin):
 
 
 def _required(request, name: str) -> str:
-    value = request.args.get(name)
+    return _required_arg(request.args, name)
+
+
+def _required_arg(args, name: str) -> str:
+    value = args.get(name)
     if value is None or value == "":
         raise errors.InvalidArgumentError(f"missing query parameter {name!r}")
     return value
@@ -202,39 +201,44 @@ def parse_step_range(value: Optional[str]) -> tuple:
     return (start, stop)
 
 
+def _k(args) -> int:
+    return parse_int(args.get("k", str(aggregate.DEFAULT_K)), "k", minimum=1)
+
+
+def evolution_request(run: Run, args) -> dict:
+    return evolution_impl(
+        run, _required_arg(args, "method"), args.get("input"),
+        signed=parse_bool(args.get("signed"), "signed"), target=parse_target(args.get("target")),
+        steps=parse_step_range(args.get("steps")),
+    )
+
+
+def probe_request(run: Run, args) -> dict:
+    return probe_impl(
+        run, _required_arg(args, "method"), args.get("input"),
+        parse_int(_required_arg(args, "probe"), "probe", minimum=0),
+        signed=parse_bool(args.get("signed"), "signed"), steps=parse_step_range(args.get("steps")),
+    )
+
+
+def stability_request(run: Run, args) -> dict:
+    return stability_impl(
+        run, _required_arg(args, "method"), args.get("input"), k=_k(args), target=parse_target(args.get("target"))
+    )
+
+
+def agreement_request(run: Run, args) -> dict:
+    return agreement_impl(run, args.get("input"), k=_k(args), target=parse_target(args.get("target")))
+
+
 # ---- lookups ------------------------------------------------------------------------------------------
 
 
-def find_run(runs: Mapping[str, run_data.Run], name: str) -> run_data.Run:
+def find_run(runs: Mapping[str, Run], name: str) -> Run:
     """The run called `name`; 404 listing the known runs otherwise."""
     if name not in runs:
         raise errors.NotFoundError(f"run {name!r} holds no tb_xai data; known runs: {sorted(runs)}")
     return runs[name]
-
-
-def find_attribution(run: run_data.Run, method: str, input_name: Optional[str]) -> run_data.TagRef:
-    """The attribution tag of `method` on `input_name` (which may be None when the method has one input)."""
-    inputs = run.index.attributions.get(method)
-    if inputs is None:
-        raise errors.NotFoundError(
-            f"method {method!r} has no attributions in run {run.name!r}; "
-            f"logged methods: {sorted(run.index.attributions)}"
-        )
-    return inputs[_pick_input(input_name, inputs, f"method {method!r} of run {run.name!r}")]
-
-
-def _pick_input(input_name: Optional[str], known, where: str) -> str:
-    if not known:
-        raise errors.NotFoundError(f"{where} holds no attributions")
-    if input_name is None or input_name == "":
-        if len(known) != 1:
-            raise errors.InvalidArgumentError(
-                f"{where} has several inputs: pass input= one of {sorted(known)}"
-            )
-        return next(iter(known))
-    if input_name not in known:
-        raise errors.NotFoundError(f"input {input_name!r} not found in {where}; known inputs: {sorted(known)}")
-    return input_name
 
 
 def sibling_runs(run: str, candidates: Sequence[str]) -> list:
@@ -271,8 +275,13 @@ def scalar_versions(listing: Mapping[str, Mapping[str, object]]) -> dict:
     return versions
 
 
+def run_version(index: RunIndex) -> str:
+    """One token over every tb_xai tag of the run: it changes whenever any of them is written."""
+    return ";".join(sorted(f"{ref.tag}={version_token(ref.version)}" for ref in index.refs()))
+
+
 def runs_impl(
-    runs: Mapping[str, run_data.Run],
+    runs: Mapping[str, Run],
     scalar_runs: Sequence[str],
     scalar_versions: Optional[Mapping[str, str]] = None,
 ) -> dict:
@@ -281,57 +290,43 @@ def runs_impl(
     return {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
 
 
-def _run_version(index: run_data.RunIndex) -> str:
-    """One token over every tb_xai tag of the run: it changes whenever any of them is written."""
-    refs = [index.labels, index.predictions, index.targets, *index.failures.values(), *index.probes.values()]
-    refs += [ref for by_input in index.attributions.values() for ref in by_input.values()]
-    return ";".join(sorted(f"{ref.tag}={version_token(ref.version)}" for ref in refs if ref is not None))
-
-
-def _class_count(predictions: Optional[run_data.TagSeries], class_names: Sequence[str]) -> int:
-    """The number of classes: the predictions' last dimension (1 for one output per probe), else the names."""
-    if predictions is not None and predictions.steps.size:
-        return int(predictions.values.shape[2]) if predictions.values.ndim >= 3 else 1
-    return len(class_names)
-
-
-def _describe_run(run: run_data.Run, scalar_runs: Sequence[str], scalar_versions: Mapping[str, str]) -> dict:
+def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping[str, str]) -> dict:
     index = run.index
-    predictions = run.read(index.predictions) if index.predictions else None
-    probe_count = predictions.values.shape[1] if predictions is not None and predictions.steps.size else None
+    predictions = query.predictions(run)
     methods = []
-    for method in sorted(set(index.attributions) | set(index.failures)):
+    for method in query.methods(run):
         inputs = []
         for input_name, ref in sorted(index.attributions.get(method, {}).items()):
-            series = run.describe(ref)
-            if not series.steps.size:
+            description = run.describe(ref)
+            if description.problem is not None or not description.steps.size:
                 continue
-            if probe_count is None:
-                probe_count = series.shape[1]
-            attribution_shape = list(series.shape[2:])
+            attribution_shape = list(description.shape[2:])
+            layout = query.map_layout(ref, attribution_shape)
             inputs.append(
                 {
                     "input": input_name,
                     "modality": ref.info.modality,
                     "feature_names": list(ref.info.feature_names),
                     "attribution_shape": attribution_shape,
-                    "map_shape": list(aggregate.map_shape(attribution_shape, ref.info.modality)),
-                    "steps": series.steps.tolist(),
-                    "dropped_steps": list(series.dropped),
+                    "map_shape": list(layout.map_shape),
+                    "layout": layout.to_json(),
+                    "steps": description.steps.tolist(),
+                    "dropped_steps": list(description.dropped),
                     "config": ref.info.config,
                     "version": version_token(ref.version),
                 }
             )
-        methods.append({"method": method, "inputs": inputs, "failures": _failures(run, method)})
+        failures = [{"step": step, "message": message} for step, _, message in query.failures(run, method)]
+        methods.append({"method": method, "inputs": inputs, "failures": failures})
     prediction_info = index.predictions.info if index.predictions else metadata.TagInfo(metadata.PREDICTION)
     siblings = sibling_runs(run.name, scalar_runs)
     return {
         "run": run.name,
-        "version": _run_version(index),
-        "probe_count": probe_count,
-        "has_labels": index.labels is not None,
+        "version": run_version(index),
+        "probe_count": query.probe_count(run),
+        "has_labels": query.labels(run) is not None,
         "class_names": list(prediction_info.class_names),
-        "class_count": _class_count(predictions, prediction_info.class_names),
+        "class_count": query.class_count(run),
         "output_name": prediction_info.output_name,
         "prediction_steps": predictions.steps.tolist() if predictions is not None else [],
         "scalar_runs": siblings,
@@ -339,24 +334,17 @@ def _describe_run(run: run_data.Run, scalar_runs: Sequence[str], scalar_versions
         "probe_inputs": [
             {"input": name, "modality": ref.info.modality, "feature_names": list(ref.info.feature_names)}
             for name, ref in sorted(index.probes.items())
+            if run.optional(ref) is not None
         ],
         "methods": methods,
+        "skipped": [{"tag": tag, "reason": reason} for tag, reason in run.skipped().items()],
+        "data_loss": [loss.to_json() for loss in run.data_loss],
     }
 
 
-def _failures(run: run_data.Run, method: str) -> list:
-    ref = run.index.failures.get(method)
-    if ref is None:
-        return []
-    series = run.read(ref)
-    return [
-        {"step": int(step), "message": _text(np.asarray(value).ravel()[0] if np.size(value) else "")}
-        for step, value in zip(series.steps, series.values)
-    ]
-
-
+@_http_errors
 def evolution_impl(
-    run: run_data.Run,
+    run: Run,
     method: str,
     input_name: Optional[str],
     *,
@@ -365,56 +353,30 @@ def evolution_impl(
     steps: tuple = (None, None),
 ) -> dict:
     """The ``evolution`` answer: per step, the mean map over the counted probes."""
-    ref = find_attribution(run, method, input_name)
-    series = run.read(ref).select(*steps)
-    modality = ref.info.modality
-    importance, counts = _importance(run, series, modality, signed=signed, target=target)
-    shape = list(importance.shape[1:])
-    flat = _flatten(importance)
+    result = query.importance(run, method, input_name, signed=signed, target=target, steps=steps)
+    flat = result.flat
+    layout = result.layout
     return {
         "run": run.name,
         "method": method,
-        "input": ref.info.input_name,
-        "modality": modality,
+        "input": result.ref.info.input_name,
+        "modality": result.ref.info.modality,
         "signed": signed,
         "target": target,
-        "steps": series.steps.tolist(),
-        "map_shape": shape,
-        "features": _features(shape, modality, ref.info.feature_names),
+        "steps": result.steps.tolist(),
+        "map_shape": list(layout.map_shape),
+        "layout": layout.to_json(),
+        "features": layout.to_json()["names"],
         "importance": _floats(flat),
-        "probe_counts": counts.tolist(),
-        "order": aggregate.importance_order(flat).tolist() if len(shape) == 1 else None,
+        "probe_counts": result.counts.tolist(),
+        "order": result.order().tolist(),
         "range": _range(flat),
     }
 
 
-def _features(shape: list, modality: str, feature_names) -> Optional[list]:
-    """Element names for a 1-D map; ``None`` for any other (an image map), which the client names from
-    ``map_shape`` by the `aggregate.element_names` convention (a 224x224 map would be ~50k strings per answer)."""
-    if len(shape) != 1:
-        return None
-    return aggregate.element_names(shape, modality, feature_names)
-
-
-def _importance(run, series, modality, *, signed, target):
-    if series.values.ndim < 3:  # a tag with no readable step at all
-        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
-    targets = _aligned_targets(run, series) if target is not None else None
-    return aggregate.feature_importance(
-        series.values, modality=modality, signed=signed, targets=targets, target=target
-    )
-
-
-def _aligned_targets(run: run_data.Run, series: run_data.TagSeries) -> np.ndarray:
-    """``[steps, probes]`` targets at the steps of `series` (see `aggregate.align_targets`)."""
-    if run.index.targets is None:
-        return aggregate.align_targets(series.steps, [], [], series.values.shape[1])
-    targets = run.read(run.index.targets)
-    return aggregate.align_targets(series.steps, targets.steps, list(targets.values), series.values.shape[1])
-
-
+@_http_errors
 def probe_impl(
-    run: run_data.Run,
+    run: Run,
     method: str,
     input_name: Optional[str],
     probe: int,
@@ -423,22 +385,20 @@ def probe_impl(
     steps: tuple = (None, None),
 ) -> dict:
     """The ``probe`` answer: one probe's maps, predictions, targets, label and input across steps."""
-    ref = find_attribution(run, method, input_name)
-    full = run.read(ref)
+    ref, full = query.attribution(run, method, input_name)
     probe_count = full.values.shape[1] if full.steps.size else 0
     if probe >= probe_count:
-        raise errors.InvalidArgumentError(
+        raise BadQuery(
             f"probe={probe} is out of range: method {method!r} of run {run.name!r} has {probe_count} probes"
             + (f" (0..{probe_count - 1})" if probe_count else "")
         )
     series = full.select(*steps)
     modality = ref.info.modality
     attribution_shape = full.values.shape[2:]
+    layout = query.map_layout(ref, attribution_shape)
     maps = aggregate.to_maps(series.values[:, probe], attribution_shape, modality, signed=signed)
-    shape = list(aggregate.map_shape(attribution_shape, modality))
-    flat = _flatten(maps)
+    flat = maps.reshape(maps.shape[0], layout.size)
     prediction_steps, predictions, targets = _probe_predictions(run, probe, steps)
-    class_names = list(run.index.predictions.info.class_names) if run.index.predictions else []
     input_shape, input_values, input_range = _probe_input(run, ref.info.input_name, probe)
     return {
         "run": run.name,
@@ -448,14 +408,15 @@ def probe_impl(
         "modality": modality,
         "signed": signed,
         "steps": series.steps.tolist(),
-        "map_shape": shape,
-        "features": _features(shape, modality, ref.info.feature_names),
+        "map_shape": list(layout.map_shape),
+        "layout": layout.to_json(),
+        "features": layout.to_json()["names"],
         "attributions": _floats(flat),
         "range": _range(flat),
         "prediction_steps": prediction_steps,
         "predictions": predictions,
         "targets": targets,
-        "class_names": class_names,
+        "class_names": query.class_names(run),
         "label": _probe_label(run, probe),
         "input_shape": input_shape,
         "input_values": input_values,
@@ -463,48 +424,44 @@ def probe_impl(
     }
 
 
-def _probe_predictions(run: run_data.Run, probe: int, steps: tuple) -> tuple:
-    if run.index.predictions is None:
+def _probe_predictions(run: Run, probe: int, steps: tuple) -> tuple:
+    predictions = query.predictions(run)
+    if predictions is None:
         return [], [], []
-    predictions = run.read(run.index.predictions).select(*steps)
-    keep = [i for i, row in enumerate(predictions.values) if row.ndim >= 1 and probe < row.shape[0]]
-    rows = predictions.values[keep, probe] if keep else np.zeros((0, 0))
+    predictions = predictions.select(*steps)
+    if probe >= predictions.values.shape[1]:
+        return [], [], []
+    rows = predictions.values[:, probe]
     targets = {}
-    if run.index.targets is not None:
-        series = run.read(run.index.targets)
-        targets = {
-            int(s): int(row[probe]) for s, row in zip(series.steps, series.values) if probe < row.shape[0]
-        }
-    prediction_steps = predictions.steps[keep].tolist()
+    series = run.optional(run.index.targets)
+    if series is not None and probe < series.values.shape[1]:
+        targets = {int(s): int(row[probe]) for s, row in zip(series.steps, series.values)}
+    prediction_steps = predictions.steps.tolist()
     return (
         prediction_steps,
-        [_floats(row.reshape(-1)) for row in rows],
+        _floats(np.asarray(rows).reshape(len(prediction_steps), -1)),
         [targets.get(s) for s in prediction_steps],
     )
 
 
-def _probe_label(run: run_data.Run, probe: int):
-    if run.index.labels is None:
+def _probe_label(run: Run, probe: int):
+    labels = query.labels(run)
+    if labels is None or probe >= labels.shape[0]:
         return None
-    labels = run.read(run.index.labels)
-    if not labels.steps.size or probe >= labels.values.shape[1]:
-        return None
-    return _jsonable(labels.values[-1, probe])
+    return _jsonable(labels[probe])
 
 
-def _probe_input(run: run_data.Run, input_name: str, probe: int) -> tuple:
-    ref = run.index.probes.get(input_name)
-    if ref is None:
+def _probe_input(run: Run, input_name: str, probe: int) -> tuple:
+    probes = query.probe_values(run, input_name)
+    if probes is None or probe >= probes.shape[0] or probes.dtype.kind not in "biuf":
         return None, None, None
-    probes = run.read(ref)
-    if not probes.steps.size or probe >= probes.values.shape[1] or probes.values.dtype.kind not in "biuf":
-        return None, None, None
-    value = probes.values[-1, probe].astype(np.float64)
+    value = probes[probe].astype(np.float64)
     return list(value.shape), _floats(value.reshape(-1)), _range(value)
 
 
+@_http_errors
 def stability_impl(
-    run: run_data.Run,
+    run: Run,
     method: str,
     input_name: Optional[str],
     *,
@@ -512,47 +469,31 @@ def stability_impl(
     target: Optional[int] = None,
 ) -> dict:
     """The ``stability`` answer: rank stability of the global importance against the previous and last step."""
-    ref = find_attribution(run, method, input_name)
-    series = run.read(ref)
-    importance, _ = _importance(run, series, ref.info.modality, signed=False, target=target)
-    flat = _flatten(importance)
-    stability = aggregate.rank_stability(flat, k) if series.steps.size else {"k": k}
+    stability = query.stability(run, method, input_name, k=k, target=target)
     names = ("spearman_previous", "topk_previous", "spearman_last", "topk_last")
     return {
         "run": run.name,
         "method": method,
-        "input": ref.info.input_name,
+        "input": stability["input"],
         "target": target,
         "k": stability["k"],
-        "steps": series.steps.tolist(),
-        **{name: _floats(stability.get(name, np.zeros(0)), rounded=False) for name in names},
+        "steps": stability["steps"].tolist(),
+        **{name: _floats(stability[name], rounded=False) for name in names},
     }
 
 
+@_http_errors
 def agreement_impl(
-    run: run_data.Run, input_name: Optional[str], *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
+    run: Run, input_name: Optional[str], *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
 ) -> dict:
     """The ``agreement`` answer: per pair of methods on one input, rank correlation at their common steps."""
-    inputs = {name for by_input in run.index.attributions.values() for name in by_input}
-    input_name = _pick_input(input_name, inputs, f"run {run.name!r}")
-    importances = {}
-    for method, by_input in run.index.attributions.items():
-        ref = by_input.get(input_name)
-        if ref is None:
-            continue
-        series = run.read(ref)
-        if not series.steps.size:
-            continue
-        importance, _ = _importance(run, series, ref.info.modality, signed=False, target=target)
-        importances[method] = (series.steps, importance)
-    pairs = aggregate.agreement_by_shape(importances, k)
-    sizes = [int(np.prod(importance.shape[1:])) for _, importance in importances.values()]
+    agreement = query.agreement(run, input_name, k=k, target=target)
     return {
         "run": run.name,
-        "input": input_name,
+        "input": agreement["input"],
         "target": target,
-        "k": min([k] + sizes),
-        "methods": sorted(importances),
+        "k": agreement["k"],
+        "methods": agreement["methods"],
         "pairs": [
             {
                 "methods": pair["methods"],
@@ -560,7 +501,7 @@ def agreement_impl(
                 "spearman": _floats(pair["spearman"], rounded=False),
                 "topk": _floats(pair["topk"], rounded=False),
             }
-            for pair in pairs
+            for pair in agreement["pairs"]
         ],
     }
 
@@ -621,9 +562,12 @@ def _static_response(request, name: str):
 # ---- JSON ---------------------------------------------------------------------------------------------
 
 
+def _encode(body: dict) -> bytes:
+    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
 def _json_response(request, body: dict):
-    text = json.dumps(body, allow_nan=False, separators=(",", ":"))
-    return http_util.Respond(request, text, "application/json")
+    return http_util.Respond(request, _encode(body), "application/json")
 
 
 def _floats(values: np.ndarray, *, rounded: bool = True) -> list:
@@ -641,25 +585,16 @@ def _floats(values: np.ndarray, *, rounded: bool = True) -> list:
     return cleaned.tolist()
 
 
-def _flatten(maps: np.ndarray) -> np.ndarray:
-    """``[steps, *map_shape] -> [steps, prod(map_shape)]``, empty arrays included."""
-    return maps.reshape(maps.shape[0], int(np.prod(maps.shape[1:])))
-
-
 def _range(values: np.ndarray) -> Optional[list]:
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     return [float(finite.min()), float(finite.max())] if finite.size else None
 
 
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _jsonable(value):
     value = np.asarray(value)
     if value.dtype.kind in "OSU":
-        return np.vectorize(_text, otypes=[object])(value).tolist()
+        return np.vectorize(query.text, otypes=[object])(value).tolist()
     if value.dtype.kind == "f":
         return _floats(value, rounded=False)
     return value.tolist()

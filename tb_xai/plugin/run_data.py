@@ -1,173 +1,71 @@
-"""What a tb_xai run holds, read through TensorBoard's data provider.
+"""The plugin's side of the run model: tb_xai runs read through TensorBoard's data provider, cached.
 
-:func:`index_runs` turns a ``list_tensors`` answer into one :class:`RunIndex` per run (pure). :class:`Run`
-pairs an index with a way to read a tag's every step as one :class:`TagSeries`; the plugin reads through
-:class:`ProviderReader`, tests may pass any function.
+:class:`ProviderReader` turns ``list_tensors`` into one :class:`tb_xai.runmodel.Run` per run (the index is kept
+per run and rebuilt only when one of its tags was written), and reads a tag's every step in one call, keeping
+the decoded arrays between requests until the tag grows. :class:`AnswerCache` keeps recent route answers per
+run version. Both let concurrent requests for the same thing share one computation.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
-import sys
+import logging
 import threading
 from concurrent.futures import Future
-from typing import Callable, Mapping, Optional
+from typing import Callable, Hashable, Mapping
 
-import numpy as np
 from tensorboard.data import provider
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from tb_xai import aggregate, metadata
+from tb_xai import metadata, runmodel
+from tb_xai.runmodel import RunIndex, TagDescription, TagRef, TagSeries, index_tags  # noqa: F401 - re-exported
+
+logger = logging.getLogger(__name__)
 
 # `read_tensors` keeps at most `downsample` points per tag and returns nothing for 0: ask for every step.
 ALL_STEPS = 2**31 - 1
 # Tag descriptions kept (a few hundred bytes each, outside `--xai_cache_mb`): ample for any logdir's tags.
 MAX_DESCRIPTIONS = 65536
-
-
-@dataclasses.dataclass(frozen=True)
-class TagSeries:
-    """The readable steps of one tag: ``steps [n]`` ascending, ``values [n, *shape]``, and the ``dropped`` steps."""
-
-    steps: np.ndarray
-    values: np.ndarray
-    dropped: tuple = ()
-
-    @classmethod
-    def from_points(cls, points) -> "TagSeries":
-        """Stacks ``(step, ndarray)`` pairs; a step logged twice keeps its last value.
-
-        Steps of another shape than the latest step's (the model or the probe changed mid-run) are left out
-        and listed in ``dropped``, by the rule `tb_xai.load` follows too: see `aggregate.stack_steps`.
-        """
-        latest = {}
-        for step, value in points:
-            latest[int(step)] = value
-        steps, values, dropped = aggregate.stack_steps(latest)
-        return cls(steps, values, tuple(dropped))
-
-    def select(self, start: Optional[int], stop: Optional[int]) -> "TagSeries":
-        """The steps with ``start <= step < stop`` (either bound may be None)."""
-        keep = np.ones(self.steps.shape, dtype=bool)
-        if start is not None:
-            keep &= self.steps >= start
-        if stop is not None:
-            keep &= self.steps < stop
-        return TagSeries(self.steps[keep], self.values[keep], self.dropped)
-
-
-@dataclasses.dataclass(frozen=True)
-class TagDescription:
-    """What a tag holds without its values: ``steps [n]``, the stacked values' ``shape`` ``(n, *shape)``, ``dropped``."""
-
-    steps: np.ndarray
-    shape: tuple
-    dropped: tuple = ()
-
-    @classmethod
-    def of(cls, series: TagSeries) -> "TagDescription":
-        return cls(series.steps.copy(), tuple(series.values.shape), tuple(series.dropped))
+#: Default of `--xai_cache_mb`: decoded tags kept between requests.
+DEFAULT_CACHE_MB = 512
+# Decoded tag metadata kept, by content bytes (a run's tags share few distinct contents).
+MAX_DECODED = 65536
 
 
 def series_nbytes(series: TagSeries) -> int:
     """Memory held by `series`' arrays, counting the objects an object array (strings, bytes) points to."""
-    return _nbytes(series.steps) + _nbytes(series.values)
+    return series.nbytes
 
 
-def _nbytes(array: np.ndarray) -> int:
-    size = array.nbytes
-    if array.dtype.hasobject:
-        for item in array.flat:
-            size += item.nbytes if isinstance(item, np.ndarray) else sys.getsizeof(item)
-    return size
+class _Flights:
+    """One computation per key at a time: later callers wait for the first one's result (or exception)."""
 
+    def __init__(self, lock: threading.Lock):
+        self._lock = lock
+        self._in_flight: "dict[Hashable, Future]" = {}
 
-@dataclasses.dataclass(frozen=True)
-class TagRef:
-    """One tag of a run: its name, its parsed metadata and the listing's version of it."""
+    def lead(self, key) -> tuple:
+        """``(future, leader)``; call with the lock held."""
+        future = self._in_flight.get(key)
+        if future is not None:
+            return future, False
+        future = self._in_flight[key] = Future()
+        return future, True
 
-    tag: str
-    info: metadata.TagInfo
-    version: tuple = ()
-
-
-@dataclasses.dataclass
-class RunIndex:
-    """The tb_xai tags of one run, by what they hold."""
-
-    run: str
-    attributions: dict = dataclasses.field(default_factory=dict)  # method -> input -> TagRef
-    failures: dict = dataclasses.field(default_factory=dict)  # method -> TagRef
-    probes: dict = dataclasses.field(default_factory=dict)  # input -> TagRef
-    labels: Optional[TagRef] = None
-    predictions: Optional[TagRef] = None
-    targets: Optional[TagRef] = None
-
-
-def index_runs(listing: Mapping[str, Mapping[str, object]]) -> dict:
-    """Indexes a ``list_tensors(plugin_name=PLUGIN_NAME)`` answer: run -> :class:`RunIndex`.
-
-    Tags whose payload version this release does not know are skipped.
-
-    Args:
-        listing: run -> tag -> time series with ``plugin_content``, ``max_step`` and ``max_wall_time``.
-    """
-    runs = {}
-    for run, tags in listing.items():
-        index = RunIndex(run)
-        for tag, series in tags.items():
-            info = metadata.parse_plugin_metadata(series.plugin_content)
-            if info is None:
-                continue
-            ref = TagRef(tag, info, (series.max_step, series.max_wall_time))
-            if info.kind == metadata.ATTRIBUTION:
-                index.attributions.setdefault(info.method, {})[info.input_name] = ref
-            elif info.kind == metadata.FAILURE:
-                index.failures[info.method] = ref
-            elif info.kind == metadata.PROBE:
-                index.probes[info.input_name] = ref
-            elif info.kind == metadata.LABEL:
-                index.labels = ref
-            elif info.kind == metadata.PREDICTION:
-                index.predictions = ref
-            elif info.kind == metadata.TARGET:
-                index.targets = ref
-        if index.attributions or index.failures or index.predictions:
-            runs[run] = index
-    return runs
-
-
-@dataclasses.dataclass
-class Run:
-    """A run's index and a reader of its tags: ``read(ref) -> TagSeries``.
-
-    ``describe(ref) -> TagDescription`` gives a tag's steps and shape; `describer`, when given, answers it
-    (from a cache, without reading the tag's values), else the tag is read.
-    """
-
-    index: RunIndex
-    read: Callable[[TagRef], TagSeries]
-    describer: Optional[Callable[[TagRef], TagDescription]] = None
-
-    @property
-    def name(self) -> str:
-        return self.index.run
-
-    def describe(self, ref: TagRef) -> TagDescription:
-        if self.describer is not None:
-            return self.describer(ref)
-        return TagDescription.of(self.read(ref))
+    def land(self, key) -> None:
+        """Call with the lock held once the leader's result is stored (or it failed)."""
+        self._in_flight.pop(key, None)
 
 
 class ProviderReader:
-    """Reads tags through a data provider, one call per tag, keeping recent answers in memory.
+    """Reads tb_xai runs through a data provider, one call per tag, keeping recent answers in memory.
 
-    A cached answer is reused while the listing reports the same ``(max_step, max_wall_time)`` for its tag,
-    so a run being written is read again once it grows. The cache holds at most `cache_bytes` of arrays
-    (object arrays counted with the objects they hold). Concurrent requests for one tag at one version share a
-    single read (the others wait for it and get its answer, or its exception). Each tag's steps and shape are
+    A cached tag is reused while the listing reports the same ``(max_step, max_wall_time)`` for it, so a run
+    being written is read again once it grows. The cache holds at most `cache_bytes` of arrays (object arrays
+    counted with the objects they hold). Concurrent requests for one tag at one version share a single read
+    (the others wait for it and get its answer, or its exception). Each tag's steps, shape and problem are
     kept apart from the arrays, per version, so describing a run does not read tags it described before.
+    A tag left out (undecodable metadata, unknown version, unusable tensors) is logged once per run and reason.
     """
 
     def __init__(self, data_provider, cache_bytes: int, max_descriptions: int = MAX_DESCRIPTIONS):
@@ -177,28 +75,95 @@ class ProviderReader:
         self._cache_total = 0
         self._max_descriptions = max_descriptions
         self._descriptions: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
-        self._in_flight: "dict[tuple, Future]" = {}
+        self._indexes: "dict[tuple, tuple]" = {}
+        self._decoded: "collections.OrderedDict[bytes, tuple]" = collections.OrderedDict()
+        self._warned: set = set()
         self._lock = threading.Lock()
+        self._flights = _Flights(self._lock)
 
+    @property
+    def _in_flight(self) -> dict:
+        return self._flights._in_flight
+
+    # ---- runs and their index -------------------------------------------------------------------------
     def runs(self, ctx, experiment_id: str) -> dict:
-        """run name -> :class:`Run`, for every run holding tb_xai summaries."""
+        """run name -> :class:`tb_xai.runmodel.Run`, for every run holding tb_xai summaries."""
         listing = self._data_provider.list_tensors(
             ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME
         )
-        return {
-            name: Run(
-                index,
-                self._reader(ctx, experiment_id, name),
-                self._describer(ctx, experiment_id, name),
-            )
-            for name, index in index_runs(listing).items()
-        }
+        runs = {}
+        for name, tags in listing.items():
+            index = self._index(experiment_id, name, tags)
+            if index.holds_data or index.skipped:
+                runs[name] = runmodel.Run(
+                    index, self._reader(ctx, experiment_id, name), self._describer(ctx, experiment_id, name),
+                    scalar_reader=self._scalar_reader(ctx, experiment_id, name),
+                )
+        with self._lock:  # runs gone from the listing (a deleted directory) free their index
+            for key in [k for k in self._indexes if k[0] == experiment_id and k[1] not in listing]:
+                del self._indexes[key]
+        return runs
 
+    def _index(self, experiment_id: str, run: str, tags: Mapping[str, object]) -> RunIndex:
+        signature = tuple(sorted((tag, s.max_step, s.max_wall_time) for tag, s in tags.items()))
+        key = (experiment_id, run)
+        with self._lock:
+            known = self._indexes.get(key)
+            if known is not None and known[0] == signature:
+                return known[1]
+        index = index_tags(
+            run,
+            ((tag, s.plugin_content, (s.max_step, s.max_wall_time)) for tag, s in tags.items()),
+            decode=self._decode,
+        )
+        for tag, reason in index.skipped.items():
+            self._warn_once(run, tag, reason)
+        with self._lock:
+            self._indexes[key] = (signature, index)
+        return index
+
+    def _decode(self, content) -> tuple:
+        content = bytes(content) if isinstance(content, (bytes, bytearray)) else content
+        with self._lock:
+            known = self._decoded.get(content) if isinstance(content, bytes) else None
+        if known is not None:
+            return known
+        decoded = runmodel.decode_metadata(content)
+        if isinstance(content, bytes):
+            with self._lock:
+                self._decoded[content] = decoded
+                while len(self._decoded) > MAX_DECODED:
+                    self._decoded.popitem(last=False)
+        return decoded
+
+    def _warn_once(self, run: str, tag: str, reason: str) -> None:
+        with self._lock:
+            if (run, tag, reason) in self._warned:
+                return
+            self._warned.add((run, tag, reason))
+        logger.warning("tb_xai: run %r: tag %r is left out: %s", run, tag, reason)
+
+    # ---- reading tags ---------------------------------------------------------------------------------
     def _reader(self, ctx, experiment_id: str, run: str) -> Callable[[TagRef], TagSeries]:
         def read(ref: TagRef) -> TagSeries:
             return self._read(ctx, experiment_id, run, ref)
 
         return read
+
+    def _scalar_reader(self, ctx, experiment_id: str, run: str) -> Callable[[], dict]:
+        """The run's scalar summaries (the callback's quality figures), every step, read when asked for."""
+        def scalars() -> dict:
+            data = self._data_provider.read_scalars(
+                ctx,
+                experiment_id=experiment_id,
+                plugin_name=scalar_metadata.PLUGIN_NAME,
+                downsample=ALL_STEPS,
+                run_tag_filter=provider.RunTagFilter(runs=[run]),
+            )
+            return {tag: runmodel.scalar_series((p.step, p.value) for p in points)
+                    for tag, points in data.get(run, {}).items()}
+
+        return scalars
 
     def _describer(self, ctx, experiment_id: str, run: str) -> Callable[[TagRef], TagDescription]:
         def describe(ref: TagRef) -> TagDescription:
@@ -220,12 +185,35 @@ class ProviderReader:
             if cached is not None and cached[0] == ref.version:
                 self._cache.move_to_end(key)
                 return cached[1]
-            future = self._in_flight.get(flight_key)
-            leader = future is None
-            if leader:
-                future = self._in_flight[flight_key] = Future()
+            future, leader = self._flights.lead(flight_key)
         if not leader:
             return future.result()
+        try:
+            series = self._fetch(ctx, experiment_id, run, ref)
+            description = TagDescription.of(series)
+            size = series.nbytes
+        except BaseException as e:
+            with self._lock:
+                self._flights.land(flight_key)
+            future.set_exception(e)
+            raise
+        if series.problem is not None:
+            self._warn_once(run, ref.tag, series.problem)
+        try:
+            with self._lock:
+                try:
+                    self._describe_locked(key, ref.version, description)
+                    self._store_locked(key, ref.version, series, size)
+                finally:
+                    self._flights.land(flight_key)  # always, so a later read starts afresh
+        except BaseException as e:
+            future.set_exception(e)  # waiters get the failure rather than hanging
+            raise
+        future.set_result(series)
+        return series
+
+    def _fetch(self, ctx, experiment_id: str, run: str, ref: TagRef) -> TagSeries:
+        """The tag's every step; a tag whose tensors do not decode or cannot be used gets a ``problem``."""
         try:
             data = self._data_provider.read_tensors(
                 ctx,
@@ -234,27 +222,10 @@ class ProviderReader:
                 downsample=ALL_STEPS,
                 run_tag_filter=provider.RunTagFilter(runs=[run], tags=[ref.tag]),
             )
-            points = data.get(run, {}).get(ref.tag, [])
-            series = TagSeries.from_points((p.step, p.numpy) for p in points)
-            description = TagDescription.of(series)
-            size = series_nbytes(series)
-        except BaseException as e:
-            with self._lock:
-                del self._in_flight[flight_key]
-            future.set_exception(e)
-            raise
-        try:
-            with self._lock:
-                try:
-                    self._describe_locked(key, ref.version, description)
-                    self._store_locked(key, ref.version, series, size)
-                finally:
-                    del self._in_flight[flight_key]  # always, so a later read starts afresh
-        except BaseException as e:
-            future.set_exception(e)  # waiters get the failure rather than hanging
-            raise
-        future.set_result(series)
-        return series
+        except (ValueError, TypeError, KeyError) as error:  # the provider decodes the tensors as it reads
+            return TagSeries.unusable(f"its tensors do not decode ({type(error).__name__}: {error})")
+        points = data.get(run, {}).get(ref.tag, [])
+        return TagSeries.from_points(((p.step, p.numpy) for p in points), ref.info.kind)
 
     def _describe_locked(self, key: tuple, version: tuple, description: TagDescription) -> None:
         self._descriptions[key] = (version, description)
@@ -263,7 +234,7 @@ class ProviderReader:
             self._descriptions.popitem(last=False)
 
     def _store(self, key: tuple, version: tuple, series: TagSeries) -> None:
-        size = series_nbytes(series)
+        size = series.nbytes
         with self._lock:
             self._store_locked(key, version, series, size)
 
@@ -279,6 +250,7 @@ class ProviderReader:
             _, (_, _, evicted) = self._cache.popitem(last=False)
             self._cache_total -= evicted
 
+    # ---- the Keras scalars next to a run ---------------------------------------------------------------
     def scalar_series(self, ctx, experiment_id: str, runs: list) -> dict:
         """run -> tag -> ``{"steps", "wall_times", "values"}`` of the scalars of `runs`, every step."""
         if not runs:
@@ -308,3 +280,48 @@ class ProviderReader:
             ctx, experiment_id=experiment_id, plugin_name=scalar_metadata.PLUGIN_NAME
         )
         return sorted(run for run, tags in listing.items() if tags)
+
+
+class AnswerCache:
+    """Recent route answers (encoded bodies) by key, at most `max_bytes` in all, least recently used out first.
+
+    A key names the route, its parameters and the run's version, so an answer is reused only while the run is
+    unchanged. Concurrent requests for one key share one computation.
+    """
+
+    def __init__(self, max_bytes: int):
+        self._max_bytes = max_bytes
+        self._answers: "collections.OrderedDict[Hashable, bytes]" = collections.OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+        self._flights = _Flights(self._lock)
+
+    def get(self, key: Hashable, compute: Callable[[], bytes]) -> bytes:
+        if self._max_bytes <= 0:
+            return compute()
+        with self._lock:
+            body = self._answers.get(key)
+            if body is not None:
+                self._answers.move_to_end(key)
+                return body
+            future, leader = self._flights.lead(key)
+        if not leader:
+            return future.result()
+        try:
+            body = compute()
+        except BaseException as e:
+            with self._lock:
+                self._flights.land(key)
+            future.set_exception(e)
+            raise
+        with self._lock:
+            self._flights.land(key)
+            if len(body) <= self._max_bytes:
+                stale = self._answers.pop(key, None)
+                self._total += len(body) - (len(stale) if stale is not None else 0)
+                self._answers[key] = body
+                while self._total > self._max_bytes:
+                    _, evicted = self._answers.popitem(last=False)
+                    self._total -= len(evicted)
+        future.set_result(body)
+        return body
