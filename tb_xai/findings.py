@@ -170,7 +170,11 @@ def bootstrap_floor(maps: np.ndarray, k: int, samples: int = BOOTSTRAP_SAMPLES, 
     if probes < 2 or not np.isfinite(maps).all():
         return {"ndcg_floor": float("nan"), "spearman_floor": float("nan")}
     importance = maps.mean(axis=0)
-    counts = np.random.default_rng(seed).multinomial(probes, np.full(probes, 1.0 / probes), size=samples)
+    # How often each probe is drawn in each resample: counts of `probes` uniform draws (a multinomial, drawn
+    # as integers and counted with one bincount, several times faster than numpy's multinomial here).
+    draws = np.random.default_rng(seed).integers(0, probes, (samples, probes))
+    counts = np.bincount((draws + probes * np.arange(samples)[:, None]).ravel(), minlength=samples * probes)
+    counts = counts.reshape(samples, probes)
     resampled = counts @ maps / probes
     ndcg = _ndcg_rows(importance, resampled, _check_k(k))
     spearman = _spearman_rows(importance, resampled)
