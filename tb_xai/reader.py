@@ -283,8 +283,8 @@ class Run:
 
         Example:
             >>> m = tb_xai.load("runs/exp1").metrics("integrated_gradients")
-            >>> m["ndcg_reference"][-1] < 0.9, m["sanity_spearman"][-1] < 0.7
-            (False, True)
+            >>> m["ndcg_reference"][0]  # the first logged step is the reference
+            1.0
         """
         return query.metrics(self._run, method, k=k, reference_step=reference_step)
 
@@ -405,10 +405,9 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
 
 
 def _read_scalar(value, step: int, points: Dict[str, list]) -> None:
-    """Keeps a scalar summary's value (a tensor, or the older ``simple_value``); one that does not decode is left
-    out."""
+    """Keeps a scalar summary's value; one whose tensor does not decode to one number is left out."""
     try:
-        number = float(tensor_util.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+        number = float(tensor_util.make_ndarray(value.tensor))
     except Exception:  # noqa: BLE001 - a value that does not decode is left out, as a tag's tensor is
         return
     points.setdefault(value.tag, []).append((step, number))
