@@ -15,6 +15,8 @@ _LAZY = {
     "load": "tb_xai.reader",
     "Run": "tb_xai.reader",
     "methods": "tb_xai.methods",
+    "quality": "tb_xai.quality",
+    "findings": "tb_xai.findings",
     "plot": "tb_xai.plot",
     "compare": "tb_xai.comparison",
 }

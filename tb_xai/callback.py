@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import keras
 import numpy as np
 
-from tb_xai import metadata, methods as methods_lib, summary
+from tb_xai import metadata, methods as methods_lib, quality as quality_lib, summary
 from tb_xai.backend import adapt
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.probe import ProbeLike, as_probe_set
@@ -54,6 +54,10 @@ class AttributionCallback(keras.callbacks.Callback):
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
         subdir: the run directory under `log_dir` the summaries are written to.
+        quality: the quality figures computed at each logged step (`tb_xai.quality`): by default (or True)
+            drift, seeds and sanity, whose cost is small and bounded; "all" adds faithfulness, which costs
+            several times a gradient method's attribution time; False for none; or a list of "drift",
+            "faithfulness", "seeds", "sanity", or a `tb_xai.quality.Quality` with budgets.
 
     Example:
         >>> cb = tb_xai.AttributionCallback("runs/exp1", x_test[:32], labels=y_test[:32],
@@ -75,6 +79,7 @@ class AttributionCallback(keras.callbacks.Callback):
         batch_size: int = 1024,
         subdir: str = metadata.DEFAULT_SUBDIR,
         logits: bool = False,
+        quality=quality_lib.DEFAULT,
     ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
@@ -123,6 +128,8 @@ class AttributionCallback(keras.callbacks.Callback):
         self._earlier_steps: set = set()  # steps an earlier run left in run_dir
         self._warned_vanishing: set = set()
         self._predictions: Optional[np.ndarray] = None
+        #: the quality figures' state (tb_xai/quality.py): per-probe faithfulness, timings.
+        self.quality = quality_lib.QualityMonitor(quality_lib.Quality.from_arg(quality))
 
         self._awaiting_build = False
         self._epoch_started = 0.0
@@ -172,6 +179,8 @@ class AttributionCallback(keras.callbacks.Callback):
             self._skipped.append(epoch)
             return
         self._log(epoch)
+        if logs is not None:  # for EarlyStopping, CSVLogger, TensorBoard placed after this callback
+            logs.update(self.quality.logs_for(epoch))
 
     def on_train_end(self, logs=None):
         if self._last_epoch is not None and self._last_logged != self._last_epoch:
@@ -201,6 +210,9 @@ class AttributionCallback(keras.callbacks.Callback):
             method.setup(self._adapter, self._adapter.probe)
             if getattr(method, "input_gradients", method.requires_gradients):
                 self._adapter.check_input_gradients()
+        # Every worker computes what the chief computes (see _new_writer): the sanity reference too.
+        self.quality.bind(self._adapter, self._adapter.probe, self.methods,
+                          lambda predictions: resolve_targets(self.target, predictions, self.probe.labels))
         if self._writer is None:
             self._writer = self._new_writer()
             if not self._logged_steps and self._adapter.is_chief():
@@ -250,6 +262,7 @@ class AttributionCallback(keras.callbacks.Callback):
         if self.max_overhead is not None:
             self._write_scalar("tb_xai/skipped_epochs", len(self._skipped), step)
             self._skipped = []
+        self.quality.write(step, self._writer)
         try:
             self._writer.flush()
         except Exception as error:
@@ -301,6 +314,7 @@ class AttributionCallback(keras.callbacks.Callback):
                 self._writer.write(pb, step)
             self._warn_if_vanishing(method, [values for _, _, values in explained], targets, step)
             self._log_diagnostics(method, step)
+            self.quality.observe(method, attributions, targets)
         except Exception as error:  # an explanation must never stop the user's training
             self._record_failure([method], step, f"{type(error).__name__}: {error}")
         finally:

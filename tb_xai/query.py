@@ -2,7 +2,8 @@
 
 The functions here take a :class:`tb_xai.runmodel.Run` (from event files or from TensorBoard's data provider)
 and return numpy arrays and plain values; `tb_xai.reader.Run` wraps them for notebooks, the plugin's routes
-turn them into JSON. The numbers come from :mod:`tb_xai.aggregate`, the names from :mod:`tb_xai.layout`.
+turn them into JSON. The numbers come from :mod:`tb_xai.aggregate` (the figures and findings from
+:mod:`tb_xai.findings`), the names from :mod:`tb_xai.layout`.
 Lookups raise :class:`~tb_xai.runmodel.NotFound` (a ``KeyError``) or :class:`~tb_xai.runmodel.BadQuery` (a
 ``ValueError``) with a message naming the bad value and what is there.
 """
@@ -14,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from tb_xai import aggregate, layout as layouts
+from tb_xai import aggregate, findings as findings_lib, layout as layouts, quality as quality_lib
 from tb_xai.runmodel import BadQuery, NotFound, Run, TagRef, TagSeries
 
 ALL_STEPS = (None, None)
@@ -215,6 +216,99 @@ def agreement(
         "pairs": aggregate.agreement_by_shape(importances, k),
         "k": min([k] + sizes),
     }
+
+
+# ---- figures and findings (tb_xai.findings, tb_xai.quality) -------------------------------------------
+
+
+def logged_figures(run: Run) -> dict:
+    """method -> figure -> ``(steps, values)`` of the quality figures the callback logged as scalars."""
+    out: dict = {}
+    for tag, series in run.scalars().items():
+        parsed = quality_lib.parse_scalar_tag(tag)
+        if parsed is not None:
+            out.setdefault(parsed[0], {})[parsed[1]] = series
+    return out
+
+
+def method_history(run: Run, method: str, logged: Optional[dict] = None) -> findings_lib.MethodHistory:
+    """The |maps| of every input `method` explains, flattened and concatenated, at the steps all of them hold.
+
+    An input the method does not explain (no tag) or whose tag is left out (see `Run.skipped`) is not part of
+    it. Element names are the layout's (`tb_xai.layout`), prefixed with ``"<input>: "`` when the probe has
+    several inputs.
+
+    Args:
+        run: the run.
+        method: a method with attributions.
+        logged: the method's logged quality figures (`logged_figures`); read from the run when None.
+    """
+    by_input = run.index.attributions.get(method)
+    if not by_input:
+        attribution_ref(run, method)  # raises, naming the methods there are
+    names_of_inputs = inputs(run)
+    parts = []
+    for name in [n for n in names_of_inputs if n in by_input]:
+        series = run.optional(by_input[name])
+        if series is not None and series.steps.size:
+            parts.append((by_input[name], series))
+    if not parts:
+        left_out = {ref.tag: run.describe(ref).problem for ref in by_input.values()}
+        raise NotFound(f"method {method!r} of run {run.name!r} has no usable attributions (left out: {left_out})")
+    steps = parts[0][1].steps
+    for _, series in parts[1:]:  # the inputs' steps differ only where a tag lost steps of another shape
+        steps = np.intersect1d(steps, series.steps)
+    maps, names = [], []
+    for ref, series in parts:
+        values = series.values[np.isin(series.steps, steps)]
+        maps.append(findings_lib.as_maps(values, ref.info.modality))
+        prefix = f"{ref.info.input_name}: " if len(names_of_inputs) > 1 else ""
+        names += [prefix + n for n in map_layout(ref, series.values.shape[2:]).names()]
+    if logged is None:
+        logged = logged_figures(run).get(method, {})
+    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged)
+
+
+def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None) -> dict:
+    """The per-step figures of `method`: drift, noise floor and concentration computed from its maps
+    (`findings_lib.figures`, every input concatenated), and the faithfulness, seed and sanity figures the
+    callback logged (NaN at steps it did not log them).
+
+    Returns:
+        ``steps`` (int64) and one float64 array over those steps per figure.
+    """
+    history = method_history(run, method)
+    out = findings_lib.figures(history.steps, history.maps, k, reference_step)
+    for group in ("faithfulness", "seeds", "sanity"):
+        for figure in quality_lib.FIGURES[group]:
+            out[figure] = history.logged_at(figure)
+    return out
+
+
+def findings(
+    run: Run, *, thresholds: Optional[findings_lib.Thresholds] = None, reference_step: Optional[int] = None
+) -> list:
+    """Every finding of the run (`findings_lib.findings`; default `findings_lib.Thresholds`), ordered by step:
+    JSON-ready dicts.
+
+    Methods without usable attributions (those that only failed) are left out; prediction flips need the
+    predictions tag.
+    """
+    logged = logged_figures(run)
+    histories = {}
+    for method in methods(run):
+        try:
+            histories[method] = method_history(run, method, logged.get(method, {}))
+        except NotFound:  # a method that only ever failed, or whose tags are left out
+            continue
+    series = predictions(run)
+    pred_steps = values = None
+    if series is not None and series.steps.size:
+        pred_steps, values = series.steps, series.values
+    return findings_lib.findings(
+        histories, pred_steps, values, labels(run), (class_names(run) or None) if values is not None else None,
+        thresholds=thresholds or findings_lib.Thresholds(), reference_step=reference_step,
+    )
 
 
 # ---- the rest of a run --------------------------------------------------------------------------------

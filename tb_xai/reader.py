@@ -10,21 +10,24 @@ tag changed shape mid-run (another model or probe set), only the steps shaped li
 skipped quietly. Damage is skipped and reported in one warning per problem, and every readable step is kept:
 a record that fails its checksum (naming the file, the byte offset and the step before it), a tag whose
 metadata does not decode or whose payload version is unknown, a tag whose tensors cannot be used (naming the
-run, the tag and why). `Run.skipped` lists the tags left out.
+run, the tag and why). `Run.skipped` lists the tags left out. The run's scalar summaries (the callback's quality
+figures, `tb_xai.quality`) are read too, for `Run.metrics` and `Run.findings`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.util import tensor_util
 
-from tb_xai import aggregate, event_records, metadata, query, runmodel
+from tb_xai import aggregate, event_records, findings as findings_lib, metadata, query, runmodel
 from tb_xai.layout import MapLayout
 from tb_xai.runmodel import NotFound
 
@@ -261,6 +264,59 @@ class Run:
         columns = ["method", "input", "step", "probe", "feature", "channel", "attribution", "target"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
+    # ------------------------------------------------ figures and findings (tb_xai.query, tb_xai.findings)
+    def metrics(self, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None,
+                ) -> Dict[str, np.ndarray]:
+        """The per-step figures of a method: drift, noise floor, concentration, and the callback's quality figures.
+
+        Drift, floor and concentration are computed here from the logged attributions (every input the method
+        explains, its map concatenated), so `k` and `reference_step` can be chosen afresh; faithfulness, seed
+        and sanity figures are the ones the callback logged (NaN at steps it did not log them). See
+        `tb_xai.findings` and `tb_xai.quality` for what each figure is.
+
+        Args:
+            method: a logged method.
+            k: top-k size of the nDCG figures.
+            reference_step: the step ``ndcg_reference`` compares with (the first logged step by default).
+
+        Returns:
+            ``steps`` ([steps] int64) and one float64 array over those steps per figure.
+
+        Example:
+            >>> m = tb_xai.load("runs/exp1").metrics("integrated_gradients")
+            >>> m["ndcg_reference"][0]  # the first logged step is the reference
+            1.0
+        """
+        return query.metrics(self._run, method, k=k, reference_step=reference_step)
+
+    def findings(self, *, thresholds: Optional[findings_lib.Thresholds] = None,
+                 reference_step: Optional[int] = None, **threshold_values) -> List[dict]:
+        """What changed during training, each event only where it beats the noise floor, ordered by step.
+
+        Kinds: ``topk_enter`` / ``topk_leave`` (a feature enters or leaves the top-k and stays),
+        ``drift`` (nDCG@k against the reference step falls below the threshold and the noise floor, with the
+        step it starts), ``explanation_changed`` (a probe's map changes while its predicted class does not),
+        ``prediction_flipped_explanation_stable``, ``prediction_flip`` (``direction`` wrong_to_right,
+        right_to_wrong or changed), ``sanity_failed``, ``methods_disagree``. See `tb_xai.findings`.
+
+        Args:
+            thresholds: a `tb_xai.findings.Thresholds`; or give its fields as keywords (``k=5, drift=0.8``).
+            reference_step: the step drift is measured from (each method's first logged step by default).
+
+        Returns:
+            JSON-ready dicts with ``step``, ``kind``, ``method``, ``feature``, ``probe``, ``value``, ``noise`` and
+            ``message`` (None where a key does not apply).
+
+        Example:
+            >>> [f["message"] for f in tb_xai.load("runs/shortcut").findings(k=5) if f["kind"] == "topk_enter"][:1]
+            ['step 3: pixel (0, 1) entered the top 5 of integrated_gradients (+0.0415 mean |attribution|, noise 0.013)']
+        """
+        if thresholds is None:
+            thresholds = findings_lib.Thresholds(**threshold_values)
+        elif threshold_values:
+            raise ValueError(f"give thresholds= or threshold keywords, not both; received {sorted(threshold_values)}")
+        return query.findings(self._run, thresholds=thresholds, reference_step=reference_step)
+
     # -------------------------------------------------------------------------------------- internals
     def _required(self, ref: Optional[runmodel.TagRef], tag: str) -> runmodel.TagSeries:
         if ref is None:
@@ -280,7 +336,14 @@ class Run:
 
 
 def _event_files(run_dir: str) -> List[str]:
-    return sorted(glob.glob(os.path.join(run_dir, "*tfevents*")))
+    """The run's event files in the order they were written: by the numbers in their names (creation time, pid,
+    the writer's counter), read as numbers, so a 10th writer of one second comes after the 9th."""
+    return sorted(glob.glob(os.path.join(run_dir, "*tfevents*")), key=_natural_key)
+
+
+def _natural_key(path: str) -> list:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", os.path.basename(path))]
 
 
 def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
@@ -289,6 +352,7 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
     contents: Dict[str, bytes] = {}
     points: Dict[str, list] = {}
     problems: Dict[str, str] = {}
+    scalar_points: Dict[str, list] = {}  # the callback's quality figures (tb_xai.quality), beside its tags
     for path in _event_files(run_dir):
         records, damage = event_records.read_records(path)
         last_step = None
@@ -305,6 +369,11 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
             last_step = event.step if event.HasField("summary") else last_step
             for value in event.summary.value:
                 known = value.tag in contents
+                if value.tag in scalar_points or (
+                    not known and value.metadata.plugin_data.plugin_name == scalar_metadata.PLUGIN_NAME
+                ):
+                    _read_scalar(value, event.step, scalar_points)
+                    continue
                 if not known and value.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME:
                     continue
                 if not known:
@@ -328,7 +397,8 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
             series[tag] = runmodel.TagSeries.unusable(problems[tag])
         else:
             series[tag] = runmodel.TagSeries.from_points(points.get(tag, []), kind)
-    run = runmodel.Run(index, lambda ref: series[ref.tag])
+    scalars = {tag: runmodel.scalar_series(points) for tag, points in scalar_points.items()}
+    run = runmodel.Run(index, lambda ref: series[ref.tag], scalar_reader=lambda: scalars)
     for tag, reason in run.skipped().items():
         warnings.warn(f"tb_xai.load: run {name!r}: tag {tag!r} is left out: {reason}", stacklevel=3)
     for tag, item in sorted(series.items()):
@@ -340,6 +410,15 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
                 stacklevel=3,
             )
     return run
+
+
+def _read_scalar(value, step: int, points: Dict[str, list]) -> None:
+    """Keeps a scalar summary's value; one whose tensor does not decode to one number is left out."""
+    try:
+        number = float(tensor_util.make_ndarray(value.tensor))
+    except Exception:  # noqa: BLE001 - a value that does not decode is left out, as a tag's tensor is
+        return
+    points.setdefault(value.tag, []).append((step, number))
 
 
 def _warn_damage(path: str, damage: event_records.Damage, last_step: Optional[int]) -> None:

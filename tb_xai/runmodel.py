@@ -213,6 +213,16 @@ def check_series(kind: int, series: TagSeries) -> Optional[str]:
     return None
 
 
+def scalar_series(points) -> tuple:
+    """``(steps [n] int64 ascending, values [n] float64)`` of ``(step, value)`` pairs; a step written twice keeps
+    its last value (a resumed run)."""
+    latest = {}
+    for step, value in points:
+        latest[int(step)] = float(value)
+    steps = np.array(sorted(latest), dtype=np.int64)
+    return steps, np.array([latest[s] for s in steps.tolist()], dtype=np.float64)
+
+
 @dataclasses.dataclass(frozen=True)
 class TagDescription:
     """What a tag holds without its values: ``steps [n]``, the stacked ``shape`` ``(n, *shape)``, ``dropped``,
@@ -234,13 +244,16 @@ class Run:
 
     ``describe(ref) -> TagDescription`` gives a tag's steps, shape and problem; `describer`, when given,
     answers it (from a cache, without reading the tag's values again), else the tag is read. `data_loss`
-    lists the damaged stretches of the run's event files, where the source reports them.
+    lists the damaged stretches of the run's event files, where the source reports them; `scalar_reader` reads
+    the run's scalar summaries (see `scalars`).
     """
 
     index: RunIndex
     read: Callable[[TagRef], TagSeries]
     describer: Optional[Callable[[TagRef], TagDescription]] = None
     data_loss: tuple = ()  # damaged stretches of the run's event files, where the source reports them
+    # The run's scalar summaries (the callback's quality figures): ``() -> {tag: (steps, values)}``.
+    scalar_reader: Optional[Callable[[], dict]] = None
 
     @property
     def name(self) -> str:
@@ -264,6 +277,11 @@ class Run:
             return None
         series = self.read(ref)
         return None if series.problem is not None else series
+
+    def scalars(self) -> dict:
+        """tag -> ``(steps [n] int64 ascending, values [n] float64)`` of the run's scalar summaries; {} where the
+        source reads none."""
+        return {} if self.scalar_reader is None else self.scalar_reader()
 
     def skipped(self) -> dict:
         """tag -> reason, for every tag left out: at indexing, or because its tensors cannot be used."""

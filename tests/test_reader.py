@@ -52,6 +52,18 @@ def test_names_used_in_tags_are_checked():
         metadata.check_name("a/b", "method name")
 
 
+def test_event_files_are_read_in_the_order_their_writers_counted(tmp_path):
+    """Writers of one process and second differ by a counter in the file name: the 10th comes after the 9th."""
+    import glob
+    import os
+
+    for counter, value in ((9, 1.0), (10, 2.0)):  # written in this order; "10" sorts before "9" as text
+        _write(str(tmp_path / "w"), [0], offset=value)
+        (written,) = glob.glob(str(tmp_path / "w" / "*tfevents*"))
+        os.rename(written, str(tmp_path / f"events.out.tfevents.1700000000.host.42.{counter}.tb_xai"))
+    assert tb_xai.load(str(tmp_path)).attributions("saliency")[0, 0, 0] == 2.0
+
+
 def test_a_resumed_run_keeps_the_later_write_of_a_step(tmp_path):
     _write(str(tmp_path), [0, 1, 2])
     _write(str(tmp_path), [2, 3], offset=100.0)

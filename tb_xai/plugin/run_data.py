@@ -96,7 +96,8 @@ class ProviderReader:
             index = self._index(experiment_id, name, tags)
             if index.holds_data or index.skipped:
                 runs[name] = runmodel.Run(
-                    index, self._reader(ctx, experiment_id, name), self._describer(ctx, experiment_id, name)
+                    index, self._reader(ctx, experiment_id, name), self._describer(ctx, experiment_id, name),
+                    scalar_reader=self._scalar_reader(ctx, experiment_id, name),
                 )
         with self._lock:  # runs gone from the listing (a deleted directory) free their index
             for key in [k for k in self._indexes if k[0] == experiment_id and k[1] not in listing]:
@@ -148,6 +149,21 @@ class ProviderReader:
             return self._read(ctx, experiment_id, run, ref)
 
         return read
+
+    def _scalar_reader(self, ctx, experiment_id: str, run: str) -> Callable[[], dict]:
+        """The run's scalar summaries (the callback's quality figures), every step, read when asked for."""
+        def scalars() -> dict:
+            data = self._data_provider.read_scalars(
+                ctx,
+                experiment_id=experiment_id,
+                plugin_name=scalar_metadata.PLUGIN_NAME,
+                downsample=ALL_STEPS,
+                run_tag_filter=provider.RunTagFilter(runs=[run]),
+            )
+            return {tag: runmodel.scalar_series((p.step, p.value) for p in points)
+                    for tag, points in data.get(run, {}).items()}
+
+        return scalars
 
     def _describer(self, ctx, experiment_id: str, run: str) -> Callable[[TagRef], TagDescription]:
         def describe(ref: TagRef) -> TagDescription:
