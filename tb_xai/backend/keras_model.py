@@ -408,6 +408,20 @@ class KerasModel:
         """Raises ValueError naming each float input whose gradient is disconnected or undefined."""
         raise NotImplementedError
 
+    def no_gradient_error(self, i: int) -> ValueError:
+        """The configuration error for probe input `i`, which has no gradient to the explained output."""
+        if np.issubdtype(self.input_dtypes[i], np.floating):
+            why = ("the model does not differentiate through it: its values reach the output only through ops "
+                   "without a gradient (an integer cast, as in an Embedding of token ids or a categorical lookup; "
+                   "a round or argmax), or not at all")
+        else:
+            why = f"the model sees it as {self.input_dtypes[i]}, and integers have no gradient"
+        return ValueError(
+            f"probe input {self.probe.names[i]!r} has no gradient with respect to output {self.output_name!r}: "
+            f"{why}. Gradient methods would show all-zero attributions for it; pass token ids as integers and "
+            "explain them with kernel_shap, lime or occlusion"
+        )
+
 
 def _identity(inputs, *args, **kwargs):
     return inputs

@@ -79,17 +79,7 @@ class TensorFlowModel(KerasModel):
                     "Gradient methods cannot explain this model; use kernel_shap, lime or occlusion"
                 ) from error
         for i in self._disconnected:
-            name = self.probe.names[i]
-            if np.issubdtype(self.input_dtypes[i], np.floating):
-                why = ("its values reach the output only through ops without a gradient (an integer cast, as in an "
-                       "Embedding of token ids or a categorical lookup; a round or argmax), or not at all")
-            else:
-                why = f"the model sees it as {self.input_dtypes[i]}, and integers have no gradient"
-            raise ValueError(
-                f"probe input {name!r} has no gradient with respect to output {self.output_name!r}: {why}. "
-                "Gradient methods would show all-zero attributions for it; pass token ids as integers and explain "
-                "them with kernel_shap, lime or occlusion"
-            )
+            raise self.no_gradient_error(i)
 
     def input_names_reaching(self, call: LayerCall) -> List[str]:
         # One eager pass on one row: the tape knows which inputs the activations were computed from.

@@ -77,17 +77,7 @@ class TorchModel(KerasModel):
         for i, g in enumerate(grads):
             if g is not None:
                 continue
-            name = self.probe.names[i]
-            if self._floating[i]:
-                why = ("the model does not differentiate through it: its values reach the output only through an "
-                       "integer cast or lookup (an Embedding of token ids, a categorical index), or not at all")
-            else:
-                why = f"the model sees it as {self.input_dtypes[i]}, and integers have no gradient"
-            raise ValueError(
-                f"probe input {name!r} has no gradient with respect to output {self.output_name!r}: {why}. "
-                "Gradient methods would show all-zero attributions for it; pass token ids as integers and explain "
-                "them with kernel_shap, lime or occlusion"
-            )
+            raise self.no_gradient_error(i)
 
     def input_names_reaching(self, call: LayerCall) -> List[str]:
         xs = self._tensors([a[:1] for a in self.probe.inputs], self._floating)
