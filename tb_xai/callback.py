@@ -49,7 +49,7 @@ class AttributionCallback(keras.callbacks.Callback):
             training, as a fraction of it (0.05: 5%). Scheduled epochs are then skipped while the explanation
             time already spent exceeds this share of the training time so far; the first and the last epoch
             are always logged. The budget is in each method's logged config, and the epochs skipped before
-            each logged step in the scalar `tb_xai/skipped_epochs`.
+            each logged step in the scalar `xai/skipped_epochs`.
         batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
@@ -260,7 +260,7 @@ class AttributionCallback(keras.callbacks.Callback):
         for method in self.methods:
             self._log_method(method, targets, step)
         if self.max_overhead is not None:
-            self._write_scalar("tb_xai/skipped_epochs", len(self._skipped), step)
+            self._write_scalar("xai/skipped_epochs", len(self._skipped), step)
             self._skipped = []
         self.quality.write(step, self._writer)
         try:
@@ -334,12 +334,12 @@ class AttributionCallback(keras.callbacks.Callback):
                                         self._predictions, targets, type(method).name))
 
     def _log_diagnostics(self, method: AttributionMethod, step: int) -> None:
-        """Writes the method's diagnostics of this step as scalars `tb_xai/<method>/<name>`; warns once on a
+        """Writes the method's diagnostics of this step as scalars `xai/<method>/<name>`; warns once on a
         completeness error beyond its allowance."""
         diagnostics = getattr(method, "diagnostics", None)
         values = diagnostics() if callable(diagnostics) else {}
         for key, value in values.items():
-            self._write_scalar(f"tb_xai/{method.name}/{key}", value, step)
+            self._write_scalar(quality_lib.scalar_tag(method.name, key), value, step)
         over = values.get("probes_over_tolerance", 0)
         if over and method.name not in self._warned_completeness:
             self._warned_completeness.add(method.name)
@@ -347,13 +347,11 @@ class AttributionCallback(keras.callbacks.Callback):
                 "tb_xai: %s: at step %d, %d probe(s) miss completeness by more than the allowance after "
                 "refinement (largest relative error %.3g); a gradient that is zero or discontinuous along the "
                 "path (saturated outputs: try logits=True; integer-like inputs) is the usual cause. The count "
-                "is logged every step as tb_xai/%s/probes_over_tolerance.",
+                "is logged every step as xai/%s/probes_over_tolerance.",
                 method.name, step, over, values.get("completeness_error_max", float("nan")), method.name)
 
     def _write_scalar(self, tag: str, value: float, step: int) -> None:
-        from tensorboard.plugins.scalar import summary_v2 as scalar_summary
-
-        self._writer.write(scalar_summary.scalar_pb(tag, float(value)), step)
+        self._writer.write(quality_lib.scalar_pb(tag, float(value)), step)
 
     def _record_failure(self, methods: Sequence[AttributionMethod], step: int, message: str) -> None:
         """Warns, and writes a FAILURE summary for each method; a writer that fails too only warns."""

@@ -40,6 +40,6 @@ def test_max_overhead_spaces_out_logged_epochs_keeping_the_first_and_last(tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "xai")).Reload()
-    skipped = {e.step: int(e.tensor_proto.float_val[0]) for e in events.Tensors("tb_xai/skipped_epochs")}
+    skipped = {e.step: int(e.tensor_proto.float_val[0]) for e in events.Tensors("xai/skipped_epochs")}
     assert sorted(skipped) == steps
     assert sum(skipped.values()) == 12 - len(steps)  # every epoch is either logged or counted as skipped

@@ -103,7 +103,7 @@ def test_a_completeness_miss_is_logged_as_a_scalar_and_warned_once(tmp_path, cap
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "xai")).Reload()
-    over = events.Tensors("tb_xai/integrated_gradients/probes_over_tolerance")
+    over = events.Tensors("xai/integrated_gradients/probes_over_tolerance")
     assert [e.step for e in over] == [0, 1, 2]
     assert all(float(np.asarray(e.tensor_proto.float_val)[0]) >= 1 for e in over)
     assert len(tb_xai.load(str(tmp_path)).steps("integrated_gradients")) == 3  # the attributions are kept
