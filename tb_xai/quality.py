@@ -511,7 +511,10 @@ class QualityMonitor:
         same = np.asarray(targets) == reference_targets
         if not same.any() or reference.shape != maps.shape:
             return {}
-        return {"sanity_spearman": float(np.nanmean(findings_lib.paired_spearman(reference[same], maps[same])))}
+        values = findings_lib.paired_spearman(reference[same], maps[same])
+        if not np.isfinite(values).any():  # constant maps (a saturated output) have no ranking to compare
+            return {}
+        return {"sanity_spearman": float(np.nanmean(values))}
 
     def _warn(self, method: str, group: str, error: Exception) -> None:
         if (method, group) not in self._warned:
