@@ -12,14 +12,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from tb_xai import aggregate
-from tb_xai.reader import Run, load
-
-RunLike = Union[Run, str, os.PathLike]
+from tb_xai.reader import Run, RunLike, as_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,14 +47,6 @@ class Comparison:
     order: np.ndarray
 
 
-def _run(run: RunLike) -> Run:
-    if isinstance(run, Run):
-        return run
-    if isinstance(run, (str, os.PathLike)):
-        return load(run)
-    raise TypeError(f"each run must be a tb_xai.Run or a log directory; received: {run!r}")
-
-
 def compare(
     runs: Sequence[RunLike], method: str, *, input: Optional[str] = None, signed: bool = False, target: Optional[int] = None
 ) -> Comparison:
@@ -75,7 +65,7 @@ def compare(
     """
     if isinstance(runs, (str, os.PathLike, Run)) or len(runs) < 2:
         raise ValueError(f"compare needs two or more runs (the first is the baseline); received {runs!r}")
-    loaded = [_run(r) for r in runs]
+    loaded = [as_run(r) for r in runs]
     per_run = [run.importance(method, input, signed=signed, target=target) for run in loaded]
     shapes = {values.shape[1:] for values in per_run}
     if len(shapes) > 1:

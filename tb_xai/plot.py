@@ -25,9 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tb_xai import aggregate, metadata
 from tb_xai.comparison import compare as _compare
-from tb_xai.reader import Run, load
-
-RunLike = Union[Run, str, os.PathLike]
+from tb_xai.reader import Run, RunLike, as_run
 
 #: The top-k size the dashboard opens with; the stability and agreement figures default to it too.
 K = 5
@@ -37,14 +35,6 @@ _MAGNITUDE = mcolors.LinearSegmentedColormap.from_list(
     "tb_xai_magnitude", ["#ffffff"] + [mcolors.to_hex(c) for c in colormaps["YlOrRd"](np.linspace(0.0, 0.95, 8))]
 )
 _SIGNED = "RdBu_r"
-
-
-def _run(run: RunLike) -> Run:
-    if isinstance(run, Run):
-        return run
-    if isinstance(run, (str, os.PathLike)):
-        return load(run)
-    raise TypeError(f"run must be a tb_xai.Run or a log directory; received: {run!r}")
 
 
 def _norm(values: np.ndarray, signed: bool) -> mcolors.Normalize:
@@ -113,7 +103,7 @@ def evolution_heatmap(
         >>> fig = tb_xai.plot.evolution_heatmap("runs/exp1", "saliency", rows=10)
         >>> fig.savefig("evolution.svg")
     """
-    run = _run(run)
+    run = as_run(run)
     if rows < 1:
         raise ValueError(f"rows must be at least 1; received rows={rows}")
     importance = run.importance(method, input, signed=signed, target=target)
@@ -195,7 +185,7 @@ def top_k_lines(
     Example:
         >>> tb_xai.plot.top_k_lines("runs/exp1", "integrated_gradients", k=3).savefig("top3.pdf")
     """
-    run = _run(run)
+    run = as_run(run)
     if k < 1:
         raise ValueError(f"k must be at least 1; received k={k}")
     importance = run.importance(method, input, signed=signed, target=target)
@@ -243,7 +233,7 @@ def probe_filmstrip(
     Example:
         >>> tb_xai.plot.probe_filmstrip("runs/exp1", "grad_cam", probe=3).savefig("probe3.png")
     """
-    run = _run(run)
+    run = as_run(run)
     attributions = run.attributions(method, input)
     if not 0 <= probe < attributions.shape[1]:
         raise IndexError(f"probe={probe} is out of range: {method!r} has {attributions.shape[1]} probes")
@@ -332,7 +322,7 @@ def stability(
     Example:
         >>> tb_xai.plot.stability("runs/exp1", "saliency", k=5).savefig("stability.png")
     """
-    run = _run(run)
+    run = as_run(run)
     result = run.stability(method, input, k=k, target=target)
     steps = result["steps"]
     fig = Figure(figsize=(7, 3.6), layout="constrained")
@@ -373,7 +363,7 @@ def agreement(
     Example:
         >>> tb_xai.plot.agreement("runs/exp1", "integrated_gradients").savefig("agreement.svg")
     """
-    run = _run(run)
+    run = as_run(run)
     pairs = run.agreement(input, k=k, target=target)
     if method is not None:
         if method not in run.methods:

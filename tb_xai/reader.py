@@ -20,7 +20,7 @@ import glob
 import os
 import re
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
@@ -451,3 +451,15 @@ def load(log_dir: str, subdir: str = metadata.DEFAULT_SUBDIR) -> Run:
         f"no tb_xai summaries in {log_dir!r} or {os.path.join(log_dir, subdir)!r}; expected the log_dir "
         "given to tb_xai.AttributionCallback"
     )
+
+
+RunLike = Union[Run, str, os.PathLike]
+
+
+def as_run(run: RunLike) -> Run:
+    """`run` itself when it is a loaded `Run`, else `load(run)` of a log directory."""
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, (str, os.PathLike)):
+        return load(run)
+    raise TypeError(f"run must be a tb_xai.Run or a log directory; received: {run!r}")
