@@ -41,18 +41,9 @@ if os.environ.get("TB_XAI_BLOCK_TENSORFLOW") == "1":
 
 import numpy as np  # noqa: E402
 
-# method -> quick but faithful configuration (seeded sampling methods keep their default seed)
-METHODS = {
-    "saliency": {},
-    "gradient_x_input": {},
-    "integrated_gradients": {"steps": 16},
-    "smoothgrad": {"samples": 8},
-    "grad_cam": {},
-    "expected_gradients": {"samples": 16},
-    "kernel_shap": {"samples": 64},
-    "lime": {"samples": 200},
-    "occlusion": {"window": 2},
-}
+import models  # noqa: E402  (after the block above: it imports keras)
+
+METHODS = models.QUICK_METHODS
 
 
 def legacy() -> bool:
@@ -92,9 +83,6 @@ def residual_backbone_classifier(shape=(8, 8, 3), n_classes=3):
 
 def save(directory: str) -> None:
     import keras
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import models
 
     keras.utils.set_random_seed(0)
     built = {"tabular": (mlp(), models.random_inputs((6,), 5))}

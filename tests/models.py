@@ -66,3 +66,18 @@ def conv1d(shape=(16, 2), n_classes=3, seed=0):
     h = keras.layers.Conv1D(4, 3, padding="same", activation="relu", name="conv_t")(inputs)
     h = keras.layers.GlobalAveragePooling1D()(h)
     return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(h))
+
+
+#: method name -> a quick but faithful configuration (seeded sampling methods keep their default seed): the
+#: contract test and the backend matrix explain with these.
+QUICK_METHODS = {
+    "saliency": {},
+    "gradient_x_input": {},
+    "integrated_gradients": {"steps": 16},
+    "smoothgrad": {"samples": 8},
+    "grad_cam": {},
+    "expected_gradients": {"samples": 16},
+    "kernel_shap": {"samples": 64},
+    "lime": {"samples": 200},
+    "occlusion": {"window": 2},
+}

@@ -13,18 +13,7 @@ from tb_xai.backend import adapt
 from tb_xai.methods import surrogate
 from tb_xai.probe import as_probe_set
 
-# method name -> keyword arguments for a quick but faithful configuration
-CONTRACT = {
-    "saliency": {},
-    "gradient_x_input": {},
-    "integrated_gradients": {"steps": 16},
-    "smoothgrad": {"samples": 8},
-    "grad_cam": {},
-    "expected_gradients": {"samples": 16},
-    "kernel_shap": {"samples": 64},
-    "lime": {"samples": 200},
-    "occlusion": {"window": 2},
-}
+CONTRACT = models.QUICK_METHODS
 
 
 def test_every_registered_method_is_in_the_contract():
