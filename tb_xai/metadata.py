@@ -14,7 +14,14 @@ tag                                    kind         value per step
 ``tb_xai/targets``                     TARGET       explained class per probe ``[probes]`` (int32)
 ``tb_xai/attributions/<method>/<input>`` ATTRIBUTION  ``[probes, *attribution_shape]`` (float32)
 ``tb_xai/failures/<method>``           FAILURE      ``[1]`` string: why the method failed at that step
+``tb_xai/tokens/<input>``              TOKENS       a text input's tokens as strings ``[probes, positions]``, once
 =====================================  ===========  =====================================================
+
+A text input (modality ``text``) logs its token ids as its PROBE tag and its token strings as a TOKENS tag whose
+config holds :data:`TEXT_CONFIG_KEYS`: ``padding_id`` (the id of padding positions, or null), ``mask_id`` (the id
+a perturbation method puts in place of a removed token) and ``padding_input`` (the name of a padding-mask input
+whose zeros mark padding, or null). A position is padding when its id is ``padding_id`` or, with a
+``padding_input``, when that input is 0 there; padding positions hold attribution 0.
 
 This module must stay importable without TensorFlow, shap or lime: the TensorBoard plugin's entry point
 imports it, and an ImportError there would take all of TensorBoard down.
@@ -31,7 +38,7 @@ from tensorboard.compat.proto import summary_pb2
 
 from tb_xai import plugin_data_pb2
 # The modality vocabulary lives in its own module; these names stay importable from here for older callers.
-from tb_xai.modalities import IMAGE, MODALITIES, SEQUENCE, TABULAR  # noqa: F401
+from tb_xai.modalities import IMAGE, MODALITIES, SEQUENCE, TABULAR, TEXT  # noqa: F401
 
 PLUGIN_NAME = "tb_xai"
 
@@ -50,6 +57,10 @@ LABEL = plugin_data_pb2.PluginData.LABEL
 PREDICTION = plugin_data_pb2.PluginData.PREDICTION
 TARGET = plugin_data_pb2.PluginData.TARGET
 FAILURE = plugin_data_pb2.PluginData.FAILURE
+TOKENS = plugin_data_pb2.PluginData.TOKENS
+
+#: The keys of a TOKENS tag's config (see the module docstring).
+TEXT_CONFIG_KEYS = ("padding_id", "mask_id", "padding_input")
 
 
 _TAG_PREFIX = PLUGIN_NAME + "/"
@@ -80,6 +91,10 @@ def attribution_tag(method: str, input_name: str) -> str:
 
 def failure_tag(method: str) -> str:
     return f"{_TAG_PREFIX}failures/{method}"
+
+
+def tokens_tag(input_name: str) -> str:
+    return f"{_TAG_PREFIX}tokens/{input_name}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tb_xai/plugin_data.proto\x12\x06tb_xai\"\xbe\x02\n\nPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.tb_xai.PluginData.Kind\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\ninput_name\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\x13\n\x0boutput_name\x18\x07 \x01(\t\x12\x10\n\x08modality\x18\x08 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\"l\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41TTRIBUTION\x10\x01\x12\t\n\x05PROBE\x10\x02\x12\t\n\x05LABEL\x10\x03\x12\x0e\n\nPREDICTION\x10\x04\x12\n\n\x06TARGET\x10\x05\x12\x0b\n\x07\x46\x41ILURE\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tb_xai/plugin_data.proto\x12\x06tb_xai"\xca\x02\n\nPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12%\n\x04kind\x18\x02 \x01(\x0e2\x17.tb_xai.PluginData.Kind\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\ninput_name\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\x12\x13\n\x0bclass_names\x18\x06 \x03(\t\x12\x13\n\x0boutput_name\x18\x07 \x01(\t\x12\x10\n\x08modality\x18\x08 \x01(\t\x12\x13\n\x0bconfig_json\x18\t \x01(\t"x\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bATTRIBUTION\x10\x01\x12\t\n\x05PROBE\x10\x02\x12\t\n\x05LABEL\x10\x03\x12\x0e\n\nPREDICTION\x10\x04\x12\n\n\x06TARGET\x10\x05\x12\x0b\n\x07FAILURE\x10\x06\x12\n\n\x06TOKENS\x10\x07b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tb_xai.plugin_data_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PLUGINDATA']._serialized_start=37
-  _globals['_PLUGINDATA']._serialized_end=355
+  _globals['_PLUGINDATA']._serialized_end=367
   _globals['_PLUGINDATA_KIND']._serialized_start=247
-  _globals['_PLUGINDATA_KIND']._serialized_end=355
+  _globals['_PLUGINDATA_KIND']._serialized_end=367
 # @@protoc_insertion_point(module_scope)

@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from tb_xai import metadata
 
 ProbeLike = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TextInput:
+    """How an integer token input of the probe is read; decided once the model is known (see the callback).
+
+    Attributes:
+        padding_id: the id at padding positions (None: no id marks padding).
+        mask_id: the id a perturbation method puts in place of a removed token (by default `padding_id`).
+        padding_input: the name of a padding-mask input whose zeros mark padding (keras_hub's
+            ``padding_mask``), or None.
+        vocabulary: token strings by id, or None (tokens are then written as ``#<id>``).
+        embedding: the path of the Embedding layer call the gradient methods attribute at.
+    """
+
+    padding_id: Optional[int]
+    mask_id: int
+    padding_input: Optional[str] = None
+    vocabulary: Optional[Tuple[str, ...]] = None
+    embedding: Optional[str] = None
+
+    def token(self, token_id: int) -> str:
+        """The string of one token id."""
+        token_id = int(token_id)
+        if self.vocabulary is not None and 0 <= token_id < len(self.vocabulary):
+            return self.vocabulary[token_id]
+        return f"#{token_id}"
 
 
 @dataclasses.dataclass
@@ -26,6 +53,10 @@ class ProbeSet:
     labels: Optional[np.ndarray] = None
     feature_names: Optional[List[str]] = None
     class_names: Optional[List[str]] = None
+    #: the text inputs (input name -> how its token ids are read); empty until the callback knows the model.
+    text: Dict[str, TextInput] = dataclasses.field(default_factory=dict)
+    #: inputs that follow a text input and are never explained themselves (padding masks, segment ids).
+    held: Tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -35,13 +66,41 @@ class ProbeSet:
         return tuple(self.inputs[i].shape[1:])
 
     def modality(self, i: int = 0) -> str:
-        """"tabular" for vectors, "image" for (H, W, C) with C in 1..4, "sequence" otherwise."""
+        """"text" for a text input (see `text`), else "tabular" for vectors, "image" for (H, W, C) with C in
+        1..4, "sequence" otherwise."""
+        if self.names[i] in self.text:
+            return metadata.TEXT
         shape = self.feature_shape(i)
         if len(shape) == 1:
             return metadata.TABULAR
         if len(shape) == 3 and shape[-1] in (1, 3, 4):
             return metadata.IMAGE
         return metadata.SEQUENCE
+
+    def explained(self, i: int) -> bool:
+        """Whether the methods explain input `i` (held inputs follow a text input instead)."""
+        return self.names[i] not in self.held
+
+    def padding(self, i: int) -> Optional[np.ndarray]:
+        """bool [probes, positions]: the padding positions of text input `i` (None for other inputs)."""
+        text = self.text.get(self.names[i])
+        if text is None:
+            return None
+        ids = self.inputs[i]
+        padding = np.zeros(ids.shape, dtype=bool) if text.padding_id is None else ids == text.padding_id
+        if text.padding_input is not None:
+            mask = self.inputs[self.names.index(text.padding_input)]
+            padding = padding | (np.asarray(mask).reshape(ids.shape) == 0)
+        return padding
+
+    def tokens(self, i: int) -> Optional[np.ndarray]:
+        """str [probes, positions]: text input `i`'s tokens as strings (None for other inputs)."""
+        text = self.text.get(self.names[i])
+        if text is None:
+            return None
+        ids = self.inputs[i]
+        strings = [text.token(t) for t in ids.reshape(-1)]
+        return np.asarray(strings, dtype=object).reshape(ids.shape)
 
     def feature_names_for(self, i: int) -> Optional[List[str]]:
         # Feature names describe the single tabular input; multi-input models name inputs instead.
