@@ -93,6 +93,24 @@ def failure_pb(method: str, message: str) -> summary_pb2.Summary:
     )
 
 
+def tokens_pb(input_name: str, tokens, *, padding_id=None, mask_id: int = 0,
+              padding_input=None) -> summary_pb2.Summary:
+    """A text input's probes as token strings ``[probes, positions]``, with how padding is read (see
+    `tb_xai.metadata`: the TOKENS tag)."""
+    strings = np.asarray(tokens, dtype=object)
+    if strings.ndim != 2:
+        raise ValueError(f"tokens must be [probes, positions] strings; received shape {strings.shape}")
+    encoded = np.vectorize(lambda t: str(t).encode("utf-8"), otypes=[object])(strings)
+    config = {"padding_id": None if padding_id is None else int(padding_id), "mask_id": int(mask_id),
+              "padding_input": padding_input}
+    return _summary_pb(
+        metadata.tokens_tag(input_name),
+        encoded,
+        metadata.create_summary_metadata(metadata.TOKENS, input_name=input_name, modality=metadata.TEXT,
+                                         config=config),
+    )
+
+
 class SummaryWriter:
     """Appends tb_xai summaries to one run directory. Created lazily, flushed after every logged step.
 
