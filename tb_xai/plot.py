@@ -16,11 +16,14 @@ Example:
 from __future__ import annotations
 
 import os
+import unicodedata
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from matplotlib import colormaps, colors as mcolors
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from tb_xai import aggregate, metadata
@@ -84,11 +87,14 @@ def evolution_heatmap(
     target: Optional[int] = None,
     rows: int = 20,
     frames: int = 10,
+    by: str = "position",
 ) -> Figure:
     """Which features matter, since when: the dashboard's evolution view.
 
     Tabular probes: a feature x step heatmap of the importance, features ranked by their importance at the
     last step (the top `rows`). Image probes: the mean attribution map at up to `frames` steps, on one scale.
+    Text probes: the same heatmap over token positions, or over words with ``by="word"`` (see
+    `Run.importance`).
 
     Args:
         run: a `tb_xai.Run` or a log directory.
@@ -98,35 +104,43 @@ def evolution_heatmap(
         target: only average probes explained for this class.
         rows: the most features drawn (tabular).
         frames: the most steps drawn (images); the first and last are always among them.
+        by: ``"position"``, or ``"word"`` for a text input's words.
 
     Example:
         >>> fig = tb_xai.plot.evolution_heatmap("runs/exp1", "saliency", rows=10)
         >>> fig.savefig("evolution.svg")
+        >>> tb_xai.plot.evolution_heatmap("runs/text", "integrated_gradients", by="word").savefig("words.png")
     """
     run = as_run(run)
     if rows < 1:
         raise ValueError(f"rows must be at least 1; received rows={rows}")
-    importance = run.importance(method, input, signed=signed, target=target)
+    importance = run.importance(method, input, signed=signed, target=target, by=by)
     steps = run.steps(method, input)
     norm = _norm(importance, signed)
     cmap = _SIGNED if signed else _MAGNITUDE
     if run.modality(input) == metadata.IMAGE:
         return _map_strip(None, importance, steps, norm, cmap, frames, f"{method}: mean map over probes per step",
                           _value_name(signed))
-    names = run.map_names(method, input)
+    names = run.map_names(method, input, by=by)
     importance = importance.reshape(len(importance), -1)  # sequences: (steps, length x channels)
     order = aggregate.importance_order(importance)[:rows]
     data = importance[:, order].T
     fig = Figure(figsize=(min(3 + 0.35 * len(steps), 14), 1.2 + 0.28 * len(order)), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", interpolation="nearest", cmap=cmap, norm=norm)
-    ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
+    ax.set_yticks(range(len(order)), [_plain(names[i]) for i in order], fontsize=8)
     ticks = _step_ticks(len(steps))
     ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
     ax.set_xlabel("step (epoch)")
-    ax.set_title(f"{method}: feature importance per step, ranked at step {steps[-1]}")
+    what = "word" if by == "word" else "feature"
+    ax.set_title(f"{method}: {what} importance per step, ranked at step {steps[-1]}")
     fig.colorbar(image, ax=ax, label=_value_name(signed), shrink=0.9)
     return fig
+
+
+def _plain(label: str) -> str:
+    """`label` drawn as it is: a word or feature name with ``$`` signs is not math markup."""
+    return str(label).replace("$", r"\$")
 
 
 def _map_strip(
@@ -303,6 +317,130 @@ def _prediction_panel(ax, run: Run, probe: int) -> None:
     ax.set_ylabel("prediction")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="class" if classes else None, title_fontsize=8, loc="best")
+
+
+def tokens(
+    run: RunLike,
+    method: str,
+    probe: int = 0,
+    step: int = -1,
+    *,
+    input: Optional[str] = None,
+    signed: bool = True,
+    frames: int = 8,
+    width: int = 80,
+) -> Figure:
+    """A text probe's tokens coloured by their attribution, one row per step: the dashboard's token strip.
+
+    Each row is the probe's text at one logged step, wrapped at `width` characters, every token on a cell
+    coloured by its attribution (diverging blue-white-red when `signed`, the magnitude ramp otherwise), on one
+    scale for all rows. Padding is dimmed grey, and a run of padding at the end is one cell (``[PAD] × 40``).
+    Token strings are drawn as plain text (no math markup), whatever they hold.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        method: a logged method with attributions on a text input.
+        probe: index of the probe in the probe set.
+        step: the last step drawn, as a position in `run.steps(method)` (-1: the last logged step).
+        input: the text input, for multi-input models.
+        signed: colour signed attributions (else magnitudes).
+        frames: the most rows (steps) drawn, evenly spread from the first logged step to `step`, both included
+            (one row: `step`'s).
+        width: characters per line before a row wraps.
+
+    Example:
+        >>> tb_xai.plot.tokens("runs/text", "integrated_gradients", probe=3).savefig("probe3_tokens.png")
+    """
+    run = as_run(run)
+    layout = run.layout(method, input)
+    if layout.kind != "text":
+        raise ValueError(f"tokens draws a text input's tokens; {method!r} explains a {layout.kind!r} map "
+                         f"(input={input!r}); use probe_filmstrip")
+    if width < 8:
+        raise ValueError(f"width must be at least 8 characters; received width={width}")
+    attributions = run.attributions(method, input)
+    steps = run.steps(method, input)
+    if not 0 <= probe < attributions.shape[1]:
+        raise IndexError(f"probe={probe} is out of range: {method!r} has {attributions.shape[1]} probes")
+    if not -len(steps) <= step < len(steps):
+        raise IndexError(f"step={step} is out of range for the {len(steps)} logged steps of {method!r}")
+    last = step % len(steps)
+    picks = _pick(last + 1, frames) if frames != 1 else [last]  # one row: the chosen step's
+    words = run.tokens(input)[probe]
+    padding = run.padding(input)[probe]
+    values = attributions[picks, probe].astype(np.float64)
+    if not signed:
+        values = np.abs(values)
+    norm = _norm(values[:, ~padding] if (~padding).any() else values, signed)
+    cmap = colormaps[_SIGNED] if signed else _MAGNITUDE
+    cells = _token_cells(words, padding, width)
+    lines = max(line for line, _, _, _, _ in cells) + 1
+    label = max(len(f"step {steps[i]}") for i in picks) + 2
+    font = 9.0
+    char, row = 0.602 * font / 72, 1.75 * font / 72  # inches: DejaVu Sans Mono's advance, and a line
+    columns = label + max(max(column + length for _, column, length, _, _ in cells), 24)
+    block = lines + 0.6  # lines of one step, and a gap
+    plot_w, plot_h = columns * char, block * len(picks) * row
+    fig = Figure(figsize=(plot_w + 1.5, plot_h + 0.9))
+    fig_w, fig_h = fig.get_size_inches()
+    ax = fig.add_axes([0.2 / fig_w, 0.3 / fig_h, plot_w / fig_w, plot_h / fig_h])
+    ax.set_xlim(0, columns)
+    ax.set_ylim(block * len(picks), 0)
+    ax.set_axis_off()
+    text = {"family": "monospace", "fontsize": font, "va": "center", "parse_math": False}
+    for r, i in enumerate(picks):
+        top = r * block
+        ax.text(0, top + 0.5, f"step {steps[i]}", ha="left", color="#333333",
+                fontweight="bold" if i == last else "normal", **text)
+        for line, start, length, shown, positions in cells:
+            y = top + line
+            if padding[positions[0]]:
+                face, ink = "#ececec", "#9a9a9a"
+            else:
+                face = cmap(norm(values[r, positions[0]]))
+                ink = "#ffffff" if abs(norm(values[r, positions[0]]) - (0.5 if signed else 0.0)) > 0.38 else "#111111"
+            ax.add_patch(Rectangle((label + start, y + 0.08), length, 0.84, facecolor=face, edgecolor="#ffffff",
+                                   linewidth=0.6))
+            ax.text(label + start + length / 2, y + 0.5, shown, ha="center", color=ink, **text)
+    colorbar_ax = fig.add_axes([(0.35 + plot_w) / fig_w, 0.3 / fig_h, 0.15 / fig_w, min(plot_h, 2.5) / fig_h])
+    fig.colorbar(ScalarMappable(norm, cmap), cax=colorbar_ax, label="attribution" if signed else "|attribution|")
+    fig.suptitle(f"{method}: probe {probe}, tokens by attribution", x=0.2 / fig_w, ha="left",
+                 y=1 - 0.12 / fig_h, va="top", fontsize=10)
+    return fig
+
+
+def _shown(token: str) -> str:
+    """A token as drawn: control characters and empty tokens made visible."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in token)
+    return shown if shown.strip() else repr(token)
+
+
+def _text_width(text: str) -> int:
+    """Columns `text` takes in a monospace font: wide (East Asian) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _token_cells(tokens: Sequence[str], padding: np.ndarray, width: int) -> list:
+    """Lays tokens out in lines of `width` columns: ``(line, column, length, shown text, positions)`` per cell;
+    a run of padding at the end of the text is one cell."""
+    count = len(tokens)
+    end = count
+    while end > 0 and padding[end - 1]:
+        end -= 1
+    items = [(_shown(str(tokens[t])), [t]) for t in range(end)]
+    if end < count:
+        tail = _shown(str(tokens[end]))
+        items.append((tail if count - end == 1 else f"{tail} × {count - end}", list(range(end, count))))
+    cells, line, column = [], 0, 0
+    for shown, positions in items:
+        length = min(_text_width(shown), width) + 1
+        if len(shown) > width:
+            shown = shown[: width - 1] + "…"
+        if column and column + length > width:
+            line, column = line + 1, 0
+        cells.append((line, column, length, shown, positions))
+        column += length
+    return cells
 
 
 def stability(

@@ -115,6 +115,11 @@ class TextProbe:
     mask_id: Optional[int]
     padding_input: Optional[str]
 
+    @property
+    def layout(self) -> layouts.MapLayout:
+        """The layout of the input's maps: one value per token position."""
+        return layouts.layout_of_map(self.tokens.shape[1:], TEXT)
+
     def to_json(self) -> dict:
         """The ``text`` object of the HTTP API (docs/http_api.md): how the input's padding is read."""
         return {"positions": int(self.tokens.shape[1]), "padding_id": self.padding_id, "mask_id": self.mask_id,

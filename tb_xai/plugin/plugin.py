@@ -18,7 +18,7 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
-from tb_xai import aggregate, layout as layouts, metadata, query
+from tb_xai import aggregate, metadata, query
 from tb_xai.plugin import event_files, run_data
 from tb_xai.runmodel import BadQuery, NotFound, Run, RunIndex
 
@@ -72,12 +72,12 @@ class XaiPlugin(base_plugin.TBPlugin):
 
     def get_plugin_apps(self):
         return {
+            "/tokens": self._cached_route(tokens_request),
             "/runs": self._runs_route,
             "/evolution": self._cached_route(evolution_request),
             "/probe": self._cached_route(probe_request),
             "/stability": self._cached_route(stability_request),
             "/agreement": self._cached_route(agreement_request),
-            "/tokens": self._cached_route(tokens_request),
             "/scalars": self._scalars_route,
             "/index.js": self._index_js_route,
             "/static/*": self._static_route,
@@ -375,8 +375,7 @@ def _text_input_fields(run: Run, name: str) -> dict:
         probe = query.text_probe(run, name)
     except NotFound:
         return {"layout": None, "text": None}
-    layout = layouts.layout_of_map(probe.tokens.shape[1:], metadata.TEXT)
-    return {"layout": layout.to_json(), "text": probe.to_json()}
+    return {"layout": probe.layout.to_json(), "text": probe.to_json()}
 
 
 @_http_errors
