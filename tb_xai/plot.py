@@ -334,7 +334,8 @@ def tokens(
 
     Each row is the probe's text at one logged step, wrapped at `width` characters, every token on a cell
     coloured by its attribution (diverging blue-white-red when `signed`, the magnitude ramp otherwise), on one
-    scale for all rows. Padding is dimmed grey, and a run of padding at the end is one cell (``[PAD] × 40``).
+    scale for all rows. Padding is dimmed grey, and a run of padding at the end is one cell (``[PAD] × 40``;
+    a blank padding token is drawn as ``pad``).
     Token strings are drawn as plain text (no math markup), whatever they hold.
 
     Args:
@@ -427,9 +428,12 @@ def _token_cells(tokens: Sequence[str], padding: np.ndarray, width: int) -> list
     end = count
     while end > 0 and padding[end - 1]:
         end -= 1
-    items = [(_shown(str(tokens[t])), [t]) for t in range(end)]
+    def shown(t: int) -> str:  # a blank padding token (TextVectorization's "") is drawn as "pad"
+        return "pad" if padding[t] and not str(tokens[t]).strip() else _shown(str(tokens[t]))
+
+    items = [(shown(t), [t]) for t in range(end)]
     if end < count:
-        tail = _shown(str(tokens[end]))
+        tail = shown(end)
         items.append((tail if count - end == 1 else f"{tail} × {count - end}", list(range(end, count))))
     cells, line, column = [], 0, 0
     for shown, positions in items:

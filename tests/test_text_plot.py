@@ -17,6 +17,8 @@ from test_text_reader import tabular_pairs
 from text_runs import IDS, TOKENS, text_attribution, text_summaries, write_run
 
 STEPS = 3
+# A machine without a CJK font draws "日本" as boxes, with matplotlib's missing-glyph warning.
+pytestmark = pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +66,6 @@ def test_token_strip_draws_one_row_per_step_with_every_token_as_text(run):
     assert last_row.index(darkest) == int(np.argmin(values[:4]))
 
 
-# This machine has no CJK font: "日本" is drawn (as boxes) with matplotlib's missing-glyph warning.
-@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
 def test_token_strip_wraps_long_texts_and_stops_at_the_chosen_step(run):
     fig = tb_xai.plot.tokens(run, "integrated_gradients", probe=3, step=1, width=12, signed=False)
     drawn = texts(fig)
@@ -105,3 +105,19 @@ def test_evolution_heatmap_by_word_ranks_words(run):
     assert [t.get_text() for t in by_position.axes[0].get_yticklabels()][0].startswith("token ")
     pixels(by_position)
     assert IDS.shape[1] == len(run.map_names("saliency"))
+
+
+def test_blank_padding_tokens_are_drawn_as_pad(tmp_path):
+    from tb_xai import metadata, summary
+
+    ids = IDS[:1]
+    tokens = np.where(ids == 0, "", TOKENS[:1]).astype(object)  # TextVectorization's padding token is ""
+    write_run(str(tmp_path / "xai"), [
+        (0, summary.probe_pb("tokens", ids, modality=metadata.TEXT)),
+        (0, summary.tokens_pb("tokens", tokens, padding_id=0)),
+        (0, summary.predictions_pb(np.ones((1, 2)))),
+        (0, summary.attribution_pb("ig", "tokens", text_attribution(0)[:1], modality=metadata.TEXT)),
+    ])
+    fig = tb_xai.plot.tokens(str(tmp_path), "ig")
+    assert "pad × 2" in texts(fig) and "great" in texts(fig)
+    pixels(fig)
