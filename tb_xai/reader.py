@@ -289,9 +289,12 @@ class Run:
                 targets = query.aligned_targets(self._run, series)
                 text = {}
                 if ref.info.modality == metadata.TEXT:
-                    probe = query.text_probe_of(self._run, ref, series)
-                    text = {"token": np.tile(probe.tokens.reshape(-1), steps),
-                            "padding": np.tile(probe.padding.reshape(-1), steps)}
+                    try:
+                        probe = query.text_probe_of(self._run, ref, series)
+                        text = {"token": np.tile(probe.tokens.reshape(-1), steps),
+                                "padding": np.tile(probe.padding.reshape(-1), steps)}
+                    except NotFound:  # tokens that cannot be read (Run.tokens says why): the values stay
+                        text = {"token": np.full(values.size, None, dtype=object), "padding": False}
                 frames.append(pd.DataFrame({
                     "method": method,
                     "input": input_name,

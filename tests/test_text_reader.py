@@ -260,6 +260,8 @@ def test_tokens_that_disagree_with_the_ids_or_attributions_are_refused_naming_bo
         run.tokens("tokens")
     with pytest.raises(NotFound, match=r"are \[4, 6\] \[probes, positions\] per step but the input's tokens are \[4, 4\]"):
         run.importance("ig", "short", by="word")
+    df = run.to_dataframe()  # the attributions stay readable; their tokens are unknown
+    assert len(df) == IDS.size and df.token.isna().all() and not df.padding.any()
 
 
 def test_a_text_run_without_tokens_tag_names_tokens_by_id_and_has_no_padding(tmp_path):
