@@ -185,6 +185,7 @@ def top_k_lines(
     input: Optional[str] = None,
     signed: bool = False,
     target: Optional[int] = None,
+    by: str = "position",
 ) -> Figure:
     """The `k` most important features' importance over steps (ranked at the last step), one line each.
 
@@ -195,6 +196,7 @@ def top_k_lines(
         input: the probe input, for multi-input models.
         signed: signed mean attributions instead of mean magnitudes.
         target: only average probes explained for this class.
+        by: ``"position"``, or ``"word"`` for a text input's words.
 
     Example:
         >>> tb_xai.plot.top_k_lines("runs/exp1", "integrated_gradients", k=3).savefig("top3.pdf")
@@ -202,9 +204,9 @@ def top_k_lines(
     run = as_run(run)
     if k < 1:
         raise ValueError(f"k must be at least 1; received k={k}")
-    importance = run.importance(method, input, signed=signed, target=target)
+    importance = run.importance(method, input, signed=signed, target=target, by=by)
     flat = importance.reshape(len(importance), -1)
-    names = run.map_names(method, input)
+    names = [_plain(name) for name in run.map_names(method, input, by=by)]
     order = aggregate.importance_order(flat)[:k]
     steps = run.steps(method, input)
     fig = Figure(figsize=(7, 3.6), layout="constrained")

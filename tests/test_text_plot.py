@@ -105,6 +105,10 @@ def test_evolution_heatmap_by_word_ranks_words(run):
     assert [t.get_text() for t in by_position.axes[0].get_yticklabels()][0].startswith("token ")
     pixels(by_position)
     assert IDS.shape[1] == len(run.map_names("saliency"))
+    lines = tb_xai.plot.top_k_lines(run, "integrated_gradients", k=3, by="word")
+    legend = [t.get_text() for t in lines.axes[0].get_legend().get_texts()]
+    assert legend == [w.replace("$", r"\$") for w in run.ranking("integrated_gradients", by="word")[:3]]
+    pixels(lines)
 
 
 def test_blank_padding_tokens_are_drawn_as_pad(tmp_path):

@@ -58,6 +58,7 @@ def test_tokens_and_padding_read_back_as_logged(run, provided):
     assert (probe.padding_id, probe.mask_id, probe.padding_input) == (0, 1, None)
     # the attributions are one value per token, as logged
     np.testing.assert_array_equal(run.attributions("integrated_gradients"), ig())
+    np.testing.assert_array_equal(run.attributions("saliency"), np.stack([saliency_attribution(s) for s in range(STEPS)]))
     assert run.layout("integrated_gradients").kind == "text"
     assert run.map_names("integrated_gradients") == [f"token {t}" for t in range(IDS.shape[1])]
 
