@@ -128,6 +128,8 @@ class KerasModel:
         )
         self._strip: Optional[Tuple[Any, str]] = None
         self._binary = False
+        #: text input name -> the Embedding layer call it is explained at (filled by tb_xai.text.resolve).
+        self.text_calls: Dict[str, LayerCall] = {}
         self.layer_calls, outputs, head_ids = self._discover()
         self._head, self.output_name = self._pick_head(outputs)
         head = outputs if self._head is None else outputs[self._head]
@@ -426,6 +428,8 @@ class KerasModel:
 
     def embedding_call(self, name: str) -> LayerCall:
         """The Embedding layer call text input `name` is explained at (see tb_xai/text.py)."""
+        if name in self.text_calls:
+            return self.text_calls[name]
         text = self.probe.text.get(name)
         if text is None or text.embedding is None:
             raise ValueError(f"probe input {name!r} is not a text input with an Embedding layer")
