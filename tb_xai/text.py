@@ -193,15 +193,34 @@ def _embedding_inputs(adapter, watched: Dict[int, Any], rows: Sequence[np.ndarra
             index = counts.get(id(layer), 0)
             counts[id(layer)] = index + 1
             try:
-                seen[(id(layer), index)] = np.asarray(_to_numpy(value))
+                ids = seen[(id(layer), index)] = np.asarray(_to_numpy(value))
             except Exception:  # a symbolic call (a tf_keras Sequential rebuilding itself): not a lookup to compare
-                pass
+                ids = None
+            size = getattr(layer, "input_dim", None)
+            if ids is not None and ids.size and size and (ids.max() >= size or ids.min() < 0):
+                # Said below, by input and position, instead of the backend's own gather error.
+                out_of_range.append((layer, int(size)))
+                import keras
+
+                args = (keras.ops.clip(value, 0, int(size) - 1),) + tuple(args[1:]) if args else args
+                kwargs = {k: keras.ops.clip(v, 0, int(size) - 1) if k == "inputs" else v for k, v in kwargs.items()}
             return original(*args, **kwargs)
 
         return call
 
+    out_of_range: List[Tuple[Any, int]] = []
     with _patched_calls({k: (layer, observed) for k, layer in watched.items()}):
         adapter.model(adapter.probe.structured(list(rows)), training=False)
+    for layer, size in out_of_range[:1]:
+        for name, ids in zip(adapter.probe.names, rows):
+            ids = np.asarray(ids)
+            if ids.ndim == 2 and (ids.max() >= size or ids.min() < 0):
+                at = np.unravel_index(int(np.argmax((ids >= size) | (ids < 0))), ids.shape)
+                raise ValueError(
+                    f"probe input {name!r} holds token id {ids[at].item()!r} (probe {at[0]}, position {at[1]}) but "
+                    f"Embedding layer {layer.name!r} has input_dim={size}: ids must be in [0, {size})")
+        raise ValueError(f"Embedding layer {layer.name!r} (input_dim={size}) is given ids outside [0, {size}) when "
+                         "the model runs on the probe")
     return seen
 
 
@@ -219,8 +238,9 @@ def _text_input(adapter, i: int, call, arguments: TextArguments, held: Tuple[str
     positions = ids.shape[1]
     if call.shape is None or len(call.shape) != 3 or call.shape[1] != positions:
         raise ValueError(
-            f"probe input {name!r} has {positions} token positions but Embedding layer {call.path!r} outputs shape "
-            f"{call.shape}; expected (rows, {positions}, embedding dim): one embedding per token"
+            f"layer {call.path!r} ({call.kind}) outputs shape {call.shape} but probe input {name!r} has {positions} "
+            f"token positions; the embedding layer of a text input looks its tokens up: it outputs (rows, "
+            f"{positions}, embedding dim), one embedding per token"
         )
     if np.issubdtype(ids.dtype, np.floating):
         fractional = np.flatnonzero(ids.reshape(-1) != np.round(ids.reshape(-1)))
@@ -228,11 +248,11 @@ def _text_input(adapter, i: int, call, arguments: TextArguments, held: Tuple[str
             at = np.unravel_index(fractional[0], ids.shape)
             raise ValueError(
                 f"probe input {name!r} feeds Embedding layer {call.path!r} but holds {fractional.size} non-integer "
-                f"value(s) (e.g. {ids[at]!r} at probe {at[0]}, position {at[1]}); token ids must be whole numbers"
+                f"value(s) (e.g. {ids[at].item()!r} at probe {at[0]}, position {at[1]}); token ids must be whole numbers"
             )
     if ids.min() < 0:
         at = np.unravel_index(int(np.argmin(ids)), ids.shape)
-        raise ValueError(f"probe input {name!r} holds the negative token id {ids[at]!r} at probe {at[0]}, position "
+        raise ValueError(f"probe input {name!r} holds the negative token id {ids[at].item()!r} at probe {at[0]}, position "
                          f"{at[1]}; token ids are >= 0")
     input_dim = getattr(call.layer, "input_dim", None)
     largest = int(ids.max())

@@ -54,7 +54,7 @@ class TensorFlowModel(KerasModel):
         def gradients_fn(*args):
             xs, target = list(args[:-1]), args[-1]
             with tf.GradientTape() as tape:
-                tape.watch(xs)
+                tape.watch([x for x in xs if x.dtype.is_floating])  # integers have no gradient to watch
                 selected = self._select(self._forward(xs), target)
             grads = tape.gradient(selected, xs)
             # Seen while tracing: an input with no gradient path (an integer cast, an Embedding lookup).
