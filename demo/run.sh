@@ -3,16 +3,16 @@
 # callback, then serves TensorBoard with the tb_xai plugin on 127.0.0.1.
 #
 #   demo/run.sh              the shortcut demo (the story tb_xai exists for)
-#   demo/run.sh tabular      or: digits, shortcut, all; arguments after it go to the demo (--epochs 5)
+#   demo/run.sh tabular      or: digits, shortcut, text, all; arguments after it go to the demo (--epochs 5)
 #   PORT=6007 demo/run.sh    another port; RUNS=dir another log root; SKIP_INSTALL=1 skips the pip install
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 demo="${1:-shortcut}"
 case "$demo" in
-  shortcut|tabular|digits) demos=("$demo") ;;
-  all) demos=(tabular digits shortcut) ;;
-  *) echo "unknown demo '$demo'; expected one of: shortcut, tabular, digits, all" >&2; exit 2 ;;
+  shortcut|tabular|digits|text) demos=("$demo") ;;
+  all) demos=(tabular digits shortcut text) ;;
+  *) echo "unknown demo '$demo'; expected one of: shortcut, tabular, digits, text, all" >&2; exit 2 ;;
 esac
 shift $(( $# > 0 ? 1 : 0 ))
 port="${PORT:-6006}"

@@ -44,7 +44,8 @@ def map_batches(
     parts: List[List[np.ndarray]] = []
     for piece in chunks(n, size):
         out = fn(*(a[piece] for a in arrays))
-        parts.append([np.asarray(o) for o in out])
+        parts.append([None if o is None else np.asarray(o) for o in out])
     if not parts:
         raise ValueError("map_batches needs at least one row")
-    return [np.concatenate(column, axis=0) for column in zip(*parts)]
+    # None stays None: a method's answer for an input it does not explain (a held padding mask).
+    return [None if column[0] is None else np.concatenate(column, axis=0) for column in zip(*parts)]

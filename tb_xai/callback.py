@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import keras
 import numpy as np
 
-from tb_xai import metadata, methods as methods_lib, quality as quality_lib, summary
+from tb_xai import metadata, methods as methods_lib, quality as quality_lib, summary, text as text_lib
 from tb_xai.backend import adapt
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.probe import ProbeLike, as_probe_set
@@ -58,6 +58,15 @@ class AttributionCallback(keras.callbacks.Callback):
             drift, seeds and sanity, whose cost is small and bounded; "all" adds faithfulness, which costs
             several times a gradient method's attribution time; False for none; or a list of "drift",
             "faithfulness", "seeds", "sanity", or a `tb_xai.quality.Quality` with budgets.
+        vocabulary: the token strings of text inputs (index = token id): a list, or an object with
+            `get_vocabulary()` (a `TextVectorization` layer, a keras_hub tokenizer); a dict by input name when
+            text inputs differ. Without it tokens are written as ``#<id>``.
+        embedding_layer: the Embedding layer (name, path "outer/inner" or object) whose output the gradient
+            methods attribute a text input at; by default the Embedding the token input feeds. A text input is
+            an integer (probes, positions) input that feeds an Embedding layer (see `tb_xai.text`).
+        padding_id: the token id of padding positions (0; None: no id is padding). A `mask_zero=True`
+            Embedding's padding is 0. Padding positions get exactly 0 attribution.
+        mask_id: the id perturbation methods put in place of a removed token (default: `padding_id`).
 
     Example:
         >>> cb = tb_xai.AttributionCallback("runs/exp1", x_test[:32], labels=y_test[:32],
@@ -80,6 +89,10 @@ class AttributionCallback(keras.callbacks.Callback):
         subdir: str = metadata.DEFAULT_SUBDIR,
         logits: bool = False,
         quality=quality_lib.DEFAULT,
+        vocabulary=None,
+        embedding_layer=None,
+        padding_id: Optional[int] = 0,
+        mask_id: Optional[int] = None,
     ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
@@ -108,6 +121,7 @@ class AttributionCallback(keras.callbacks.Callback):
                 f"methods {duplicates} are given more than once; give each configuration its own name=..."
             )
         self.probe = as_probe_set(probe, labels, feature_names, class_names)
+        self._text_arguments = text_lib.check_arguments(vocabulary, embedding_layer, padding_id, mask_id)
         self.target = parse_target(target)
         if self.target.mode == "label" and self.probe.labels is None:
             raise ValueError("target='label' needs labels=...; none were given")
@@ -201,6 +215,7 @@ class AttributionCallback(keras.callbacks.Callback):
         self._adapter = adapt(self.model, self.probe, output=self.target.output, batch_size=self.batch_size,
                               logits=self.logits, binary_classes=self.target.mode == "label")
         check_target(self.target, self._adapter.n_outputs, self.probe.labels)
+        text_lib.resolve(self._adapter, self.probe, self._text_arguments)
         if self.probe.class_names is not None and len(self.probe.class_names) != self._adapter.n_outputs:
             raise ValueError(
                 f"class_names has {len(self.probe.class_names)} names but the explained output has "
@@ -275,6 +290,10 @@ class AttributionCallback(keras.callbacks.Callback):
             for i, (name, array) in enumerate(zip(probe.names, probe.inputs)):
                 writer.write(summary.probe_pb(name, array, feature_names=probe.feature_names_for(i),
                                               modality=probe.modality(i)), step)
+                text = probe.text.get(name)
+                if text is not None:
+                    writer.write(summary.tokens_pb(name, probe.tokens(i), padding_id=text.padding_id,
+                                                   mask_id=text.mask_id, padding_input=text.padding_input), step)
             if probe.labels is not None:
                 writer.write(summary.labels_pb(probe.labels), step)
             self._wrote_probe = True

@@ -31,6 +31,15 @@ class TextInput:
     vocabulary: Optional[Tuple[str, ...]] = None
     embedding: Optional[str] = None
 
+    def padding_of(self, ids: np.ndarray, padding_mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """bool, shaped like `ids`: the padding positions of these token ids (and of their padding mask, whose
+        zeros mark padding, when `padding_input` names one)."""
+        ids = np.asarray(ids)
+        padding = np.zeros(ids.shape, dtype=bool) if self.padding_id is None else ids == self.padding_id
+        if padding_mask is not None:
+            padding = padding | (np.asarray(padding_mask).reshape(ids.shape) == 0)
+        return padding
+
     def token(self, token_id: int) -> str:
         """The string of one token id."""
         token_id = int(token_id)
@@ -86,12 +95,8 @@ class ProbeSet:
         text = self.text.get(self.names[i])
         if text is None:
             return None
-        ids = self.inputs[i]
-        padding = np.zeros(ids.shape, dtype=bool) if text.padding_id is None else ids == text.padding_id
-        if text.padding_input is not None:
-            mask = self.inputs[self.names.index(text.padding_input)]
-            padding = padding | (np.asarray(mask).reshape(ids.shape) == 0)
-        return padding
+        mask = None if text.padding_input is None else self.inputs[self.names.index(text.padding_input)]
+        return text.padding_of(self.inputs[i], mask)
 
     def tokens(self, i: int) -> Optional[np.ndarray]:
         """str [probes, positions]: text input `i`'s tokens as strings (None for other inputs)."""

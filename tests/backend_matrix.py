@@ -81,6 +81,21 @@ def residual_backbone_classifier(shape=(8, 8, 3), n_classes=3):
                              keras.layers.Dense(n_classes)])
 
 
+def text_classifier(vocabulary=20, positions=7):
+    """Token ids -> a mask_zero Embedding -> tanh Dense -> masked mean -> logits: explained at the Embedding."""
+    keras = keras_module()
+    return keras.Sequential([keras.Input((positions,), dtype="int32"),
+                             keras.layers.Embedding(vocabulary, 6, mask_zero=True, name="words"),
+                             keras.layers.Dense(8, activation="tanh"), keras.layers.GlobalAveragePooling1D(),
+                             keras.layers.Dense(3)])
+
+
+def text_probe():
+    ids = np.random.default_rng(4).integers(1, 20, size=(4, 7)).astype(np.int32)
+    ids[0, 3:] = ids[2, 5:] = 0
+    return ids
+
+
 def save(directory: str) -> None:
     import keras
 
@@ -92,6 +107,8 @@ def save(directory: str) -> None:
     bn = built["residual"][0].get_layer("backbone").get_layer("stem_bn")
     bn.moving_mean.assign(np.full(6, 0.1, np.float32))
     bn.moving_variance.assign(np.full(6, 2.0, np.float32))
+    keras.utils.set_random_seed(5)
+    built["text"] = (text_classifier(), text_probe())
     for name, (model, probe) in built.items():
         model.save(os.path.join(directory, f"{name}.keras"))
         np.savez(os.path.join(directory, f"{name}_weights.npz"), *model.get_weights())
@@ -102,13 +119,13 @@ def save(directory: str) -> None:
 def explain(directory: str) -> None:
     import keras
 
-    from tb_xai import methods as methods_lib
+    from tb_xai import methods as methods_lib, text
     from tb_xai.backend import adapt
     from tb_xai.probe import as_probe_set
 
     backend = "tf_keras" if legacy() else keras.backend.backend()
     results = {}
-    for name, build in (("tabular", mlp), ("residual", residual_backbone_classifier)):
+    for name, build in (("tabular", mlp), ("residual", residual_backbone_classifier), ("text", text_classifier)):
         if legacy():
             model = build()
             with np.load(os.path.join(directory, f"{name}_weights.npz")) as weights:
@@ -118,6 +135,7 @@ def explain(directory: str) -> None:
         x = np.load(os.path.join(directory, f"{name}.npy"))
         probe = as_probe_set(x)
         adapter = adapt(model, probe)
+        text.resolve(adapter, probe)  # token ids feeding an Embedding: explained at its output
         target = np.arange(len(x)) % adapter.n_outputs
         results[f"{name}/predict"] = adapter.predict(probe.inputs)
         modality = probe.modality(0)

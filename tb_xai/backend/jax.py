@@ -37,6 +37,8 @@ class JaxModel(KerasModel):
         self._predict_fn = jax.jit(self._predict)
         self._gradients_fn = jax.jit(self._gradients)
         self._layer_fns: Dict[str, object] = {}
+        self._joint_fns: Dict[Tuple[str, ...], object] = {}
+        self._embedding_fns: Dict[str, object] = {}
         self._checked = False
 
     # ------------------------------------------------------------------------------- traced functions
@@ -103,7 +105,7 @@ class JaxModel(KerasModel):
             if (n_values + k) in constant:
                 disconnected.append(i)
         self._checked = True
-        for i in sorted(disconnected):
+        for i in sorted(set(disconnected) & set(self.input_gradient_indices())):
             raise self.no_gradient_error(i)
 
     def input_names_reaching(self, call: LayerCall) -> List[str]:
@@ -149,6 +151,63 @@ class JaxModel(KerasModel):
             return act.astype(jnp.float32), grads.astype(jnp.float32)
 
         return layer_fn
+
+    def joint_gradients(self, calls: Sequence[LayerCall], inputs: Sequence[np.ndarray],
+                        embeddings: Sequence[np.ndarray], target: np.ndarray):
+        calls = list(calls)
+        key = tuple(f"{c.path}#{c.index}" for c in calls)
+        fn = self._joint_fns.get(key)
+        if fn is None:
+            fn = self._joint_fns[key] = jax.jit(self._joint_function(calls))
+        embeddings = self._check_embeddings(calls, inputs, embeddings)
+        wrt = [i for i in self.input_gradient_indices() if self._floating[i]]
+        values, n, k = self._values(), len(inputs), len(calls)
+
+        def call(*arrays):
+            selected, grads = fn(values, arrays[:n], arrays[n:n + k], arrays[-1])
+            return [selected] + list(grads)
+
+        arrays = self.as_inputs(inputs) + embeddings + [np.asarray(target, dtype=np.int32)]
+        out = map_padded(call, arrays, self.batch_size)
+        found = dict(zip(wrt, out[1 + k:]))
+        input_grads = [found[i] if i in found else np.zeros(a.shape, np.float32) if i in self.input_gradient_indices()
+                       else None for i, a in enumerate(inputs)]
+        return out[0], out[1:1 + k], input_grads
+
+    def _joint_function(self, calls: List[LayerCall]):
+        wrt = [i for i in self.input_gradient_indices() if self._floating[i]]
+
+        def joint_fn(values, xs, embeddings, target):
+            def total(embeddings, floats):
+                inputs = list(xs)
+                for i, x in zip(wrt, floats):
+                    inputs[i] = x
+                injections = [Injection(c, e, replace=True) for c, e in zip(calls, embeddings)]
+                selected = self._select(self._stateless(values, inputs, injections), target)
+                for c, j in zip(calls, injections):
+                    if j.activations is None:
+                        raise ValueError(f"layer {c.path!r} is not called when the model runs on the probe")
+                return jnp.sum(selected), selected
+
+            (g_emb, g_in), selected = jax.grad(total, argnums=(0, 1), has_aux=True)(
+                tuple(embeddings), tuple(xs[i] for i in wrt))
+            return selected, [g.astype(jnp.float32) for g in g_emb] + [g.astype(jnp.float32) for g in g_in]
+
+        return joint_fn
+
+    def embeddings(self, call: LayerCall, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        key = f"{call.path}#{call.index}"
+        fn = self._embedding_fns.get(key)
+        if fn is None:
+            def embedding_fn(values, xs):
+                injection = Injection(call, jnp.zeros((xs[0].shape[0],) + tuple(call.shape[1:])))
+                self._stateless(values, xs, injection)
+                return injection.activations.astype(jnp.float32)
+
+            fn = self._embedding_fns[key] = jax.jit(embedding_fn)
+        values = self._values()
+        (out,) = map_padded(lambda *xs: [fn(values, xs)], self.as_inputs(inputs), self.batch_size)
+        return out
 
     def resize(self, maps: np.ndarray, size: Tuple[int, ...]) -> np.ndarray:
         maps = np.asarray(maps, dtype=np.float32)

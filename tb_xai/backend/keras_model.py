@@ -70,11 +70,16 @@ class LayerCall:
 class Injection:
     """Adds `z` (zeros, shaped like the layer's output) to the output of one layer call, and records the
     activations. The gradient of the explained output with respect to `z` is its gradient with respect to
-    those activations, on every backend."""
+    those activations, on every backend.
+
+    With `replace=True` the call's output is `z` itself instead (an Embedding's output replaced by given
+    embeddings): the layer still runs on its real inputs, so the mask Keras computes from them (an Embedding's
+    `mask_zero`) still follows the real token ids."""
 
     call: LayerCall
     z: Any
     activations: Any = None
+    replace: bool = False
 
 
 class KerasModel:
@@ -100,6 +105,8 @@ class KerasModel:
 
     #: the layer types `feature_map` counts as convolutions (tf_keras models have their own classes).
     convolutions = CONVOLUTIONS
+    #: the layer types that look token ids up (keras_hub's ReversibleEmbedding is one); see tb_xai/text.py.
+    embedding_types: Tuple[type, ...] = (keras.layers.Embedding,)
 
     def __init__(
         self,
@@ -121,6 +128,8 @@ class KerasModel:
         )
         self._strip: Optional[Tuple[Any, str]] = None
         self._binary = False
+        #: text input name -> the Embedding layer call it is explained at (filled by tb_xai.text.resolve).
+        self.text_calls: Dict[str, LayerCall] = {}
         self.layer_calls, outputs, head_ids = self._discover()
         self._head, self.output_name = self._pick_head(outputs)
         head = outputs if self._head is None else outputs[self._head]
@@ -358,12 +367,15 @@ class KerasModel:
         return call.layer, self.head_activation
 
     # -------------------------------------------------------------------------------- the forward pass
-    def _forward(self, xs: Sequence[Any], injection: Optional[Injection] = None):
+    def _forward(self, xs: Sequence[Any], injection: Union[None, Injection, Sequence[Injection]] = None):
         """The explained head, (rows, n_outputs) float32, in backend tensors; the building block each backend
-        compiles. `injection` adds its zeros at one layer call and records that call's activations."""
+        compiles. `injection` (one or several) adds its zeros at a layer call, or replaces the call's output,
+        and records that call's activations."""
         patches: Dict[int, Tuple[Any, Any]] = {}
-        if injection is not None:
-            patches[id(injection.call.layer)] = (injection.call.layer, _injecting(injection))
+        injections = [] if injection is None else [injection] if isinstance(injection, Injection) else injection
+        for layer_id in dict.fromkeys(id(j.call.layer) for j in injections):
+            mine = [j for j in injections if id(j.call.layer) == layer_id]
+            patches[layer_id] = (mine[0].call.layer, _injecting(mine))
         with _patched_calls(patches), self._stripped():
             outputs = self.model(self.probe.structured(list(xs)), training=False)
         head = outputs if self._head is None else outputs[self._head]
@@ -408,6 +420,56 @@ class KerasModel:
         """Raises ValueError naming each float input whose gradient is disconnected or undefined."""
         raise NotImplementedError
 
+    def input_gradient_indices(self) -> List[int]:
+        """The probe inputs explained by their own gradient: every input but the text inputs (explained at
+        their Embedding's output) and the inputs held with them (padding masks, segment ids)."""
+        return [i for i, name in enumerate(self.probe.names)
+                if name not in self.probe.text and name not in self.probe.held]
+
+    def embedding_call(self, name: str) -> LayerCall:
+        """The Embedding layer call text input `name` is explained at (see tb_xai/text.py)."""
+        if name in self.text_calls:
+            return self.text_calls[name]
+        text = self.probe.text.get(name)
+        if text is None or text.embedding is None:
+            raise ValueError(f"probe input {name!r} is not a text input with an Embedding layer")
+        return self.find_layer(text.embedding)
+
+    def embedding_gradients(self, call, inputs: Sequence[np.ndarray], embeddings, target: np.ndarray):
+        """(selected output per row, d selected output / d embeddings) with the output of the Embedding layer
+        call `call` replaced by `embeddings` [rows, T, D] (the rest of the model, masks included, sees the
+        real `inputs`). `call` may be a list of calls, with a list of embeddings: the gradients are then a
+        list too."""
+        single = isinstance(call, LayerCall)
+        calls = [call] if single else list(call)
+        embeddings = [embeddings] if single else list(embeddings)
+        selected, grads, _ = self.joint_gradients(calls, inputs, embeddings, target)
+        return selected, grads[0] if single else grads
+
+    def joint_gradients(self, calls: Sequence[LayerCall], inputs: Sequence[np.ndarray],
+                        embeddings: Sequence[np.ndarray], target: np.ndarray):
+        """(selected output per row, d out / d each embedding, d out / d each input) in one pass, with the
+        output of each of `calls` replaced by its `embeddings`; an input gradient is None for the inputs
+        `input_gradient_indices` leaves out. What a gradient method on a text (+ other inputs) model needs."""
+        raise NotImplementedError
+
+    def embeddings(self, call: LayerCall, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The output of the Embedding layer call `call` on `inputs`, [rows, T, D] float32."""
+        raise NotImplementedError
+
+    def _check_embeddings(self, calls: Sequence[LayerCall], inputs, embeddings) -> List[np.ndarray]:
+        if len(calls) != len(embeddings):
+            raise ValueError(f"{len(calls)} Embedding call(s) but {len(embeddings)} embedding array(s)")
+        rows = len(inputs[0])
+        out = []
+        for call, e in zip(calls, embeddings):
+            e = np.asarray(e, dtype=np.float32)
+            expected = (rows,) + tuple(call.shape[1:])
+            if call.shape is None or e.shape != expected:
+                raise ValueError(f"embeddings for layer {call.path!r} have shape {e.shape}; expected {expected}")
+            out.append(e)
+        return out
+
     def no_gradient_error(self, i: int) -> ValueError:
         """The configuration error for probe input `i`, which has no gradient to the explained output."""
         if np.issubdtype(self.input_dtypes[i], np.floating):
@@ -451,16 +513,22 @@ def _activation_name(layer) -> Optional[str]:
     return getattr(fn, "__name__", None) if callable(fn) else None
 
 
-def _injecting(injection: Injection):
+def _injecting(injections: Sequence[Injection]):
+    """The patch of one layer's `call` for the injections at its calls (by call index)."""
+    by_index = {j.call.index: j for j in injections}
+
     def make(layer, original):
         seen = [0]
 
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
             index, seen[0] = seen[0], seen[0] + 1
-            if index != injection.call.index:
+            injection = by_index.get(index)
+            if injection is None:
                 return out
             injection.activations = out
+            if injection.replace:
+                return keras.ops.cast(injection.z, out.dtype)
             return keras.ops.add(out, keras.ops.cast(injection.z, out.dtype))
 
         return call

@@ -33,6 +33,8 @@ class TensorFlowModel(KerasModel):
         self._gradients_fn = None
         self._disconnected: List[int] = []
         self._layer_fns: Dict[str, object] = {}
+        self._joint_fns: Dict[Tuple[str, ...], object] = {}
+        self._embedding_fns: Dict[str, object] = {}
 
     # ---------------------------------------------------------------------------------- compiled calls
     def predict(self, inputs: Sequence[np.ndarray], batch_size: Optional[int] = None) -> np.ndarray:
@@ -52,7 +54,7 @@ class TensorFlowModel(KerasModel):
         def gradients_fn(*args):
             xs, target = list(args[:-1]), args[-1]
             with tf.GradientTape() as tape:
-                tape.watch(xs)
+                tape.watch([x for x in xs if x.dtype.is_floating])  # integers have no gradient to watch
                 selected = self._select(self._forward(xs), target)
             grads = tape.gradient(selected, xs)
             # Seen while tracing: an input with no gradient path (an integer cast, an Embedding lookup).
@@ -79,7 +81,8 @@ class TensorFlowModel(KerasModel):
                     "Gradient methods cannot explain this model; use kernel_shap, lime or occlusion"
                 ) from error
         for i in self._disconnected:
-            raise self.no_gradient_error(i)
+            if i in self.input_gradient_indices():
+                raise self.no_gradient_error(i)
 
     def input_names_reaching(self, call: LayerCall) -> List[str]:
         # One eager pass on one row: the tape knows which inputs the activations were computed from.
@@ -124,6 +127,60 @@ class TensorFlowModel(KerasModel):
             return tf.cast(injection.activations, tf.float32), grads
 
         return layer_fn.get_concrete_function()
+
+    def joint_gradients(self, calls: Sequence[LayerCall], inputs: Sequence[np.ndarray],
+                        embeddings: Sequence[np.ndarray], target: np.ndarray):
+        calls = list(calls)
+        key = tuple(f"{c.path}#{c.index}" for c in calls)
+        fn = self._joint_fns.get(key)
+        if fn is None:
+            fn = self._joint_fns[key] = self._trace_joint_gradients(calls)
+        embeddings = self._check_embeddings(calls, inputs, embeddings)
+        arrays = self.as_inputs(inputs) + embeddings + [np.asarray(target, dtype=np.int32)]
+        out = map_batches(lambda *a: [t.numpy() for t in fn(*a)], arrays, self.batch_size)
+        found = dict(zip(self._joint_wrt(), out[1 + len(calls):]))
+        input_grads = [found[i] if i in found else np.zeros(a.shape, np.float32) if i in self.input_gradient_indices()
+                       else None for i, a in enumerate(inputs)]
+        return out[0], out[1:1 + len(calls)], input_grads
+
+    def _joint_wrt(self) -> List[int]:
+        return [i for i in self.input_gradient_indices() if np.issubdtype(self.input_dtypes[i], np.floating)]
+
+    def _trace_joint_gradients(self, calls: List[LayerCall]):
+        wrt = self._joint_wrt()
+        specs = [tf.TensorSpec((None,) + tuple(c.shape[1:]), tf.float32) for c in calls]
+        n = len(self._specs)
+
+        @tf.function(input_signature=self._specs + specs + [self._target_spec], reduce_retracing=True)
+        def joint_fn(*args):
+            xs, embeddings, target = list(args[:n]), list(args[n:-1]), args[-1]
+            injections = [Injection(c, e, replace=True) for c, e in zip(calls, embeddings)]
+            watched = embeddings + [xs[i] for i in wrt]
+            with tf.GradientTape() as tape:
+                tape.watch(watched)
+                selected = self._select(self._forward(xs, injections), target)
+            for c, j in zip(calls, injections):
+                if j.activations is None:
+                    raise ValueError(f"layer {c.path!r} is not called when the model runs on the probe")
+            grads = tape.gradient(selected, watched)
+            return [selected] + [tf.zeros_like(w) if g is None else tf.cast(g, tf.float32)
+                                 for w, g in zip(watched, grads)]
+
+        return joint_fn.get_concrete_function()
+
+    def embeddings(self, call: LayerCall, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        key = f"{call.path}#{call.index}"
+        fn = self._embedding_fns.get(key)
+        if fn is None:
+            @tf.function(input_signature=self._specs)
+            def embedding_fn(*xs):
+                injection = Injection(call, tf.zeros((tf.shape(xs[0])[0],) + tuple(call.shape[1:])))
+                self._forward(xs, injection)
+                return tf.cast(injection.activations, tf.float32)
+
+            fn = self._embedding_fns[key] = embedding_fn.get_concrete_function()
+        (out,) = map_batches(lambda *xs: [fn(*xs).numpy()], self.as_inputs(inputs), self.batch_size)
+        return out
 
     def resize(self, maps: np.ndarray, size: Tuple[int, ...]) -> np.ndarray:
         maps = np.asarray(maps, dtype=np.float32)

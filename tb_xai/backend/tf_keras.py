@@ -24,6 +24,7 @@ class TfKerasModel(TensorFlowModel):
     """A built tf_keras model, seen through one explained output head (see `KerasModel`)."""
 
     convolutions = CONVOLUTIONS
+    embedding_types = (tf_keras.layers.Embedding,)
 
 
     def _discover(self):

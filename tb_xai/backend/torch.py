@@ -75,7 +75,7 @@ class TorchModel(KerasModel):
         _, grads = self._input_gradients([a[:1] for a in self.probe.inputs], np.zeros(1, np.int32))
         self._checked = True
         for i, g in enumerate(grads):
-            if g is not None:
+            if g is not None or i not in self.input_gradient_indices():
                 continue
             raise self.no_gradient_error(i)
 
@@ -115,6 +115,45 @@ class TorchModel(KerasModel):
         arrays = self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)]
         act, grads = map_batches(run, arrays, self.batch_size)
         return act, grads
+
+    def joint_gradients(self, calls: Sequence[LayerCall], inputs: Sequence[np.ndarray],
+                        embeddings: Sequence[np.ndarray], target: np.ndarray):
+        calls = list(calls)
+        embeddings = self._check_embeddings(calls, inputs, embeddings)
+        n, k = len(inputs), len(calls)
+        wrt = [i for i in self.input_gradient_indices() if self._floating[i]]
+
+        def run(*arrays):
+            xs = self._tensors(arrays[:n], [i in wrt for i in range(n)])
+            zs = self._tensors(arrays[n:n + k], [True] * k)
+            injections = [Injection(c, z, replace=True) for c, z in zip(calls, zs)]
+            with torch.enable_grad():
+                selected = self._select(self._forward(xs, injections), keras.ops.convert_to_tensor(arrays[-1]))
+                for c, j in zip(calls, injections):
+                    if j.activations is None:
+                        raise ValueError(f"layer {c.path!r} is not called when the model runs on the probe")
+                watched = zs + [xs[i] for i in wrt]
+                grads = torch.autograd.grad(selected.sum(), watched, allow_unused=True)
+            return [self._numpy(selected)] + [np.zeros(tuple(w.shape), np.float32) if g is None else self._numpy(g)
+                                              for w, g in zip(watched, grads)]
+
+        arrays = self.as_inputs(inputs) + embeddings + [np.asarray(target, dtype=np.int32)]
+        out = map_batches(run, arrays, self.batch_size)
+        found = dict(zip(wrt, out[1 + k:]))
+        input_grads = [found[i] if i in found else np.zeros(a.shape, np.float32) if i in self.input_gradient_indices()
+                       else None for i, a in enumerate(inputs)]
+        return out[0], out[1:1 + k], input_grads
+
+    def embeddings(self, call: LayerCall, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        def run(*arrays):
+            xs = self._tensors(arrays)
+            injection = Injection(call, torch.zeros((len(arrays[0]),) + tuple(call.shape[1:]), device=xs[0].device))
+            with torch.inference_mode():
+                self._forward(xs, injection)
+            return [self._numpy(injection.activations)]
+
+        (out,) = map_batches(run, self.as_inputs(inputs), self.batch_size)
+        return out
 
     def resize(self, maps: np.ndarray, size: Tuple[int, ...]) -> np.ndarray:
         maps = torch.as_tensor(np.asarray(maps, dtype=np.float32))

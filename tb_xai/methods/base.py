@@ -68,6 +68,7 @@ class AttributionMethod(abc.ABC):
         self.name = metadata.check_name(name or type(self).name, "method name")
         self.model = None
         self.probe: Optional[ProbeSet] = None
+        self.space: Optional["GradientSpace"] = None
 
     def config(self) -> Dict[str, Any]:
         """The parameters logged with the attributions (JSON-serializable)."""
@@ -84,13 +85,15 @@ class AttributionMethod(abc.ABC):
     def setup(self, model, probe: ProbeSet) -> None:
         """Binds the method to a model adapter and probe set; validates them."""
         for i, name in enumerate(probe.names):
-            if probe.modality(i) not in self.modalities:
+            if probe.explained(i) and probe.modality(i) not in self.modalities:
                 raise ValueError(
                     f"{self.name} explains {' or '.join(self.modalities)} inputs, but probe input {name!r} has "
                     f"shape {probe.inputs[i].shape} ({probe.modality(i)})"
                 )
         if self.requires_gradients:
             for name, array in zip(probe.names, probe.inputs):
+                if name in probe.text or name in probe.held:
+                    continue  # explained at its Embedding's output (text), or not at all (held)
                 if not (np.issubdtype(array.dtype, np.floating)):
                     raise ValueError(
                         f"{self.name} needs gradients, but probe input {name!r} has dtype {array.dtype}: "
@@ -99,6 +102,8 @@ class AttributionMethod(abc.ABC):
                     )
         self.model = model
         self.probe = probe
+        #: where a gradient method differentiates each input (text inputs: at their Embedding's output).
+        self.space = GradientSpace(model, probe) if self.requires_gradients else None
 
     def attribute(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
         """Attributions for `inputs` (one array per model input) explaining class `target[i]` of row i."""
@@ -109,9 +114,89 @@ class AttributionMethod(abc.ABC):
         return map_batches(lambda *a: self._attribute(list(a[:-1]), a[-1]), arrays, per_call)
 
     @abc.abstractmethod
-    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        """Attributions for a slice of probes whose model rows fit in one batch."""
+    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[Optional[np.ndarray]]:
+        """Attributions for a slice of probes whose model rows fit in one batch (None for an input the method
+        does not explain)."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}(name={self.name!r}{', ' if params else ''}{params})"
+
+
+class GradientSpace:
+    """Where a gradient method differentiates each probe input: a float input at its own values, a text input at
+    the output of its Embedding layer call ([rows, T, D] embeddings; the model's masks still follow the real ids),
+    a held input (a padding mask, segment ids) nowhere.
+
+    A gradient method moves, perturbs and multiplies `points` (one float32 array per input, None for a held
+    input), asks `gradients` at them, and `reduce`s its result to the map logged per input: unchanged for a float
+    input, one value per token for a text input (exactly 0 at padding), None for a held input. A model without
+    text inputs costs nothing more than the adapter's input gradients.
+    """
+
+    def __init__(self, model, probe: ProbeSet):
+        self.model = model
+        self.probe = probe
+        self.text = [probe.text.get(name) for name in probe.names]
+        self.held = [name in probe.held for name in probe.names]
+        self.calls = [model.embedding_call(name) if t is not None else None for name, t in zip(probe.names, self.text)]
+        self.has_text = any(t is not None for t in self.text)
+
+    def is_text(self, i: int) -> bool:
+        return self.text[i] is not None
+
+    def points(self, inputs: Sequence[np.ndarray]) -> List[Optional[np.ndarray]]:
+        """Each input's coordinates: float32 values, embeddings for a text input, None for a held input."""
+        out: List[Optional[np.ndarray]] = []
+        for i, x in enumerate(inputs):
+            if self.held[i]:
+                out.append(None)
+            elif self.text[i] is not None:
+                out.append(self.model.embeddings(self.calls[i], inputs))
+            else:
+                out.append(np.asarray(x, dtype=np.float32))
+        return out
+
+    def embed(self, inputs: Sequence[np.ndarray], i: int, ids: np.ndarray) -> np.ndarray:
+        """The embeddings of text input `i` with its ids replaced by `ids` (other inputs as in `inputs`)."""
+        changed = list(inputs)
+        changed[i] = np.asarray(ids).astype(np.asarray(inputs[i]).dtype)
+        return self.model.embeddings(self.calls[i], changed)
+
+    def gradients(self, inputs: Sequence[np.ndarray], points: Sequence[Optional[np.ndarray]], target: np.ndarray):
+        """(selected output per row, d output / d point per input, None for a held input) at `points`; `inputs`
+        gives the rows' token ids and held inputs (the masks)."""
+        if not self.has_text:
+            return self.model.gradients(list(points), target)
+        xs = [x if (self.held[i] or self.text[i] is not None) else p for i, (x, p) in enumerate(zip(inputs, points))]
+        text = [i for i, t in enumerate(self.text) if t is not None]
+        selected, embedding_grads, input_grads = self.model.joint_gradients(
+            [self.calls[i] for i in text], xs, [points[i] for i in text], target)
+        grads = list(input_grads)
+        for i, g in zip(text, embedding_grads):
+            grads[i] = g
+        return selected, [None if self.held[i] else g for i, g in enumerate(grads)]
+
+    def padding(self, inputs: Sequence[np.ndarray], i: int) -> np.ndarray:
+        """bool [rows, T]: the padding positions of text input `i` in `inputs`."""
+        text = self.text[i]
+        mask = None
+        if text.padding_input is not None:
+            mask = inputs[self.probe.names.index(text.padding_input)]
+        return text.padding_of(inputs[i], mask)
+
+    def reduce(self, values: Sequence[Optional[np.ndarray]], inputs: Sequence[np.ndarray],
+               how: str = "sum") -> List[Optional[np.ndarray]]:
+        """The logged maps: a text input's [rows, T, D] values reduced over the embedding dimension ("sum":
+        signed sum, which keeps completeness; "norm": L2 norm) and set to exactly 0 at padding."""
+        out: List[Optional[np.ndarray]] = []
+        for i, v in enumerate(values):
+            if self.held[i] or v is None:
+                out.append(None)
+            elif self.text[i] is not None:
+                v = np.asarray(v, dtype=np.float32)
+                per_token = v.sum(axis=-1) if how == "sum" else np.sqrt(np.square(v).sum(axis=-1))
+                out.append(np.where(self.padding(inputs, i), np.float32(0), per_token).astype(np.float32))
+            else:
+                out.append(v)
+        return out

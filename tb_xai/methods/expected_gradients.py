@@ -26,6 +26,11 @@ class ExpectedGradients(AttributionMethod):
     and moves all inputs along the same straight path from the background row to the probe, so the
     attributions of all inputs together sum to f(x) - E[f(background)] in expectation (one array per input).
 
+    A text input is integrated in embedding space, from the background rows' token embeddings to the probe's
+    at its Embedding layer's output (the probe's padding positions keep the probe's own tokens); a token's
+    attribution is the signed sum over the embedding dimension, 0 at padding. Held inputs (padding masks) are
+    the probe's own along the path.
+
     Cost: `samples` forward+backward passes per probe.
 
     Args:
@@ -62,8 +67,20 @@ class ExpectedGradients(AttributionMethod):
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
         self.background = self.background_spec.bind(probe, self.name)
+        for i, name in enumerate(probe.names):
+            if name not in probe.text:
+                continue
+            ids = self.background.data[i]
+            input_dim = getattr(model.embedding_call(name).layer, "input_dim", None)
+            if np.any(ids != np.round(ids)) or ids.min() < 0 or (input_dim is not None and ids.max() >= input_dim):
+                raise ValueError(
+                    f"{self.name}: the background of text input {name!r} must hold token ids (whole numbers in "
+                    f"[0, {input_dim})), as the probe does; it holds values in [{ids.min()}, {ids.max()}]"
+                    f"{' (a kmeans background averages ids: give token rows)' if self.background.source == 'kmeans' else ''}"
+                )
 
-    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
+    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[Optional[np.ndarray]]:
+        space = self.space
         xs = [x.astype(np.float32) for x in inputs]
         m, s = len(target), self.samples
         weights = self.background.weights
@@ -74,11 +91,25 @@ class ExpectedGradients(AttributionMethod):
             alphas.append(rng.random(s))
         chosen = np.concatenate(references)
         alpha = np.stack(alphas).astype(np.float32)
+        ends = space.points(inputs)
         deltas, points = [], []
-        for x, data in zip(xs, self.background.data):
-            base = data[chosen].reshape((m, s) + x.shape[1:])
-            delta = x[:, None] - base
+        for i, (end, data) in enumerate(zip(ends, self.background.data)):
+            if end is None:
+                deltas.append(None)
+                points.append(None)
+                continue
+            if space.is_text(i):
+                # The background's tokens at the Embedding's output; at the probe's padding positions the probe's
+                # own, so padding moves nowhere (and gets 0) while the masks follow the probe's ids.
+                reference = space.model.embeddings(space.calls[i], self.background.data)
+                base = reference[chosen].reshape((m, s) + end.shape[1:])
+                base = np.where(space.padding(inputs, i)[:, None, :, None], end[:, None], base)
+            else:
+                base = data[chosen].reshape((m, s) + end.shape[1:])
+            delta = end[:, None] - base
             deltas.append(delta)
-            points.append((base + alpha.reshape((m, s) + (1,) * (x.ndim - 1)) * delta).reshape((m * s,) + x.shape[1:]))
-        _, grads = self.model.gradients(points, np.repeat(target, s))
-        return [(g.reshape(delta.shape) * delta).mean(axis=1) for g, delta in zip(grads, deltas)]
+            points.append((base + alpha.reshape((m, s) + (1,) * (end.ndim - 1)) * delta).reshape((m * s,) + end.shape[1:]))
+        rows = [np.repeat(x, s, axis=0) for x in inputs] if space.has_text else inputs
+        _, grads = space.gradients(rows, points, np.repeat(target, s))
+        out = [None if g is None else (g.reshape(delta.shape) * delta).mean(axis=1) for g, delta in zip(grads, deltas)]
+        return space.reduce(out, inputs, how="sum")

@@ -8,9 +8,11 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from scipy.special import roots_legendre
 
+from tb_xai.batching import chunks
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 
-BaselineLike = Union[str, float, np.ndarray, Sequence[np.ndarray]]
+BaselineLike = Union[str, float, np.ndarray, Sequence[Optional[np.ndarray]]]
+TokenBaselineLike = Union[str, int]
 
 
 #: The most path points one probe may get (steps or max_steps): beyond what completeness needed on the models
@@ -57,9 +59,19 @@ class IntegratedGradients(AttributionMethod):
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
     probe's path points included.
 
+    Text inputs (token ids feeding an Embedding, see tb_xai/text.py) are integrated in embedding space: the path
+    runs from the baseline's embeddings to the probe's at the Embedding layer's output (the model's masks follow
+    the probe's real ids all along), and a token's attribution is the signed sum over the embedding dimension,
+    so completeness holds over the tokens: they sum to f(x) - f(baseline). Padding positions keep their own
+    embedding in the baseline and get exactly 0.
+
     Args:
         baseline: "zeros", a finite number (every feature), or an array shaped like one probe row (a list of
-            arrays for multi-input models).
+            arrays for multi-input models, with None for text and held inputs); for inputs explained at their
+            own values.
+        token_baseline: the baseline of text inputs: "padding" (every non-padding token replaced by the padding
+            id), a token id (every non-padding token replaced by it: an [UNK] or [MASK] id), or "zeros" (zero
+            embeddings at the non-padding positions).
         steps: path points of the first pass (2 to 4096).
         rule: "gausslegendre" (default: far fewer steps than a Riemann sum for smooth paths) or
             "riemann_trapezoid".
@@ -75,7 +87,8 @@ class IntegratedGradients(AttributionMethod):
     name = "integrated_gradients"
 
     def __init__(self, baseline: BaselineLike = "zeros", steps: int = 8, rule: str = "gausslegendre",
-                 tolerance: Optional[float] = 0.005, max_steps: int = 2048, name=None):
+                 tolerance: Optional[float] = 0.005, max_steps: int = 2048,
+                 token_baseline: TokenBaselineLike = "padding", name=None):
         super().__init__(name)
         steps = _check_steps(steps, "steps")
         max_steps = _check_steps(max_steps, "max_steps")
@@ -88,6 +101,13 @@ class IntegratedGradients(AttributionMethod):
         if np.isscalar(baseline) and not isinstance(baseline, str):
             if isinstance(baseline, bool) or not np.isfinite(baseline):
                 raise ValueError(f"baseline must be a finite number; received: {baseline!r}")
+        if isinstance(token_baseline, str):
+            if token_baseline not in ("padding", "zeros"):
+                raise ValueError(f"token_baseline must be 'padding', 'zeros' or a token id; received: {token_baseline!r}")
+        elif isinstance(token_baseline, bool) or not isinstance(token_baseline, (int, np.integer)) or token_baseline < 0:
+            raise ValueError(f"token_baseline must be 'padding', 'zeros' or a token id (an integer >= 0); received: "
+                             f"{token_baseline!r}")
+        self.token_baseline = token_baseline if isinstance(token_baseline, str) else int(token_baseline)
         self.steps = int(steps)
         self.max_steps = max(int(max_steps), self.steps)
         self.rule = rule
@@ -103,8 +123,11 @@ class IntegratedGradients(AttributionMethod):
             baseline = float(self.baseline)
         else:
             baseline = "array"
-        return {"baseline": baseline, "steps": self.steps, "rule": self.rule, "tolerance": self.tolerance,
-                "max_steps": self.max_steps, "refinement": REFINEMENT}
+        config = {"baseline": baseline, "steps": self.steps, "rule": self.rule, "tolerance": self.tolerance,
+                  "max_steps": self.max_steps, "refinement": REFINEMENT}
+        if self.space is not None and self.space.has_text:
+            config["token_baseline"] = self.token_baseline
+        return config
 
     def rows_per_probe(self) -> int:
         return self.steps
@@ -112,20 +135,41 @@ class IntegratedGradients(AttributionMethod):
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
         self._baselines = self._resolve_baselines(probe)
+        for name, text in probe.text.items():
+            if self.token_baseline == "padding" and text.padding_id is None:
+                raise ValueError(
+                    f"{self.name}: token_baseline='padding' replaces tokens by the padding id, but text input {name!r} "
+                    "has padding_id=None; give token_baseline=<a token id> or 'zeros'"
+                )
+            input_dim = getattr(model.embedding_call(name).layer, "input_dim", None)
+            if isinstance(self.token_baseline, int) and input_dim is not None and self.token_baseline >= input_dim:
+                raise ValueError(f"{self.name}: token_baseline={self.token_baseline} is not a token id of text input "
+                                 f"{name!r} (its Embedding has input_dim={input_dim})")
 
-    def _resolve_baselines(self, probe) -> List[np.ndarray]:
+    def _resolve_baselines(self, probe) -> List[Optional[np.ndarray]]:
+        """The baseline row of each input explained at its own values (None for text and held inputs)."""
         shapes = [probe.feature_shape(i) for i in range(len(probe.inputs))]
+        own = [name not in probe.text and name not in probe.held for name in probe.names]
         if isinstance(self.baseline, str):
-            return [np.zeros(s, dtype=np.float32) for s in shapes]
+            return [np.zeros(s, dtype=np.float32) if o else None for s, o in zip(shapes, own)]
         if np.isscalar(self.baseline):
-            return [np.full(s, float(self.baseline), dtype=np.float32) for s in shapes]
+            return [np.full(s, float(self.baseline), dtype=np.float32) if o else None for s, o in zip(shapes, own)]
         given = list(self.baseline) if isinstance(self.baseline, (list, tuple)) else [self.baseline]
         if len(given) != len(shapes):
             raise ValueError(
                 f"{self.name}: baseline has {len(given)} array(s) but the probe has {len(shapes)} input(s)"
             )
         baselines = []
-        for name, b, s in zip(probe.names, given, shapes):
+        for name, b, s, o in zip(probe.names, given, shapes, own):
+            if not o:
+                if b is not None:
+                    raise ValueError(f"{self.name}: input {name!r} is a text or held input: its baseline is "
+                                     "token_baseline=; give None in its place in baseline=")
+                baselines.append(None)
+                continue
+            if b is None:
+                raise ValueError(f"{self.name}: baseline for input {name!r} is None; expected an array shaped like "
+                                 f"one probe row {s}")
             b = np.asarray(b, dtype=np.float32)
             if not np.all(np.isfinite(b)):
                 raise ValueError(f"{self.name}: baseline for input {name!r} has "
@@ -139,10 +183,31 @@ class IntegratedGradients(AttributionMethod):
 
     def completeness_error(self, inputs: List[np.ndarray], target: np.ndarray, attributions: List[np.ndarray]):
         """(|sum of attributions - (f(input) - f(baseline))|, the error `tolerance` allows) per probe."""
-        delta, allowed = self._expected_sums(inputs, target)
+        starts, _ = self._endpoints(list(inputs))
+        delta, allowed = self._expected_sums(inputs, np.asarray(target, dtype=np.int32), starts)
         return _sum_error(attributions, delta), allowed
 
-    def _expected_sums(self, inputs: List[np.ndarray], target: np.ndarray):
+    def _endpoints(self, inputs: List[np.ndarray]):
+        """(path starts, path ends) of each input, [probes, ...] float32: the baseline and the probe, at the
+        inputs' own values or, for a text input, at its Embedding's output; None for a held input."""
+        space = self.space
+        ends = space.points(inputs)
+        starts: List[Optional[np.ndarray]] = []
+        for i, (x, end) in enumerate(zip(inputs, ends)):
+            if end is None:
+                starts.append(None)
+            elif space.is_text(i):
+                padding = space.padding(inputs, i)
+                if self.token_baseline == "zeros":
+                    starts.append(np.where(padding[..., None], end, np.float32(0)))
+                else:
+                    token = space.text[i].padding_id if self.token_baseline == "padding" else self.token_baseline
+                    starts.append(space.embed(inputs, i, np.where(padding, x, token)))
+            else:
+                starts.append(np.broadcast_to(self._baselines[i], end.shape))
+        return starts, ends
+
+    def _expected_sums(self, inputs: List[np.ndarray], target: np.ndarray, starts: List[Optional[np.ndarray]]):
         """(f(input) - f(baseline), the error allowed on it) per probe.
 
         The allowance is `tolerance` x |f(input) - f(baseline)|, plus what float32 outputs can resolve
@@ -150,7 +215,10 @@ class IntegratedGradients(AttributionMethod):
         """
         rows = np.arange(len(target))
         f_input = self.model.predict(inputs)[rows, target].astype(np.float64)
-        f_base = self.model.predict([b[None] for b in self._baselines])[0, target].astype(np.float64)
+        if self.space.has_text:  # a baseline per probe, seen with the probe's own masks
+            f_base = self.space.gradients(inputs, starts, target)[0].astype(np.float64)
+        else:
+            f_base = self.model.predict([b[None] for b in self._baselines])[0, target].astype(np.float64)
         delta = f_input - f_base
         return delta, self.tolerance * np.abs(delta) + 1e-5 * np.maximum(np.abs(f_input), np.abs(f_base))
 
@@ -160,28 +228,35 @@ class IntegratedGradients(AttributionMethod):
         points per probe."""
         return dict(self._diagnostics)
 
-    def attribute(self, inputs, target) -> List[np.ndarray]:
-        out = super().attribute(inputs, target)
-        self._diagnostics = {}
-        if self.tolerance is None:
-            return out
+    def attribute(self, inputs, target) -> List[Optional[np.ndarray]]:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call setup(model, probe) before attribute()")
+        inputs = list(inputs)
         target = np.asarray(target, dtype=np.int32)
-        delta, allowed = self._expected_sums(inputs, target)
-        error = _sum_error(out, delta)
-        spent = np.full(len(target), float(self.steps))
-        rows = np.flatnonzero(error > allowed)
-        if rows.size:
-            refine = self._refine_panels if self.rule == "gausslegendre" else self._refine_uniform
-            rows = refine(inputs, target, out, delta, allowed, error, spent, rows)
-        scale = allowed / self.tolerance
-        self._diagnostics = {
-            "completeness_error_max": float(np.max(error / scale)),
-            "probes_over_tolerance": int(rows.size),
-            "steps_mean": float(spent.mean()),
-        }
-        return out
+        # The path's ends once for every probe: the first pass, the completeness check and refinement share them.
+        starts, ends = self._endpoints(inputs)
+        per_call = max(1, self.model.batch_size // self.steps)
+        parts = [self._integrate(_rows(inputs, sl), _rows(starts, sl), _rows(ends, sl), target[sl], self.steps)
+                 for sl in chunks(len(target), per_call)]
+        out = [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
+        self._diagnostics = {}
+        if self.tolerance is not None:
+            delta, allowed = self._expected_sums(inputs, target, starts)
+            error = _sum_error(out, delta)
+            spent = np.full(len(target), float(self.steps))
+            rows = np.flatnonzero(error > allowed)
+            if rows.size:
+                refine = self._refine_panels if self.rule == "gausslegendre" else self._refine_uniform
+                rows = refine((inputs, starts, ends), target, out, delta, allowed, error, spent, rows)
+            scale = allowed / self.tolerance
+            self._diagnostics = {
+                "completeness_error_max": float(np.max(error / scale)),
+                "probes_over_tolerance": int(rows.size),
+                "steps_mean": float(spent.mean()),
+            }
+        return self.space.reduce(out, inputs, how="sum")
 
-    def _refine_uniform(self, inputs, target, out, delta, allowed, error, spent, rows):
+    def _refine_uniform(self, path, target, out, delta, allowed, error, spent, rows):
         """Riemann sums: every failing probe again with 2x the path points, keeping its better answer."""
         steps = self.steps
         while rows.size and steps < self.max_steps:
@@ -189,18 +264,19 @@ class IntegratedGradients(AttributionMethod):
             per_call = max(1, self.model.batch_size // steps)
             for start in range(0, rows.size, per_call):
                 chunk = rows[start:start + per_call]
-                refined = self._integrate([x[chunk] for x in inputs], target[chunk], steps)
+                refined = self._integrate(*(_rows(p, chunk) for p in path), target[chunk], steps)
                 # Quadrature error on a ReLU path does not fall steadily with the steps: keep the better answer.
                 refined_error = _sum_error(refined, delta[chunk])
                 better = refined_error < error[chunk]
                 for o, r in zip(out, refined):
-                    o[chunk[better]] = r[better]
+                    if o is not None:
+                        o[chunk[better]] = r[better]
                 error[chunk[better]] = refined_error[better]
             spent[rows] += steps
             rows = rows[error[rows] > allowed[rows]]
         return rows
 
-    def _refine_panels(self, inputs, target, out, delta, allowed, error, spent, rows):
+    def _refine_panels(self, path, target, out, delta, allowed, error, spent, rows):
         """Adaptive Gauss-Legendre: a failing probe's path is split into panels of `steps` nodes, bisecting the
         panels whose two halves disagree most with the whole, until completeness holds or `max_steps`.
 
@@ -209,12 +285,12 @@ class IntegratedGradients(AttributionMethod):
         and a few numbers per panel (a panel's attribution is recomputed when it is split, not stored).
         """
         n = self.steps
-        current = [o[rows].copy() for o in out]  # each failing probe's running attribution
+        current = [None if o is None else o[rows].copy() for o in out]  # each failing probe's running attribution
         best_error = error[rows].copy()
         # Per failing probe: its panels as [start, end, integral, error estimate].
         panels = [[[0.0, 1.0, float(delta[i] + 0.0), np.inf]] for i in rows]
         for k, i in enumerate(rows):  # the first pass's integral of the whole path
-            panels[k][0][2] = float(sum(c[k].sum(dtype=np.float64) for c in current))
+            panels[k][0][2] = float(sum(c[k].sum(dtype=np.float64) for c in current if c is not None))
         active = np.arange(len(rows))
         while active.size:
             tasks = []  # (failing-probe index, panel index)
@@ -233,15 +309,16 @@ class IntegratedGradients(AttributionMethod):
             # One batched evaluation of the split panels (to take their share out) and their two halves.
             m, q = len(tasks), int(np.count_nonzero(~is_whole))
             joint = self._panel_attributions(
-                inputs, target, np.concatenate([rows[owner], rows[owner], rows[owner[~is_whole]]]),
+                path, target, np.concatenate([rows[owner], rows[owner], rows[owner[~is_whole]]]),
                 np.concatenate([lo, mid, lo[~is_whole]]), np.concatenate([mid, hi, hi[~is_whole]]))
+            joint = [a for a in joint if a is not None]
             left = [a[:m] for a in joint]
             right = [a[m:2 * m] for a in joint]
             parent = [a[2 * m:2 * m + q] for a in joint]
             spent[rows[owner]] += 2 * n
             spent[rows[owner[~is_whole]]] += n
-            whole_first = [o[rows[owner[is_whole]]] for o in out]
-            for c, p, wf, l, r in zip(current, parent, whole_first, left, right):
+            whole_first = [o[rows[owner[is_whole]]] for o in out if o is not None]
+            for c, p, wf, l, r in zip([c for c in current if c is not None], parent, whole_first, left, right):
                 np.subtract.at(c, owner[~is_whole], p)
                 np.subtract.at(c, owner[is_whole], wf)
                 np.add.at(c, owner, l + r)
@@ -257,22 +334,25 @@ class IntegratedGradients(AttributionMethod):
             for k, js in replaced.items():
                 panels[k] = [p for j, p in enumerate(panels[k]) if j not in set(js)]
             touched = np.unique(owner)
-            now = _sum_error([c[touched] for c in current], delta[rows[touched]])
+            now = _sum_error([c[touched] for c in current if c is not None], delta[rows[touched]])
             # Quadrature error on a ReLU path does not fall steadily: keep each probe's better answer.
             better = now < best_error[touched]
             for o, c in zip(out, current):
-                o[rows[touched[better]]] = c[touched[better]]
+                if o is not None:
+                    o[rows[touched[better]]] = c[touched[better]]
             best_error[touched[better]] = now[better]
             error[rows[touched[better]]] = now[better]
             active = touched[(best_error[touched] > allowed[rows[touched]])
                              & np.array([len(panels[k]) < self.max_steps // n for k in touched])]
         return rows[best_error > allowed[rows]]
 
-    def _panel_attributions(self, inputs, target, probes, lo, hi) -> List[np.ndarray]:
-        """Each (probe, [lo, hi]) path panel's attribution with `steps` Gauss-Legendre nodes, batched."""
+    def _panel_attributions(self, path, target, probes, lo, hi) -> List[Optional[np.ndarray]]:
+        """Each (probe, [lo, hi]) path panel's attribution with `steps` Gauss-Legendre nodes, batched; `path` is
+        (inputs, starts, ends) of every probe."""
+        inputs, starts, ends = path
         alphas, weights = integration_nodes(self.steps, self.rule)
         if len(probes) == 0:
-            return [np.zeros((0,) + x.shape[1:], dtype=np.float32) for x in inputs]
+            return [None if e is None else np.zeros((0,) + e.shape[1:], dtype=np.float32) for e in ends]
         width = hi - lo
         point = (lo[:, None] + width[:, None] * alphas[None]).astype(np.float32)  # (tasks, n)
         weight = (width[:, None] * weights[None]).astype(np.float32)
@@ -281,25 +361,37 @@ class IntegratedGradients(AttributionMethod):
         for start in range(0, len(probes), per_call):
             sl = slice(start, start + per_call)
             p, m, n = probes[sl], len(probes[sl]), self.steps
-            deltas = [x[p].astype(np.float32) - b for x, b in zip(inputs, self._baselines)]
-            path = []
-            for b, d in zip(self._baselines, deltas):
+            begin = _rows(starts, p)
+            deltas = [None if e is None else e[p] - s for e, s in zip(ends, begin)]
+            points = []
+            for s, d in zip(begin, deltas):
+                if d is None:
+                    points.append(None)
+                    continue
                 along = point[sl].reshape((m, n) + (1,) * (d.ndim - 1))
-                path.append((b + along * d[:, None]).reshape((m * n,) + d.shape[1:]))
-            _, grads = self.model.gradients(path, np.repeat(target[p], n))
-            parts.append([np.einsum("mn,mn...->m...", weight[sl], g.reshape((m, n) + d.shape[1:])) * d
+                points.append((s[:, None] + along * d[:, None]).reshape((m * n,) + d.shape[1:]))
+            _, grads = self.space.gradients(self._path_rows(_rows(inputs, p), n), points, np.repeat(target[p], n))
+            parts.append([None if d is None else np.einsum("mn,mn...->m...", weight[sl], g.reshape((m, n) + d.shape[1:])) * d
                           for g, d in zip(grads, deltas)])
-        return [np.concatenate(column) for column in zip(*parts)]
+        return [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
 
-    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        return self._integrate(inputs, target, self.steps)
+    def _path_rows(self, inputs: List[np.ndarray], n: int) -> List[np.ndarray]:
+        """Each probe's token ids and held inputs repeated for its `n` path points (the masks follow them); a
+        model without text inputs needs none."""
+        return [np.repeat(x, n, axis=0) for x in inputs] if self.space.has_text else inputs
 
-    def _integrate(self, inputs: List[np.ndarray], target: np.ndarray, steps: int) -> List[np.ndarray]:
-        """Attributions of `inputs` with `steps` path points, in model calls of at most `batch_size` rows."""
+    def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[Optional[np.ndarray]]:
+        # `attribute` batches the probes itself (their path ends are computed once); this is one slice of it.
+        return self.space.reduce(self._integrate(inputs, *self._endpoints(inputs), target, self.steps), inputs)
+
+    def _integrate(self, inputs: List[np.ndarray], starts, ends, target: np.ndarray,
+                   steps: int) -> List[Optional[np.ndarray]]:
+        """Attributions (at the inputs' own values, or a text input's embeddings, not yet reduced per token) of
+        `inputs` with `steps` path points from `starts` to `ends`, in model calls of at most `batch_size` rows."""
         alphas, weights = integration_nodes(steps, self.rule)
         m = len(target)
-        deltas = [x.astype(np.float32) - b for x, b in zip(inputs, self._baselines)]
-        sums = [np.zeros(d.shape, dtype=np.float32) for d in deltas]
+        deltas = [None if e is None else e - s for s, e in zip(starts, ends)]
+        sums = [None if d is None else np.zeros(d.shape, dtype=np.float32) for d in deltas]
         # Path points per call: all of them when they fit, else slices, so a call never holds steps x rows.
         per_call = max(1, self.model.batch_size // m)
         for piece in range(0, steps, per_call):
@@ -308,16 +400,25 @@ class IntegratedGradients(AttributionMethod):
             n = len(a)
             # Row (i, j) of the batch is probe i at path point j: probe-major, so a reshape regroups it.
             path = []
-            for b, d in zip(self._baselines, deltas):
+            for s, d in zip(starts, deltas):
+                if d is None:
+                    path.append(None)
+                    continue
                 along = a.reshape((1, n) + (1,) * (d.ndim - 1))
-                path.append((b + along * d[:, None]).reshape((m * n,) + d.shape[1:]))
-            _, grads = self.model.gradients(path, np.repeat(target, n))
+                path.append((s[:, None] + along * d[:, None]).reshape((m * n,) + d.shape[1:]))
+            _, grads = self.space.gradients(self._path_rows(inputs, n), path, np.repeat(target, n))
             for total, g, d in zip(sums, grads, deltas):
-                total += np.tensordot(w, g.reshape((m, n) + d.shape[1:]), axes=([0], [1]))
-        return [total * d for total, d in zip(sums, deltas)]
+                if d is not None:
+                    total += np.tensordot(w, g.reshape((m, n) + d.shape[1:]), axes=([0], [1]))
+        return [None if d is None else total * d for total, d in zip(sums, deltas)]
 
 
-def _sum_error(attributions: List[np.ndarray], delta: np.ndarray) -> np.ndarray:
+def _rows(arrays: Sequence[Optional[np.ndarray]], rows) -> List[Optional[np.ndarray]]:
+    """`rows` (a slice or indices) of each array; None stays None."""
+    return [None if a is None else a[rows] for a in arrays]
+
+
+def _sum_error(attributions: List[Optional[np.ndarray]], delta: np.ndarray) -> np.ndarray:
     """|sum of each probe's attributions over every input - delta|."""
-    total = sum(a.reshape(len(delta), -1).sum(axis=1, dtype=np.float64) for a in attributions)
+    total = sum(a.reshape(len(delta), -1).sum(axis=1, dtype=np.float64) for a in attributions if a is not None)
     return np.abs(total - delta)

@@ -13,6 +13,11 @@ from tb_xai.methods.coalitions import probe_generator, probe_key
 class SmoothGrad(AttributionMethod):
     """The gradient averaged over copies of the input with Gaussian noise added.
 
+    A text input gets its noise in embedding space, at its Embedding layer's output, on the non-padding tokens
+    only, with the standard deviation `noise_level` x the range of the probe's token embeddings; a token's
+    value is the L2 norm over the embedding dimension of the averaged gradient (with `absolute`, the average of
+    each sample's norm), 0 at padding.
+
     The noise of a probe is drawn from a generator seeded with (seed, a checksum of the probe's values), so
     it is the same at every logged step, for any batch size and any position of the probe in the set:
     changes between steps come from the model, not from the noise. Since the probe set is fixed over
@@ -52,26 +57,50 @@ class SmoothGrad(AttributionMethod):
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
         m, s = len(target), self.samples
+        space = self.space
+        points = space.points(inputs)
         noisy = []
-        for k, x in enumerate(inputs):
-            x = x.astype(np.float32)
-            flat = x.reshape(m, -1)
-            sigma = self.noise_level * (flat.max(axis=1) - flat.min(axis=1))
-            noise = np.stack([self._unit_noise(k, row) for row in x])
-            noise = noise * sigma.reshape((m, 1) + (1,) * (x.ndim - 1))
-            noisy.append((x[:, None] + noise).reshape((m * s,) + x.shape[1:]))
-        _, grads = self.model.gradients(noisy, np.repeat(target, s))
+        for k, (x, p) in enumerate(zip(inputs, points)):
+            if p is None:
+                noisy.append(None)
+                continue
+            flat = p.reshape(m, -1)
+            keep = None
+            if space.is_text(k):  # noise on the tokens' embeddings; padding stays padding
+                keep = ~space.padding(inputs, k)
+                flat = np.where(keep[..., None], p, np.nan).reshape(m, -1)
+            with np.errstate(invalid="ignore"):
+                spread = np.nanmax(flat, axis=1) - np.nanmin(flat, axis=1) if keep is not None \
+                    else flat.max(axis=1) - flat.min(axis=1)
+            sigma = self.noise_level * np.nan_to_num(spread)
+            noise = np.stack([self._unit_noise(k, row, p.shape[1:]) for row in (x if keep is not None else p)])
+            noise = noise * sigma.reshape((m, 1) + (1,) * (p.ndim - 1))
+            if keep is not None:
+                noise = noise * keep[:, None, :, None]
+            noisy.append((p[:, None] + noise).reshape((m * s,) + p.shape[1:]))
+        rows = [np.repeat(x, s, axis=0) for x in inputs] if space.has_text else inputs
+        _, grads = space.gradients(rows, noisy, np.repeat(target, s))
         out = []
-        for g, x in zip(grads, inputs):
-            g = g.reshape((m, s) + x.shape[1:])
-            out.append((np.abs(g) if self.absolute else g).mean(axis=1))
-        return out
+        for k, (g, p) in enumerate(zip(grads, points)):
+            if g is None:
+                out.append(None)
+                continue
+            g = g.reshape((m, s) + p.shape[1:])
+            if space.is_text(k):
+                # A token's value: the L2 norm of the (signed or absolute) gradient over the embedding dimension.
+                per_sample = np.sqrt(np.square(g).sum(axis=-1, keepdims=True))
+                out.append(per_sample.mean(axis=1) if self.absolute else g.mean(axis=1))
+            else:
+                out.append((np.abs(g) if self.absolute else g).mean(axis=1))
+        return space.reduce(out, inputs, how="norm")
 
-    def _unit_noise(self, input_index: int, row: np.ndarray) -> np.ndarray:
+    def _unit_noise(self, input_index: int, row: np.ndarray, shape) -> np.ndarray:
+        """The unit noise of one probe row, `shape` per sample; drawn from the probe's own values (for a text
+        input its token ids, not its embeddings, which training changes)."""
         key = (input_index, probe_key(row))
         noise = self._noise.get(key)
         if noise is None:
-            noise = probe_generator(self.seed, *key).standard_normal((self.samples,) + row.shape).astype(np.float32)
+            noise = probe_generator(self.seed, *key).standard_normal((self.samples,) + tuple(shape)).astype(np.float32)
             if self._cache_budget >= noise.nbytes:
                 self._cache_budget -= noise.nbytes
                 self._noise[key] = noise
