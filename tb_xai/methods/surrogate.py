@@ -542,10 +542,10 @@ class LocalSurrogate(AttributionMethod):
             keep = masks[p, sample_of[pieces[j]]]
             if groups is not None and keep.shape[1] == 0:  # texts that are all padding: nothing to switch
                 keep = np.zeros((len(p), groups.shape[1]), dtype=bool)
+            elif kept is not None:  # a text: its padding (-1) is kept
+                keep = np.take_along_axis(keep, np.maximum(groups[p], 0), axis=1) | kept[p]
             elif groups is not None:
-                keep = np.take_along_axis(keep, np.maximum(groups[p], 0), axis=1)
-            if kept is not None:
-                keep = keep | kept[p]
+                keep = np.take_along_axis(keep, groups[p], axis=1)
             rows = buffers[j % 2][:len(p)]
             np.copyto(rows, flat_r[p] if len(flat_r) > 1 else flat_r)
             np.copyto(rows, flat_x[p][:, None, :], where=keep[:, None, :])
