@@ -335,3 +335,39 @@ def test_embedding_lstm_with_mask_zero():
             np.testing.assert_allclose(maps[0], exact, atol=1e-5 * np.abs(exact).max() + 1e-6)
     with pytest.raises(ValueError, match="needs a convolution layer"):
         GradCAM().setup(adapter, adapter.probe)
+
+
+class Positions(keras.layers.Layer):
+    """Learned positional embeddings added to the token embeddings."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=tuple(input_shape[1:]), initializer="random_normal")
+
+    def call(self, x):
+        return x + self.table
+
+
+def test_transformer_encoder_block_with_attention():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T,), dtype="int32")
+    h = Positions()(keras.layers.Embedding(VOCAB, 8)(inputs))
+    h = keras.layers.LayerNormalization()(h + keras.layers.MultiHeadAttention(2, 4)(h, h))
+    h = keras.layers.LayerNormalization()(h + keras.layers.Dense(8, activation="gelu")(h))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h)))
+    ids = token_ids(2, [7, 4], seed=6)
+    adapter = adapt(model, text_probe(ids))
+    target = np.array([0, 1], np.int32)
+    exact = np.stack([exact_shapley(adapter, row, t) for row, t in zip(ids, target)])
+    method = KernelShap(samples=2 ** 7 - 2)
+    method.setup(adapter, adapter.probe)
+    np.testing.assert_allclose(method.attribute(adapter.probe.inputs, target)[0], exact,
+                               atol=1e-5 * np.abs(exact).max() + 1e-6)
+    # Occlusion of one token is the output drop with that token masked: by hand for the first token.
+    occlusion = Occlusion(window=1)
+    occlusion.setup(adapter, adapter.probe)
+    maps = occlusion.attribute(adapter.probe.inputs, target)[0]
+    masked = ids[:1].copy()
+    masked[0, 0] = MASK
+    expected = adapter.predict([ids[:1]])[0, 0] - adapter.predict([masked])[0, 0]
+    np.testing.assert_allclose(maps[0, 0], expected, rtol=1e-4, atol=1e-6)
+    assert np.all(maps[ids == PAD] == 0)
