@@ -286,7 +286,8 @@ def test_dict_model_with_a_padding_mask_input():
     adapter = adapt(model, probe)
     target = np.array([0, 1, 0], np.int32)
     padding = mask == 0
-    methods = [KernelShap(samples=2 ** 10 - 2), Lime(samples=300), Occlusion(window=2), GradCAM()]
+    methods = [KernelShap(samples=2 ** 10 - 2), KernelShap(samples=64, engine="reference"), Lime(samples=300),
+               Lime(samples=100, engine="reference"), Occlusion(window=2), GradCAM()]
     for method in methods:
         recorder = Recorder(adapter)
         try:

@@ -236,7 +236,8 @@ class LocalSurrogate(AttributionMethod):
             mask id: a background or fill shared by all inputs applies to the others, and one named for a
             text input in a dict is an error.
         segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation` (whose
-            `window` also sets the time steps per window of sequence probes).
+            `window` also sets the time steps per window of sequence probes, and the tokens per window of
+            text probes: 1 by default).
         engine: "batched" (ours: all probes through the compiled model in large batches, one batched solve)
             or "reference" (the shap / lime library, with the compiled batched predict as model function).
         seed: seed of the perturbations; a probe's draws depend only on the seed and its values.
