@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR, TEXT
 from tb_xai.methods.base import check_positive_int
 from tb_xai.batching import chunks
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
@@ -20,7 +20,7 @@ from tb_xai.methods.surrogate import (
 )
 
 #: LIME's own defaults: samples per probe and the kernel width (tabular: times sqrt(features)).
-_DEFAULT_SAMPLES = {TABULAR: 5000, IMAGE: 1000, SEQUENCE: 1000}
+_DEFAULT_SAMPLES = {TABULAR: 5000, IMAGE: 1000, SEQUENCE: 1000, TEXT: 5000}
 
 
 class Lime(LocalSurrogate):
@@ -41,6 +41,12 @@ class Lime(LocalSurrogate):
     and hidden ones take the background fill; weights use the cosine distance of the on/off vector to
     all-on, width 0.25 by default. Grayscale works as is. Sequences (probes, T, C) are explained the same way
     over windows of consecutive time steps instead of superpixels.
+
+    Text (probes, T) of token ids (as LimeTextExplainer with `bow=False`): each token position (or window of
+    `Segmentation(window=n)` tokens) is a feature; a sample removes a number of them drawn uniformly from 1
+    to all, chosen uniformly, and removed tokens take the input's mask id (padding stays padding and gets
+    0). Weights: the cosine distance of the on/off vector to all-on, width 0.25 (lime's 25 on its distance
+    times 100); 5000 samples by default.
 
     Multi-input models: each input is explained with the others held at the probe (see `LocalSurrogate`);
     the shared tabular draw is then evaluated once per probe, with that probe's other inputs.
@@ -94,7 +100,7 @@ class Lime(LocalSurrogate):
         return config
 
     def _check(self, probe) -> None:
-        if self.sample_around_instance and all(spec.modality != TABULAR for spec in self.inputs):
+        if self.sample_around_instance and all(spec.modality != TABULAR or spec.held for spec in self.inputs):
             raise ValueError(f"{self.name}: sample_around_instance applies to tabular inputs only; the probe has "
                              f"shapes {[a.shape for a in probe.inputs]}")
 
@@ -109,7 +115,7 @@ class Lime(LocalSurrogate):
         modality = modality or self.modality
         if modality == TABULAR:
             return 0.75 * float(np.sqrt(features))
-        return 0.25 if modality in (IMAGE, SEQUENCE) else None
+        return 0.25 if modality in (IMAGE, SEQUENCE, TEXT) else None
 
     def samples_per_probe(self, features: int) -> int:
         return self.sample_count()
@@ -209,15 +215,14 @@ class Lime(LocalSurrogate):
     def _explain_superpixels(self, x, segments, target, index):
         counts = np.array([int(seg.max()) + 1 for seg in segments])
         s, k_max = self.sample_count(), int(counts.max())
-        masks = padded(
-            [uniform_coalitions(k, s, probe_generator(self.seed, i)) for k, i in zip(counts, index)], (s, k_max),
-            False,
-        )
+        draw = token_coalitions if self.modality == TEXT else uniform_coalitions
+        masks = padded([draw(k, s, probe_generator(self.seed, i)) for k, i in zip(counts, index)], (s, k_max), False)
         replacement, replacement_weights = self.replacements(x, segments)
         y = self.coalition_values(x, masks, np.ones((len(x), s), dtype=bool), segment_groups(x, segments),
                                   replacement, replacement_weights, target)
         kept = masks.sum(axis=2)
-        distances = 1.0 - np.sqrt(kept / counts[:, None])  # cosine distance of the on/off vector to all-on
+        # The cosine distance of the on/off vector to all-on (a text with no token is at distance 1).
+        distances = 1.0 - np.sqrt(kept / np.maximum(counts, 1)[:, None])
         features = np.arange(k_max)[None, :] < counts[:, None]
         beta, _ = weighted_least_squares(
             masks, y, self._kernel(distances, k_max), features, ridge=self.ridge, intercept=True
@@ -227,3 +232,15 @@ class Lime(LocalSurrogate):
     def _kernel(self, distances: np.ndarray, features: int) -> np.ndarray:
         width = self.width(features)
         return np.sqrt(np.exp(-(distances ** 2) / width ** 2))
+
+
+def token_coalitions(features: int, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """LIME's text perturbations (LimeTextExplainer): row 0 keeps every token; each other row removes a
+    number of tokens drawn uniformly from 1..features, chosen uniformly without replacement."""
+    masks = np.ones((samples, features), dtype=bool)
+    if features == 0 or samples < 2:
+        return masks
+    removed = rng.integers(1, features + 1, size=samples - 1)
+    ranks = np.argsort(rng.random((samples - 1, features)), axis=1).argsort(axis=1)
+    masks[1:] = ranks >= removed[:, None]
+    return masks

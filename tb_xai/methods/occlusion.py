@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR, TEXT
 from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
 from tb_xai.batching import chunks
 
@@ -20,6 +20,7 @@ class _Windows:
     modality: str
     slices: List[Tuple[slice, ...]]
     coverage: np.ndarray  # the input's map shape: (H, W), (T,) or (features,)
+    mask_id: Optional[int] = None  # what a text input's occluded tokens take
 
 
 class Occlusion(AttributionMethod):
@@ -29,6 +30,10 @@ class Occlusion(AttributionMethod):
     Images (probes, H, W, C): `window` x `window` patches, an (H, W) map. Sequences (probes, T, C): windows
     of `window` consecutive time steps (along the first axis), a (T,) map. Tabular inputs (probes, features):
     one feature at a time (columns have no neighbours to share a window with), a (features,) map.
+    Text (probes, T) of token ids: windows of `window` consecutive token positions every `stride`, a (T,) map;
+    the occluded tokens take the input's mask id (whatever `fill`, which applies to the other inputs), and
+    padding positions are never occluded and get exactly 0. Held inputs (a padding mask, segment ids) keep
+    the probe's values, so an occluded token keeps its padding-mask value, and get no map (None).
     Multi-input models: each input is occluded in turn with the others held at the probe, one map per input.
 
     Cost: one forward pass per window position plus one per probe; for 28x28 images, window 4 and stride 2,
@@ -37,7 +42,8 @@ class Occlusion(AttributionMethod):
     of a 224x224x3 image would be 7 GB).
 
     Args:
-        window: side of the square patch in pixels, or the time steps of a sequence window.
+        window: side of the square patch in pixels, the time steps of a sequence window, or the tokens of a
+            text window.
         stride: step between window positions; defaults to half the window.
         fill: a number, or "mean" for each probe image's mean colour (a sequence's mean per channel); tabular
             inputs need a number.
@@ -49,7 +55,7 @@ class Occlusion(AttributionMethod):
 
     name = "occlusion"
     requires_gradients = False
-    modalities = (TABULAR, IMAGE, SEQUENCE)
+    modalities = (TABULAR, IMAGE, SEQUENCE, TEXT)
 
     def __init__(self, window: int = 4, stride: Optional[int] = None, fill: Union[float, str] = 0.0,
                  name: Optional[str] = None):
@@ -66,7 +72,11 @@ class Occlusion(AttributionMethod):
         self._windows: List[_Windows] = []
 
     def config(self):
-        return {"window": self.window, "stride": self.stride, "fill": self.fill}
+        config = {"window": self.window, "stride": self.stride, "fill": self.fill}
+        texts = [w for w in self._windows if w.mask_id is not None]
+        for w in texts:
+            config["mask_id" if len(texts) == 1 else f"{self.probe.names[w.index]}/mask_id"] = w.mask_id
+        return config
 
     def attribution_shape(self, input_shape):
         return perturbation_map_shape(input_shape)
@@ -76,7 +86,7 @@ class Occlusion(AttributionMethod):
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
-        self._windows = [self._windows_of(probe, i) for i in range(len(probe.inputs))]
+        self._windows = [self._windows_of(probe, i) for i in range(len(probe.inputs)) if probe.explained(i)]
 
     def _windows_of(self, probe, i: int) -> _Windows:
         modality, shape, name = probe.modality(i), probe.feature_shape(i), probe.names[i]
@@ -98,14 +108,24 @@ class Occlusion(AttributionMethod):
                       for c in _starts(width, self.window, self.stride)]
         else:
             if self.window > shape[0]:
+                what = "tokens of text" if modality == TEXT else "steps of sequence"
                 raise ValueError(
-                    f"{self.name}: window {self.window} is longer than the {shape[0]} steps of sequence input {name!r}"
+                    f"{self.name}: window {self.window} is longer than the {shape[0]} {what} input {name!r}"
                 )
             slices = [(slice(t, t + self.window),) for t in _starts(shape[0], self.window, self.stride)]
         coverage = np.zeros(perturbation_map_shape(shape, modality))
         for window in slices:
             coverage[window] += 1
-        return _Windows(i, modality, slices, coverage)
+        mask_id = int(probe.text[name].mask_id) if modality == TEXT else None
+        return _Windows(i, modality, slices, coverage, mask_id)
+
+    def attribute(self, inputs, target):
+        """One map per explained input; None for a held input (a padding mask, segment ids)."""
+        maps = super().attribute(inputs, target)
+        out: List[Optional[np.ndarray]] = [None] * len(inputs)
+        for windows, m in zip(self._windows, maps):
+            out[windows.index] = m
+        return out
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
         m = len(target)
@@ -119,7 +139,12 @@ class Occlusion(AttributionMethod):
         m = len(x)
         probes = np.arange(m)
         map_axes = windows.coverage.ndim
-        if self.fill == "mean":  # per probe, per channel: the mean over the map axes
+        padding = None
+        if windows.mask_id is not None:  # a text: its tokens take the mask id, its padding is never touched
+            padding = dataclasses.replace(self.probe, inputs=list(inputs)).padding(windows.index)
+            fill = np.full(x.shape, windows.mask_id, dtype=x.dtype)
+            fill[padding] = x[padding]
+        elif self.fill == "mean":  # per probe, per channel: the mean over the map axes
             fill = x.astype(np.float32).mean(axis=tuple(range(1, 1 + map_axes)), keepdims=True)
         else:
             fill = np.full((m,) + (1,) * (x.ndim - 1), self.fill, dtype=np.float32)
@@ -130,14 +155,17 @@ class Occlusion(AttributionMethod):
             chunk = windows.slices[piece]
             occluded = np.repeat(x[:, None], len(chunk), axis=1)  # (probes, windows in the chunk, *features)
             for k, window in enumerate(chunk):
-                occluded[(slice(None), k) + window] = fill
+                occluded[(slice(None), k) + window] = fill if padding is None else fill[(slice(None),) + window]
             arrays = [occluded.reshape((-1,) + x.shape[1:]) if j == windows.index
                       else np.repeat(held, len(chunk), axis=0) for j, held in enumerate(inputs)]
             out = self.model.predict(arrays)
             drops = full[:, None] - out.reshape(m, len(chunk), -1)[probes, :, target]
             for k, window in enumerate(chunk):
                 summed[(slice(None),) + window] += drops[:, k].reshape((m,) + (1,) * map_axes)
-        return (summed / np.maximum(windows.coverage, 1)).astype(np.float32)
+        out = (summed / np.maximum(windows.coverage, 1)).astype(np.float32)
+        if padding is not None:
+            out[padding] = 0.0
+        return out
 
 
 def _starts(size: int, window: int, stride: int) -> List[int]:

@@ -18,8 +18,8 @@ import io
 
 import numpy as np
 
-from tb_xai.modalities import SEQUENCE, TABULAR
-from tb_xai.methods.segmentation import as_rgb, segment_groups
+from tb_xai.modalities import SEQUENCE, TABULAR, TEXT
+from tb_xai.methods.segmentation import as_rgb, features_to_map, segment_groups
 
 
 class _LibraryEngine:
@@ -39,8 +39,9 @@ class _LibraryEngine:
 
 
 class ShapKernelEngine(_LibraryEngine):
-    """`shap.KernelExplainer` with `l1_reg=False`; on superpixels and windows, shap samples the coalitions and
-    a coalition's value is computed as in the batched engine."""
+    """`shap.KernelExplainer` with `l1_reg=False`; on superpixels, windows and tokens, shap samples the
+    coalitions and a coalition's value is computed as in the batched engine (a text's removed tokens take its
+    mask id; its padding stays)."""
 
     def explain_one(self, method, x, probe, target, seed):
         import shap
@@ -58,8 +59,10 @@ class ShapKernelEngine(_LibraryEngine):
                 return np.asarray(
                     explainer.shap_values(x[None], nsamples=method.samples, l1_reg=False, silent=True)
                 )[0]
-        segments = method.segments(x[None])
+        segments = method.segments(x[None], probes=np.array([probe]))
         k = int(segments.max()) + 1
+        if k == 0:  # a text that is all padding
+            return np.zeros(segments.shape[1:], dtype=np.float32)
         replacement, weights = method.replacements(x[None], segments)
         groups = segment_groups(x[None], segments)
 
@@ -72,16 +75,18 @@ class ShapKernelEngine(_LibraryEngine):
             explainer = shap.KernelExplainer(coalition_fn, np.zeros((1, k)))
             phi = np.asarray(explainer.shap_values(np.ones((1, k)), nsamples=method.samples, l1_reg=False,
                                                    silent=True))
-        return phi[0][segments[0]]
+        return features_to_map(phi, segments)[0]
 
 
 class LimeEngine(_LibraryEngine):
-    """lime's `LimeTabularExplainer` (`discretize_continuous=False`) and `LimeImageExplainer`; lime has no
-    explainer for sequences."""
+    """lime's `LimeTabularExplainer` (`discretize_continuous=False`), `LimeImageExplainer` and
+    `LimeTextExplainer` (`bow=False`: one feature per token position); lime has no explainer for sequences."""
 
     def explain_one(self, method, x, probe, target, seed):
         if method.modality == TABULAR:
             return _lime_tabular(method, x, probe, target, seed)
+        if method.modality == TEXT:
+            return _lime_text(method, x, probe, target, seed)
         if method.modality == SEQUENCE:
             raise ValueError(
                 f"{method.name}: lime has no explainer for sequences; explain sequence inputs with "
@@ -169,6 +174,39 @@ def _lime_image(method, x: np.ndarray, probe: int, target: int, seed: int) -> np
             segmentation_fn=lambda image: segments, model_regressor=_ridge(method, seed),
         )
     return _dense(explanation.local_exp[target], k)[segments]
+
+
+def _lime_text(method, x: np.ndarray, probe: int, target: int, seed: int) -> np.ndarray:
+    """lime's text explainer on the probe's token windows: the document lime perturbs has one word per window
+    ("w0 w1 ..."), lime removes words (its own sampling, distance and kernel), and each perturbed document is
+    turned back into token ids: a removed window's tokens take the mask id, padding stays."""
+    from lime.lime_text import LimeTextExplainer
+
+    segments = method.segments(x[None], probes=np.array([probe]))
+    k = int(segments.max()) + 1
+    if k == 0:  # a text that is all padding
+        return np.zeros(segments.shape[1:], dtype=np.float32)
+    removed = "_"
+    replacement, weights = method.replacements(x[None], segments)
+    groups = segment_groups(x[None], segments)
+
+    def classifier_fn(documents):
+        masks = np.array([[word != removed for word in document.split(" ")] for document in documents])[None]
+        values = method.coalition_values(x[None], masks, np.ones(masks.shape[:2], dtype=bool), groups,
+                                         replacement, weights, np.array([target]), probes=np.array([probe]))[0]
+        scores = np.zeros((len(documents), target + 1))
+        scores[:, target] = values
+        return scores
+
+    # lime's distance is the cosine distance times 100: its kernel width is ours times 100.
+    explainer = LimeTextExplainer(kernel_width=100 * method.width(k), feature_selection="none",
+                                  split_expression=" ", bow=False, mask_string=removed,
+                                  random_state=np.random.RandomState(seed))
+    explanation = explainer.explain_instance(
+        " ".join(f"w{j}" for j in range(k)), classifier_fn, labels=(target,), num_features=k,
+        num_samples=method.sample_count(), model_regressor=_ridge(method, seed),
+    )
+    return features_to_map(_dense(explanation.local_exp[target], k)[None], segments)[0]
 
 
 def _hide_color(fill, image: np.ndarray):

@@ -1,8 +1,9 @@
-"""Superpixels and time windows: the interpretable features KernelSHAP and LIME switch on and off in an image
-or a sequence.
+"""Superpixels, time windows and token windows: the interpretable features KernelSHAP and LIME switch on and
+off in an image, a sequence or a text.
 
-A segmentation maps an (H, W, C) image to an (H, W) map of integer labels 0..K-1, and a (T, C) sequence to a
-(T,) map of contiguous windows of time steps. Grayscale (C == 1) images are segmented as they are by SLIC and
+A segmentation maps an (H, W, C) image to an (H, W) map of integer labels 0..K-1, a (T, C) sequence to a
+(T,) map of contiguous windows of time steps, and a text's (T,) token ids to windows of consecutive tokens
+with its padding positions labelled -1 (padding is never a feature). Grayscale (C == 1) images are segmented as they are by SLIC and
 the patch grid, and as RGB copies by quickshift (which needs colour).
 """
 
@@ -29,7 +30,8 @@ class Segmentation:
         patch: side of a grid square in pixels ("grid" only).
         window: time steps per window of a (T, C) sequence input; None gives windows of ceil(T / 16) steps
             (at most 16 windows, the last one possibly shorter). Sequences are always split into contiguous
-            windows, whatever `algorithm` (which applies to images).
+            windows, whatever `algorithm` (which applies to images). On a text input, the tokens per
+            window; None: every token is a feature of its own.
         **params: passed to the skimage function; SLIC defaults to n_segments=min(50, pixels / 8) and a
             compactness suited to the image's colour space, quickshift to LIME's kernel_size=4, max_dist=200, ratio=0.2.
 
@@ -73,6 +75,20 @@ class Segmentation:
         """(steps,) int32 labels of consecutive windows of `window_length(steps)` time steps (the last may be
         shorter)."""
         return (np.arange(steps) // self.window_length(steps)).astype(np.int32)
+
+    def token_window(self) -> int:
+        """Tokens per interpretable feature of a text input (1 unless `window` is given)."""
+        return 1 if self.window is None else self.window
+
+    def token_config(self) -> Dict[str, Any]:
+        return {"segmentation": "tokens", "segmentation_window": self.token_window()}
+
+    def tokens(self, padding: np.ndarray) -> np.ndarray:
+        """(P, T) int32 labels of texts whose padding positions are `padding` (P, T) bool: windows of
+        `token_window()` consecutive non-padding tokens, numbered 0..K-1 per text, and -1 at padding."""
+        padding = np.asarray(padding, dtype=bool)
+        order = np.cumsum(~padding, axis=1) - 1  # each token's position among the text's own tokens
+        return np.where(padding, -1, order // self.token_window()).astype(np.int32)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """(H, W) int32 labels 0..K-1 of one (H, W, C) image; the same image is segmented once."""
@@ -121,10 +137,20 @@ def grid_segments(shape: Tuple[int, int], patch: int) -> np.ndarray:
 
 
 def segment_groups(x: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """(P, D) segment of each flattened element of (P, H, W, C) images with (P, H, W) superpixels, or of
-    (P, T, ...) sequences with (P, T) windows."""
+    """(P, D) segment of each flattened element of (P, H, W, C) images with (P, H, W) superpixels, of
+    (P, T, ...) sequences with (P, T) windows, or of (P, T) texts with (P, T) token windows (-1: padding)."""
     expanded = segments.reshape(segments.shape + (1,) * (x.ndim - segments.ndim))
     return np.broadcast_to(expanded, x.shape).reshape(len(x), -1)
+
+
+def features_to_map(coefficients: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Each element's feature coefficient: (P, K_max) coefficients on (P, *map) segments, 0 where a segment
+    is -1 (a text's padding)."""
+    flat = segments.reshape(len(segments), -1)
+    if coefficients.shape[1] == 0:
+        return np.zeros(segments.shape, dtype=coefficients.dtype)
+    out = np.take_along_axis(coefficients, np.maximum(flat, 0), axis=1)
+    return np.where(flat < 0, 0, out).reshape(segments.shape).astype(coefficients.dtype)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

@@ -18,13 +18,13 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR, TEXT
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
 from tb_xai.batching import chunks, map_batches
 from tb_xai.methods.coalitions import joint_probe_keys
 from tb_xai.methods.segmentation import (  # segment_groups is re-exported for the methods
-    Segmentation, as_segmentation, segment_groups, segment_means,
+    Segmentation, as_segmentation, features_to_map, segment_groups, segment_means,
 )
 from tb_xai.probe import ProbeSet
 
@@ -171,11 +171,13 @@ class ExplainedInput:
     Attributes:
         index: its position among the model's inputs.
         name: its probe input name.
-        modality: "tabular" (one feature per column), "image" (superpixels) or "sequence" (contiguous windows
-            along the first axis: time steps).
+        modality: "tabular" (one feature per column), "image" (superpixels), "sequence" (contiguous windows
+            along the first axis: time steps) or "text" (tokens or windows of consecutive tokens).
         shape: one probe row's shape.
         background: the rows removed features take (this input's column of the bound background), or None.
         fill: "segment_mean", "mean" or a constant that hidden superpixels or windows take, or None.
+        mask_id: the token id removed tokens of a text input take, else None.
+        held: a held input (a padding mask, segment ids): it follows the text input and is not explained.
     """
 
     index: int
@@ -184,6 +186,8 @@ class ExplainedInput:
     shape: Tuple[int, ...]
     background: Optional[Background] = None
     fill: Optional[Union[str, float]] = None
+    mask_id: Optional[int] = None
+    held: bool = False
 
     @property
     def map_shape(self) -> Tuple[int, ...]:
@@ -201,13 +205,18 @@ class BatchedEngine:
 
 
 class LocalSurrogate(AttributionMethod):
-    """Base of the local-surrogate methods (LIME, KernelSHAP) on tabular, image and sequence inputs.
+    """Base of the local-surrogate methods (LIME, KernelSHAP) on tabular, image, sequence and text inputs.
 
     Tabular probes (probes, features) have one interpretable feature per column and one attribution per
     column. Image probes (probes, H, W, C) have one per superpixel; the attribution is an (H, W) map holding
     each pixel's superpixel coefficient. Sequence probes (probes, T, C) have one per window of consecutive
     time steps (see `Segmentation`'s `window`); the attribution is a (T,) map holding each step's window
-    coefficient. Subclasses sample the perturbations and choose the regression.
+    coefficient. Text probes (probes, T) of token ids have one per token (or per window of consecutive
+    tokens, `Segmentation(window=n)`); a removed token takes the text input's mask id (never another id), and
+    padding positions are no feature: they stay padding in every perturbed row and get exactly 0. Held
+    inputs (a padding mask, segment ids) keep the probe's values in every row, so a masked-out token keeps
+    its padding-mask value of the probe (1: the model sees the mask id at a real position), and they get no
+    attribution (None). Subclasses sample the perturbations and choose the regression.
 
     Multi-input models: each input is explained in turn, its features perturbed while every other input is
     held at the probe's own values, so each input's attributions explain f(x) as that input varies alone
@@ -223,9 +232,12 @@ class LocalSurrogate(AttributionMethod):
             for tabular inputs, "segment_mean" for images (as LIME), "mean" for sequences (a window's own mean
             keeps its sum, which a model that sums or averages over time barely notices). Multi-input models: "probe" or a
             `Background` with one array per input applies to every input; a dict {input name: one of the
-            above} chooses per input (inputs left out take their default).
+            above} chooses per input (inputs left out take their default). Text inputs always take their
+            mask id: a background or fill shared by all inputs applies to the others, and one named for a
+            text input in a dict is an error.
         segmentation: superpixels of image probes: "slic", "quickshift", "grid" or a `Segmentation` (whose
-            `window` also sets the time steps per window of sequence probes).
+            `window` also sets the time steps per window of sequence probes, and the tokens per window of
+            text probes: 1 by default).
         engine: "batched" (ours: all probes through the compiled model in large batches, one batched solve)
             or "reference" (the shap / lime library, with the compiled batched predict as model function).
         seed: seed of the perturbations; a probe's draws depend only on the seed and its values.
@@ -235,7 +247,7 @@ class LocalSurrogate(AttributionMethod):
     """
 
     requires_gradients = False
-    modalities = (TABULAR, IMAGE, SEQUENCE)
+    modalities = (TABULAR, IMAGE, SEQUENCE, TEXT)
     #: The library engine `engine="reference"` composes (set by each method).
     reference_engine: Optional[type] = None
 
@@ -286,6 +298,8 @@ class LocalSurrogate(AttributionMethod):
         if len(self.inputs) == 1:
             config.update(self.input_config(self.inputs[0]))
         for spec in self.inputs if len(self.inputs) > 1 else ():
+            if spec.held:
+                continue
             config.update({f"{spec.name}/{k}": v for k, v in self.input_config(spec).items()})
         return config
 
@@ -302,6 +316,8 @@ class LocalSurrogate(AttributionMethod):
             config.update(self.segmentation.config())
         elif spec.modality == SEQUENCE:
             config.update(self.segmentation.sequence_config(spec.shape[0]))
+        elif spec.modality == TEXT:
+            config.update({"mask_id": spec.mask_id, **self.segmentation.token_config()})
         return config
 
     def attribution_shape(self, input_shape):
@@ -329,6 +345,18 @@ class LocalSurrogate(AttributionMethod):
     def _explained_input(self, probe, i: int, value, shared: bool, joint: Dict[str, Background]) -> ExplainedInput:
         name, modality = probe.names[i], probe.modality(i)
         spec = ExplainedInput(i, name, modality, probe.feature_shape(i))
+        if name in probe.held:
+            spec.held = True
+            return spec
+        if modality == TEXT:
+            if value is not None and not shared:
+                raise ValueError(
+                    f"{self.name}: text input {name!r} is perturbed by replacing tokens with its mask id "
+                    f"({probe.text[name].mask_id}; set mask_id= on the callback); it takes no background, and "
+                    f"received {value!r}"
+                )
+            spec.mask_id = int(probe.text[name].mask_id)
+            return spec
         if value is None:
             value = {TABULAR: "probe", IMAGE: "segment_mean"}.get(modality, "mean")
         if (isinstance(value, str) and value in _FILLS) or _is_number(value):
@@ -375,6 +403,9 @@ class LocalSurrogate(AttributionMethod):
         out = []
         try:
             for spec in self.inputs:
+                if spec.held:
+                    out.append(None)
+                    continue
                 self._input = spec
                 # Host memory per probe: its samples times its interpretable features (tabular columns, time
                 # windows, or a generous count of superpixels).
@@ -392,6 +423,8 @@ class LocalSurrogate(AttributionMethod):
             return spec.shape[0]
         if spec.modality == SEQUENCE:
             return int(self.segmentation.windows(spec.shape[0]).max()) + 1
+        if spec.modality == TEXT:
+            return -(-spec.shape[0] // self.segmentation.token_window())
         return _SUPERPIXELS_PER_IMAGE
 
     def _attribute(self, inputs, target) -> List[np.ndarray]:
@@ -406,14 +439,38 @@ class LocalSurrogate(AttributionMethod):
         if self.modality == TABULAR:
             return self._explain_tabular(x, target, index)
         segments = self.segments(x)
-        coefficients = self._explain_superpixels(x, segments, target, index)
-        return np.take_along_axis(coefficients, segments.reshape(len(x), -1), axis=1).reshape(segments.shape)
+        texts = np.flatnonzero(segments.reshape(len(x), -1).max(axis=1) >= 0)
+        if len(texts) == len(x):
+            return features_to_map(self._explain_superpixels(x, segments, target, index), segments)
+        # Texts that are all padding have no feature and get 0 (the block narrowed to the others, so that
+        # a multi-input model's other inputs still take each probe's own values).
+        out = np.zeros(segments.shape, dtype=np.float32)
+        if len(texts):
+            block = self._held
+            self._held = [a[texts] for a in block]
+            try:
+                coefficients = self._explain_superpixels(x[texts], segments[texts], target[texts], index[texts])
+            finally:
+                self._held = block
+            out[texts] = features_to_map(coefficients, segments[texts])
+        return out
 
-    def segments(self, x: np.ndarray) -> np.ndarray:
-        """(P, H, W) superpixels of images or (P, T) windows of sequences `x` of the input being explained."""
+    def segments(self, x: np.ndarray, probes: Optional[np.ndarray] = None) -> np.ndarray:
+        """(P, H, W) superpixels of images, (P, T) windows of sequences, or (P, T) token windows of texts (-1
+        at padding) `x` of the input being explained; `probes` says which probe of the current block each of
+        `x` is (a text's padding may come from its padding-mask input), by default x is the block."""
         if self.modality == SEQUENCE:
             return np.broadcast_to(self.segmentation.windows(x.shape[1]), x.shape[:2]).copy()
+        if self.modality == TEXT:
+            return self.segmentation.tokens(self.padding(x, probes))
         return np.stack([self.segmentation(image) for image in x])
+
+    def padding(self, x: np.ndarray, probes: Optional[np.ndarray] = None) -> np.ndarray:
+        """(P, T) bool padding positions of texts `x` of the text input being explained (as
+        `ProbeSet.padding`: its padding id, or zeros of its padding-mask input at the same probes)."""
+        rows = np.arange(len(x)) if probes is None else np.asarray(probes)
+        inputs = [x if j == self._input.index else np.asarray(a)[rows] for j, a in enumerate(self._held)]
+        return dataclasses.replace(self.probe, inputs=inputs).padding(self._input.index)
 
     @abc.abstractmethod
     def _explain_tabular(self, x: np.ndarray, target: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -430,6 +487,8 @@ class LocalSurrogate(AttributionMethod):
             return self.background.data[None], self.background.weights
         if self.fill == "segment_mean":
             return np.stack([segment_means(image, s) for image, s in zip(x, segments)])[:, None], np.ones(1)
+        if self.modality == TEXT:
+            return np.full((1, 1) + x.shape[1:], self._input.mask_id, dtype=x.dtype), np.ones(1)
         if self.fill == "mean":  # per probe and channel, over the map axes (pixels or steps)
             axes = tuple(range(1, 1 + segments.ndim - 1))
             means = x.astype(np.float32).mean(axis=axes, keepdims=True)
@@ -454,7 +513,7 @@ class LocalSurrogate(AttributionMethod):
             masks: (P, S, K) coalitions over interpretable features.
             valid: (P, S) which coalitions exist (the rest are padding and are not evaluated).
             groups: (P, D) interpretable feature of each flattened input element, or None when features
-                are the input's own columns.
+                are the input's own columns; -1 marks a text's padding, which every row keeps.
             replacement: (1 or P, B, *features) rows removed features take from.
             replacement_weights: (B,) weights of those rows.
             target: (P,) explained class of each probe.
@@ -466,20 +525,27 @@ class LocalSurrogate(AttributionMethod):
         """
         p_count, s_count = masks.shape[:2]
         shape = x.shape[1:]
-        flat_x = x.reshape(p_count, -1).astype(np.float32)
-        flat_r = replacement.reshape(replacement.shape[:2] + (-1,)).astype(np.float32)
+        # Token ids stay integers: a perturbed text holds the probe's ids and the mask id, nothing else.
+        dtype = x.dtype if self.modality == TEXT else np.float32
+        flat_x = x.reshape(p_count, -1).astype(dtype)
+        flat_r = replacement.reshape(replacement.shape[:2] + (-1,)).astype(dtype)
+        kept = None if groups is None or self.modality != TEXT else groups < 0  # padding: always the probe's
         rows_b = flat_r.shape[1]
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
         block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
         pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
         pieces = list(chunks(len(probe_of), pairs_per_call))
-        buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=np.float32) for _ in range(2)]
+        buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
 
         def perturbed(j: int):
             p = probe_of[pieces[j]]
             keep = masks[p, sample_of[pieces[j]]]
-            if groups is not None:
+            if groups is not None and keep.shape[1] == 0:  # texts that are all padding: nothing to switch
+                keep = np.zeros((len(p), groups.shape[1]), dtype=bool)
+            elif kept is not None:  # a text: its padding (-1) is kept
+                keep = np.take_along_axis(keep, np.maximum(groups[p], 0), axis=1) | kept[p]
+            elif groups is not None:
                 keep = np.take_along_axis(keep, groups[p], axis=1)
             rows = buffers[j % 2][:len(p)]
             np.copyto(rows, flat_r[p] if len(flat_r) > 1 else flat_r)
