@@ -14,11 +14,10 @@ from tb_xai.methods.reference_engines import ShapKernelEngine
 
 logger = logging.getLogger(__name__)
 
-#: Groups the sampled pairs are split into to estimate the standard error (Covert & Lee's approach of
-#: estimating the estimator's variance from the samples themselves, here by the spread of group estimates).
-_SE_GROUPS = 4
 #: The most times "auto" doubles its first budget for a probe whose standard error is over the tolerance.
 _AUTO_DOUBLINGS = 2
+#: Mask elements (probes x background rows x coalitions x features) held at once.
+_ELEMENTS_PER_CHUNK = 2 ** 23
 
 
 class KernelShap(LocalSurrogate):
@@ -82,8 +81,15 @@ class KernelShap(LocalSurrogate):
         probe's attributions, and the mean coalitions per probe."""
         if not self._errors:
             return {}
-        return {"standard_error_max": float(np.max(np.concatenate(self._errors))),
+        errors = self.standard_errors()
+        return {"standard_error_max": float(np.max(errors)), "standard_error_mean": float(np.mean(errors)),
                 "samples_mean": float(np.mean(np.concatenate(self._budgets)))}
+
+    def standard_errors(self) -> np.ndarray:
+        """At the last `attribute` call: each probe's estimated standard error (the root of its attributions'
+        summed sampling variances) relative to the norm of its attributions, probes in order (each input of
+        a multi-input model in turn)."""
+        return np.concatenate(self._errors) if self._errors else np.zeros(0)
 
     def attribute(self, inputs, target):
         self._errors, self._budgets = [], []
@@ -97,29 +103,31 @@ class KernelShap(LocalSurrogate):
         return self._auto(x, counts, target, index, segments)
 
     def _auto(self, x, counts, target, index, segments) -> np.ndarray:
-        """Shapley values at the first budget; with "auto", again at twice the budget for the probes whose
-        standard error is over the tolerance, keeping the answer with the lower one."""
+        """Shapley values at the first budget; with "auto", for the probes whose standard error is over the
+        tolerance, again with new draws at twice and four times the budget, each probe's estimates combined
+        by their inverse estimated variances."""
         def run(rows, scale):
             groups = None if segments is None else segment_groups(x[rows], segments[rows])
             return self._shapley(x[rows], list(counts[rows]), target[rows], index[rows], groups,
-                                 None if segments is None else segments[rows], scale)
+                                 None if segments is None else segments[rows], rows, scale)
 
-        phi, error = run(np.arange(len(x)), 1)
+        phi, variance = run(np.arange(len(x)), 1)
         budgets = np.array([self._budget(int(k), 1) for k in counts], dtype=np.float64)
         if self.samples == "auto":
             for doubling in range(1, _AUTO_DOUBLINGS + 1):
-                over = np.flatnonzero(error > self.tolerance)
+                over = np.flatnonzero(_relative(variance, phi) > self.tolerance)
                 if over.size == 0:
                     break
-                again, again_error = run(over, 1 << doubling)
+                again, again_variance = run(over, 1 << doubling)
                 budgets[over] += [self._budget(int(k), 1 << doubling) for k in counts[over]]
-                better = again_error < error[over]
-                phi[over[better], :again.shape[1]] = again[better]
-                phi[over[better], again.shape[1]:] = 0
-                error[over[better]] = again_error[better]
-        self._errors.append(error)
+                k = again.shape[1]
+                v1, v2 = variance[over], again_variance
+                total = np.maximum(v1 + v2, np.finfo(np.float64).tiny)
+                phi[over, :k] = (phi[over, :k] * v2[:, None] + again * v1[:, None]) / total[:, None]
+                variance[over] = v1 * v2 / total
+        self._errors.append(_relative(variance, phi))
         self._budgets.append(budgets)
-        return phi
+        return phi.astype(np.float32)
 
     def _warn_small_budget(self, counts: List[int]) -> None:
         k = max(counts)
@@ -132,41 +140,98 @@ class KernelShap(LocalSurrogate):
                 "far from the Shapley values. Use samples >= %d.",
                 self.name, self.samples, k, determining_budget(k), determining_budget(k))
 
-    def _shapley(self, x, counts: List[int], target, index, groups, segments, scale: int = 1):
-        """(attributions (P, K_max), relative standard errors (P,)) at the budget times `scale`."""
+    def _shapley(self, x, counts: List[int], target, index, groups, segments, probes, scale: int = 1):
+        """(attributions (P, K_max) float64, estimated variances of their sums of squares (P,)) at the
+        budget times `scale`; `probes` are the positions of `x` in the current block."""
         self._warn_small_budget(counts)
-        drawn = [shapley_coalitions(k, self._budget(k, scale), probe_generator(self.seed, i, *(() if scale == 1 else (scale,))),
-                                    return_pairs=True) for k, i in zip(counts, index)]
+        replacement, row_weights = self.replacements(x, segments)
+        b = replacement.shape[1]
+        row_weights = np.asarray(row_weights, dtype=np.float64) / np.sum(row_weights)
+        generator_keys = () if scale == 1 else (scale,)
+        designs = [shapley_coalitions(k, self._budget(k, scale), probe_generator(self.seed, i, *generator_keys),
+                                      rows=b) for k, i in zip(counts, index)]
         p, k_max = len(x), max(counts)
-        s_max = max(len(m) for m, _, _ in drawn)
-        # Per probe: its coalitions, padding, then the empty and the full coalition (for the constraint).
-        masks = np.zeros((p, s_max + 2, k_max), dtype=bool)
-        weights = np.zeros((p, s_max))
-        valid = np.zeros((p, s_max + 2), dtype=bool)
-        group = np.full((p, s_max), -1)
-        for row, ((m, w, pair), k) in enumerate(zip(drawn, counts)):
-            group[row, :len(pair)] = np.where(pair >= 0, pair % _SE_GROUPS, -1)
-            masks[row, :len(m), :k] = m
-            masks[row, s_max + 1, :k] = True
-            weights[row, :len(w)] = w
-            valid[row, :len(m)] = True
-        valid[:, s_max:] = True
-        replacement, replacement_weights = self.replacements(x, segments)
-        values = self.coalition_values(x, masks, valid, groups, replacement, replacement_weights, target)
-        empty, full = values[:, s_max], values[:, s_max + 1]
-        features = np.arange(k_max)[None, :] < np.asarray(counts)[:, None]
+        full = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool), groups,
+                                     replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
+        phi = np.zeros((p, k_max))
+        variance = np.zeros(p)
+        s_max = max(len(d.weights) for d in designs)
+        # One regression per (probe, background row): the probe's values against that row alone. Chunks of
+        # them bound the host memory of masks and designs.
+        per_chunk = max(1, _ELEMENTS_PER_CHUNK // max(1, b * (s_max + 1) * k_max))
+        for start in range(0, p, per_chunk):
+            c = np.arange(start, min(p, start + per_chunk))
+            v = len(c) * b
+            masks = np.zeros((v, s_max + 1, k_max), dtype=bool)  # the coalitions, then the empty one
+            valid = np.zeros((v, s_max + 1), dtype=bool)
+            weights = np.zeros((v, s_max))
+            for j, i in enumerate(c):
+                d, k = designs[i], counts[i]
+                masks[j * b:(j + 1) * b, :len(d.weights), :k] = d.masks
+                valid[j * b:(j + 1) * b, :len(d.weights)] = True
+                weights[j * b:(j + 1) * b, :len(d.weights)] = d.weights
+            valid[:, s_max] = True
+            rows = np.repeat(c, b)
+            if replacement.shape[0] == 1:
+                fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
+            else:
+                fill = replacement[c]
+            fill = fill.reshape((v, 1) + replacement.shape[2:])
+            values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows], fill,
+                                           np.ones(1), target[rows], probes=probes[rows])
+            empty = values[:, s_max]
+            features = np.arange(k_max)[None, :] < np.asarray(counts)[rows][:, None]
+            design = masks[:, :s_max].astype(np.float64)
+            y = values[:, :s_max] - empty[:, None]
+            estimate = weighted_least_squares(design, y, weights, features, intercept=False,
+                                              total=full[rows] - empty)[0]
+            row_variance = _sampling_variance(design, y, weights, features, estimate, [designs[i] for i in c], b)
+            w = np.tile(row_weights, len(c))
+            phi[c] = (w[:, None] * estimate).reshape(len(c), b, k_max).sum(axis=1)
+            variance[c] = (w ** 2 * row_variance).reshape(len(c), b).sum(axis=1)
+        return phi, variance
 
-        def solve(w):
-            return weighted_least_squares(masks[:, :s_max], values[:, :s_max] - empty[:, None], w, features,
-                                          intercept=False, total=full - empty)[0]
 
-        phi = solve(weights)
-        # Each group's estimate: the listed coalitions and that group's pairs, weighted up to the full mass.
-        estimates = np.stack([solve(np.where(group == g, weights * _SE_GROUPS, np.where(group < 0, weights, 0)))
-                              for g in range(_SE_GROUPS)])
-        standard_error = estimates.std(axis=0, ddof=1) / np.sqrt(_SE_GROUPS)
-        if not np.any(group >= 0):  # every coalition listed: exact
-            standard_error = np.zeros_like(phi)
-        norm = np.linalg.norm(phi, axis=1)
-        relative = np.linalg.norm(standard_error, axis=1) / np.maximum(norm, np.finfo(np.float32).tiny)
-        return phi.astype(np.float32), relative
+def _relative(variance: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Estimated standard error of each probe's attributions (the root of the summed variances) over their
+    norm."""
+    return np.sqrt(variance) / np.maximum(np.linalg.norm(phi, axis=1), np.finfo(np.float32).tiny)
+
+
+def _sampling_variance(design, y, weights, features, estimate, designs, rows: int) -> np.ndarray:
+    """The sampling variance of each regression's estimate, summed over its features: (V,).
+
+    Linearized (the sandwich estimate): the estimate's error is Q sum_j u_j, where Q is the feature block of
+    the inverse of the constrained regression's KKT matrix and u_j = w (a r + a' r') the weighted residuals of
+    sampled complement pair j (listed coalitions carry no sampling error). Pairs are drawn without
+    replacement within their size class, so the variance of their sum is, per class, n (1 - n/N) times
+    the spread of its pairs' u, with the degrees of freedom the fit took from the residuals given back.
+    """
+    v, s, k = design.shape
+    residual = y - np.einsum("vsk,vk->vs", design, estimate)
+    weighted = design * (weights * residual)[:, :, None]  # w a r per coalition
+    gram = np.einsum("vsk,vs,vsl->vkl", design, weights, design)
+    kkt = np.zeros((v, k + 1, k + 1))
+    kkt[:, :k, :k] = gram + np.eye(k) * (~features)[:, None, :]
+    kkt[:, :k, k] = features
+    kkt[:, k, :k] = features
+    q = np.linalg.pinv(kkt, rcond=1e-10, hermitian=True)[:, :k, :k] * features[:, None, :] * features[:, :, None]
+    out = np.zeros(v)
+    for j, d in enumerate(designs):
+        if d.pairs == 0:
+            continue
+        part = slice(j * rows, (j + 1) * rows)
+        n, first = d.pairs, d.listed
+        u = weighted[part, first:first + n] + weighted[part, first + n:first + 2 * n]  # (rows, n, K)
+        spread = np.zeros(u.shape)
+        factor = np.zeros(n)
+        for size, share in d.class_share.items():
+            members = d.pair_class == size
+            count = int(members.sum())
+            centred = u[:, members] - (u[:, members].mean(axis=1, keepdims=True) if count > 1 else 0)
+            spread[:, members] = centred
+            factor[members] = (1 - share) * (count / (count - 1) if count > 1 else 1)
+        z = np.einsum("rkl,rnl->rnk", q[part], spread)
+        dof = n / max(n - (int(features[part][0].sum()) - 1), 1)
+        out[part] = dof * np.einsum("n,rnk->r", factor, z ** 2)
+    return out
