@@ -95,16 +95,21 @@ def _enumerated(features: int, budget: int) -> Tuple[np.ndarray, np.ndarray, np.
 class CoalitionDesign:
     """The coalitions KernelSHAP evaluates for one probe, one set per background row.
 
+    Row r's coalitions are the base coalitions with their features relabelled: feature i of row r is in
+    coalition s when `base[s, relabel[r, i]]`.
+
     Attributes:
-        masks: (rows, S, K) bool. Per row: the listed coalitions (complete sizes, `listed` of them), then the
-            sampled coalitions of `pairs` complement pairs, then their complements in the same order.
+        base: (S, K) bool: the listed coalitions (complete sizes, `listed` of them), then the sampled
+            coalitions of `pairs` complement pairs, then their complements in the same order.
+        relabel: (rows, K) int: each row's permutation of the features.
         weights: (S,) regression weights, the same for every row.
         listed: how many coalitions lead, listed from complete sizes.
         pair_class: (pairs,) the size class min(s, K - s) of each sampled pair.
         class_share: {size class: the share of its complement pairs one row samples}.
     """
 
-    masks: np.ndarray
+    base: np.ndarray
+    relabel: np.ndarray
     weights: np.ndarray
     listed: int
     pair_class: np.ndarray
@@ -113,6 +118,11 @@ class CoalitionDesign:
     @property
     def pairs(self) -> int:
         return len(self.pair_class)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(rows, S, K) bool: each row's coalitions."""
+        return np.ascontiguousarray(np.swapaxes(self.base.T[self.relabel], 1, 2))
 
 
 def shapley_coalitions(features: int, samples, rng: np.random.Generator, rows: int = 1) -> CoalitionDesign:
@@ -152,12 +162,8 @@ def shapley_coalitions(features: int, samples, rng: np.random.Generator, rows: i
     first = np.concatenate(firsts) if firsts else np.zeros((0, features), dtype=bool)
     sampled_w = np.concatenate(parts_w) if parts_w else np.zeros(0)
     base = np.concatenate([listed, first, ~first])
-    if rows == 1:
-        masks = base[None]
-    else:
-        relabel = np.argsort(rng.random((rows, features)), axis=1)
-        masks = np.ascontiguousarray(np.swapaxes(base.T[relabel], 1, 2))
-    return CoalitionDesign(masks, np.concatenate([weights, sampled_w, sampled_w]), len(listed),
+    relabel = np.argsort(rng.random((rows, features)), axis=1) if rows > 1 else np.arange(features)[None]
+    return CoalitionDesign(base, relabel, np.concatenate([weights, sampled_w, sampled_w]), len(listed),
                            np.concatenate(classes_of) if classes_of else np.zeros(0, dtype=np.int64), share)
 
 

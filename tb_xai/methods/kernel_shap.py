@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tb_xai.methods.coalitions import determining_budget, probe_generator, shapley_budget, shapley_coalitions
-from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, weighted_least_squares
+from tb_xai.methods.coalitions import (
+    CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
+)
+from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
 from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
@@ -18,6 +20,8 @@ logger = logging.getLogger(__name__)
 _AUTO_DOUBLINGS = 2
 #: Mask elements (probes x background rows x coalitions x features) held at once.
 _ELEMENTS_PER_CHUNK = 2 ** 23
+#: Background rows whose regressions' spread estimates the standard error (evenly spaced).
+_SPREAD_ROWS = 8
 
 
 class KernelShap(LocalSurrogate):
@@ -156,20 +160,19 @@ class KernelShap(LocalSurrogate):
         phi = np.zeros((p, k_max))
         variance = np.zeros(p)
         s_max = max(len(d.weights) for d in designs)
-        # One regression per (probe, background row): the probe's values against that row alone. Chunks of
-        # them bound the host memory of masks and designs.
+        spread_rows = np.unique(np.linspace(0, b - 1, min(b, _SPREAD_ROWS)).round().astype(np.int64))
+        # Each (probe, background row) is evaluated as a probe of its own against that row alone; chunks of
+        # them bound the host memory of their masks.
         per_chunk = max(1, _ELEMENTS_PER_CHUNK // max(1, b * (s_max + 1) * k_max))
         for start in range(0, p, per_chunk):
             c = np.arange(start, min(p, start + per_chunk))
             v = len(c) * b
             masks = np.zeros((v, s_max + 1, k_max), dtype=bool)  # the coalitions, then the empty one
             valid = np.zeros((v, s_max + 1), dtype=bool)
-            weights = np.zeros((v, s_max))
             for j, i in enumerate(c):
                 d, k = designs[i], counts[i]
                 masks[j * b:(j + 1) * b, :len(d.weights), :k] = d.masks
                 valid[j * b:(j + 1) * b, :len(d.weights)] = True
-                weights[j * b:(j + 1) * b, :len(d.weights)] = d.weights
             valid[:, s_max] = True
             rows = np.repeat(c, b)
             if replacement.shape[0] == 1:
@@ -179,59 +182,97 @@ class KernelShap(LocalSurrogate):
             fill = fill.reshape((v, 1) + replacement.shape[2:])
             values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows], fill,
                                            np.ones(1), target[rows], probes=probes[rows])
-            empty = values[:, s_max]
-            features = np.arange(k_max)[None, :] < np.asarray(counts)[rows][:, None]
-            design = masks[:, :s_max].astype(np.float64)
-            y = values[:, :s_max] - empty[:, None]
-            estimate = weighted_least_squares(design, y, weights, features, intercept=False,
-                                              total=full[rows] - empty)[0]
-            row_variance = _sampling_variance(design, y, weights, features, estimate, [designs[i] for i in c], b)
-            w = np.tile(row_weights, len(c))
-            phi[c] = (w[:, None] * estimate).reshape(len(c), b, k_max).sum(axis=1)
-            variance[c] = (w ** 2 * row_variance).reshape(len(c), b).sum(axis=1)
+            del masks
+            with _single_threaded_blas():
+                for j, i in enumerate(c):
+                    d, k = designs[i], counts[i]
+                    part = values[j * b:(j + 1) * b]
+                    estimates, row_variance = _regressions(d, part[:, :len(d.weights)] - part[:, -1:],
+                                                           full[i] - part[:, -1], spread_rows)
+                    phi[i, :k] = row_weights @ estimates
+                    # The rows' variances are alike in expectation: those of a few rows stand for all.
+                    variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
+                                   * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
         return phi, variance
+
+
+def _single_threaded_blas():
+    """BLAS on one thread: these matrices are small, and BLAS threads spinning beside the model's threads
+    made the solves 10-50x slower on a busy 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+    except ImportError:  # pragma: no cover - scikit-learn always brings it
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
+                 spread_rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The constrained Shapley-kernel regression of each background row's values, and its sampling variance.
+
+    Every row's coalitions are the design's base ones relabelled, so each row's regression is solved on the
+    base coalitions (one KKT matrix for all rows, the rows as right-hand sides) and its solution relabelled
+    back. A singular system (too few distinct coalitions for the features) gets the minimum-norm solution.
+
+    The variance is linearized (the sandwich estimate): the estimate's error is Q sum_j u_j, with Q the
+    feature block of the inverse KKT matrix and u_j = w (a r + a' r') the weighted residuals of sampled
+    complement pair j (listed coalitions carry no sampling error). Pairs are drawn without replacement
+    within their size class, so the variance of their sum is, per class, n (1 - n/N) times the spread of
+    its pairs' u; the degrees of freedom the fit took from the residuals are given back.
+
+    Args:
+        design: the probe's coalitions.
+        y: (rows, S) each row's coalition values minus its empty coalition's value.
+        total: (rows,) f(probe) minus each row's empty coalition's value (the efficiency constraint).
+        spread_rows: the rows whose variance is estimated.
+
+    Returns:
+        (attributions (rows, K), the variances of the `spread_rows` rows' attributions summed over features).
+    """
+    a = design.base.astype(np.float64)
+    w = design.weights
+    k = a.shape[1]
+    kkt = np.zeros((k + 1, k + 1))
+    kkt[:k, :k] = a.T @ (w[:, None] * a)
+    kkt[:k, k] = kkt[k, :k] = 1.0
+    inverse = np.linalg.pinv(kkt, rcond=1e-10, hermitian=True)
+    q = inverse[:k, :k]
+    solution = q @ (a.T @ (w[:, None] * y.T)) + inverse[:k, k:] * total[None, :]  # (K, rows), base labels
+    estimates = solution.T[np.arange(len(y))[:, None], design.relabel]
+    n = design.pairs
+    if n == 0:
+        return estimates, np.zeros(len(spread_rows))
+    y, solution = y[spread_rows], solution[:, spread_rows]
+    residual = y - (a @ solution).T
+    first = design.listed + np.arange(n)
+    a_first, w_pair = a[first], w[first]
+    # u_j = alpha_j 1 + beta_j a_j, since a pair's complement is 1 - a_j
+    alpha = w_pair * residual[:, first + n]
+    beta = w_pair * (residual[:, first] - residual[:, first + n])
+    m = q.T @ q  # u^T m u is the summed variance a pair's u adds
+    m1 = m.sum(axis=1)
+    m11 = m1.sum()
+    m1a = a_first @ m1
+    maa = np.einsum("nk,nk->n", a_first @ m, a_first)
+    quadratic = alpha ** 2 * m11 + 2 * alpha * beta * m1a + beta ** 2 * maa
+    out = np.zeros(len(y))
+    for size, share in design.class_share.items():
+        members = np.flatnonzero(design.pair_class == size)
+        count = len(members)
+        part = quadratic[:, members].sum(axis=1)
+        if count > 1:  # centred on the class's mean u
+            mean_alpha = alpha[:, members].mean(axis=1)
+            mean_beta_a = beta[:, members] @ a_first[members] / count
+            part -= count * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
+                             + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
+            part *= count / (count - 1)
+        out += (1 - share) * part
+    return estimates, out * n / max(n - (k - 1), 1)
 
 
 def _relative(variance: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Estimated standard error of each probe's attributions (the root of the summed variances) over their
     norm."""
     return np.sqrt(variance) / np.maximum(np.linalg.norm(phi, axis=1), np.finfo(np.float32).tiny)
-
-
-def _sampling_variance(design, y, weights, features, estimate, designs, rows: int) -> np.ndarray:
-    """The sampling variance of each regression's estimate, summed over its features: (V,).
-
-    Linearized (the sandwich estimate): the estimate's error is Q sum_j u_j, where Q is the feature block of
-    the inverse of the constrained regression's KKT matrix and u_j = w (a r + a' r') the weighted residuals of
-    sampled complement pair j (listed coalitions carry no sampling error). Pairs are drawn without
-    replacement within their size class, so the variance of their sum is, per class, n (1 - n/N) times
-    the spread of its pairs' u, with the degrees of freedom the fit took from the residuals given back.
-    """
-    v, s, k = design.shape
-    residual = y - np.einsum("vsk,vk->vs", design, estimate)
-    weighted = design * (weights * residual)[:, :, None]  # w a r per coalition
-    gram = np.einsum("vsk,vs,vsl->vkl", design, weights, design)
-    kkt = np.zeros((v, k + 1, k + 1))
-    kkt[:, :k, :k] = gram + np.eye(k) * (~features)[:, None, :]
-    kkt[:, :k, k] = features
-    kkt[:, k, :k] = features
-    q = np.linalg.pinv(kkt, rcond=1e-10, hermitian=True)[:, :k, :k] * features[:, None, :] * features[:, :, None]
-    out = np.zeros(v)
-    for j, d in enumerate(designs):
-        if d.pairs == 0:
-            continue
-        part = slice(j * rows, (j + 1) * rows)
-        n, first = d.pairs, d.listed
-        u = weighted[part, first:first + n] + weighted[part, first + n:first + 2 * n]  # (rows, n, K)
-        spread = np.zeros(u.shape)
-        factor = np.zeros(n)
-        for size, share in d.class_share.items():
-            members = d.pair_class == size
-            count = int(members.sum())
-            centred = u[:, members] - (u[:, members].mean(axis=1, keepdims=True) if count > 1 else 0)
-            spread[:, members] = centred
-            factor[members] = (1 - share) * (count / (count - 1) if count > 1 else 1)
-        z = np.einsum("rkl,rnl->rnk", q[part], spread)
-        dof = n / max(n - (int(features[part][0].sum()) - 1), 1)
-        out[part] = dof * np.einsum("n,rnk->r", factor, z ** 2)
-    return out
