@@ -122,7 +122,14 @@ class CoalitionDesign:
     @property
     def masks(self) -> np.ndarray:
         """(rows, S, K) bool: each row's coalitions."""
-        return np.ascontiguousarray(np.swapaxes(self.base.T[self.relabel], 1, 2))
+        out = np.empty((len(self.relabel),) + self.base.shape, dtype=bool)
+        self.write_masks(out)
+        return out
+
+    def write_masks(self, out: np.ndarray) -> None:
+        """Writes `masks` into `out` (rows, S, K), row by row (a column gather each)."""
+        for row, relabel in enumerate(self.relabel):
+            np.take(self.base, relabel, axis=1, out=out[row])
 
 
 def shapley_coalitions(features: int, samples, rng: np.random.Generator, rows: int = 1) -> CoalitionDesign:
@@ -202,8 +209,8 @@ def _distinct_subsets(features: int, size: int, count: int, rng: np.random.Gener
         return np.array(listed)[rng.choice(len(listed), size=count, replace=False)]
     kept = np.zeros((0, features), dtype=bool)
     while len(kept) < count:
-        ranks = np.argsort(rng.random((2 * (count - len(kept)), features)), axis=1).argsort(axis=1)
-        drawn = ranks < size
+        keys = rng.random((2 * (count - len(kept)), features))
+        drawn = keys <= np.partition(keys, size - 1, axis=1)[:, size - 1:size]  # the `size` smallest keys
         if canonical:  # the member of each pair that holds feature 0
             drawn = np.where(drawn[:, :1], drawn, ~drawn)
         both = np.concatenate([kept, drawn])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -171,7 +172,7 @@ class KernelShap(LocalSurrogate):
             valid = np.zeros((v, s_max + 1), dtype=bool)
             for j, i in enumerate(c):
                 d, k = designs[i], counts[i]
-                masks[j * b:(j + 1) * b, :len(d.weights), :k] = d.masks
+                d.write_masks(masks[j * b:(j + 1) * b, :len(d.weights), :k])
                 valid[j * b:(j + 1) * b, :len(d.weights)] = True
             valid[:, s_max] = True
             rows = np.repeat(c, b)
@@ -199,13 +200,17 @@ class KernelShap(LocalSurrogate):
 def _single_threaded_blas():
     """BLAS on one thread: these matrices are small, and BLAS threads spinning beside the model's threads
     made the solves 10-50x slower on a busy 2-core machine."""
-    try:
-        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
-    except ImportError:  # pragma: no cover - scikit-learn always brings it
-        import contextlib
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
+            _BLAS = ThreadpoolController()  # finds the loaded BLAS libraries once (it reads the process's maps)
+        except ImportError:  # pragma: no cover - scikit-learn always brings it
+            _BLAS = False
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
 
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+
+_BLAS = None
 
 
 def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
