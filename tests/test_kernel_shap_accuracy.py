@@ -1,4 +1,4 @@
-"""KernelSHAP accuracy against exact (enumerated) Shapley values, at equal budget with shap, and small budgets."""
+"""KernelSHAP against exact (enumerated) Shapley values: accuracy at equal budget with shap, its coalitions, the\nstandard error's calibration, "auto" stopping, and small budgets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tb_xai.backend import adapt
 from tb_xai.methods import Background, KernelShap
-from tb_xai.methods.coalitions import determining_budget
+from tb_xai.methods.coalitions import determining_budget, shapley_coalitions
 from tb_xai.probe import as_probe_set
 
 
@@ -47,22 +47,86 @@ def mlp12():
     return adapter, probe, x, background, target, exact_shapley(adapter, x, target, background)
 
 
-def _error(method, adapter, probe, x, target, exact):
+def _attribute(method, adapter, probe, x, target):
     method.setup(adapter, probe)
-    phi = method.attribute([x], target)[0]
-    return np.linalg.norm(phi - exact) / np.linalg.norm(exact)
+    return method.attribute([x], target)[0]
 
 
-def test_no_worse_than_shap_at_an_equal_budget(mlp12):
+def _error(method, adapter, probe, x, target, exact):
+    return np.linalg.norm(_attribute(method, adapter, probe, x, target) - exact) / np.linalg.norm(exact)
+
+
+def test_less_error_than_shap_at_an_equal_budget(mlp12):
     adapter, probe, x, background, target, exact = mlp12
     ours, theirs = [], []
-    for seed in range(3):
+    for seed in range(2):
         kwargs = dict(samples=300, background=background, seed=seed)
         ours.append(_error(KernelShap(**kwargs), adapter, probe, x, target, exact))
         theirs.append(_error(KernelShap(engine="reference", **kwargs), adapter, probe, x, target, exact))
-    # Measured 0.87x of shap's error here (the issue's 0.5x target is not reached): asserted as no worse.
-    assert np.mean(ours) < 1.15 * np.mean(theirs), (ours, theirs)
-    assert np.mean(ours) < 0.05
+    # Measured 0.62-0.69x of shap's error here with 8 background rows (bench/bench_kernel_shap.py).
+    assert np.mean(ours) < 0.85 * np.mean(theirs), (ours, theirs)
+    assert np.mean(ours) < 0.03
+
+
+def test_every_coalition_listed_gives_the_exact_values_with_no_standard_error(mlp12):
+    adapter, probe, x, background, target, exact = mlp12
+    method = KernelShap(samples=2 ** 12, background=background)
+    np.testing.assert_allclose(_attribute(method, adapter, probe, x, target), exact, rtol=1e-4, atol=1e-6)
+    assert method.diagnostics()["standard_error_max"] == 0
+
+
+def test_each_background_row_gets_its_own_relabelled_coalitions():
+    design = shapley_coalitions(12, 300, np.random.default_rng(0), rows=3)
+    masks, n, first = design.masks, design.pairs, design.listed
+    assert masks.shape == (3, 300, 12) and design.weights.shape == (300,)
+    np.testing.assert_array_equal(masks[:, first:first + n], ~masks[:, first + n:])  # complement pairs
+    for row in range(3):  # the base coalitions with the features relabelled
+        np.testing.assert_array_equal(masks[row], design.base[:, design.relabel[row]])
+        assert len(np.unique(np.packbits(masks[row], axis=1), axis=0)) == 300  # none twice in a row
+    assert not np.array_equal(masks[0], masks[1])
+    # Listed sizes are complete, so relabelling leaves their set unchanged.
+    listed = [set(map(bytes, np.packbits(masks[row, :first], axis=1))) for row in range(3)]
+    assert listed[0] == listed[1] == listed[2] and first == 24
+
+
+def test_the_standard_error_is_calibrated_against_the_real_error(mlp12):
+    adapter, probe, x, background, target, exact = mlp12
+    real, estimated = [], []
+    for seed in range(4):
+        method = KernelShap(samples=200, background=background, seed=seed)
+        phi = _attribute(method, adapter, probe, x, target)
+        real.append(np.linalg.norm(phi - exact, axis=1))
+        estimated.append(method.standard_errors() * np.linalg.norm(phi, axis=1))
+    ratio = np.sqrt(np.mean(np.square(real)) / np.mean(np.square(estimated)))
+    assert 0.6 < ratio < 1.6, ratio  # measured 0.93-1.08 over budgets 100-4096 in the benchmark
+    errors = method.standard_errors()
+    assert errors.shape == (8,) and method.diagnostics()["standard_error_max"] == pytest.approx(errors.max())
+
+
+def test_auto_spends_more_only_where_the_standard_error_is_over_the_tolerance(mlp12):
+    adapter, probe, x, background, target, exact = mlp12
+    loose = KernelShap(background=background, tolerance=0.5)
+    strict = KernelShap(background=background, tolerance=1e-6)
+    phis = [_attribute(method, adapter, probe, x, target) for method in (loose, strict)]
+    assert loose.diagnostics()["samples_mean"] == 2 * 12 + 2048  # the first budget only
+    # Over the tolerance everywhere: twice the first budget next, capped at every coalition (4,094 for 12
+    # features), which is exact and stops.
+    assert strict.diagnostics()["samples_mean"] == 2 * 12 + 2048 + 2 ** 12 - 2
+    assert strict.diagnostics()["standard_error_max"] == 0 < loose.diagnostics()["standard_error_max"]
+    np.testing.assert_allclose(phis[1], exact, rtol=1e-4, atol=1e-6)
+    # A tolerance between the probes' first standard errors: only those over it get the second budget.
+    first = KernelShap(samples=2 * 12 + 2048, background=background)
+    _attribute(first, adapter, probe, x, target)
+    tolerance = float(np.median(first.standard_errors()))
+    over = first.standard_errors() > tolerance
+    some = KernelShap(background=background, tolerance=tolerance)
+    _attribute(some, adapter, probe, x, target)
+    np.testing.assert_allclose(some.standard_errors()[~over], first.standard_errors()[~over])
+    assert np.all(some.standard_errors()[over] < first.standard_errors()[over]) and 0 < over.sum() < 8
+    assert some.diagnostics()["samples_mean"] == pytest.approx(2 * 12 + 2048 + over.mean() * (2 ** 12 - 2))
+    assert loose.config()["tolerance"] == 0.5
+    with pytest.raises(ValueError, match=r"tolerance must be a number in \(0, 1\) \(0.05 = 5%\); received: 0"):
+        KernelShap(tolerance=0)
 
 
 def test_a_linear_model_is_exact_at_twice_the_determining_budget_and_warned_below_it(caplog):
@@ -89,24 +153,3 @@ def test_a_linear_model_is_exact_at_twice_the_determining_budget_and_warned_belo
     assert len(warned) == 1 and "samples >= 30" in warned[0].getMessage()
     assert np.all(np.isfinite(phi))
     np.testing.assert_allclose(phi.sum(axis=1), exact.sum(axis=1), rtol=1e-4, atol=1e-5)  # still efficient
-
-
-def test_the_estimated_standard_error_tracks_the_real_error_and_auto_spends_more_where_it_is_high(mlp12):
-    adapter, probe, x, background, target, exact = mlp12
-    small = KernelShap(samples=200, background=background)
-    small.setup(adapter, probe)
-    phi = small.attribute([x], target)[0]
-    real = np.linalg.norm(phi - exact, axis=1) / np.linalg.norm(exact, axis=1)
-    estimated = small.diagnostics()["standard_error_max"]
-    # An estimate, not a bound: within a factor of a few of the largest real error.
-    assert real.max() / 4 < estimated < 4 * real.max(), (estimated, real)
-    loose = KernelShap(background=background, tolerance=0.5)
-    strict = KernelShap(background=background, tolerance=1e-6)
-    for method in (loose, strict):
-        method.setup(adapter, probe)
-        method.attribute([x], target)
-    assert loose.diagnostics()["samples_mean"] == 2 * 12 + 2048  # the first budget only
-    assert strict.diagnostics()["samples_mean"] > loose.diagnostics()["samples_mean"]
-    assert loose.config()["tolerance"] == 0.5
-    with pytest.raises(ValueError, match=r"tolerance must be a number in \(0, 1\) \(0.05 = 5%\); received: 0"):
-        KernelShap(tolerance=0)

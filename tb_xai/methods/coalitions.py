@@ -6,10 +6,11 @@ gets the same perturbations at every logged step, whatever batch or position it 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import zlib
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 from scipy.special import comb
@@ -90,7 +91,48 @@ def _enumerated(features: int, budget: int) -> Tuple[np.ndarray, np.ndarray, np.
     return masks, np.array(weights, dtype=np.float64), np.array(open_sizes, dtype=np.int64)
 
 
-def shapley_coalitions(features: int, samples, rng: np.random.Generator, return_pairs: bool = False):
+@dataclasses.dataclass(frozen=True)
+class CoalitionDesign:
+    """The coalitions KernelSHAP evaluates for one probe, one set per background row.
+
+    Row r's coalitions are the base coalitions with their features relabelled: feature i of row r is in
+    coalition s when `base[s, relabel[r, i]]`.
+
+    Attributes:
+        base: (S, K) bool: the listed coalitions (complete sizes, `listed` of them), then the sampled
+            coalitions of `pairs` complement pairs, then their complements in the same order.
+        relabel: (rows, K) int: each row's permutation of the features.
+        weights: (S,) regression weights, the same for every row.
+        listed: how many coalitions lead, listed from complete sizes.
+        pair_class: (pairs,) the size class min(s, K - s) of each sampled pair.
+        class_share: {size class: the share of its complement pairs one row samples}.
+    """
+
+    base: np.ndarray
+    relabel: np.ndarray
+    weights: np.ndarray
+    listed: int
+    pair_class: np.ndarray
+    class_share: Dict[int, float]
+
+    @property
+    def pairs(self) -> int:
+        return len(self.pair_class)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(rows, S, K) bool: each row's coalitions."""
+        out = np.empty((len(self.relabel),) + self.base.shape, dtype=bool)
+        self.write_masks(out)
+        return out
+
+    def write_masks(self, out: np.ndarray) -> None:
+        """Writes `masks` into `out` (rows, S, K), row by row (a column gather each)."""
+        for row, relabel in enumerate(self.relabel):
+            np.take(self.base, relabel, axis=1, out=out[row])
+
+
+def shapley_coalitions(features: int, samples, rng: np.random.Generator, rows: int = 1) -> CoalitionDesign:
     """Coalitions and their regression weights for KernelSHAP on `features` interpretable features.
 
     Coalition sizes whose every member fits in the budget (in proportion to their kernel weight) are listed
@@ -99,38 +141,37 @@ def shapley_coalitions(features: int, samples, rng: np.random.Generator, return_
     constraint the pair's errors cancel to first order) by leverage scores (Musco & Witter, 2025): the
     leverage scores of the Shapley regression give every size the same total, so each open pair of sizes
     {s, K - s} gets an equal share of the pairs, drawn without replacement within the size (a coalition
-    is never evaluated twice), and each carries an equal part of its size's kernel weight. With a budget of
-    2^K - 2 every coalition is listed and the regression returns the exact Shapley values.
+    is never evaluated twice for one row), and each carries an equal part of its size's kernel weight.
 
-    Returns:
-        (masks (S, K) bool, weights (S,) float64), and with `return_pairs` (S,) int64: the complement pair
-        of each sampled coalition (0, 1, ...), -1 for listed ones. The empty and full coalitions are not
-        included.
+    Each of `rows` background rows gets its own coalitions: the drawn ones with the features relabelled by a
+    random permutation per row (a uniform design again, as cheap as a column gather). A probe's attribution is
+    the mean over background rows of each row's Shapley values, so per-row errors that are independent
+    average out, where coalitions shared by every row leave the rows' common error in full. With a budget of
+    2^K - 2 every coalition is listed and the regression returns the exact Shapley values.
     """
     budget = shapley_budget(features, samples)
-    masks, weights, open_sizes = _enumerated(features, budget)
-    left = budget - len(masks)
-    if left < 2 or len(open_sizes) == 0:
-        return (masks, weights, np.full(len(masks), -1, dtype=np.int64)) if return_pairs else (masks, weights)
-    mass = shapley_kernel_mass(features)
-    classes = sorted({int(min(s, features - s)) for s in open_sizes})
-    # Distinct complement pairs a class holds: a middle size (s = K - s) pairs its coalitions among themselves.
-    capacity = [comb(features, s, exact=True) // (2 if 2 * s == features else 1) for s in classes]
-    pairs = _equal_shares(left // 2, capacity)
-    out_masks, out_weights, out_pairs = [masks], [weights], [np.full(len(masks), -1, dtype=np.int64)]
-    for s, k, cap in zip(classes, pairs, capacity):
-        if k == 0:
-            continue
-        chosen = _distinct_subsets(features, s, k, rng, canonical=2 * s == features)
-        both = np.concatenate([chosen, ~chosen])
-        # Each size's kernel weight shared equally by its coalitions here (its exact weights when complete).
-        per = mass[s - 1] / (2 * k if 2 * s == features else k)
-        out_masks.append(both)
-        out_weights.append(np.full(len(both), per))
-        first = sum(len(p) for p in out_pairs[1:]) // 2
-        out_pairs.append(np.tile(np.arange(first, first + k), 2))
-    result = np.concatenate(out_masks), np.concatenate(out_weights)
-    return result + (np.concatenate(out_pairs),) if return_pairs else result
+    listed, weights, open_sizes = _enumerated(features, budget)
+    left = budget - len(listed)
+    firsts, parts_w, classes_of, share = [], [], [], {}
+    if left >= 2 and len(open_sizes):
+        mass = shapley_kernel_mass(features)
+        classes = sorted({int(min(s, features - s)) for s in open_sizes})
+        # Distinct complement pairs a class holds: a middle size (s = K - s) pairs its coalitions among themselves.
+        capacity = [comb(features, s, exact=True) // (2 if 2 * s == features else 1) for s in classes]
+        for s, k, cap in zip(classes, _equal_shares(left // 2, capacity), capacity):
+            if k == 0:
+                continue
+            firsts.append(_distinct_subsets(features, s, k, rng, canonical=2 * s == features))
+            # Each size's kernel weight shared equally by its coalitions here (its exact weights when complete).
+            parts_w.append(np.full(k, mass[s - 1] / (2 * k if 2 * s == features else k)))
+            classes_of.append(np.full(k, s, dtype=np.int64))
+            share[s] = k / cap
+    first = np.concatenate(firsts) if firsts else np.zeros((0, features), dtype=bool)
+    sampled_w = np.concatenate(parts_w) if parts_w else np.zeros(0)
+    base = np.concatenate([listed, first, ~first])
+    relabel = np.argsort(rng.random((rows, features)), axis=1) if rows > 1 else np.arange(features)[None]
+    return CoalitionDesign(base, relabel, np.concatenate([weights, sampled_w, sampled_w]), len(listed),
+                           np.concatenate(classes_of) if classes_of else np.zeros(0, dtype=np.int64), share)
 
 
 def _equal_shares(total: int, capacity) -> list:
@@ -168,8 +209,8 @@ def _distinct_subsets(features: int, size: int, count: int, rng: np.random.Gener
         return np.array(listed)[rng.choice(len(listed), size=count, replace=False)]
     kept = np.zeros((0, features), dtype=bool)
     while len(kept) < count:
-        ranks = np.argsort(rng.random((2 * (count - len(kept)), features)), axis=1).argsort(axis=1)
-        drawn = ranks < size
+        keys = rng.random((2 * (count - len(kept)), features))
+        drawn = keys <= np.partition(keys, size - 1, axis=1)[:, size - 1:size]  # the `size` smallest keys
         if canonical:  # the member of each pair that holds feature 0
             drawn = np.where(drawn[:, :1], drawn, ~drawn)
         both = np.concatenate([kept, drawn])

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tb_xai.methods.coalitions import determining_budget, probe_generator, shapley_budget, shapley_coalitions
-from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, weighted_least_squares
+from tb_xai.methods.coalitions import (
+    CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
+)
+from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
 from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
 logger = logging.getLogger(__name__)
 
-#: Groups the sampled pairs are split into to estimate the standard error (Covert & Lee's approach of
-#: estimating the estimator's variance from the samples themselves, here by the spread of group estimates).
-_SE_GROUPS = 4
 #: The most times "auto" doubles its first budget for a probe whose standard error is over the tolerance.
 _AUTO_DOUBLINGS = 2
+#: Mask elements (probes x background rows x coalitions x features) held at once.
+_ELEMENTS_PER_CHUNK = 2 ** 23
+#: Background rows whose regressions' spread estimates the standard error (evenly spaced).
+_SPREAD_ROWS = 8
 
 
 class KernelShap(LocalSurrogate):
@@ -82,8 +86,15 @@ class KernelShap(LocalSurrogate):
         probe's attributions, and the mean coalitions per probe."""
         if not self._errors:
             return {}
-        return {"standard_error_max": float(np.max(np.concatenate(self._errors))),
+        errors = self.standard_errors()
+        return {"standard_error_max": float(np.max(errors)), "standard_error_mean": float(np.mean(errors)),
                 "samples_mean": float(np.mean(np.concatenate(self._budgets)))}
+
+    def standard_errors(self) -> np.ndarray:
+        """At the last `attribute` call: each probe's estimated standard error (the root of its attributions'
+        summed sampling variances) relative to the norm of its attributions, probes in order (each input of
+        a multi-input model in turn)."""
+        return np.concatenate(self._errors) if self._errors else np.zeros(0)
 
     def attribute(self, inputs, target):
         self._errors, self._budgets = [], []
@@ -97,29 +108,31 @@ class KernelShap(LocalSurrogate):
         return self._auto(x, counts, target, index, segments)
 
     def _auto(self, x, counts, target, index, segments) -> np.ndarray:
-        """Shapley values at the first budget; with "auto", again at twice the budget for the probes whose
-        standard error is over the tolerance, keeping the answer with the lower one."""
+        """Shapley values at the first budget; with "auto", for the probes whose standard error is over the
+        tolerance, again with new draws at twice and four times the budget, each probe's estimates combined
+        by their inverse estimated variances."""
         def run(rows, scale):
             groups = None if segments is None else segment_groups(x[rows], segments[rows])
             return self._shapley(x[rows], list(counts[rows]), target[rows], index[rows], groups,
-                                 None if segments is None else segments[rows], scale)
+                                 None if segments is None else segments[rows], rows, scale)
 
-        phi, error = run(np.arange(len(x)), 1)
+        phi, variance = run(np.arange(len(x)), 1)
         budgets = np.array([self._budget(int(k), 1) for k in counts], dtype=np.float64)
         if self.samples == "auto":
             for doubling in range(1, _AUTO_DOUBLINGS + 1):
-                over = np.flatnonzero(error > self.tolerance)
+                over = np.flatnonzero(_relative(variance, phi) > self.tolerance)
                 if over.size == 0:
                     break
-                again, again_error = run(over, 1 << doubling)
+                again, again_variance = run(over, 1 << doubling)
                 budgets[over] += [self._budget(int(k), 1 << doubling) for k in counts[over]]
-                better = again_error < error[over]
-                phi[over[better], :again.shape[1]] = again[better]
-                phi[over[better], again.shape[1]:] = 0
-                error[over[better]] = again_error[better]
-        self._errors.append(error)
+                k = again.shape[1]
+                v1, v2 = variance[over], again_variance
+                total = np.maximum(v1 + v2, np.finfo(np.float64).tiny)
+                phi[over, :k] = (phi[over, :k] * v2[:, None] + again * v1[:, None]) / total[:, None]
+                variance[over] = v1 * v2 / total
+        self._errors.append(_relative(variance, phi))
         self._budgets.append(budgets)
-        return phi
+        return phi.astype(np.float32)
 
     def _warn_small_budget(self, counts: List[int]) -> None:
         k = max(counts)
@@ -132,41 +145,139 @@ class KernelShap(LocalSurrogate):
                 "far from the Shapley values. Use samples >= %d.",
                 self.name, self.samples, k, determining_budget(k), determining_budget(k))
 
-    def _shapley(self, x, counts: List[int], target, index, groups, segments, scale: int = 1):
-        """(attributions (P, K_max), relative standard errors (P,)) at the budget times `scale`."""
+    def _shapley(self, x, counts: List[int], target, index, groups, segments, probes, scale: int = 1):
+        """(attributions (P, K_max) float64, estimated variances of their sums of squares (P,)) at the
+        budget times `scale`; `probes` are the positions of `x` in the current block."""
         self._warn_small_budget(counts)
-        drawn = [shapley_coalitions(k, self._budget(k, scale), probe_generator(self.seed, i, *(() if scale == 1 else (scale,))),
-                                    return_pairs=True) for k, i in zip(counts, index)]
+        replacement, row_weights = self.replacements(x, segments)
+        b = replacement.shape[1]
+        row_weights = np.asarray(row_weights, dtype=np.float64) / np.sum(row_weights)
+        generator_keys = () if scale == 1 else (scale,)
+        designs = [shapley_coalitions(k, self._budget(k, scale), probe_generator(self.seed, i, *generator_keys),
+                                      rows=b) for k, i in zip(counts, index)]
         p, k_max = len(x), max(counts)
-        s_max = max(len(m) for m, _, _ in drawn)
-        # Per probe: its coalitions, padding, then the empty and the full coalition (for the constraint).
-        masks = np.zeros((p, s_max + 2, k_max), dtype=bool)
-        weights = np.zeros((p, s_max))
-        valid = np.zeros((p, s_max + 2), dtype=bool)
-        group = np.full((p, s_max), -1)
-        for row, ((m, w, pair), k) in enumerate(zip(drawn, counts)):
-            group[row, :len(pair)] = np.where(pair >= 0, pair % _SE_GROUPS, -1)
-            masks[row, :len(m), :k] = m
-            masks[row, s_max + 1, :k] = True
-            weights[row, :len(w)] = w
-            valid[row, :len(m)] = True
-        valid[:, s_max:] = True
-        replacement, replacement_weights = self.replacements(x, segments)
-        values = self.coalition_values(x, masks, valid, groups, replacement, replacement_weights, target)
-        empty, full = values[:, s_max], values[:, s_max + 1]
-        features = np.arange(k_max)[None, :] < np.asarray(counts)[:, None]
+        full = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool), groups,
+                                     replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
+        phi = np.zeros((p, k_max))
+        variance = np.zeros(p)
+        s_max = max(len(d.weights) for d in designs)
+        spread_rows = np.unique(np.linspace(0, b - 1, min(b, _SPREAD_ROWS)).round().astype(np.int64))
+        # Each (probe, background row) is evaluated as a probe of its own against that row alone; chunks of
+        # them bound the host memory of their masks.
+        per_chunk = max(1, _ELEMENTS_PER_CHUNK // max(1, b * (s_max + 1) * k_max))
+        for start in range(0, p, per_chunk):
+            c = np.arange(start, min(p, start + per_chunk))
+            v = len(c) * b
+            masks = np.zeros((v, s_max + 1, k_max), dtype=bool)  # the coalitions, then the empty one
+            valid = np.zeros((v, s_max + 1), dtype=bool)
+            for j, i in enumerate(c):
+                d, k = designs[i], counts[i]
+                d.write_masks(masks[j * b:(j + 1) * b, :len(d.weights), :k])
+                valid[j * b:(j + 1) * b, :len(d.weights)] = True
+            valid[:, s_max] = True
+            rows = np.repeat(c, b)
+            if replacement.shape[0] == 1:
+                fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
+            else:
+                fill = replacement[c]
+            fill = fill.reshape((v, 1) + replacement.shape[2:])
+            values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows], fill,
+                                           np.ones(1), target[rows], probes=probes[rows])
+            del masks
+            with _single_threaded_blas():
+                for j, i in enumerate(c):
+                    d, k = designs[i], counts[i]
+                    part = values[j * b:(j + 1) * b]
+                    estimates, row_variance = _regressions(d, part[:, :len(d.weights)] - part[:, -1:],
+                                                           full[i] - part[:, -1], spread_rows)
+                    phi[i, :k] = row_weights @ estimates
+                    # The rows' variances are alike in expectation: those of a few rows stand for all.
+                    variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
+                                   * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
+        return phi, variance
 
-        def solve(w):
-            return weighted_least_squares(masks[:, :s_max], values[:, :s_max] - empty[:, None], w, features,
-                                          intercept=False, total=full - empty)[0]
 
-        phi = solve(weights)
-        # Each group's estimate: the listed coalitions and that group's pairs, weighted up to the full mass.
-        estimates = np.stack([solve(np.where(group == g, weights * _SE_GROUPS, np.where(group < 0, weights, 0)))
-                              for g in range(_SE_GROUPS)])
-        standard_error = estimates.std(axis=0, ddof=1) / np.sqrt(_SE_GROUPS)
-        if not np.any(group >= 0):  # every coalition listed: exact
-            standard_error = np.zeros_like(phi)
-        norm = np.linalg.norm(phi, axis=1)
-        relative = np.linalg.norm(standard_error, axis=1) / np.maximum(norm, np.finfo(np.float32).tiny)
-        return phi.astype(np.float32), relative
+def _single_threaded_blas():
+    """BLAS on one thread: these matrices are small, and BLAS threads spinning beside the model's threads
+    made the solves 10-50x slower on a busy 2-core machine."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
+            _BLAS = ThreadpoolController()  # finds the loaded BLAS libraries once (it reads the process's maps)
+        except ImportError:  # pragma: no cover - scikit-learn always brings it
+            _BLAS = False
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
+
+
+_BLAS = None
+
+
+def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
+                 spread_rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The constrained Shapley-kernel regression of each background row's values, and its sampling variance.
+
+    Every row's coalitions are the design's base ones relabelled, so each row's regression is solved on the
+    base coalitions (one KKT matrix for all rows, the rows as right-hand sides) and its solution relabelled
+    back. A singular system (too few distinct coalitions for the features) gets the minimum-norm solution.
+
+    The variance is linearized (the sandwich estimate): the estimate's error is Q sum_j u_j, with Q the
+    feature block of the inverse KKT matrix and u_j = w (a r + a' r') the weighted residuals of sampled
+    complement pair j (listed coalitions carry no sampling error). Pairs are drawn without replacement
+    within their size class, so the variance of their sum is, per class, n (1 - n/N) times the spread of
+    its pairs' u; the degrees of freedom the fit took from the residuals are given back.
+
+    Args:
+        design: the probe's coalitions.
+        y: (rows, S) each row's coalition values minus its empty coalition's value.
+        total: (rows,) f(probe) minus each row's empty coalition's value (the efficiency constraint).
+        spread_rows: the rows whose variance is estimated.
+
+    Returns:
+        (attributions (rows, K), the variances of the `spread_rows` rows' attributions summed over features).
+    """
+    a = design.base.astype(np.float64)
+    w = design.weights
+    k = a.shape[1]
+    kkt = np.zeros((k + 1, k + 1))
+    kkt[:k, :k] = a.T @ (w[:, None] * a)
+    kkt[:k, k] = kkt[k, :k] = 1.0
+    inverse = np.linalg.pinv(kkt, rcond=1e-10, hermitian=True)
+    q = inverse[:k, :k]
+    solution = q @ (a.T @ (w[:, None] * y.T)) + inverse[:k, k:] * total[None, :]  # (K, rows), base labels
+    estimates = solution.T[np.arange(len(y))[:, None], design.relabel]
+    n = design.pairs
+    if n == 0:
+        return estimates, np.zeros(len(spread_rows))
+    y, solution = y[spread_rows], solution[:, spread_rows]
+    residual = y - (a @ solution).T
+    first = design.listed + np.arange(n)
+    a_first, w_pair = a[first], w[first]
+    # u_j = alpha_j 1 + beta_j a_j, since a pair's complement is 1 - a_j
+    alpha = w_pair * residual[:, first + n]
+    beta = w_pair * (residual[:, first] - residual[:, first + n])
+    m = q.T @ q  # u^T m u is the summed variance a pair's u adds
+    m1 = m.sum(axis=1)
+    m11 = m1.sum()
+    m1a = a_first @ m1
+    maa = np.einsum("nk,nk->n", a_first @ m, a_first)
+    quadratic = alpha ** 2 * m11 + 2 * alpha * beta * m1a + beta ** 2 * maa
+    out = np.zeros(len(y))
+    for size, share in design.class_share.items():
+        members = np.flatnonzero(design.pair_class == size)
+        count = len(members)
+        part = quadratic[:, members].sum(axis=1)
+        if count > 1:  # centred on the class's mean u
+            mean_alpha = alpha[:, members].mean(axis=1)
+            mean_beta_a = beta[:, members] @ a_first[members] / count
+            part -= count * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
+                             + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
+            part *= count / (count - 1)
+        out += (1 - share) * part
+    return estimates, out * n / max(n - (k - 1), 1)
+
+
+def _relative(variance: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Estimated standard error of each probe's attributions (the root of the summed variances) over their
+    norm."""
+    return np.sqrt(variance) / np.maximum(np.linalg.norm(phi, axis=1), np.finfo(np.float32).tiny)
