@@ -121,6 +121,7 @@ def feature_importance(
     signed: bool = False,
     targets: Optional[np.ndarray] = None,
     target: Optional[int] = None,
+    valid: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-step importance: the mean map over probes, optionally only over probes explained for one class.
 
@@ -130,6 +131,8 @@ def feature_importance(
         signed: average signed attributions instead of magnitudes.
         targets: ``[steps, probes]`` class explained per probe; required when `target` is given.
         target: a class index: average only the probes whose target at that step was it.
+        valid: ``[probes, *map_shape]`` bools: each map element is averaged only over the probes where it is
+            True (a text input's non-padding positions); NaN where it is True in no counted probe.
 
     Returns:
         ``(importance, counts)``: ``[steps, *map_shape]`` float64 means (NaN where no probe counted) and
@@ -143,6 +146,8 @@ def feature_importance(
     steps, probes = values.shape[:2]
     maps = to_maps(values, values.shape[2:], modality, signed=signed)
     flat = maps.reshape(steps, probes, int(np.prod(maps.shape[2:])))
+    if valid is not None:
+        return _valid_importance(flat, maps.shape[2:], targets, target, valid)
     if target is None:
         importance = flat.mean(axis=1, dtype=np.float64)
         counts = np.full(steps, probes, dtype=np.int64)
@@ -160,6 +165,123 @@ def feature_importance(
         with np.errstate(invalid="ignore", divide="ignore"):
             importance = sums / counts[:, None]
     return importance.reshape((steps,) + maps.shape[2:]), counts
+
+
+def _probe_weights(steps: int, probes: int, targets, target) -> np.ndarray:
+    """``[steps, probes]`` 1.0 for the probes counted at each step (those explained for `target`), else 0.0."""
+    if target is None:
+        return np.ones((steps, probes))
+    if targets is None:
+        raise ValueError(f"target={target!r} needs the per-step targets; received targets=None")
+    targets = np.asarray(targets)
+    if targets.shape != (steps, probes):
+        raise ValueError(f"targets must be [steps, probes] = {(steps, probes)}; received shape {targets.shape}")
+    return (targets == target).astype(np.float64)
+
+
+def _valid_importance(flat: np.ndarray, map_shape_: tuple, targets, target, valid) -> tuple:
+    steps, probes, size = flat.shape
+    valid = np.asarray(valid, dtype=bool)
+    if valid.shape != (probes,) + tuple(map_shape_):
+        raise ValueError(
+            f"valid must be [probes, *map_shape] = {(probes,) + tuple(map_shape_)}; received shape {valid.shape}"
+        )
+    weights = _probe_weights(steps, probes, targets, target)
+    counted = weights[:, :, None] * valid.reshape(1, probes, size)  # [steps, probes, elements]
+    sums = np.einsum("spm,spm->sm", counted, flat, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        importance = sums / counted.sum(axis=1)
+    counts = weights.sum(axis=1).astype(np.int64)
+    return importance.reshape((steps,) + tuple(map_shape_)), counts
+
+
+def words_of(tokens: np.ndarray, valid: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+    """The distinct words of a text input's probes, in order of first occurrence (probe 0 left to right, then
+    probe 1, ...), counting only `valid` (non-padding) positions.
+
+    Args:
+        tokens: ``[probes, positions]`` strings.
+        valid: ``[probes, positions]`` bools.
+
+    Returns:
+        ``(words, index, counts)``: the words, ``[probes, positions]`` int64 index of each position's word (-1
+        where not valid), and ``[words]`` occurrences of each.
+
+    Example:
+        >>> words, index, counts = words_of(np.array([["a", "b", "a"]], dtype=object), np.array([[1, 1, 0]], bool))
+        >>> words, index.tolist(), counts.tolist()
+        (['a', 'b'], [[0, 1, -1]], [1, 1])
+    """
+    tokens = np.asarray(tokens, dtype=object)
+    valid = np.asarray(valid, dtype=bool)
+    if tokens.ndim != 2 or valid.shape != tokens.shape:
+        raise ValueError(f"tokens and valid must be one [probes, positions] shape; received {tokens.shape} and "
+                         f"{valid.shape}")
+    index = np.full(tokens.shape, -1, dtype=np.int64)
+    if not valid.any():
+        return [], index, np.zeros(0, dtype=np.int64)
+    kept = tokens[valid].astype(str)
+    unique, first, inverse, counts = np.unique(kept, return_index=True, return_inverse=True, return_counts=True)
+    by_first = np.argsort(first, kind="stable")  # sorted unique -> first-occurrence order
+    rank = np.empty_like(by_first)
+    rank[by_first] = np.arange(by_first.size)
+    index[valid] = rank[inverse.reshape(-1)]
+    return [str(w) for w in unique[by_first]], index, counts[by_first].astype(np.int64)
+
+
+def word_importance(
+    attributions: np.ndarray,
+    tokens: np.ndarray,
+    valid: np.ndarray,
+    *,
+    signed: bool = False,
+    targets: Optional[np.ndarray] = None,
+    target: Optional[int] = None,
+) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """Per step, each word's mean attribution over its valid (non-padding) occurrences in the counted probes.
+
+    Args:
+        attributions: ``[steps, probes, positions]`` (one value per token).
+        tokens: ``[probes, positions]`` strings.
+        valid: ``[probes, positions]`` bools (False at padding).
+        signed: average signed attributions instead of magnitudes.
+        targets: ``[steps, probes]`` class explained per probe; required when `target` is given.
+        target: count only the occurrences in probes explained for this class at each step.
+
+    Returns:
+        ``(words, importance, occurrences, probe_counts)``: the words (:func:`words_of`), ``[steps, words]``
+        float64 means (NaN where a word has no counted occurrence), ``[words]`` occurrences over every probe and
+        ``[steps]`` numbers of probes counted.
+
+    Example:
+        >>> a = np.array([[[1.0, -3.0, 0.0], [2.0, 0.0, 0.0]]])  # 1 step, 2 probes, 3 positions
+        >>> t = np.array([["a", "b", "<pad>"], ["b", "<pad>", "<pad>"]], dtype=object)
+        >>> words, values, occurrences, _ = word_importance(a, t, t != "<pad>", signed=True)
+        >>> words, values.tolist(), occurrences.tolist()
+        (['a', 'b'], [[1.0, -0.5]], [1, 2])
+    """
+    values = np.asarray(attributions, dtype=np.float64)
+    if values.ndim != 3:
+        raise ValueError(f"attributions must be [steps, probes, positions]; received shape {values.shape}")
+    steps, probes, positions = values.shape
+    if np.shape(tokens) != (probes, positions):
+        raise ValueError(f"tokens must be [probes, positions] = {(probes, positions)}; received shape "
+                         f"{np.shape(tokens)}")
+    words, index, occurrences = words_of(tokens, valid)
+    if not signed:
+        values = np.abs(values)
+    weights = _probe_weights(steps, probes, targets, target)
+    where = index.reshape(-1) >= 0
+    word = index.reshape(-1)[where]
+    count = len(words)
+    cells = (np.arange(steps)[:, None] * count + word[None, :]).reshape(-1)  # [steps * occurrences]
+    counted = np.repeat(weights, positions, axis=1)[:, where]
+    sums = np.bincount(cells, weights=(values.reshape(steps, -1)[:, where] * counted).reshape(-1),
+                       minlength=steps * count)
+    numbers = np.bincount(cells, weights=counted.reshape(-1), minlength=steps * count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        importance = (sums / numbers).reshape(steps, count)
+    return words, importance, occurrences, weights.sum(axis=1).astype(np.int64)
 
 
 def importance_order(importance: np.ndarray) -> np.ndarray:

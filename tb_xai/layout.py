@@ -21,11 +21,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR
+from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR, TEXT
 
-VECTOR, PICTURE, SEQUENCE_KIND, GRID = "vector", "picture", "sequence", "grid"
+VECTOR, PICTURE, SEQUENCE_KIND, GRID, TEXT_KIND = "vector", "picture", "sequence", "grid", "text"
 #: The layout kinds, as the HTTP API sends them (``layout.kind``).
-KINDS = (VECTOR, PICTURE, SEQUENCE_KIND, GRID)
+KINDS = (VECTOR, PICTURE, SEQUENCE_KIND, GRID, TEXT_KIND)
 
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
@@ -47,8 +47,9 @@ def map_shape(attribution_shape: Sequence[int], modality: str) -> tuple:
 class MapLayout:
     """A map's layout: its `kind`, `map_shape`, and the rule naming its elements.
 
-    A 1-D map carries its element names (`vector_names`); a map of more axes a `name_pattern` in which
-    ``{d}`` stands for the element's index along axis ``d``.
+    A 1-D map carries its element names (`vector_names`); a map of more axes, and a text map (whose positions
+    hold another token in each probe), a `name_pattern` in which ``{d}`` stands for the element's index along
+    axis ``d``.
     """
 
     kind: str
@@ -109,6 +110,9 @@ def map_layout(attribution_shape: Sequence[int], modality: str, feature_names: S
 def layout_of_map(shape: Sequence[int], modality: str, feature_names: Sequence[str] = ()) -> MapLayout:
     """The layout of a map (or any per-probe array) of `shape`; see :func:`map_layout`."""
     shape = tuple(int(d) for d in shape)
+    if modality == TEXT and len(shape) == 1:
+        # One value per token position; the tokens themselves are per probe, so the names are the positions'.
+        return MapLayout(TEXT_KIND, shape, name_pattern="token {0}")
     if modality == SEQUENCE:
         kind = SEQUENCE_KIND
     elif modality == IMAGE and len(shape) == 2:

@@ -113,22 +113,26 @@ class Run:
 
     # ------------------------------------------------------------------ the dashboard's views (tb_xai.query)
     def importance(
-        self, method: str, input: Optional[str] = None, *, signed: bool = False, target: Optional[int] = None
+        self, method: str, input: Optional[str] = None, *, signed: bool = False, target: Optional[int] = None,
+        by: str = "position",
     ) -> np.ndarray:
         """Per-step feature importance, as the dashboard's evolution view draws it.
 
         The mean over probes of each probe's map (|attribution|, image channels summed); see
-        `tb_xai.aggregate.feature_importance`.
+        `tb_xai.aggregate.feature_importance`. On a text input padding is left out: a position's mean is over
+        the probes where it is not padding (NaN where it is padding in every probe), and ``by="word"`` gives
+        one value per word (`map_names(method, by="word")`): its mean over its non-padding occurrences.
 
         Args:
             method: a logged method.
             input: the probe input, for multi-input models.
             signed: average signed attributions instead of magnitudes.
             target: only average the probes explained for this class at each step (NaN where none was).
+            by: ``"position"`` (one value per map element) or ``"word"`` (text inputs: one value per word).
 
         Returns:
-            float64 array (steps, *map_shape): (steps, features) for tabular probes, (steps, H, W) for images.
-            The steps are `run.steps(method)`.
+            float64 array (steps, *map_shape): (steps, features) for tabular probes, (steps, H, W) for images,
+            (steps, positions) for text, (steps, words) by word. The steps are `run.steps(method)`.
 
         Example:
             >>> run = tb_xai.load("runs/exp1")
@@ -136,21 +140,49 @@ class Run:
             >>> run.feature_names()[importance[-1].argmax()]   # the most important feature at the last step
             'worst radius'
         """
-        return query.importance(self._run, method, input, signed=signed, target=target).values.copy()
+        return query.importance(self._run, method, input, signed=signed, target=target, by=by).values.copy()
 
-    def ranking(self, method: str, input: Optional[str] = None, *, step: int = -1) -> List[str]:
+    def ranking(self, method: str, input: Optional[str] = None, *, step: int = -1, by: str = "position") -> List[str]:
         """Map element names (see `map_names`) by importance at a step, largest first.
 
         Args:
             method: a logged method.
             input: the probe input, for multi-input models.
             step: a position in `run.steps(method)` (-1: the last logged step).
+            by: ``"position"``, or ``"word"`` to rank a text input's words (mean |attribution| over each word's
+                non-padding occurrences). Text positions that are padding in every probe are left out.
 
         Example:
             >>> tb_xai.load("runs/exp1").ranking("saliency")[:3]
             ['worst radius', 'worst texture', 'mean concave points']
+            >>> tb_xai.load("runs/text").ranking("integrated_gradients", by="word")[:3]
+            ['awful', 'great', 'not']
         """
-        return query.ranking(self._run, method, input, position=step)
+        return query.ranking(self._run, method, input, position=step, by=by)
+
+    def tokens(self, input: Optional[str] = None) -> np.ndarray:
+        """A text input's probes as token strings, object array (probes, positions) of str.
+
+        Padding positions hold their token string too; `padding` says which they are.
+
+        Args:
+            input: the text input (None: the run's only one).
+
+        Example:
+            >>> run = tb_xai.load("runs/text")
+            >>> " ".join(t for t, pad in zip(run.tokens()[0], run.padding()[0]) if not pad)
+            'the movie was great'
+        """
+        return query.text_probe(self._run, input).tokens.copy()
+
+    def padding(self, input: Optional[str] = None) -> np.ndarray:
+        """Which positions of a text input are padding, bool array (probes, positions).
+
+        A position is padding when its id is the logged ``padding_id`` or, for a model with a padding-mask
+        input, when that input is 0 there. Padding holds attribution 0 and is left out of `importance`,
+        `ranking` and the word aggregates.
+        """
+        return query.text_probe(self._run, input).padding.copy()
 
     def stability(
         self, method: str, input: Optional[str] = None, *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
@@ -194,22 +226,24 @@ class Run:
         """
         return query.agreement(self._run, input, k=k, target=target)["pairs"]
 
-    def layout(self, method: str, input: Optional[str] = None) -> MapLayout:
-        """How `method`'s maps are laid out and named (the dashboard's `layout`; see `tb_xai.layout`)."""
-        return query.layout_of(self._run, method, input)
+    def layout(self, method: str, input: Optional[str] = None, *, by: str = "position") -> MapLayout:
+        """How `method`'s maps are laid out and named (the dashboard's `layout`; see `tb_xai.layout`); by word,
+        a text input's words."""
+        return query.layout_of(self._run, method, input, by=by)
 
-    def map_names(self, method: str, input: Optional[str] = None) -> List[str]:
+    def map_names(self, method: str, input: Optional[str] = None, *, by: str = "position") -> List[str]:
         """Names of the elements of `run.importance(method)` maps, flattened in C order.
 
         The names the dashboard, its CSV export, `ranking`, `to_dataframe` and `tb_xai.plot` show: tabular
         probes the logged feature names (else "feature 0", ...), images "pixel (row, col)", sequences
-        "position 3" (see `tb_xai.layout`).
+        "position 3", text "token 3" (see `tb_xai.layout`); with ``by="word"`` a text input's words, in the
+        order of `importance(method, by="word")`.
 
         Example:
             >>> run = tb_xai.load("runs/exp1")
             >>> dict(zip(run.map_names("saliency"), run.importance("saliency")[-1].ravel()))
         """
-        return self.layout(method, input).names()
+        return self.layout(method, input, by=by).names()
 
     def to_dataframe(self, methods: Optional[List[str]] = None):
         """Every logged attribution as a tidy pandas DataFrame, one row per (method, input, step, probe, element).
@@ -217,7 +251,9 @@ class Run:
         Columns: `method`, `input`, `step`, `probe` (index in the probe set), `feature` (the map element's name,
         as `map_names` gives it: a feature name, "feature 3", "pixel (3, 5)", "position 7"), `channel` (the
         channel of an image attribution, whose map sums its channels; -1 where the attribution has no channel
-        axis), `attribution`, and `target` (the class explained for that probe at that step, -1 if none).
+        axis), `attribution`, and `target` (the class explained for that probe at that step, -1 if none). When a
+        text input is among them, two more: `token` (the probe's token at that position, its `feature` being
+        "token 7"; None for other inputs) and `padding` (whether that position is padding; False elsewhere).
 
         Args:
             methods: the methods to include; all logged ones by default.
@@ -251,6 +287,11 @@ class Run:
                                   else np.array([-1]), layout.size)
                 per_probe = names.size
                 targets = query.aligned_targets(self._run, series)
+                text = {}
+                if ref.info.modality == metadata.TEXT:
+                    probe = query.text_probe_of(self._run, ref, series)
+                    text = {"token": np.tile(probe.tokens.reshape(-1), steps),
+                            "padding": np.tile(probe.padding.reshape(-1), steps)}
                 frames.append(pd.DataFrame({
                     "method": method,
                     "input": input_name,
@@ -260,9 +301,17 @@ class Run:
                     "channel": np.tile(channel, steps * probes),
                     "attribution": values.reshape(-1),
                     "target": np.repeat(targets.reshape(-1), per_probe),
+                    **text,
                 }))
         columns = ["method", "input", "step", "probe", "feature", "channel", "attribution", "target"]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        if any("token" in frame for frame in frames):
+            for frame in frames:
+                if "token" not in frame:
+                    frame["token"] = np.full(len(frame), None, dtype=object)
+                    frame["padding"] = False
+        return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------ figures and findings (tb_xai.query, tb_xai.findings)
     def metrics(self, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None,
@@ -390,13 +439,12 @@ def read_run(run_dir: str, name: Optional[str] = None) -> runmodel.Run:
     versions = {tag: (max((s for s, _ in points.get(tag, [])), default=-1), len(points.get(tag, [])))
                 for tag in contents}
     index = runmodel.index_tags(name, ((tag, content, versions[tag]) for tag, content in contents.items()))
-    kinds = {ref.tag: ref.info.kind for ref in index.refs()}
     series = {}
-    for tag, kind in kinds.items():
-        if tag in problems:
-            series[tag] = runmodel.TagSeries.unusable(problems[tag])
+    for ref in index.refs():
+        if ref.tag in problems:
+            series[ref.tag] = runmodel.TagSeries.unusable(problems[ref.tag])
         else:
-            series[tag] = runmodel.TagSeries.from_points(points.get(tag, []), kind)
+            series[ref.tag] = runmodel.TagSeries.from_points(points.get(ref.tag, []), ref.info.kind, ref.info.modality)
     scalars = {tag: runmodel.scalar_series(points) for tag, points in scalar_points.items()}
     run = runmodel.Run(index, lambda ref: series[ref.tag], scalar_reader=lambda: scalars)
     for tag, reason in run.skipped().items():

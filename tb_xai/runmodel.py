@@ -49,6 +49,7 @@ class RunIndex:
     attributions: dict = dataclasses.field(default_factory=dict)  # method -> input -> TagRef
     failures: dict = dataclasses.field(default_factory=dict)  # method -> TagRef
     probes: dict = dataclasses.field(default_factory=dict)  # input -> TagRef
+    tokens: dict = dataclasses.field(default_factory=dict)  # text input -> TagRef of its TOKENS tag
     labels: Optional[TagRef] = None
     predictions: Optional[TagRef] = None
     targets: Optional[TagRef] = None
@@ -56,7 +57,8 @@ class RunIndex:
 
     def refs(self) -> list:
         """Every indexed tag."""
-        refs = [self.labels, self.predictions, self.targets, *self.failures.values(), *self.probes.values()]
+        refs = [self.labels, self.predictions, self.targets, *self.failures.values(), *self.probes.values(),
+                *self.tokens.values()]
         refs += [ref for by_input in self.attributions.values() for ref in by_input.values()]
         return [ref for ref in refs if ref is not None]
 
@@ -107,9 +109,32 @@ def index_tags(run: str, tags: Iterable[tuple], decode: Callable = decode_metada
             index.predictions = ref
         elif info.kind == metadata.TARGET:
             index.targets = ref
+        elif info.kind == metadata.TOKENS:
+            problem = check_text_config(info.config)
+            if problem is None:
+                index.tokens[info.input_name] = ref
+            else:
+                index.skipped[tag] = problem
         else:
             index.skipped[tag] = f"its kind {info.kind} is not one this release of tb_xai knows"
     return index
+
+
+def check_text_config(config: dict) -> Optional[str]:
+    """Why a TOKENS tag's config (`metadata.TEXT_CONFIG_KEYS`) cannot be used, or None if it can: ``padding_id``
+    an integer or null, ``mask_id`` an integer, ``padding_input`` a name or null."""
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    padding_id, mask_id = config.get("padding_id"), config.get("mask_id")
+    padding_input = config.get("padding_input")
+    if padding_id is not None and not integer(padding_id):
+        return f"its padding_id must be an integer or null; the tag holds {padding_id!r}"
+    if not integer(mask_id):
+        return f"its mask_id must be an integer; the tag holds {mask_id!r}"
+    if padding_input is not None and not (isinstance(padding_input, str) and padding_input):
+        return f"its padding_input must be an input name or null; the tag holds {padding_input!r}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +150,12 @@ class TagSeries:
     derived: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_points(cls, points, kind: Optional[int] = None) -> "TagSeries":
+    def from_points(cls, points, kind: Optional[int] = None, modality: str = "") -> "TagSeries":
         """Stacks ``(step, ndarray)`` pairs; a step logged twice keeps its last value.
 
         Steps of another shape than the latest step's (the model or the probe changed mid-run) are left out
-        and listed in ``dropped`` (`aggregate.stack_steps`). With `kind`, values the views cannot use give a
-        series with a ``problem`` (:func:`check_series`).
+        and listed in ``dropped`` (`aggregate.stack_steps`). With `kind` (and the tag's `modality`), values the
+        views cannot use give a series with a ``problem`` (:func:`check_series`).
         """
         latest = {}
         for step, value in points:
@@ -140,7 +165,7 @@ class TagSeries:
         except (TypeError, ValueError) as error:  # values that numpy cannot stack into one array
             return cls.unusable(f"its steps do not stack into one array ({error})")
         series = cls(steps, values, tuple(dropped))
-        problem = None if kind is None else check_series(kind, series)
+        problem = None if kind is None else check_series(kind, series, modality)
         return series if problem is None else cls.unusable(problem)
 
     @classmethod
@@ -174,12 +199,13 @@ _REAL = "biuf"
 _TEXT = "SUO"
 
 
-def check_series(kind: int, series: TagSeries) -> Optional[str]:
-    """Why a tag of `kind` holding `series` cannot be used by the views, or None if it can.
+def check_series(kind: int, series: TagSeries, modality: str = "") -> Optional[str]:
+    """Why a tag of `kind` (and `modality`) holding `series` cannot be used by the views, or None if it can.
 
     Per step: attributions are real numbers ``[probes, *shape]`` with at least one attribution axis;
     predictions real ``[probes, ...]``; targets integers ``[probes]``; probe inputs and labels ``[probes, ...]``
-    (labels may be strings); a failure a non-empty string.
+    (labels may be strings); a failure a non-empty string; tokens strings ``[probes, positions]``. A text
+    input's attributions (and its token ids) are ``[probes, positions]``: one value per token.
     """
     values = series.values
     if not series.steps.size:
@@ -191,6 +217,9 @@ def check_series(kind: int, series: TagSeries) -> Optional[str]:
             return f"attributions must be real numbers; the tag holds {dtype}"
         if per_step < 2:
             return f"attributions must be [probes, *shape] per step; the tag holds {per_step}-d values"
+        if modality == metadata.TEXT and per_step != 2:
+            return ("text attributions must be [probes, positions] per step (one value per token); the tag holds "
+                    f"{per_step}-d values of shape {values.shape[2:]} per probe")
     elif kind == metadata.PREDICTION:
         if dtype.kind not in _REAL:
             return f"predictions must be real numbers; the tag holds {dtype}"
@@ -207,6 +236,15 @@ def check_series(kind: int, series: TagSeries) -> Optional[str]:
             return f"{what} must be [probes, ...]; the tag holds 0-d values"
         if dtype.kind not in _REAL + _TEXT:
             return f"{what} must be numbers or strings; the tag holds {dtype}"
+        if kind == metadata.PROBE and modality == metadata.TEXT and (
+            per_step != 2 or dtype.kind not in _REAL or not np.all(np.mod(values, 1) == 0)
+        ):
+            return f"text token ids must be whole numbers [probes, positions]; the tag holds {dtype} of shape {values.shape[1:]}"
+    elif kind == metadata.TOKENS:
+        if dtype.kind not in _TEXT:
+            return f"tokens must be strings; the tag holds {dtype}"
+        if per_step != 2:
+            return f"tokens must be [probes, positions] strings per step; the tag holds {per_step}-d values"
     elif kind == metadata.FAILURE:
         if dtype.kind not in _TEXT or values[0].size == 0:
             return f"a failure must hold its message as a string; the tag holds {dtype} of shape {values.shape[1:]}"

@@ -225,7 +225,7 @@ class ProviderReader:
         except (ValueError, TypeError, KeyError) as error:  # the provider decodes the tensors as it reads
             return TagSeries.unusable(f"its tensors do not decode ({type(error).__name__}: {error})")
         points = data.get(run, {}).get(ref.tag, [])
-        return TagSeries.from_points(((p.step, p.numpy) for p in points), ref.info.kind)
+        return TagSeries.from_points(((p.step, p.numpy) for p in points), ref.info.kind, ref.info.modality)
 
     def _describe_locked(self, key: tuple, version: tuple, description: TagDescription) -> None:
         self._descriptions[key] = (version, description)
