@@ -148,8 +148,10 @@ export class EvolutionView implements View {
       figure.push(row);
       const ranked = compared ? ` by importance in ${runs[0].info.run} at its last step` : ' by importance at the last step';
       const things = by === 'word' ? 'Words' : by === 'position' ? 'Token positions' : 'Features';
-      const words = by === 'word' ? `; a word's value is its ${signed ? 'mean attribution' : 'mean |attribution|'} over its occurrences in the probes (padding left out)` : '';
-      this.card.note.textContent = `${things} ordered${ranked}${shownRows < names.length ? ` (top ${shownRows} of ${names.length})` : ''}; colour: ${what}${words}. Hover or use arrow keys for values; click a column to open that step in the probe explorer.${comparedNote}`;
+      const colour = by === 'word'
+        ? `a word's ${signed ? 'mean attribution' : 'mean |attribution|'} over its occurrences in the ${probes} probe${probes === 1 ? '' : 's'} (padding left out)`
+        : what;
+      this.card.note.textContent = `${things} ordered${ranked}${shownRows < names.length ? ` (top ${shownRows} of ${names.length})` : ''}; colour: ${colour}. Hover or use arrow keys for values; click a column to open that step in the probe explorer.${comparedNote}`;
     }
     this.card.figure.replaceChildren(...figure);
     this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${this.current!.method}|${first.steps.length}${by ? `|${by}` : ''}`);
