@@ -157,8 +157,8 @@ def text_probe(run: Run, input_name: Optional[str] = None) -> TextProbe:
         tokens = np.vectorize(text, otypes=[object])(series.values[-1])
     elif ids is not None:
         tokens = np.vectorize(lambda i: str(int(i)), otypes=[object])(ids)
-    else:
-        raise NotFound(f"{where} has neither tokens nor token ids logged")
+    else:  # raises, saying why the ids are not there
+        _probe_tag_values(run, name, f"the token ids of {where}, which has no tokens tag,")
     if ids is not None and ids.shape != tokens.shape:
         raise NotFound(f"{where}: its tokens are {list(tokens.shape)} [probes, positions] but its token ids "
                        f"{list(ids.shape)}; the two tags disagree")

@@ -29,24 +29,37 @@ def text_attribution(step: int, ids: np.ndarray = IDS, padding: np.ndarray = PAD
     return ((step + 1) * ids * sign[None, :] * ~padding).astype(np.float32)
 
 
-def text_summaries(steps: int = 3) -> list:
-    """(step, Summary) pairs of a text run: `integrated_gradients` (signed) and `saliency` (|.|) on `tokens`."""
+#: The class explained for each probe at every step.
+TARGETS = np.array([1, 0, 1, 0])
+
+
+def text_summaries(steps: int = 3, ids: np.ndarray = IDS) -> list:
+    """(step, Summary) pairs of a text run: `integrated_gradients` (signed) and `saliency` (|.|, another
+    order) on the input `tokens`; `ids` may be a subset of the rows of `IDS`."""
+    padding = ids == 0
+    tokens = np.array([[VOCABULARY[i] for i in row] for row in ids], dtype=object)
+    probes = ids.shape[0]
     pairs = [
-        (0, summary.probe_pb("tokens", IDS, modality=metadata.TEXT)),
-        (0, summary.tokens_pb("tokens", TOKENS, padding_id=0, mask_id=1)),
-        (0, summary.labels_pb(np.array([1, 0, 1, 0]))),
+        (0, summary.probe_pb("tokens", ids, modality=metadata.TEXT)),
+        (0, summary.tokens_pb("tokens", tokens, padding_id=0, mask_id=1)),
+        (0, summary.labels_pb(TARGETS[:probes])),
     ]
     for step in range(steps):
         pairs += [
-            (step, summary.predictions_pb(np.tile([[0.3, 0.7]], (PROBES, 1)) + step / 100.0,
+            (step, summary.predictions_pb(np.tile([[0.3, 0.7]], (probes, 1)) + step / 100.0,
                                           class_names=["negative", "positive"])),
-            (step, summary.targets_pb(np.array([1, 0, 1, 0]))),
-            (step, summary.attribution_pb("integrated_gradients", "tokens", text_attribution(step),
+            (step, summary.targets_pb(TARGETS[:probes])),
+            (step, summary.attribution_pb("integrated_gradients", "tokens", text_attribution(step, ids, padding),
                                           modality=metadata.TEXT, config={"steps": 16})),
-            (step, summary.attribution_pb("saliency", "tokens", np.abs(text_attribution(step))[:, ::-1]
-                                          * ~PADDING, modality=metadata.TEXT)),
+            (step, summary.attribution_pb("saliency", "tokens", saliency_attribution(step, ids, padding),
+                                          modality=metadata.TEXT)),
         ]
     return pairs
+
+
+def saliency_attribution(step: int, ids: np.ndarray = IDS, padding: np.ndarray = PADDING) -> np.ndarray:
+    """|.| of another order than integrated gradients': (step + 1) * (12 - id), 0 at padding."""
+    return ((step + 1) * (12 - ids) * ~padding).astype(np.float32)
 
 
 # A keras_hub-style model: `token_ids` explained, `padding_mask` held; padding is where the mask is 0 (the ids

@@ -18,7 +18,7 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
-from tb_xai import aggregate, metadata, query
+from tb_xai import aggregate, layout as layouts, metadata, query
 from tb_xai.plugin import event_files, run_data
 from tb_xai.runmodel import BadQuery, NotFound, Run, RunIndex
 
@@ -77,6 +77,7 @@ class XaiPlugin(base_plugin.TBPlugin):
             "/probe": self._cached_route(probe_request),
             "/stability": self._cached_route(stability_request),
             "/agreement": self._cached_route(agreement_request),
+            "/tokens": self._cached_route(tokens_request),
             "/scalars": self._scalars_route,
             "/index.js": self._index_js_route,
             "/static/*": self._static_route,
@@ -209,8 +210,21 @@ def evolution_request(run: Run, args) -> dict:
     return evolution_impl(
         run, _required_arg(args, "method"), args.get("input"),
         signed=parse_bool(args.get("signed"), "signed"), target=parse_target(args.get("target")),
-        steps=parse_step_range(args.get("steps")),
+        steps=parse_step_range(args.get("steps")), by=parse_by(args.get("by")),
     )
+
+
+def parse_by(value: Optional[str]) -> str:
+    """Parses ``by``: absent -> ``position``, else one of `query.BY` (400 naming it otherwise)."""
+    if value is None or value == "":
+        return query.POSITION
+    if value not in query.BY:
+        raise errors.InvalidArgumentError(f"by must be one of {list(query.BY)}; received by={value!r}")
+    return value
+
+
+def tokens_request(run: Run, args) -> dict:
+    return tokens_impl(run, args.get("input"))
 
 
 def probe_request(run: Run, args) -> dict:
@@ -320,6 +334,8 @@ def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping
                     "dropped_steps": list(description.dropped),
                     "config": ref.info.config,
                     "version": version_token(ref.version),
+                    **({"text": _text_input_fields(run, input_name).get("text")}
+                       if ref.info.modality == metadata.TEXT else {}),
                 }
             )
         failures = [{"step": step, "message": message} for step, _, message in query.failures(run, method)]
@@ -339,7 +355,8 @@ def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping
         "scalar_runs": siblings,
         "scalar_versions": {name: scalar_versions.get(name, "") for name in siblings},
         "probe_inputs": [
-            {"input": name, "modality": ref.info.modality, "feature_names": list(ref.info.feature_names)}
+            {"input": name, "modality": ref.info.modality, "feature_names": list(ref.info.feature_names),
+             **_text_input_fields(run, name)}
             for name, ref in sorted(index.probes.items())
             if run.optional(ref) is not None
         ],
@@ -347,6 +364,40 @@ def _describe_run(run: Run, scalar_runs: Sequence[str], scalar_versions: Mapping
         "skipped": [{"tag": tag, "reason": reason} for tag, reason in run.skipped().items()],
         "data_loss": [loss.to_json() for loss in run.data_loss],
     }
+
+
+def _text_input_fields(run: Run, name: str) -> dict:
+    """The ``layout`` and ``text`` fields of a text input in the ``runs`` answer ({} for other inputs); a text
+    input whose tokens or padding cannot be read gets ``text: null`` (its views answer 404 with the reason)."""
+    if name not in query.text_inputs(run):
+        return {}
+    try:
+        probe = query.text_probe(run, name)
+    except NotFound:
+        return {"layout": None, "text": None}
+    layout = layouts.layout_of_map(probe.tokens.shape[1:], metadata.TEXT)
+    return {"layout": layout.to_json(), "text": probe.to_json()}
+
+
+@_http_errors
+def tokens_impl(run: Run, input_name: Optional[str]) -> dict:
+    """The ``tokens`` answer: a text input's probes as token strings, with which positions are padding."""
+    probe = query.text_probe(run, input_name)
+    return {
+        "run": run.name,
+        "input": probe.input,
+        "tokens": probe.tokens.tolist(),
+        "padding": probe.padding.tolist(),
+        **{key: value for key, value in probe.to_json().items() if key != "positions"},
+    }
+
+
+def _probe_text_fields(run: Run, ref, full, probe: int) -> dict:
+    """``tokens`` and ``padding`` of one probe of a text input ({} for other inputs)."""
+    if ref.info.modality != metadata.TEXT:
+        return {}
+    text = query.text_probe_of(run, ref, full)
+    return {"tokens": text.tokens[probe].tolist(), "padding": text.padding[probe].tolist()}
 
 
 @_http_errors
@@ -358,9 +409,10 @@ def evolution_impl(
     signed: bool = False,
     target: Optional[int] = None,
     steps: tuple = (None, None),
+    by: str = query.POSITION,
 ) -> dict:
-    """The ``evolution`` answer: per step, the mean map over the counted probes."""
-    result = query.importance(run, method, input_name, signed=signed, target=target, steps=steps)
+    """The ``evolution`` answer: per step, the mean map over the counted probes (``by="word"``: per word)."""
+    result = query.importance(run, method, input_name, signed=signed, target=target, steps=steps, by=by)
     flat = result.flat
     layout = result.layout
     return {
@@ -368,6 +420,7 @@ def evolution_impl(
         "method": method,
         "input": result.ref.info.input_name,
         "modality": result.ref.info.modality,
+        "by": result.by,
         "signed": signed,
         "target": target,
         "steps": result.steps.tolist(),
@@ -378,6 +431,7 @@ def evolution_impl(
         "probe_counts": result.counts.tolist(),
         "order": result.order().tolist(),
         "range": _range(flat),
+        **({"counts": result.occurrences.tolist()} if result.occurrences is not None else {}),
     }
 
 
@@ -428,6 +482,7 @@ def probe_impl(
         "input_shape": input_shape,
         "input_values": input_values,
         "input_range": input_range,
+        **_probe_text_fields(run, ref, full, probe),
     }
 
 
