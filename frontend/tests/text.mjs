@@ -20,11 +20,12 @@ const { text, text_b: textB } = config.runs;
 const { method, input } = config;
 
 async function check(name, body) {
+  const started = Date.now();
   try {
     const detail = await body();
-    checks[name] = { ok: true, detail: detail ?? null };
+    checks[name] = { ok: true, detail: detail ?? null, ms: Date.now() - started };
   } catch (error) {
-    checks[name] = { ok: false, detail: String(error?.stack ?? error) };
+    checks[name] = { ok: false, detail: String(error?.stack ?? error), ms: Date.now() - started };
   }
 }
 

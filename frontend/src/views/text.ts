@@ -53,6 +53,7 @@ const ROW = 11; // the strip's row pitch
 const BAND_GAP = 10;
 const MAX_ROWS = 24; // steps in the strip at most (evenly spaced, the selected one always)
 const STRIP_HEIGHT = 640; // the strip's cells fit about this height: fewer rows for a long text
+const PADDING_KEY = 300; // the padding key's width beside the colour bar
 
 /** A token as drawn: whitespace made visible, an empty string as ∅, long ones cut. */
 function visible(token: string): string {
@@ -134,6 +135,8 @@ export class TextPanel {
   constructor(private readonly onPick: (step: number) => void) {
     this.text.classList.add('token-text');
     this.strip.classList.add('token-strip');
+    this.text.setAttribute('role', 'img');
+    this.strip.setAttribute('role', 'img');
     this.element = el('div', { class: 'text-panel' }, this.text, this.legend, this.strip);
     this.element.style.position = 'relative';
     this.tooltip = new Tooltip(this.element);
@@ -151,6 +154,8 @@ export class TextPanel {
   show(probe: TextProbe, index: number, width: number): void {
     this.probe = probe;
     this.index = index;
+    this.text.setAttribute('aria-label', `the probe's text, each token coloured by its attribution at step ${probe.steps[index] ?? ''}; hover for values`);
+    this.strip.setAttribute('aria-label', 'the same text across steps, one row per step; click a row to open its step');
     this.valueName = probe.signed ? 'attribution' : '|attribution|';
     const scale = attributionScale(probe.range, probe.signed);
     const map = probe.attributions[index] ?? [];
@@ -179,18 +184,26 @@ export class TextPanel {
   }
 
   private drawLegend(scale: ColorScale, probe: TextProbe, width: number): void {
-    const svg = select(this.legend).attr('width', width).attr('height', 50);
+    const svg = select(this.legend).attr('width', width);
     svg.selectAll('*').remove();
     const length = Math.max(100, Math.min(320, width - 200));
     drawColorLegend(svg, {
       scale, x: 4, y: 4, length, orientation: 'horizontal',
       title: probe.signed ? 'attribution (red: towards the explained class, blue: against)' : '|attribution|',
     });
-    if (!probe.padding.some(Boolean)) return;
-    const key = svg.append('g').attr('class', 'padding-key').attr('transform', `translate(${length + 24},2)`).attr('opacity', 0.7);
+    const padded = probe.padding.filter(Boolean).length;
+    if (!padded) {
+      svg.attr('height', 50);
+      return;
+    }
+    // Beside the colour bar, or under it in a narrow panel.
+    const beside = length + 24 + PADDING_KEY <= width;
+    svg.attr('height', beside ? 50 : 72);
+    const key = svg.append('g').attr('class', 'padding-key').attr('transform', beside ? `translate(${length + 24},2)` : 'translate(4,52)')
+      .attr('opacity', 0.7);
     key.append('rect').attr('width', 34).attr('height', 14).attr('rx', 3).attr('fill', 'none').attr('stroke', ink().border).attr('stroke-dasharray', '3,2');
     key.append('text').attr('x', 42).attr('y', 7).attr('dy', '0.35em').attr('font-size', 11).attr('fill', ink().muted)
-      .text(`padding: no attribution (${probe.padding.filter(Boolean).length} of ${probe.padding.length} positions)`);
+      .text(`padding: no attribution (${padded} of ${probe.padding.length} positions)`);
   }
 
   private drawStrip(probe: TextProbe, layout: { chips: Chip[]; lines: number }, index: number, scale: ColorScale, width: number): void {
