@@ -3,7 +3,7 @@
 
 import { runColor } from './colors';
 import { el } from './dom';
-import { Query, RunInfo, fetchRuns, hasData, latestRun } from './model';
+import { Query, RunInfo, fetchRuns, fetchTokens, hasData, latestRun } from './model';
 import { onTensorBoardReload } from './reload';
 import { RUN_SEPARATOR, Selection, clampK, loadSelection, otherRuns, saveSelection } from './selection';
 import { followTheme } from './theme';
@@ -12,6 +12,7 @@ import { Controls } from './views/controls';
 import { EvolutionView } from './views/evolution';
 import { ProbeView } from './views/probe';
 import { StabilityView } from './views/stability';
+import { firstWords, isTextInput } from './views/text';
 import { TopkView } from './views/topk';
 import { Draw, Shown, View, ViewContext } from './views/view';
 
@@ -46,6 +47,7 @@ export function consistent(s: Selection, runs: RunInfo[], classCount: number): S
     compare: compare?.method ?? '',
     target,
     probe: s.probe < probeCount ? s.probe : 0,
+    by: s.by === 'position' ? 'position' : 'word',
   };
 }
 
@@ -69,10 +71,11 @@ export class App {
   private readonly started = performance.now();
   private pollTimer: number | undefined;
   private pollDelay = POLL_FAST_MS;
+  private probeTextsKey = '';
 
   constructor() {
     this.controls = new Controls((change) => this.change(change));
-    this.evolution = new EvolutionView((rows) => this.change({ rows }), (step) => this.probe.setStep(step));
+    this.evolution = new EvolutionView((rows) => this.change({ rows }), (step) => this.probe.setStep(step), (by) => this.change({ by }));
     const topk = new TopkView((overlay) => this.change({ overlay }));
     this.probe = new ProbeView((probeRun) => this.change({ probeRun }), (step) => {
       this.evolution.markStep(step);
@@ -217,6 +220,27 @@ export class App {
     this.message.hidden = true;
     this.cards.hidden = false;
     this.refresh();
+    this.labelTextProbes();
+  }
+
+  /** Names a text input's probes by their first words in the probe menu (from the `tokens` route). */
+  private labelTextProbes(): void {
+    const s = this.selection;
+    const run = this.runs.find((r) => r.run === s.run);
+    const key = run && isTextInput(run, s.method, s.input) ? `${run.run}\n${s.input}` : '';
+    if (key !== this.probeTextsKey) this.controls.setProbeTexts(null); // never another run's or input's words
+    this.probeTextsKey = key;
+    if (!run || !key) return;
+    const generation = this.generation;
+    const query: Query = { run: run.run, method: s.method, input: s.input, target: s.target, signed: s.signed, version: run.version };
+    fetchTokens(query).then(
+      (answer) => {
+        if (generation === this.generation) this.controls.setProbeTexts(answer.tokens.map((tokens, i) => firstWords(tokens, answer.padding[i] ?? [])));
+      },
+      () => {
+        if (generation === this.generation) this.controls.setProbeTexts(null); // the menu keeps its plain labels
+      },
+    );
   }
 
   private context(): ViewContext {

@@ -66,6 +66,8 @@ export interface Evolution {
   /** Element indices by |importance| at the last step, largest first (the same as tb_xai's `ranking`). */
   order: number[];
   range: [number, number] | null;
+  /** Ranked by word (a text input's `by=word`): each word's non-padding occurrences over the probes. */
+  counts?: number[];
 }
 
 export interface Probe {
@@ -86,6 +88,9 @@ export interface Probe {
   input_shape: number[] | null;
   input_values: Num[] | null;
   input_range: [number, number] | null;
+  /** A text input's token strings and padding positions ([T] each); absent for other modalities. */
+  tokens?: string[];
+  padding?: boolean[];
 }
 
 export interface Stability {
@@ -276,8 +281,13 @@ export interface Query {
   version: string;
 }
 
-export function fetchEvolution(q: Query): Promise<Evolution> {
-  return getJson('evolution', { run: q.run, method: q.method, input: q.input, target: q.target, signed: q.signed }, q.version);
+/** What a text input's evolution ranks: token positions (the route's default) or words. */
+export type RankBy = 'position' | 'word';
+
+export function fetchEvolution(q: Query, by: RankBy = 'position'): Promise<Evolution> {
+  return getJson('evolution', {
+    run: q.run, method: q.method, input: q.input, target: q.target, signed: q.signed, by: by === 'word' ? by : undefined,
+  }, q.version);
 }
 
 export function fetchProbe(q: Query, probe: number): Promise<Probe> {
@@ -295,4 +305,16 @@ export function fetchAgreement(q: Query, k: number): Promise<Agreement> {
 /** The Keras scalars next to `run`, at `version` (`scalarsVersion`). */
 export function fetchScalars(run: string, version: string): Promise<Scalars> {
   return getJson('scalars', { run }, version);
+}
+
+/** A text input's probes as token strings, and which positions are padding ([probes][positions] each). */
+export interface Tokens {
+  run: string;
+  input: string;
+  tokens: string[][];
+  padding: boolean[][];
+}
+
+export function fetchTokens(q: Query): Promise<Tokens> {
+  return getJson('tokens', { run: q.run, input: q.input }, q.version);
 }

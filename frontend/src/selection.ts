@@ -18,6 +18,7 @@ export interface Selection {
   k: number;
   rows: number; // heatmap rows shown, 0 for all
   overlay: string; // '<scalar run>|<tag>' drawn with the top-k lines, 'none', or 'auto' (the training loss)
+  by: 'word' | 'position'; // what the evolution card ranks for a text input
 }
 
 export const DEFAULTS: Selection = {
@@ -33,6 +34,7 @@ export const DEFAULTS: Selection = {
   k: 5,
   rows: 30,
   overlay: 'auto',
+  by: 'word',
 };
 
 /** Joins run names in `Selection.runs` (a character no directory name holds). */

@@ -41,6 +41,7 @@ export class Controls {
   private readonly targetField: HTMLLabelElement;
   private readonly runsField: HTMLElement;
   readonly config = el('p', { class: 'config', 'aria-label': 'method configuration' });
+  private probeTexts: string[] | null = null; // a text input's probes by their first words
   readonly legend = el('div', { class: 'run-legend', 'aria-label': 'run colours' });
 
   constructor(private readonly onChange: Change) {
@@ -121,7 +122,7 @@ export class Controls {
       selection.target,
     );
     const count = run?.probe_count ?? 0;
-    setOptions(this.probe, Array.from({ length: count }, (_, i) => ({ value: String(i), label: `probe ${i}` })), String(selection.probe));
+    setOptions(this.probe, Array.from({ length: count }, (_, i) => ({ value: String(i), label: this.probeLabel(i) })), String(selection.probe));
     const others = methods.filter((m) => m.method !== selection.method && m.inputs.some((i) => i.input === selection.input));
     setOptions(this.compare, [{ value: '', label: 'none' }, ...others.map((m) => ({ value: m.method, label: m.method }))], selection.compare);
     this.k.value = String(selection.k);
@@ -136,6 +137,17 @@ export class Controls {
         el('span', { class: 'swatch', style: `background:${runColor(compared, name)}` }), i === 0 ? `${name} (A, baseline)` : `${name} (${String.fromCharCode(66 + i - 1)})`))
       : []));
     this.legend.hidden = compared.length < 2;
+  }
+
+  /** Labels a text input's probes by their first words (null: the probes of another modality). */
+  setProbeTexts(texts: string[] | null): void {
+    this.probeTexts = texts;
+    Array.from(this.probe.options).forEach((option, i) => { option.textContent = this.probeLabel(i); });
+  }
+
+  private probeLabel(i: number): string {
+    const text = this.probeTexts?.[i];
+    return text ? `probe ${i} · ${text}` : `probe ${i}`;
   }
 
   private showRunList(runs: RunInfo[], selection: Selection): void {

@@ -5,11 +5,12 @@
 import { attributionScale, differenceScale } from '../colors';
 import { el, setOptions } from '../dom';
 import { fileStem } from '../export';
-import { Difference, Evolution, elementName, elementNames, fetchEvolution, difference, pictureSize, sharedRange } from '../model';
+import { Difference, Evolution, RankBy, elementName, elementNames, fetchEvolution, difference, pictureSize, sharedRange } from '../model';
 import { Card, Table } from './card';
 import { Filmstrip, evenlySpaced } from './filmstrip';
 import { Heatmap } from './heatmap';
 import { titleSvg } from './legend';
+import { alignWords, isTextInput } from './text';
 import { Draw, Shown, View, ViewContext } from './view';
 
 export function valueName(signed: boolean): string {
@@ -33,18 +34,22 @@ function onSteps(steps: number[], evolution: { steps: number[]; importance: (num
 export class EvolutionView implements View {
   readonly card: Card;
   private readonly rows = el('select', { name: 'rows', 'aria-label': 'rows shown' });
+  private readonly by = el('select', { name: 'by', 'aria-label': 'rank by' }); // a text input's words or positions
   private readonly heatmaps: Heatmap[] = [];
   private readonly filmstrips: Filmstrip[] = [];
-  private current: { answers: Evolution[]; runs: Shown[]; differences: Difference[]; method: string } | null = null;
+  private current: { answers: Evolution[]; runs: Shown[]; differences: Difference[]; method: string; by: RankBy | null } | null = null;
 
-  constructor(private readonly onRows: (rows: number) => void, private readonly onPickStep: (step: number) => void) {
+  constructor(private readonly onRows: (rows: number) => void, private readonly onPickStep: (step: number) => void, onBy: (by: RankBy) => void) {
     this.card = new Card({
       id: 'evolution',
       title: 'Attribution evolution',
       fileName: () => fileStem('evolution', ...(this.current?.runs.map((r) => r.info.run) ?? []), this.current?.method ?? ''),
       table: () => this.table(),
     });
-    this.card.tools.append(el('label', { class: 'field' }, el('span', {}, 'Rows'), this.rows));
+    this.card.tools.append(el('label', { class: 'field' }, el('span', {}, 'Rank by'), this.by), el('label', { class: 'field' }, el('span', {}, 'Rows'), this.rows));
+    setOptions(this.by, [{ value: 'word', label: 'word' }, { value: 'position', label: 'position' }], 'word');
+    this.by.parentElement!.hidden = true;
+    this.by.addEventListener('change', () => onBy(this.by.value === 'position' ? 'position' : 'word'));
     this.rows.addEventListener('change', () => this.onRows(Number(this.rows.value)));
   }
 
@@ -54,18 +59,24 @@ export class EvolutionView implements View {
   }
 
   async load(context: ViewContext): Promise<Draw> {
-    const answers = await Promise.all(context.runs.map((r) => fetchEvolution(r.query)));
+    const s = context.selection;
+    // A text input ranks words or token positions; compared runs' words are lined up by word.
+    const by = isTextInput(context.primary.info, s.method, s.input) ? s.by : null;
+    const fetched = await Promise.all(context.runs.map((r) => fetchEvolution(r.query, by ?? 'position')));
+    const answers = by === 'word' ? fetched.map((b, i) => (i === 0 ? b : alignWords(fetched[0], b))) : fetched;
     const differences = answers.slice(1).map((b) => difference(answers[0], b));
     return (width) => {
-      this.current = { answers, runs: context.runs, differences, method: context.selection.method };
+      this.current = { answers, runs: context.runs, differences, method: s.method, by };
       this.draw(context, width);
     };
   }
 
   private draw(context: ViewContext, width: number): void {
-    const { answers, runs, differences } = this.current!;
+    const { answers, runs, differences, by } = this.current!;
     const first = answers[0];
     const signed = first.signed;
+    this.by.parentElement!.hidden = by === null;
+    if (by) this.by.value = by;
     const scale = attributionScale(sharedRange(answers.map((a) => a.range)), signed);
     const diffScale = differenceScale(sharedRange(differences.map((d) => d.range)));
     const steps = [...new Set(answers.flatMap((a) => a.steps))].sort((a, b) => a - b);
@@ -136,10 +147,14 @@ export class EvolutionView implements View {
       });
       figure.push(row);
       const ranked = compared ? ` by importance in ${runs[0].info.run} at its last step` : ' by importance at the last step';
-      this.card.note.textContent = `Features ordered${ranked}${shownRows < names.length ? ` (top ${shownRows} of ${names.length})` : ''}; colour: ${what}. Hover or use arrow keys for values; click a column to open that step in the probe explorer.${comparedNote}`;
+      const things = by === 'word' ? 'Words' : by === 'position' ? 'Token positions' : 'Features';
+      const colour = by === 'word'
+        ? `a word's ${signed ? 'mean attribution' : 'mean |attribution|'} over its occurrences in the ${probes} probe${probes === 1 ? '' : 's'} (padding left out)`
+        : what;
+      this.card.note.textContent = `${things} ordered${ranked}${shownRows < names.length ? ` (top ${shownRows} of ${names.length})` : ''}; colour: ${colour}. Hover or use arrow keys for values; click a column to open that step in the probe explorer.${comparedNote}`;
     }
     this.card.figure.replaceChildren(...figure);
-    this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${this.current!.method}|${first.steps.length}`);
+    this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${this.current!.method}|${first.steps.length}${by ? `|${by}` : ''}`);
   }
 
   private heatmap(i: number): Heatmap {
@@ -185,6 +200,17 @@ export class EvolutionView implements View {
     }
     const order = answers[0].order;
     const steps = [...new Set(blocks.flatMap((b) => b.steps))].sort((a, b) => a - b);
+    if (this.current.by === 'word') {
+      // Each run's occurrences of the word in its probes beside its values (a difference has none).
+      const counts = [...answers.map((a) => a.counts ?? []), ...differences.map((): number[] => [])];
+      return {
+        header: ['run', 'word', 'occurrences', ...steps.map((s) => `step_${s}`)],
+        rows: blocks.flatMap((b, n) => {
+          const maps = onSteps(steps, b);
+          return order.map((i) => [b.run, elementName(layout, i), counts[n][i] ?? null, ...maps.map((m) => (m ? m[i] : null))]);
+        }),
+      };
+    }
     return {
       header: ['run', 'feature', ...steps.map((s) => `step_${s}`)],
       rows: blocks.flatMap((b) => {

@@ -14,6 +14,7 @@ import { Heatmap } from './heatmap';
 import { drawColorLegend, titleSvg } from './legend';
 import { Lines } from './lines';
 import { CLIP_PERCENTILE, paintOverlay } from './overlay';
+import { TextPanel, isTextProbe, textTable } from './text';
 import { Draw, View, ViewContext } from './view';
 
 /** Classes drawn as prediction lines at most; beyond, the explained, the labelled and the likeliest, and a note says so. */
@@ -48,10 +49,12 @@ class MethodPanel {
   private readonly legend = svgElement();
   private readonly bars = new Bars();
   private readonly heatmap: Heatmap;
+  private readonly text: TextPanel;
   private probe: Probe | null = null;
 
   constructor(onPick: (step: number) => void) {
     this.heatmap = new Heatmap((column) => this.probe && onPick(this.probe.steps[column]), BARS_TOP);
+    this.text = new TextPanel(onPick);
   }
 
   show(probe: Probe, context: ProbeContext, step: number, width: number): void {
@@ -68,6 +71,9 @@ class MethodPanel {
       this.drawLegend(clip, probe.signed, size);
       this.canvas.dataset.step = String(probe.steps[i]);
       this.element.replaceChildren(heading, this.canvas, this.legend);
+    } else if (isTextProbe(probe)) {
+      this.text.show(probe, i, width);
+      this.element.replaceChildren(heading, this.text.element);
     } else {
       const names = elementNames(probe.layout);
       const order = (context.order.length === names.length ? context.order : names.map((_, n) => n))
@@ -249,7 +255,7 @@ export class ProbeView implements View {
     }
     const target = probe.targets[p];
     if (classes && target !== null && target !== undefined) parts.push(`explaining class ${probe.class_names[target] ?? target}`);
-    return parts.join(' · ') + '. Use the slider, ▶ Play, or click a heatmap column to change the step.';
+    return parts.join(' · ') + `. Use the slider, ▶ Play, or click a ${isTextProbe(probe) ? 'row of the strip' : 'heatmap column'} to change the step.`;
   }
 
   private start(): void {
@@ -273,6 +279,7 @@ export class ProbeView implements View {
 
   private table(): Table | null {
     if (!this.current) return null;
+    if (this.current.probes.every(isTextProbe)) return textTable(this.current.probes);
     const rows = this.current.probes.flatMap((probe) => {
       const names = elementNames(probe.layout);
       return probe.steps.flatMap((step, i) => probe.attributions[i].map((value, n) => [probe.method, step, names[n], value]));
