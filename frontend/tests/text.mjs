@@ -285,9 +285,11 @@ try {
     await frame.waitForFunction(() => document.querySelector('select[name=probe] option')?.textContent.includes('·'), null, { timeout: 10000 });
     const labels = await frame.$$eval('select[name=probe] option', (o) => o.map((x) => x.textContent));
     assert(labels.length === config.tokens.length, `${labels.length} probes in the menu`);
-    assert(labels[0] === 'probe 0 · the movie was great', `probe 0 is labelled ${labels[0]}`);
-    assert(labels[1].startsWith('probe 1 · <script>'), `probe 1 is labelled ${labels[1]}`);
-    assert(labels[2].endsWith('…') && labels[2].length < 50, `a long probe's label is not cut: ${labels[2]}`);
+    // The menu may say more about each probe (its label, prediction...); the words come with it.
+    const words = (label) => label.split(' · ').filter((part) => !/^(probe|label|predicts|change) |^⇄/.test(part)).join(' · ');
+    assert(labels[0].startsWith('probe 0') && words(labels[0]) === 'the movie was great', `probe 0 is labelled ${labels[0]}`);
+    assert(words(labels[1]).startsWith('<script>alert(3)</script> the'), `probe 1 is labelled ${labels[1]}`);
+    assert(words(labels[2]).endsWith('…') && words(labels[2]).length <= 34, `a long probe's label is not cut: ${labels[2]}`);
     return labels;
   });
 
