@@ -341,6 +341,24 @@ try {
     assert(svg === 1, 'the text is not SVG (exports would miss it)');
   });
 
+  await check('two_methods_side_by_side', async () => {
+    await showProbe(2, true);
+    await frame.selectOption('select[name=compare]', 'saliency');
+    await drawn('probe', `${text}|2|${method}+saliency|`);
+    const panels = await frame.$$eval('#probe svg.token-text', (svgs) => svgs.map((s) => ({
+      width: Number(s.getAttribute('width')),
+      right: Math.max(...[...s.querySelectorAll('g')].map((g) => Number(g.getAttribute('transform').match(/\(([\d.]+),/)[1]) + Number(g.querySelector('rect').getAttribute('width')))),
+      values: [...s.querySelectorAll('g.token')].map((g) => Number(g.getAttribute('data-value'))),
+    })));
+    assert(panels.length === 2, `${panels.length} text panels for two methods`);
+    assert(panels.every((p) => p.right <= p.width), `a half-width panel's text runs past it: ${JSON.stringify(panels.map((p) => [p.right, p.width]))}`);
+    // The run logs saliency as half of integrated_gradients: the second panel shows its own values.
+    assert(panels[1].values.every((v, i) => close(v, panels[0].values[i] / 2)), 'the second panel does not show the second method');
+    await frame.selectOption('select[name=compare]', '');
+    await drawn('probe', `${text}|2|${method}|`);
+    return panels.map((p) => p.width);
+  });
+
   await check('dark_theme_text', async () => {
     await showProbe(1, true);
     await frame.$eval('#probe svg.token-text g', (g) => g.setAttribute('data-stale', ''));
