@@ -141,6 +141,7 @@ CHECKS = [
     "probe_menu_shows_first_words",
     "compared_runs_line_up_by_word",
     "csv_of_a_text_probe",
+    "two_methods_side_by_side",
     "dark_theme_text",
     "no_page_errors",
 ]

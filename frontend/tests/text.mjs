@@ -285,9 +285,11 @@ try {
     await frame.waitForFunction(() => document.querySelector('select[name=probe] option')?.textContent.includes('·'), null, { timeout: 10000 });
     const labels = await frame.$$eval('select[name=probe] option', (o) => o.map((x) => x.textContent));
     assert(labels.length === config.tokens.length, `${labels.length} probes in the menu`);
-    assert(labels[0] === 'probe 0 · the movie was great', `probe 0 is labelled ${labels[0]}`);
-    assert(labels[1].startsWith('probe 1 · <script>'), `probe 1 is labelled ${labels[1]}`);
-    assert(labels[2].endsWith('…') && labels[2].length < 50, `a long probe's label is not cut: ${labels[2]}`);
+    // The menu may say more about each probe (its label, prediction...); the words come with it.
+    const words = (label) => label.split(' · ').filter((part) => !/^(probe|label|predicts|change) |^⇄/.test(part)).join(' · ');
+    assert(labels[0].startsWith('probe 0') && words(labels[0]) === 'the movie was great', `probe 0 is labelled ${labels[0]}`);
+    assert(words(labels[1]).startsWith('<script>alert(3)</script> the'), `probe 1 is labelled ${labels[1]}`);
+    assert(words(labels[2]).endsWith('…') && words(labels[2]).length <= 34, `a long probe's label is not cut: ${labels[2]}`);
     return labels;
   });
 
@@ -337,6 +339,24 @@ try {
     assert(great && great[4] === 'false' && pad && Number(pad[5]) === 0, `CSV rows ${great} / ${pad}`);
     const svg = await frame.$$eval('#probe svg.token-text', (s) => s.length);
     assert(svg === 1, 'the text is not SVG (exports would miss it)');
+  });
+
+  await check('two_methods_side_by_side', async () => {
+    await showProbe(2, true);
+    await frame.selectOption('select[name=compare]', 'saliency');
+    await drawn('probe', `${text}|2|${method}+saliency|`);
+    const panels = await frame.$$eval('#probe svg.token-text', (svgs) => svgs.map((s) => ({
+      width: Number(s.getAttribute('width')),
+      right: Math.max(...[...s.querySelectorAll('g')].map((g) => Number(g.getAttribute('transform').match(/\(([\d.]+),/)[1]) + Number(g.querySelector('rect').getAttribute('width')))),
+      values: [...s.querySelectorAll('g.token')].map((g) => Number(g.getAttribute('data-value'))),
+    })));
+    assert(panels.length === 2, `${panels.length} text panels for two methods`);
+    assert(panels.every((p) => p.right <= p.width), `a half-width panel's text runs past it: ${JSON.stringify(panels.map((p) => [p.right, p.width]))}`);
+    // The run logs saliency as half of integrated_gradients: the second panel shows its own values.
+    assert(panels[1].values.every((v, i) => close(v, panels[0].values[i] / 2)), 'the second panel does not show the second method');
+    await frame.selectOption('select[name=compare]', '');
+    await drawn('probe', `${text}|2|${method}|`);
+    return panels.map((p) => p.width);
   });
 
   await check('dark_theme_text', async () => {
