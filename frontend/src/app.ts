@@ -3,14 +3,16 @@
 
 import { runColor } from './colors';
 import { el } from './dom';
-import { Query, RunInfo, fetchRuns, hasData, latestRun } from './model';
+import { Finding, Query, RunInfo, fetchProbeMenu, fetchRuns, hasData, latestRun } from './model';
 import { onTensorBoardReload } from './reload';
 import { RUN_SEPARATOR, Selection, clampK, loadSelection, otherRuns, saveSelection } from './selection';
 import { followTheme } from './theme';
 import { AgreementView } from './views/agreement';
 import { Controls } from './views/controls';
 import { EvolutionView } from './views/evolution';
+import { FindingsView } from './views/findings';
 import { ProbeView } from './views/probe';
+import { QualityView } from './views/quality';
 import { StabilityView } from './views/stability';
 import { TopkView } from './views/topk';
 import { Draw, Shown, View, ViewContext } from './views/view';
@@ -69,6 +71,12 @@ export class App {
   private readonly started = performance.now();
   private pollTimer: number | undefined;
   private pollDelay = POLL_FAST_MS;
+  /** The step the probe explorer shows (the probe menu's predictions are at it); null before it draws. */
+  private probeStep: number | null = null;
+  private menuKey = '';
+  private menuTimer: number | undefined;
+  /** The card to scroll to once drawn: the one a clicked finding opened. */
+  private pendingScroll: string | null = null;
 
   constructor() {
     this.controls = new Controls((change) => this.change(change));
@@ -77,13 +85,18 @@ export class App {
     this.probe = new ProbeView((probeRun) => this.change({ probeRun }), (step) => {
       this.evolution.markStep(step);
       this.agreement.markStep(step);
+      if (step !== this.probeStep) {
+        this.probeStep = step;
+        this.scheduleProbeMenu();
+      }
     }, (names) => {
       this.classNames = names;
       this.controls.show(this.runs, this.selection, this.classNames);
     });
     const stability = new StabilityView();
     this.agreement = new AgreementView((step) => this.probe.setStep(step));
-    this.views = [this.evolution, topk, stability, this.probe, this.agreement];
+    const findings = new FindingsView((finding) => this.open(finding));
+    this.views = [findings, this.evolution, topk, stability, this.probe, this.agreement, new QualityView()];
     this.element = el(
       'main',
       { class: 'tb-xai' },
@@ -238,9 +251,46 @@ export class App {
     return { selection: s, primary, runs: runs.length ? runs : [primary], explained, classNames: this.classNames };
   }
 
+  /** Opens what shows a finding: its method, input, probe and step selected, its card scrolled into view. */
+  private open(finding: Finding): void {
+    const o = finding.open;
+    const change: Partial<Selection> = {};
+    if (o.method !== null) change.method = o.method;
+    if (o.input !== null) change.input = o.input;
+    if (o.probe !== null) change.probe = o.probe;
+    if (o.step !== null) this.probe.setStep(o.step); // kept when the probe explorer redraws for the new selection
+    this.pendingScroll = o.view;
+    this.change(change);
+  }
+
+  private scrollTo(card: HTMLElement): void {
+    card.style.scrollMarginTop = `${this.controls.element.offsetHeight + 8}px`; // clear of the sticky selection bar
+    card.scrollIntoView({ block: 'start' });
+  }
+
+  /** Fetches the probe menu (labels, predictions at the probe explorer's step, flips, changes) soon. */
+  private scheduleProbeMenu(): void {
+    window.clearTimeout(this.menuTimer);
+    this.menuTimer = window.setTimeout(() => {
+      if (!this.runs.some(hasData)) return;
+      const query = this.context().explained.query;
+      const key = `${query.run}|${query.method}|${query.input}|${query.version}|${this.probeStep}`;
+      if (key === this.menuKey) return;
+      this.menuKey = key;
+      const step = this.probeStep;
+      // A step the menu's method did not log (another method's): the menu at its last step.
+      fetchProbeMenu(query, step).catch(() => fetchProbeMenu(query, null)).then(
+        (menu) => key === this.menuKey && this.controls.showProbeMenu(menu),
+        () => key === this.menuKey && this.controls.showProbeMenu(null),
+      );
+    }, 120);
+  }
+
   private refresh(): void {
     const generation = ++this.generation;
     const context = this.context();
+    if (this.menuKey && !this.menuKey.startsWith(`${context.explained.query.run}|`)) this.controls.showProbeMenu(null);
+    this.scheduleProbeMenu();
     const current = () => generation === this.generation;
     for (const view of this.views) {
       const card = view.card;
@@ -254,6 +304,10 @@ export class App {
           this.draws.set(view, draw);
           draw(card.figure.clientWidth);
           if (view === this.evolution) this.noteFirstPaint();
+          if (this.pendingScroll === card.element.id) {
+            this.pendingScroll = null;
+            this.scrollTo(card.element);
+          }
         },
         (error: unknown) => {
           if (!current()) return;
