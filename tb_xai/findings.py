@@ -302,12 +302,25 @@ class MethodHistory:
         names: the features' names (`tb_xai.aggregate.element_names` of the map).
         logged: figures the callback logged, name -> ``(steps, values)``; those used here are ``seed_ndcg``,
             ``seed_spearman``, ``seed_noise`` and ``sanity_spearman`` (see `tb_xai.quality`).
+        inputs: ``(input name, features)`` of each input whose map is part of `maps`, in order (optional: the
+            findings then name the input of a feature, and the feature's index within it).
     """
 
     steps: np.ndarray
     maps: np.ndarray
     names: Sequence[str]
     logged: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
+    inputs: Sequence[tuple] = ()
+
+    def locate(self, index: int) -> tuple:
+        """``(input name, index within that input's map)`` of a feature index of the concatenated maps; the
+        input is None when `inputs` was not given."""
+        start = 0
+        for name, size in self.inputs:
+            if index < start + size:
+                return name, int(index - start)
+            start += size
+        return None, int(index)
 
     def logged_at(self, name: str, fill: bool = False) -> np.ndarray:
         """The logged figure `name` at `steps`: NaN where it was not logged, or, with `fill`, the latest earlier
@@ -364,8 +377,9 @@ def _holds(flags: np.ndarray, start: int, patience: int) -> bool:
 
 
 def _finding(step, kind, message, method=None, feature=None, probe=None, value=None, noise=None, **extra) -> dict:
-    out = {"step": int(step), "kind": kind, "method": method, "feature": feature, "probe": probe,
-           "value": _number(value), "noise": _number(noise), "message": message}
+    out = {"step": int(step), "kind": kind, "method": method, "input": None, "feature": feature,
+           "feature_index": None, "probe": probe, "value": _number(value), "noise": _number(noise),
+           "message": message}
     out.update(extra)
     return out
 
@@ -416,11 +430,13 @@ def topk_findings(method: str, history: MethodHistory, t: Thresholds) -> List[di
             if abs(value) <= noise or (value > 0) != entered:
                 continue
             verb = "entered" if entered else "left"
+            input_name, index = history.locate(int(f))
             out.append(_finding(
                 steps[i], "topk_enter" if entered else "topk_leave",
                 f"step {int(steps[i])}: {history.names[f]} {verb} the top {k} of {method} "
                 f"({value:+.3g} mean |attribution|, noise {noise:.2g})",
-                method=method, feature=history.names[f], value=value, noise=noise, feature_index=int(f)))
+                method=method, feature=history.names[f], value=value, noise=noise, input=input_name,
+                feature_index=index))
     return out
 
 
@@ -450,13 +466,14 @@ def drift_findings(method: str, history: MethodHistory, t: Thresholds, reference
     return []
 
 
-def _is_regression(predictions) -> bool:
+def is_regression(predictions) -> bool:
     """One output unit with values outside [0, 1]: a regression, whose value has no class to flip."""
     values = np.asarray(predictions, dtype=np.float64)
     return values.ndim == 3 and values.shape[2] == 1 and bool(((values < 0) | (values > 1)).any())
 
 
-def _predicted(predictions: np.ndarray) -> np.ndarray:
+def predicted_classes(predictions: np.ndarray) -> np.ndarray:
+    """``[steps, probes]`` predicted class of ``[steps, probes, outputs]`` predictions (one unit: above 0.5)."""
     predictions = np.asarray(predictions)
     if predictions.ndim != 3:
         raise ValueError(f"predictions must be [steps, probes, outputs]; received shape {predictions.shape}")
@@ -465,7 +482,9 @@ def _predicted(predictions: np.ndarray) -> np.ndarray:
     return predictions.argmax(axis=2)
 
 
-def _label_classes(labels: Optional[np.ndarray], probes: int) -> Optional[np.ndarray]:
+def label_classes(labels: Optional[np.ndarray], probes: int) -> Optional[np.ndarray]:
+    """``[probes]`` class index of each label (indices or one-hot); None for no labels, regression targets,
+    strings or another probe count."""
     if labels is None:
         return None
     labels = np.asarray(labels)
@@ -480,10 +499,10 @@ def _label_classes(labels: Optional[np.ndarray], probes: int) -> Optional[np.nda
 def flip_findings(pred_steps, predictions, labels=None, class_names=None, patience: int = 3) -> List[dict]:
     """Probes whose predicted class changes and keeps the new class for `patience` steps (or to the end)."""
     pred_steps = np.asarray(pred_steps, dtype=np.int64)
-    if _is_regression(predictions):
+    if is_regression(predictions):
         return []
-    predicted = _predicted(predictions)
-    truth = _label_classes(labels, predicted.shape[1])
+    predicted = predicted_classes(predictions)
+    truth = label_classes(labels, predicted.shape[1])
     names = list(class_names or [])
     out = []
 
@@ -523,11 +542,11 @@ def probe_change_findings(
     `Thresholds.explanation_stable`.
     """
     steps = history.steps
-    if _is_regression(predictions):  # no class to keep or flip
+    if is_regression(predictions):  # no class to keep or flip
         return []
     by_step = {int(s): i for i, s in enumerate(np.asarray(pred_steps))}
     rows = [by_step.get(int(s)) for s in steps]
-    predicted = _predicted(predictions)
+    predicted = predicted_classes(predictions)
     seed_floor = history.logged_at("seed_spearman", fill=True)
     out = []
     for i in range(1, len(steps)):
@@ -608,8 +627,9 @@ def agreement_findings(histories: Mapping[str, MethodHistory], t: Thresholds) ->
     return out
 
 
-_KIND_ORDER = ("drift", "topk_enter", "topk_leave", "sanity_failed", "methods_disagree", "prediction_flip",
-               "explanation_changed", "prediction_flipped_explanation_stable")
+#: Every kind of finding, in the order findings of one step are listed.
+KINDS = ("drift", "topk_enter", "topk_leave", "sanity_failed", "methods_disagree", "prediction_flip",
+         "explanation_changed", "prediction_flipped_explanation_stable")
 
 
 def findings(
@@ -634,8 +654,10 @@ def findings(
         reference_step: the step drift is measured from (the first logged step of each method by default).
 
     Returns:
-        JSON-ready dicts with ``step``, ``kind``, ``method``, ``feature``, ``probe``, ``value``, ``noise`` and
-        ``message`` (None where a key does not apply), plus kind-specific keys.
+        JSON-ready dicts with ``step``, ``kind``, ``method``, ``input``, ``feature``, ``feature_index``,
+        ``probe``, ``value``, ``noise`` and ``message`` (None where a key does not apply), plus kind-specific
+        keys. ``input`` is the feature's input, or the only input of the method(s) a finding is about;
+        ``feature_index`` the feature's flat index within that input's map.
     """
     out: List[dict] = []
     for method, history in sorted(histories.items()):
@@ -651,5 +673,10 @@ def findings(
     out += agreement_findings(histories, thresholds)
     if predictions is not None and pred_steps is not None:
         out += flip_findings(pred_steps, predictions, labels, class_names, thresholds.patience)
-    return sorted(out, key=lambda f: (f["step"], _KIND_ORDER.index(f["kind"]), f["method"] or "",
+    for finding in out:
+        if finding["input"] is None and finding["method"] is not None:
+            explained = {name for m in finding.get("methods") or [finding["method"]]
+                         for name, _ in histories[m].inputs}
+            finding["input"] = next(iter(explained)) if len(explained) == 1 else None
+    return sorted(out, key=lambda f: (f["step"], KINDS.index(f["kind"]), f["method"] or "",
                                       f["feature"] or "", -1 if f["probe"] is None else f["probe"]))

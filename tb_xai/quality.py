@@ -68,6 +68,31 @@ FIGURES = {
     "seeds": ("seed_spearman", "seed_ndcg", "seed_noise"),
     "sanity": ("sanity_spearman",),
 }
+#: What each figure is, in a legend's words (``{k}``: the nDCG's top-k size).
+LABELS = {
+    "ndcg_previous": "nDCG@{k} vs the previous step",
+    "ndcg_reference": "nDCG@{k} vs the reference step",
+    "spearman_previous": "Spearman vs the previous step",
+    "ndcg_floor": "nDCG@{k} noise floor (probes resampled)",
+    "spearman_floor": "Spearman noise floor (probes resampled)",
+    "total_attribution": "total |attribution| (mean over probes)",
+    "entropy": "entropy of |attribution| (0: one feature, 1: even)",
+    "deletion_auc": "deletion AUC (lower: more faithful)",
+    "insertion_auc": "insertion AUC (higher: more faithful)",
+    "deletion_auc_random": "deletion AUC, random order",
+    "insertion_auc_random": "insertion AUC, random order",
+    "seed_spearman": "Spearman between two seeds",
+    "seed_ndcg": "nDCG@{k} between two seeds",
+    "seed_noise": "importance noise between two seeds",
+    "sanity_spearman": "similarity to a randomized model",
+}
+
+
+def figure_labels(k: int) -> Dict[str, str]:
+    """figure -> its label (`LABELS`) with the top-k size filled in."""
+    return {figure: label.format(k=k) for figure, label in LABELS.items()}
+
+
 #: Prefix of the scalar tags and of the keys added to Keras's epoch logs.
 TAG_PREFIX, LOGS_PREFIX = "xai/", "xai_"
 #: The second seed of a sampling method is its own seed plus this.

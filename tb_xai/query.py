@@ -258,15 +258,16 @@ def method_history(run: Run, method: str, logged: Optional[dict] = None) -> find
     steps = parts[0][1].steps
     for _, series in parts[1:]:  # the inputs' steps differ only where a tag lost steps of another shape
         steps = np.intersect1d(steps, series.steps)
-    maps, names = [], []
+    maps, names, sizes = [], [], []
     for ref, series in parts:
         values = series.values[np.isin(series.steps, steps)]
         maps.append(findings_lib.as_maps(values, ref.info.modality))
         prefix = f"{ref.info.input_name}: " if len(names_of_inputs) > 1 else ""
         names += [prefix + n for n in map_layout(ref, series.values.shape[2:]).names()]
+        sizes.append((ref.info.input_name, maps[-1].shape[2]))
     if logged is None:
         logged = logged_figures(run).get(method, {})
-    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged)
+    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged, sizes)
 
 
 def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None) -> dict:
@@ -277,7 +278,10 @@ def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_st
     Returns:
         ``steps`` (int64) and one float64 array over those steps per figure.
     """
-    history = method_history(run, method)
+    return _metrics_of(method_history(run, method), k, reference_step)
+
+
+def _metrics_of(history: findings_lib.MethodHistory, k: int, reference_step: Optional[int]) -> dict:
     out = findings_lib.figures(history.steps, history.maps, k, reference_step)
     for group in ("faithfulness", "seeds", "sanity"):
         for figure in quality_lib.FIGURES[group]:
@@ -309,6 +313,180 @@ def findings(
         histories, pred_steps, values, labels(run), (class_names(run) or None) if values is not None else None,
         thresholds=thresholds or findings_lib.Thresholds(), reference_step=reference_step,
     )
+
+
+def quality(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None) -> dict:
+    """`metrics` as the Quality card draws them: the figures holding a value at some step, their labels, and
+    the thresholds findings compare them with.
+
+    Returns:
+        ``steps`` (list), ``figures`` (figure -> list of float or None per step, in `quality_lib.FIGURES`
+        order, figures never logged left out), ``labels`` (figure -> label), ``groups`` (group -> its figures
+        present), ``thresholds`` (figure -> the level findings compare it with: drift on ``ndcg_reference``,
+        the sanity check on ``sanity_spearman``), ``k`` and ``reference_step`` (the step used).
+    """
+    history = method_history(run, method)
+    values = _metrics_of(history, k, reference_step)
+    steps = values.pop("steps")
+    present = {name: v for name, v in findings_lib.as_json(values).items() if any(x is not None for x in v)}
+    groups = {group: [f for f in names if f in present] for group, names in quality_lib.FIGURES.items()}
+    labels = quality_lib.figure_labels(min(k, max(1, history.maps.shape[2])))
+    defaults = findings_lib.Thresholds()
+    return {
+        "steps": [int(s) for s in steps],
+        "figures": {f: present[f] for group in groups.values() for f in group},
+        "labels": {f: labels[f] for group in groups.values() for f in group},
+        "groups": {group: names for group, names in groups.items() if names},
+        "thresholds": {"ndcg_reference": defaults.drift, "sanity_spearman": defaults.sanity},
+        "k": k,
+        "reference_step": int(steps[findings_lib.reference_index(steps, reference_step)]) if len(steps) else None,
+    }
+
+
+
+
+def noise_floor(
+    run: Run, method: str, input_name: Optional[str] = None, *, k: int = aggregate.DEFAULT_K,
+    target: Optional[int] = None,
+) -> dict:
+    """The noise band of `stability`: at each of its steps, how far the importance ranking of `input_name`
+    moves when the probe set is resampled (`findings_lib.bootstrap_floor` over the probes `importance` counts),
+    and, for sampling methods, the between-seed agreement the callback logged (held from the step it was last
+    logged, as findings use it; NaN before any).
+
+    Returns:
+        ``steps`` and float64 ``spearman_floor``, ``ndcg_floor``, ``seed_spearman``, ``seed_ndcg`` over them.
+    """
+    ref, full = attribution(run, method, input_name)
+    key = ("noise_floor", k, target, run.index.targets.version if target is not None and run.index.targets else None)
+    known = full.derived.get(key)
+    if known is None:
+        maps = findings_lib.as_maps(full.values, ref.info.modality) if full.steps.size else np.zeros((0, 0, 0))
+        counted = aligned_targets(run, full) == target if target is not None else None
+        floors = [findings_lib.bootstrap_floor(m if counted is None else m[counted[i]], k) for i, m in enumerate(maps)]
+        known = {name: np.array([f[name] for f in floors], dtype=np.float64)
+                 for name in ("spearman_floor", "ndcg_floor")}
+        full.derived[key] = known
+    logged = logged_figures(run).get(method, {})
+    history = findings_lib.MethodHistory(full.steps, np.zeros((len(full.steps), 0, 0)), [], logged)
+    return {"steps": full.steps, **known, "seed_spearman": history.logged_at("seed_spearman", fill=True),
+            "seed_ndcg": history.logged_at("seed_ndcg", fill=True)}
+
+
+def open_view(run: Run, finding: dict) -> dict:
+    """Where the dashboard shows `finding`: ``{"view", "method", "input", "step", "probe"}``.
+
+    A feature entering or leaving the top-k opens the evolution view; drift the stability view; a probe's
+    change or flip the probe view of that probe (a flip, which has no method, with the run's first method);
+    disagreeing methods the agreement view; a failed sanity check the quality view. ``input`` is the
+    finding's, else the method's first input.
+    """
+    kind = finding["kind"]
+    view = {"topk_enter": "evolution", "topk_leave": "evolution", "drift": "stability",
+            "sanity_failed": "quality", "methods_disagree": "agreement", "prediction_flip": "probe",
+            "explanation_changed": "probe", "prediction_flipped_explanation_stable": "probe"}[kind]
+    method = (finding.get("methods") or [finding["method"]])[0]
+    if method is None:
+        with_maps = [m for m in methods(run) if run.index.attributions.get(m)]
+        method = with_maps[0] if with_maps else None
+    input_name = finding.get("input")
+    if input_name is None and method is not None and run.index.attributions.get(method):
+        input_name = [name for name in inputs(run) if name in run.index.attributions[method]][0]
+    return {"view": view, "method": method, "input": input_name, "step": finding["step"], "probe": finding["probe"]}
+
+
+def probe_summary(
+    run: Run, method: Optional[str] = None, input_name: Optional[str] = None, *, step: Optional[int] = None
+) -> dict:
+    """What the probe menu says of each probe at `step`: its label, prediction, whether that prediction
+    flipped, and how much its explanation changed.
+
+    Args:
+        run: the run.
+        method: the method whose explanation change is measured (None: no ``change``).
+        input_name: that method's input; None: every input it explains, maps concatenated (as findings do).
+        step: a logged step of `method` (of the predictions without a method); None: the last one.
+
+    Returns:
+        ``step`` (the step answered, None when nothing is logged) and ``probes``: per probe a dict with
+        ``probe``, ``label`` (class index, or the label as logged when it is no class), ``label_name``,
+        ``prediction`` (the predicted class at the latest prediction step at or before `step`: argmax, or
+        above 0.5 for one unit; None for a regression), ``prediction_name``, ``correct`` (None without class
+        labels), ``flipped`` (the prediction differs from the one at the first logged step), ``flip_steps``
+        (every step whose prediction differs from the step before, over the whole run) and ``change``
+        (``1 - Spearman`` of the probe's |map| at `step` with its map at the method's first logged step; None
+        without a method or where the Spearman is undefined, a constant map).
+    """
+    count = probe_count(run) or 0
+    series = predictions(run)
+    pred_steps = series.steps if series is not None else np.zeros(0, dtype=np.int64)
+    change = None
+    if method is not None:
+        if input_name is None:
+            history = method_history(run, method)
+            steps, maps = history.steps, history.maps
+        else:
+            ref, full = attribution(run, method, input_name)
+            steps, maps = full.steps, findings_lib.as_maps(full.values, ref.info.modality)
+        step = _logged_step(steps, step, f"method {method!r}")
+        if step is not None:
+            rho = findings_lib.paired_spearman(maps[0], maps[int(np.flatnonzero(steps == step)[0])])
+            change = 1.0 - rho
+            count = count or len(rho)
+    else:
+        step = _logged_step(pred_steps, step, f"the predictions of run {run.name!r}")
+    classes = names = None
+    if pred_steps.size:
+        values = np.asarray(series.values, dtype=np.float64)
+        values = values.reshape(values.shape[0], values.shape[1], -1)
+        if not findings_lib.is_regression(values):
+            classes = findings_lib.predicted_classes(values)
+    row = None
+    if classes is not None and step is not None and pred_steps[0] <= step:
+        row = int(np.searchsorted(pred_steps, step, side="right")) - 1
+    raw_labels = labels(run)
+    truth = findings_lib.label_classes(raw_labels, count)
+    names = class_names(run)
+
+    def name(c):
+        return names[c] if c is not None and 0 <= c < len(names) else None
+
+    out = []
+    for p in range(count):
+        label = int(truth[p]) if truth is not None else (
+            _plain(raw_labels[p]) if raw_labels is not None and p < len(raw_labels) else None)
+        prediction = int(classes[row, p]) if row is not None and p < classes.shape[1] else None
+        flips = ([int(s) for s in pred_steps[1:][classes[1:, p] != classes[:-1, p]]]
+                 if classes is not None and p < classes.shape[1] else [])
+        value = None if change is None or p >= len(change) else change[p]
+        out.append({
+            "probe": p,
+            "label": label,
+            "label_name": name(label) if truth is not None else None,
+            "prediction": prediction,
+            "prediction_name": name(prediction),
+            "correct": None if truth is None or prediction is None else bool(prediction == truth[p]),
+            "flipped": bool(prediction is not None and prediction != classes[0, p]),
+            "flip_steps": flips,
+            "change": None if value is None or not np.isfinite(value) else float(value),
+        })
+    return {"step": step, "probes": out}
+
+
+def _logged_step(steps: np.ndarray, step: Optional[int], what: str) -> Optional[int]:
+    """`step` checked against the logged `steps` (None: the last one; None when nothing is logged)."""
+    if step is None:
+        return int(steps[-1]) if len(steps) else None
+    if int(step) not in set(np.asarray(steps).tolist()):
+        raise BadQuery(f"step={step} is not a logged step of {what}; logged steps: {np.asarray(steps).tolist()}")
+    return int(step)
+
+
+def _plain(value):
+    value = np.asarray(value)
+    if value.dtype.kind in "SUO":
+        return text(value.reshape(-1)[0]) if value.size == 1 else [text(v) for v in value.reshape(-1)]
+    return value.item() if value.size == 1 else value.tolist()
 
 
 # ---- the rest of a run --------------------------------------------------------------------------------

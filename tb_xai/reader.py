@@ -317,6 +317,28 @@ class Run:
             raise ValueError(f"give thresholds= or threshold keywords, not both; received {sorted(threshold_values)}")
         return query.findings(self._run, thresholds=thresholds, reference_step=reference_step)
 
+    def probe_summary(self, method: Optional[str] = None, input: Optional[str] = None, *,
+                      step: Optional[int] = None) -> dict:
+        """Each probe's label, prediction at `step`, whether it flipped, and how much its explanation changed.
+
+        What the dashboard's probe menu shows (`tb_xai.query.probe_summary` has every field).
+
+        Args:
+            method: the method whose explanation change is measured (None: ``change`` is None).
+            input: that method's input (None: every input it explains).
+            step: a logged step of `method` (of the predictions without one); None: the last one.
+
+        Returns:
+            ``{"step": int, "probes": [{"probe", "label", "label_name", "prediction", "prediction_name",
+            "correct", "flipped", "flip_steps", "change"}, ...]}``.
+
+        Example:
+            >>> menu = tb_xai.load("runs/shortcut").probe_summary("integrated_gradients")
+            >>> sorted(menu["probes"], key=lambda p: -(p["change"] or 0))[0]["probe"]  # the most changed probe
+            7
+        """
+        return query.probe_summary(self._run, method, input, step=step)
+
     # -------------------------------------------------------------------------------------- internals
     def _required(self, ref: Optional[runmodel.TagRef], tag: str) -> runmodel.TagSeries:
         if ref is None:

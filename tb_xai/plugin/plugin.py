@@ -14,11 +14,12 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
+from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from werkzeug import wrappers
 
-from tb_xai import aggregate, metadata, query
+from tb_xai import aggregate, findings as findings_lib, metadata, quality as quality_lib, query
 from tb_xai.plugin import event_files, run_data
 from tb_xai.runmodel import BadQuery, NotFound, Run, RunIndex
 
@@ -75,8 +76,11 @@ class XaiPlugin(base_plugin.TBPlugin):
             "/runs": self._runs_route,
             "/evolution": self._cached_route(evolution_request),
             "/probe": self._cached_route(probe_request),
-            "/stability": self._cached_route(stability_request),
+            "/stability": self._cached_route(stability_request, scalars=True),
             "/agreement": self._cached_route(agreement_request),
+            "/findings": self._cached_route(findings_request, scalars=True),
+            "/quality": self._cached_route(quality_request, scalars=True),
+            "/probes": self._cached_route(probes_request),
             "/scalars": self._scalars_route,
             "/index.js": self._index_js_route,
             "/static/*": self._static_route,
@@ -92,19 +96,29 @@ class XaiPlugin(base_plugin.TBPlugin):
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
         return self._files.patch(self._reader.runs(ctx, eid))
 
-    def _cached_route(self, answer):
-        """A route whose answer depends only on its parameters and the run's data: kept per run version."""
+    def _cached_route(self, answer, scalars: bool = False):
+        """A route whose answer depends only on its parameters and the run's data: kept per run version (and
+        per version of the run's quality scalars, for an answer that reads them)."""
 
         @wrappers.Request.application
         @_http_errors
         def route(request):
             run = find_run(self._runs(request), _required(request, "run"))
             key = (answer.__name__, plugin_util.experiment_id(request.environ), run.name,
-                   tuple(sorted(request.args.items(multi=True))), run_version(run.index))
+                   tuple(sorted(request.args.items(multi=True))), run_version(run.index),
+                   self._quality_scalar_version(request, run.name) if scalars else None)
             body = self._answers.get(key, lambda: _encode(answer(run, request.args)))
             return http_util.Respond(request, body, "application/json")
 
         return route
+
+    def _quality_scalar_version(self, request, run: str) -> str:
+        ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+        listing = self._data_provider.list_scalars(
+            ctx, experiment_id=eid, plugin_name=scalar_metadata.PLUGIN_NAME,
+            run_tag_filter=provider.RunTagFilter(runs=[run]),
+        )
+        return quality_scalar_version(listing.get(run, {}))
 
     @wrappers.Request.application
     @_http_errors
@@ -273,6 +287,13 @@ def scalar_versions(listing: Mapping[str, Mapping[str, object]]) -> dict:
                 (max(s.max_step for s in series), max(s.max_wall_time for s in series))
             )
     return versions
+
+
+def quality_scalar_version(tags: Mapping[str, object]) -> str:
+    """One token over a run's quality scalars (``xai/<method>/<figure>``, from a ``list_scalars`` answer's
+    tags of the run): it changes whenever the callback writes a figure."""
+    return ";".join(sorted(f"{tag}={version_token((s.max_step, s.max_wall_time))}"
+                           for tag, s in tags.items() if quality_lib.parse_scalar_tag(tag) is not None))
 
 
 def run_version(index: RunIndex) -> str:
@@ -486,6 +507,7 @@ def stability_impl(
         "k": stability["k"],
         "steps": stability["steps"].tolist(),
         **{name: _floats(stability[name], rounded=False) for name in names},
+        "noise": noise_answer(run, method, stability["input"], k=k, target=target),
     }
 
 
@@ -511,6 +533,82 @@ def agreement_impl(
             for pair in agreement["pairs"]
         ],
     }
+
+
+# ---- findings, quality, the probe menu (tb_xai.findings, tb_xai.quality through tb_xai.query) ------------
+
+
+def _threshold_args(args) -> findings_lib.Thresholds:
+    return findings_lib.Thresholds(k=_k(args))
+
+
+def findings_request(run: Run, args) -> dict:
+    step = args.get("reference_step")
+    return findings_impl(run, thresholds=_threshold_args(args),
+                         reference_step=None if step in (None, "") else parse_int(step, "reference_step"))
+
+
+def quality_request(run: Run, args) -> dict:
+    step = args.get("reference_step")
+    return quality_impl(run, _required_arg(args, "method"), k=_k(args),
+                        reference_step=None if step in (None, "") else parse_int(step, "reference_step"))
+
+
+def probes_request(run: Run, args) -> dict:
+    step = args.get("step")
+    return probes_impl(run, args.get("method") or None, args.get("input"),
+                       step=None if step in (None, "") else parse_int(step, "step"))
+
+
+@_http_errors
+def findings_impl(
+    run: Run, *, thresholds: Optional[findings_lib.Thresholds] = None, reference_step: Optional[int] = None
+) -> dict:
+    """The ``findings`` answer: `run.findings()`'s list, each with where the dashboard shows it (``open``)."""
+    try:
+        found = query.findings(run, thresholds=thresholds, reference_step=reference_step)
+    except BadQuery:
+        raise
+    except ValueError as error:  # a reference step that is not logged
+        raise BadQuery(str(error))
+    return {
+        "run": run.name,
+        "findings": [dict(f, open=query.open_view(run, f)) for f in found],
+        "kinds": list(findings_lib.KINDS),
+    }
+
+
+@_http_errors
+def quality_impl(
+    run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None
+) -> dict:
+    """The ``quality`` answer: `run.metrics(method)`'s figures that hold a value, with labels and thresholds."""
+    try:
+        answer = query.quality(run, method, k=k, reference_step=reference_step)
+    except BadQuery:
+        raise
+    except ValueError as error:  # a reference step that is not logged
+        raise BadQuery(str(error))
+    answer["figures"] = {name: _floats(values, rounded=False) for name, values in answer["figures"].items()}
+    return {"run": run.name, "method": method, **answer}
+
+
+@_http_errors
+def probes_impl(
+    run: Run, method: Optional[str], input_name: Optional[str], *, step: Optional[int] = None
+) -> dict:
+    """The ``probes`` answer: each probe's label, prediction at `step`, flips and explanation change."""
+    summary = query.probe_summary(run, method, input_name, step=step)
+    return {"run": run.name, "method": method, "input": input_name, **summary}
+
+
+def noise_answer(
+    run: Run, method: str, input_name: Optional[str], *, k: int = aggregate.DEFAULT_K, target: Optional[int] = None
+) -> dict:
+    """The ``noise`` field of the ``stability`` answer (`query.noise_floor`), per step, null where unknown."""
+    noise = query.noise_floor(run, method, input_name, k=k, target=target)
+    names = ("spearman_floor", "ndcg_floor", "seed_spearman", "seed_ndcg")
+    return {name: _floats(noise[name], rounded=False) for name in names}
 
 
 def scalars_impl(run: str, series: Mapping[str, Mapping[str, dict]], max_points: int = MAX_SCALAR_POINTS) -> dict:
