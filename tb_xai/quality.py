@@ -383,6 +383,37 @@ def faithfulness(
             "deletion_auc_random": auc[1, 0], "insertion_auc_random": auc[1, 1]}
 
 
+def seed_figures(first: np.ndarray, second: np.ndarray, k: int) -> Dict[str, float]:
+    """The seed figures of one step from two seeds' ``[probes, features]`` |maps| of the same probes.
+
+    ``seed_spearman``: the mean over probes of the Spearman of their two maps; ``seed_ndcg``: nDCG@k of the
+    second seed's importance graded by the first's; ``seed_noise``: the standard deviation of one seed's
+    importance, ``sqrt(mean((a - b)^2) / 2)`` from the two importances a, b (measured on the subset and not
+    scaled down to the whole probe set, so the noise floor errs on the side of fewer findings).
+    """
+    a, b = first.mean(axis=0), second.mean(axis=0)
+    with np.errstate(invalid="ignore"):
+        rho = findings_lib.paired_spearman(first, second)
+    return {
+        "seed_spearman": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
+        "seed_ndcg": findings_lib.ndcg_at_k(a, b, k),
+        "seed_noise": float(np.sqrt(np.mean((a - b) ** 2) / 2.0)),
+    }
+
+
+def sanity_figures(reference: np.ndarray, maps: np.ndarray, same_target: np.ndarray) -> Dict[str, float]:
+    """``sanity_spearman``: the mean Spearman of each probe's |map| with its map under the randomized model,
+    over the probes explained for the same class then and now (`same_target`); {} when none is, when the
+    shapes differ, or when every map is constant (a saturated output has no ranking to compare)."""
+    same = np.asarray(same_target, dtype=bool)
+    if not same.any() or reference.shape != maps.shape:
+        return {}
+    values = findings_lib.paired_spearman(reference[same], maps[same])
+    if not np.isfinite(values).any():
+        return {}
+    return {"sanity_spearman": float(np.nanmean(values))}
+
+
 # -------------------------------------------------------------------------------------- the callback side
 class QualityMonitor:
     """The callback's quality state: the randomized model's maps, earlier steps' importance, the seed twins.
@@ -521,25 +552,11 @@ class QualityMonitor:
             twin = self._twins[method.name] = reseeded(method)
         chosen = evenly_spaced(len(targets), self.quality.seed_probes)
         again = flat_maps(twin.attribute([x[chosen] for x in self.probe.inputs], targets[chosen]), self._modalities)
-        first = maps[chosen]
-        a, b = first.mean(axis=0), again.mean(axis=0)
-        return {
-            "seed_spearman": float(np.nanmean(findings_lib.paired_spearman(first, again))),
-            "seed_ndcg": findings_lib.ndcg_at_k(a, b, self.quality.k),
-            # The std of one seed's importance, from the difference of two: measured on the subset and not
-            # scaled down to the whole probe set, so the noise floor errs on the side of fewer findings.
-            "seed_noise": float(np.sqrt(np.mean((a - b) ** 2) / 2.0)),
-        }
+        return seed_figures(maps[chosen], again, self.quality.k)
 
     def _sanity(self, name, maps, targets) -> Dict[str, float]:
         reference_targets, reference = self._reference[name]
-        same = np.asarray(targets) == reference_targets
-        if not same.any() or reference.shape != maps.shape:
-            return {}
-        values = findings_lib.paired_spearman(reference[same], maps[same])
-        if not np.isfinite(values).any():  # constant maps (a saturated output) have no ranking to compare
-            return {}
-        return {"sanity_spearman": float(np.nanmean(values))}
+        return sanity_figures(reference, maps, np.asarray(targets) == reference_targets)
 
     def _warn(self, method: str, group: str, error: Exception) -> None:
         if (method, group) not in self._warned:
