@@ -23,7 +23,7 @@ from matplotlib import colormaps, colors as mcolors
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
-from tb_xai import aggregate, metadata
+from tb_xai import aggregate, findings as findings_lib, metadata, quality as quality_lib
 from tb_xai.comparison import compare as _compare
 from tb_xai.reader import Run, RunLike, as_run
 
@@ -387,6 +387,151 @@ def agreement(
     ax.set_title(f"method agreement (solid: Spearman; dashed: {compared} overlap)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _short(message: str) -> str:
+    """A finding's message without its leading ``"step N: "`` (the timeline's x axis says the step)."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and head.startswith("step ") else message
+
+
+#: Marker and colour of each finding kind on the timeline.
+_KIND_STYLE = {
+    "drift": ("v", "C3"), "topk_enter": ("^", "C2"), "topk_leave": ("v", "C1"), "sanity_failed": ("X", "C7"),
+    "methods_disagree": ("D", "C4"), "prediction_flip": ("o", "C0"), "explanation_changed": ("s", "C5"),
+    "prediction_flipped_explanation_stable": ("P", "C9"),
+}
+
+
+def findings_timeline(
+    run: RunLike, *, findings: Optional[Sequence[dict]] = None, most: int = 12, **threshold_values
+) -> Figure:
+    """What changed, and when: every finding as a marker over steps, one row per method (flips on a row of
+    their own), and the first `most` findings in words.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        findings: the findings to draw (by default ``run.findings(**threshold_values)``).
+        most: how many findings are listed in words (the timeline shows all).
+        **threshold_values: `tb_xai.findings.Thresholds` fields (``k=5``), when `findings` is not given.
+
+    Example:
+        >>> tb_xai.plot.findings_timeline("runs/shortcut", k=5).savefig("findings.png")
+    """
+    run = as_run(run)
+    if most < 0:
+        raise ValueError(f"most must be at least 0; received {most}")
+    found = list(run.findings(**threshold_values) if findings is None else findings)
+    rows = sorted({f["method"] for f in found if f["method"] is not None}) or list(run.methods)
+    if any(f["method"] is None for f in found):
+        rows.append("predictions")
+    listed = found[:most]
+    fig = Figure(figsize=(9, 2.0 + 0.35 * len(rows) + 0.2 * (len(listed) + (len(found) > most))),
+                 layout="constrained")
+    timeline, words = fig.subplots(2, 1, height_ratios=[1.0 + 0.35 * len(rows), 0.3 + 0.2 * len(listed)])
+    row_of = {name: i for i, name in enumerate(rows)}
+    for kind in findings_lib.KINDS:
+        of_kind = [f for f in found if f["kind"] == kind]
+        if not of_kind:
+            continue
+        marker, color = _KIND_STYLE[kind]
+        # Several findings of one kind at one step and row are spread a little, so each stays visible.
+        ys = [row_of[f["method"] if f["method"] is not None else "predictions"] for f in of_kind]
+        seen: dict = {}
+        offsets = []
+        for f, y in zip(of_kind, ys):
+            n = seen[(f["step"], y)] = seen.get((f["step"], y), -1) + 1
+            offsets.append(0.12 * n)
+        timeline.scatter([f["step"] for f in of_kind], [y + o for y, o in zip(ys, offsets)], marker=marker,
+                         color=color, s=40, label=kind.replace("_", " "), zorder=3)
+    steps = [s for m in run.methods for s in run.steps(m)] or [0]
+    timeline.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+    timeline.set_yticks(range(len(rows)), rows)
+    timeline.set_ylim(len(rows) - 0.5, -0.5)
+    timeline.grid(alpha=0.3)
+    _steps_axis(timeline)
+    timeline.set_title(f"findings ({len(found)})" if found else "no findings: no change beat the noise floor")
+    if found:
+        timeline.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    words.axis("off")
+    lines = [f"step {f['step']}: {_short(f['message'])}" for f in listed]
+    if len(found) > most:
+        lines.append(f"... and {len(found) - most} more")
+    words.text(0.0, 1.0, "\n".join(lines) if lines else "(none)", va="top", ha="left", fontsize=8,
+               family="monospace", transform=words.transAxes)
+    return fig
+
+
+def quality(run: RunLike, methods: Optional[Sequence[str]] = None, *, k: int = aggregate.DEFAULT_K) -> Figure:
+    """Are the maps faithful, do they explain what was learned, has the ranking drifted? Per method, over steps.
+
+    Three panels: deletion and insertion AUC (solid) against the same curves for a random order (dashed; a
+    faithful map deletes faster and inserts faster than random), the similarity of the maps to a randomized
+    model's (the sanity check; the dashed line is the level findings flag), and nDCG@k against the reference
+    step with the noise band (from the bootstrap floor up to 1: a value inside it could be the probe set's
+    noise; the dotted line is the drift alarm). A figure that was not logged says so in its panel.
+
+    Args:
+        run: a `tb_xai.Run` or a log directory.
+        methods: the methods to draw (default: every logged one with attributions).
+        k: top-k size of the nDCG.
+
+    Example:
+        >>> tb_xai.plot.quality("runs/exp1", ["integrated_gradients"]).savefig("quality.png")
+    """
+    run = as_run(run)
+    methods = list(run.methods if methods is None else methods)
+    unknown = [m for m in methods if m not in run.methods]
+    if unknown or not methods:
+        raise KeyError(f"no attributions for methods {unknown or methods} in {run.path}; logged methods: "
+                       f"{run.methods}")
+    metrics = {m: run.metrics(m, k=k) for m in methods}
+    labels = quality_lib.figure_labels(k)
+    thresholds = findings_lib.Thresholds()
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
+    faithful, sanity, drift = fig.subplots(1, 3)
+    drawn = {"faithful": False, "sanity": False, "drift": False}
+    for i, method in enumerate(methods):
+        color, m = f"C{i % 10}", metrics[method]
+        steps = m["steps"]
+
+        def line(ax, figure, style="-o", label=None, **kwargs):
+            if not np.isfinite(m[figure]).any():
+                return False
+            ax.plot(steps, m[figure], style, markersize=3, color=color, label=label, **kwargs)
+            return True
+
+        for name, tag in (("deletion_auc", "deletion"), ("insertion_auc", "insertion")):
+            style = "-o" if name == "deletion_auc" else "-s"
+            if line(faithful, name, style, f"{method}: {tag}"):
+                drawn["faithful"] = True
+                line(faithful, f"{name}_random", "--", alpha=0.7)
+        drawn["sanity"] |= line(sanity, "sanity_spearman", "-o", method)
+        if line(drift, "ndcg_reference", "-o", method):
+            drawn["drift"] = True
+            floor = m["ndcg_floor"]
+            known = np.isfinite(floor)
+            drift.fill_between(steps[known], floor[known], 1.0, color=color, alpha=0.15, linewidth=0)
+    panels = (
+        (faithful, "faithfulness (dashed: random order)", "explained output AUC", "faithful",
+         "faithfulness not logged (quality=\"all\")", None),
+        (sanity, labels["sanity_spearman"] + " (sanity)", "Spearman of |maps|", "sanity", "sanity not logged",
+         thresholds.sanity),
+        (drift, labels["ndcg_reference"] + " (band: noise)", f"nDCG@{k}", "drift", "drift not computed",
+         thresholds.drift),
+    )
+    for ax, title, ylabel, key, missing, level in panels:
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel)
+        _steps_axis(ax)
+        ax.grid(alpha=0.3)
+        if not drawn[key]:
+            ax.text(0.5, 0.5, missing, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.4")
+            continue
+        if level is not None:
+            ax.axhline(level, color="0.3", linestyle=":" if key == "drift" else "--", linewidth=1)
+        ax.legend(fontsize=7, loc="best")
     return fig
 
 
