@@ -3,7 +3,7 @@
 
 import { runColor } from './colors';
 import { el } from './dom';
-import { Finding, Query, RunInfo, fetchProbeMenu, fetchRuns, hasData, latestRun } from './model';
+import { Finding, Query, RunInfo, analysisVersion, fetchProbeMenu, fetchRuns, hasData, latestRun } from './model';
 import { onTensorBoardReload } from './reload';
 import { RUN_SEPARATOR, Selection, clampK, loadSelection, otherRuns, saveSelection } from './selection';
 import { followTheme } from './theme';
@@ -63,6 +63,8 @@ export class App {
   private readonly agreement: AgreementView;
   /** Every card, in page order; each is fetched and drawn alike. */
   private readonly views: View[];
+  /** Cards whose answers are computed over every step (findings, noise floors): fetched after the evolution card's, to keep first paint fast. */
+  private readonly deferred: Set<View>;
   private readonly message = el('p', { class: 'message', role: 'status' });
   private readonly live = el('p', { class: 'live', role: 'status' });
   private readonly failures = el('ul', { class: 'failures', 'aria-label': 'method failures' });
@@ -96,7 +98,9 @@ export class App {
     const stability = new StabilityView();
     this.agreement = new AgreementView((step) => this.probe.setStep(step));
     const findings = new FindingsView((finding) => this.open(finding));
-    this.views = [findings, this.evolution, topk, stability, this.probe, this.agreement, new QualityView()];
+    const quality = new QualityView();
+    this.views = [findings, this.evolution, topk, stability, this.probe, this.agreement, quality];
+    this.deferred = new Set<View>([findings, stability, quality]);
     this.element = el(
       'main',
       { class: 'tb-xai' },
@@ -168,7 +172,7 @@ export class App {
       return false;
     }
     const first = !this.runs.some(hasData);
-    const version = (list: RunInfo[]) => list.map((r) => `${r.run}=${r.version}|${Object.values(r.scalar_versions).join(',')}`).join('\n');
+    const version = (list: RunInfo[]) => list.map((r) => `${r.run}=${analysisVersion(r)}|${Object.values(r.scalar_versions).join(',')}`).join('\n');
     const before = version(this.runs);
     this.runs = all;
     if (first) {
@@ -292,11 +296,15 @@ export class App {
     if (this.menuKey && !this.menuKey.startsWith(`${context.explained.query.run}|`)) this.controls.showProbeMenu(null);
     this.scheduleProbeMenu();
     const current = () => generation === this.generation;
-    for (const view of this.views) {
+    let painted: Promise<unknown> = Promise.resolve();
+    for (const view of [this.evolution, ...this.views.filter((v) => v !== this.evolution)]) {
       const card = view.card;
       card.setStatus('Loading…');
       card.element.setAttribute('aria-busy', 'true');
-      view.load(context).then(
+      // The analysis cards (their answers cost the server most) ask once the evolution card has its data.
+      const loaded = this.deferred.has(view) ? painted.then(() => view.load(context)) : view.load(context);
+      if (view === this.evolution) painted = loaded.catch(() => undefined);
+      loaded.then(
         (draw) => {
           if (!current()) return;
           card.setStatus('');

@@ -51,6 +51,8 @@ export interface RunInfo {
   scalar_runs: string[];
   /** Per sibling scalar run, a token that changes whenever it is written. */
   scalar_versions: Record<string, string>;
+  /** Changes whenever the callback writes one of the run's quality scalars (servers that send it). */
+  quality_version?: string;
   methods: MethodInfo[];
 }
 
@@ -286,8 +288,9 @@ export function fetchProbe(q: Query, probe: number): Promise<Probe> {
   return getJson('probe', { run: q.run, method: q.method, input: q.input, probe, signed: q.signed }, q.version);
 }
 
-export function fetchStability(q: Query, k: number): Promise<Stability> {
-  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, q.version);
+/** `version`: `analysisVersion` of the run (the noise band reads the seed figures the callback logged). */
+export function fetchStability(q: Query, k: number, version: string = q.version): Promise<Stability> {
+  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, version);
 }
 
 export function fetchAgreement(q: Query, k: number): Promise<Agreement> {
@@ -372,12 +375,19 @@ export interface StabilityNoise {
   seed_ndcg?: Num[];
 }
 
-export function fetchFindings(run: string, version: string): Promise<Findings> {
-  return getJson('findings', { run }, version);
+/** The version answers that read the run's quality scalars are cached under (findings, quality, stability). */
+export function analysisVersion(run: RunInfo): string {
+  return `${run.version}|${run.quality_version ?? ''}`;
 }
 
-export function fetchQuality(q: Query): Promise<Quality> {
-  return getJson('quality', { run: q.run, method: q.method }, q.version);
+/** The run's findings, at `analysisVersion(run)`. */
+export function fetchFindings(run: RunInfo): Promise<Findings> {
+  return getJson('findings', { run: run.run }, analysisVersion(run));
+}
+
+/** `q` names the run and method; `version` is `analysisVersion` of the run. */
+export function fetchQuality(q: Query, version: string): Promise<Quality> {
+  return getJson('quality', { run: q.run, method: q.method }, version);
 }
 
 /** The probe menu at `step` (the last logged step when null). */

@@ -90,7 +90,7 @@ export class FindingsView implements View {
 
   async load(context: ViewContext): Promise<Draw> {
     const info = context.primary.info;
-    const answer = await fetchFindings(info.run, info.version);
+    const answer = await fetchFindings(info);
     return (width) => {
       if (this.current?.info.run !== info.run) {
         this.expanded = false;

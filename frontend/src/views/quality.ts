@@ -6,7 +6,7 @@
 import { lineColors } from '../colors';
 import { el, setOptions } from '../dom';
 import { fileStem } from '../export';
-import { Num, Quality, RunInfo, fetchQuality } from '../model';
+import { Num, Quality, RunInfo, analysisVersion, fetchQuality } from '../model';
 import { Card, Table } from './card';
 import { titleSvg } from './legend';
 import { Lines, LinesData, Series } from './lines';
@@ -73,7 +73,7 @@ export class QualityView implements View {
     const primary = context.primary;
     const info = primary.info;
     const methods = info.methods.filter((m) => m.inputs.length > 0).map((m) => m.method);
-    const settled = await Promise.allSettled(methods.map((method) => fetchQuality({ ...primary.query, method })));
+    const settled = await Promise.allSettled(methods.map((method) => fetchQuality({ ...primary.query, method }, analysisVersion(info))));
     const answers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [`${methods[i]}: ${s.reason instanceof Error ? s.reason.message : s.reason}`] : []));
     if (!answers.length) throw new Error(`No quality figures: ${failed.join('; ')}`);

@@ -4,7 +4,7 @@
 import { lineColors } from '../colors';
 import { formatValue } from '../dom';
 import { fileStem } from '../export';
-import { Stability, fetchStability } from '../model';
+import { Stability, analysisVersion, fetchStability } from '../model';
 import { Card, Table } from './card';
 import { Band, Lines, Series } from './lines';
 import { Draw, Shown, View, ViewContext } from './view';
@@ -68,7 +68,7 @@ export class StabilityView implements View {
   }
 
   async load(context: ViewContext): Promise<Draw> {
-    const answers = await Promise.all(context.runs.map((r) => fetchStability(r.query, context.selection.k)));
+    const answers = await Promise.all(context.runs.map((r) => fetchStability(r.query, context.selection.k, analysisVersion(r.info))));
     return (width) => {
       this.current = { answers, runs: context.runs, method: context.selection.method };
       this.draw(width);
