@@ -155,6 +155,6 @@ def test_findings_dashboard(report, name):
 
 def test_screenshots_are_saved(report):
     names = {os.path.basename(path) for path in report["screenshots"]}
-    assert {"findings.png", "findings_quality.png"} <= names, names
+    assert {"findings.png", "findings_quality.png", "findings_noise_band.png", "findings_dark.png"} <= names, names
     for path in report["screenshots"]:
         assert os.path.getsize(path) > 5000, path

@@ -232,7 +232,7 @@ try {
     await frame.waitForSelector(`#findings[data-drawn="${quiet}|0"]`, { timeout: 20000 });
     const text = await frame.textContent('#findings .no-findings');
     assert(text.startsWith('No findings beyond the noise floor'), text);
-    assert(/Checked 1 method \(saliency\) over 4 logged steps for: ranking drift, entered the top-k/.test(text), text);
+    assert(/Checked 1 method \(saliency\) over 4 logged steps for: ranking drift; entered the top-k; left the top-k/.test(text), text);
     await drawn(frame, 'quality', `${quiet}|`);
     const missing = await frame.textContent('#quality .quality-missing');
     assert(/quality="all"/.test(missing), `quality card of a run without faithfulness: ${missing}`);
@@ -248,6 +248,7 @@ try {
     await frame.waitForFunction(() => document.body.dataset.theme === 'dark');
     await frame.waitForFunction((before) => document.querySelector('#findings svg.findings-timeline text[data-lane]')?.getAttribute('fill') !== before, light, { timeout: 5000 });
     const dark = await fill();
+    await shoot(frame, 'findings', 'findings_dark');
     const band = await frame.$eval('#stability path.band', (p) => (p.getAttribute('d') ?? '').length);
     await page.evaluate(() => document.body.classList.remove('dark-mode'));
     await frame.waitForFunction(() => document.body.dataset.theme === 'light');

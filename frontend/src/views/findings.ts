@@ -19,6 +19,7 @@ import { Draw, View, ViewContext } from './view';
 export const LISTED = 8;
 const LANE = 24;
 const AXIS = 30;
+const KEY = 22;
 
 /** How a kind of event is named on its lane; a kind the server added since is named by its identifier. */
 const KIND_NAMES: Record<string, string> = {
@@ -109,7 +110,7 @@ export class FindingsView implements View {
     const methods = info.methods.filter((m) => m.inputs.length > 0).map((m) => m.method);
     if (!found.length) {
       this.card.note.textContent = '';
-      const checked = answer.kinds.map(kindName).join(', ');
+      const checked = answer.kinds.map(kindName).join('; ');
       this.card.figure.replaceChildren(el('div', { class: 'no-findings' },
         el('p', { class: 'empty-title' }, 'No findings beyond the noise floor'),
         el('p', {}, `Checked ${methods.length} method${methods.length === 1 ? '' : 's'} (${methods.join(', ')}) over ${steps.length} logged step${steps.length === 1 ? '' : 's'} for: ${checked || 'every kind of event'}. ` +
@@ -125,6 +126,17 @@ export class FindingsView implements View {
     this.drawList();
     this.card.figure.replaceChildren(this.timeline, this.list, this.more);
     this.card.markDrawn(`${info.run}|${found.length}`);
+  }
+
+  /** The colours the marks use now, each with what it stands for (in first-seen order). */
+  private colorKey(found: Finding[]): { name: string; color: string }[] {
+    const byMethod = this.lanes.value === 'method';
+    const key = new Map<string, string>();
+    for (const f of found) {
+      const name = byMethod ? kindName(f.kind) : f.method === null ? 'predictions' : f.method.includes(',') ? 'two methods' : f.method;
+      if (!key.has(name)) key.set(name, this.colorOf(f));
+    }
+    return [...key].map(([name, color]) => ({ name, color }));
   }
 
   /** The colour of a finding: its method's on kind lanes, its kind's on method lanes. */
@@ -150,7 +162,8 @@ export class FindingsView implements View {
     measure.font = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
     const left = Math.min(Math.round(width * 0.4), 12 + Math.max(...lanes.map((l) => measure.measureText(label(l)).width)));
     const right = 16;
-    const height = lanes.length * LANE + AXIS;
+    const key = this.colorKey(found);
+    const height = lanes.length * LANE + AXIS + (key.length ? KEY : 0);
     const lo = Math.min(steps[0] ?? found[0].step, found[0].step);
     const hi = Math.max(steps[steps.length - 1] ?? found[found.length - 1].step, found[found.length - 1].step);
     const x = scaleLinear().domain([lo, hi === lo ? lo + 1 : hi]).range([left + 8, Math.max(left + 40, width - right)]);
@@ -161,14 +174,22 @@ export class FindingsView implements View {
       const y = i * LANE + LANE / 2;
       svg.append('line').attr('x1', left).attr('x2', width - right).attr('y1', y).attr('y2', y).attr('stroke', ink().grid);
       svg.append('text').attr('x', left - 6).attr('y', y).attr('dy', '0.35em').attr('text-anchor', 'end').attr('font-size', 11)
-        .attr('fill', ink().text).attr('data-lane', lane).text(shorten(label(lane), Math.floor((left - 6) / 5.5)))
+        .attr('fill', ink().text).attr('data-lane', lane).text(measure.measureText(label(lane)).width <= left - 8 ? label(lane) : shorten(label(lane), Math.floor((left - 6) / 6)))
         .append('title').text(label(lane));
     });
     const ticks = x.ticks(Math.max(2, Math.floor((width - left) / 60))).filter(Number.isInteger);
     svg.append('g').attr('transform', `translate(0,${lanes.length * LANE + 2})`)
       .call(axisBottom(x).tickValues(ticks).tickFormat((d) => String(d)).tickSizeOuter(0));
-    svg.append('text').attr('x', (left + width - right) / 2).attr('y', height - 2).attr('text-anchor', 'middle')
+    svg.append('text').attr('x', (left + width - right) / 2).attr('y', lanes.length * LANE + AXIS - 2).attr('text-anchor', 'middle')
       .attr('font-size', 11).attr('fill', ink().muted).text('step');
+    // What the colours mean: the methods on kind lanes, the kinds on method lanes.
+    let kx = left;
+    const legend = svg.append('g').attr('class', 'legend').attr('font-size', 11);
+    for (const { name, color } of key) {
+      legend.append('circle').attr('cx', kx + 5).attr('cy', height - 8).attr('r', 5).attr('fill', color);
+      legend.append('text').attr('x', kx + 14).attr('y', height - 8).attr('dy', '0.35em').attr('fill', ink().text).text(name);
+      kx += 28 + measure.measureText(name).width;
+    }
     // One marker per lane and step; several events there share it (the count in it, every message on hover).
     const groups = new Map<string, Finding[]>();
     for (const f of found) {
