@@ -91,8 +91,9 @@ def first_step_from(flags: np.ndarray, steps) -> int | None:
     return int(steps[position])
 
 
-def report(log_dir: str, probe_stamped: np.ndarray, method: str = "integrated_gradients") -> dict:
-    """Prints what the attributions show and returns the key facts (for tests and the curious)."""
+def report(log_dir: str, probe_stamped: np.ndarray, method: str = "integrated_gradients", k: int = 5) -> dict:
+    """Prints what the attributions show and what the findings say, and returns the key facts (for tests and
+    the curious)."""
     import tb_xai
 
     run = tb_xai.load(log_dir)
@@ -116,24 +117,53 @@ def report(log_dir: str, probe_stamped: np.ndarray, method: str = "integrated_gr
     for i, step in enumerate(steps):
         print(f"{step:5d}  {stamp_share[i]:11.0%}  {names[int(flat[i].argmax())]:13s}  "
               f"{accuracy_clean[i]:17.0%} / {accuracy_stamped[i]:<14.0%}  {int(fooled[i].sum())}")
-    example = int(np.flatnonzero(fooled[-1])[0]) if fooled[-1].any() else None
-    print("\nWhat to look at:")
     if since is None:
-        print(f"  The stamp has not become the most important region yet ({stamp_share[-1]:.0%} of the attribution "
+        print(f"\nThe stamp has not become the most important region yet ({stamp_share[-1]:.0%} of the attribution "
               "at the last epoch): train longer (--epochs).")
     else:
-        print(f"  From epoch {since} on, the most important pixel is in the stamp, not on the digit: the model has "
+        print(f"\nFrom epoch {since} on, the most important pixel is in the stamp, not on the digit: the model has "
               f"learned the shortcut. At the last epoch the stamp holds {stamp_share[-1]:.0%} of the attribution "
               f"while covering {area:.0%} of the image.")
-    print("  In TensorBoard's Attributions tab, run 'shortcut/xai' (method integrated_gradients, or occlusion):")
-    print(f"  - Evolution: the mean map's top-left corner turns red around epoch {since if since is not None else '?'}.")
-    print("  - Top-k: the four stamp pixels climb past the stroke pixels; the stability card marks the shift.")
+
+    findings = run.findings(k=k)
+    entered = [f for f in findings if f["kind"] == "topk_enter" and f["method"] == method
+               and f["feature"] in STAMP_PIXELS]
+    victims = [f for f in findings if f["kind"] == "prediction_flip" and f["direction"] == "right_to_wrong"]
+    stamped_victims = [f for f in victims if probe_stamped[f["probe"]] and labels[f["probe"]] == 0]
+    stamped_probes = list(dict.fromkeys(f["probe"] for f in stamped_victims))  # a probe may flip back and again
+    print(f"\nWhat the findings say ({len(findings)} in all; tb_xai.load(...).findings(k={k}), the Findings card):")
+    for f in entered:
+        print(f"  {f['message']}")
+    if not entered:
+        print(f"  No stamp pixel entered the top {k} of {method} by more than the noise: train longer (--epochs).")
+    for f in victims:
+        who = ("a stamped even digit" if probe_stamped[f["probe"]] and labels[f["probe"]] == 0 else
+               "an odd digit without the stamp" if not probe_stamped[f["probe"]] and labels[f["probe"]] == 1 else "")
+        print(f"  {f['message']}" + (f" - {who}" if who else ""))
+    for f in findings:
+        if f["kind"] in ("sanity_failed", "drift") and f["method"] == method:
+            print(f"  {f['message']}")
+
+    print("\nWhere to look, in TensorBoard's Attributions tab, run 'shortcut/xai' (click a finding to open it):")
+    if entered:
+        first = entered[0]
+        view = run.open_view(first)
+        print(f"  - {view['view'].capitalize()} view of {view['method']} at step {view['step']}: "
+              f"{first['feature']} enters the top {k}"
+              + (f", then {', '.join(f['feature'] for f in entered[1:])}" if len(entered) > 1 else "") + ".")
+    example = stamped_victims[0] if stamped_victims else None
     if example is not None:
-        flipped = first_step_from(predicted[:, example] == 1, run.steps())
-        print(f"  - Probe {example}: an even digit with the stamp. Its map moves to the corner and its prediction "
-              f"turns to 'odd' from epoch {flipped}.")
+        view = run.open_view(example)
+        menu = run.probe_summary(method)["probes"]
+        changed = sorted((p for p in menu if p["change"] is not None), key=lambda p: -p["change"])[:3]
+        print(f"  - {view['view'].capitalize()} view, probe {example['probe']} at step {view['step']}: an even digit "
+              f"with the stamp, now called 'odd'. The probe menu marks the {len(stamped_probes)} stamped even digits "
+              f"that flipped ({', '.join(map(str, stamped_probes))}); sorted by explanation change, "
+              f"it lists probes {', '.join(str(p['probe']) for p in changed)} first.")
     return {"steps": steps, "stamp_share": stamp_share, "stamp_first_since": since, "fooled": fooled,
-            "example_probe": example}
+            "findings": findings, "stamp_entered": entered, "stamped_flips": stamped_victims,
+            "stamped_flipped_probes": stamped_probes,
+            "example_probe": None if example is None else example["probe"]}
 
 
 def main(argv=None) -> None:

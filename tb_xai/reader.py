@@ -317,6 +317,11 @@ class Run:
             raise ValueError(f"give thresholds= or threshold keywords, not both; received {sorted(threshold_values)}")
         return query.findings(self._run, thresholds=thresholds, reference_step=reference_step)
 
+    def open_view(self, finding: dict) -> dict:
+        """Where the dashboard shows a finding of `findings`: ``{"view", "method", "input", "step", "probe"}``
+        (the ``open`` field the plugin adds to each finding; `tb_xai.query.open_view`)."""
+        return query.open_view(self._run, finding)
+
     def probe_summary(self, method: Optional[str] = None, input: Optional[str] = None, *,
                       step: Optional[int] = None) -> dict:
         """Each probe's label, prediction at `step`, whether it flipped, and how much its explanation changed.

@@ -68,6 +68,28 @@ def test_the_shortcut_demo_names_the_stamped_probes_whose_prediction_flips(short
                                 "(now wrong)")
 
 
+def test_the_shortcut_demo_prints_what_the_findings_say_and_where_to_open_it(shortcut_run, capsys):
+    import shortcut
+
+    run, labels, stamped, stamp_pixels = shortcut_run
+    facts = shortcut.report(run.path, stamped)
+    out = capsys.readouterr().out
+    entered = [f for f in run.findings(k=5) if f["kind"] == "topk_enter" and f["method"] == "integrated_gradients"
+               and f["feature"] in stamp_pixels]
+    assert facts["stamp_entered"] == entered and entered
+    for finding in entered:
+        assert f"  {finding['message']}\n" in out
+    assert f"Evolution view of integrated_gradients at step {entered[0]['step']}: {entered[0]['feature']} enters" in out
+    victims = facts["stamped_flipped_probes"]
+    assert victims and all(stamped[p] and labels[p] == 0 for p in victims)
+    flips = {f["probe"] for f in run.findings() if f["kind"] == "prediction_flip" and f["direction"] == "right_to_wrong"}
+    assert set(victims) == {p for p in flips if stamped[p] and labels[p] == 0}
+    first = facts["stamped_flips"][0]
+    assert (f"Probe view, probe {first['probe']} at step {first['step']}: an even digit with the stamp" in out)
+    assert f"marks the {len(victims)} stamped even digits that flipped ({', '.join(map(str, victims))})" in out
+    assert "stability card marks the shift" not in out
+
+
 def test_a_converged_model_trained_further_with_sampling_methods_raises_no_top_k_or_drift_alarm(
         tmp_path, tabular_data):
     import keras
@@ -81,15 +103,22 @@ def test_a_converged_model_trained_further_with_sampling_methods_raises_no_top_k
                               keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=20, batch_size=64, verbose=0)  # converged: ~99% training accuracy
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     # Small budgets: the estimators' own noise is large, which is what must not be reported.
     methods = [KernelShap(samples=256), Lime(samples=500), SmoothGrad(samples=8), ExpectedGradients(samples=20)]
     callback = tb_xai.AttributionCallback(str(tmp_path), x[:24], labels=y[:24], feature_names=feature_names,
                                           methods=methods, quality=Quality(["drift", "seeds"], seed_probes=6))
-    model.fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[callback])
+    model.fit(x, y, epochs=8, batch_size=64, verbose=0, callbacks=[callback])
     run = tb_xai.load(str(tmp_path))
-    alarms = [f["message"] for f in run.findings(k=5) if f["kind"] in ("topk_enter", "topk_leave", "drift")]
-    assert alarms == []
+    moved = 0
+    for k in (3, 5, 8):
+        alarms = [f["message"] for f in run.findings(k=k) if f["kind"] in ("topk_enter", "topk_leave", "drift")]
+        assert alarms == [], k
+        # Not for want of movement: the raw top k of the methods changes between steps, within the noise.
+        for m in methods:
+            tops = [set(np.argsort(-row, kind="stable")[:k]) for row in run.importance(m.name)]
+            moved += sum(a != b for a, b in zip(tops, tops[1:]))
+    assert moved >= 3
     # The seeds do disagree: the floor had something to absorb.
     seed_spearman = [run.metrics(m.name)["seed_spearman"] for m in methods]
     assert all(np.isfinite(s).all() for s in seed_spearman) and min(s.min() for s in seed_spearman) < 0.99
