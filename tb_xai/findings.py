@@ -118,6 +118,20 @@ def _spearman_rows(reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.clip((b @ a) / denominator, -1.0, 1.0)
 
 
+def _unit_ranks(maps: np.ndarray) -> np.ndarray:
+    """Each row's ranks, centred and scaled to unit length (``[P, F]``): the dot product of two such rows is
+    their Spearman. NaN rows for a row that is constant or holds a non-finite value."""
+    maps = np.asarray(maps, dtype=np.float64)
+    bad = ~np.isfinite(maps).all(axis=1)
+    ranks = _rank_rows(np.where(np.isfinite(maps), maps, 0.0))
+    ranks -= ranks.mean(axis=1, keepdims=True)
+    norm = np.sqrt(np.einsum("pf,pf->p", ranks, ranks))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ranks /= norm[:, None]
+    ranks[bad | (norm == 0)] = np.nan
+    return ranks
+
+
 def paired_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman of each row of `a` with the same row of `b` (``[P, F]`` each): per-probe map similarity.
 
@@ -130,16 +144,12 @@ def paired_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"paired_spearman needs two [P, F] arrays of one shape; received {a.shape} and {b.shape}")
-    bad = ~(np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1))
-    ra = _rank_rows(np.where(np.isfinite(a), a, 0.0))
-    rb = _rank_rows(np.where(np.isfinite(b), b, 0.0))
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    denominator = np.sqrt(np.einsum("pf,pf->p", ra, ra) * np.einsum("pf,pf->p", rb, rb))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = np.clip(np.einsum("pf,pf->p", ra, rb) / denominator, -1.0, 1.0)
-    rho[bad] = np.nan
-    return rho
+    return _paired_unit(_unit_ranks(a), _unit_ranks(b))
+
+
+def _paired_unit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman per row of two `_unit_ranks` arrays."""
+    return np.clip(np.einsum("pf,pf->p", a, b), -1.0, 1.0)
 
 
 def as_maps(attributions: np.ndarray, modality: str) -> np.ndarray:
@@ -175,7 +185,7 @@ def bootstrap_floor(maps: np.ndarray, k: int, samples: int = BOOTSTRAP_SAMPLES, 
     draws = np.random.default_rng(seed).integers(0, probes, (samples, probes))
     counts = np.bincount((draws + probes * np.arange(samples)[:, None]).ravel(), minlength=samples * probes)
     counts = counts.reshape(samples, probes)
-    resampled = counts @ maps / probes
+    resampled = counts.astype(np.float64) @ maps / probes  # float counts: a BLAS product, not numpy's int loop
     ndcg = _ndcg_rows(importance, resampled, _check_k(k))
     spearman = _spearman_rows(importance, resampled)
     return {"ndcg_floor": _quantile(ndcg), "spearman_floor": _quantile(spearman)}
@@ -311,6 +321,22 @@ class MethodHistory:
     names: Sequence[str]
     logged: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     inputs: Sequence[tuple] = ()
+    _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def floors(self, k: int) -> Dict[str, np.ndarray]:
+        """`bootstrap_floor` at every step: ``ndcg_floor`` and ``spearman_floor`` ``[S]`` (computed once per k)."""
+        key = ("floors", int(k))
+        if key not in self._cache:
+            rows = [bootstrap_floor(m, k) for m in self.maps]
+            self._cache[key] = {name: np.array([r[name] for r in rows], dtype=np.float64)
+                                for name in ("ndcg_floor", "spearman_floor")}
+        return self._cache[key]
+
+    def unit_ranks(self) -> np.ndarray:
+        """``[S, P, F]`` each step's maps as `_unit_ranks` (computed once): per-probe Spearman is a dot product."""
+        if "ranks" not in self._cache:
+            self._cache["ranks"] = np.stack([_unit_ranks(m) for m in self.maps]) if len(self.maps) else self.maps
+        return self._cache["ranks"]
 
     def locate(self, index: int) -> tuple:
         """``(input name, index within that input's map)`` of a feature index of the concatenated maps; the
@@ -447,7 +473,7 @@ def drift_findings(method: str, history: MethodHistory, t: Thresholds, reference
         return []
     ref = reference_index(steps, reference_step)
     importance = history.maps.mean(axis=1)
-    floors = np.array([bootstrap_floor(m, t.k)["ndcg_floor"] for m in history.maps])
+    floors = history.floors(t.k)["ndcg_floor"]
     seed_floor = history.logged_at("seed_ndcg", fill=True)
     ndcg = np.array([ndcg_at_k(importance[ref], row, t.k) for row in importance])
     # The lowest nDCG the estimator's own randomness allows at either end of the comparison.
@@ -556,26 +582,29 @@ def probe_change_findings(
         floor = seed_floor[i] if np.isfinite(seed_floor[i]) else 1.0
         noise = 1.0 - floor
         # Spearman of each probe's map at i-1 with its maps at i, i+1, ... (patience steps).
-        later = np.stack([paired_spearman(history.maps[i - 1], history.maps[j]) for j in ahead])
+        ranks = history.unit_ranks()
+        later = np.stack([_paired_unit(ranks[i - 1], ranks[j]) for j in ahead])
         classes = predicted[[rows[j] for j in [i - 1] + ahead]]  # [1 + len(ahead), probes]
-        for p in range(history.maps.shape[1]):
-            rho = later[0, p]
-            if not np.isfinite(rho):
-                continue
-            kept = bool((classes[:, p] == classes[0, p]).all())
-            flipped = classes[1, p] != classes[0, p] and bool((classes[1:, p] == classes[1, p]).all())
-            if kept and bool((later[:, p] < min(t.explanation_change, floor)).all()):
+        rho = later[0]
+        known = np.isfinite(rho)
+        kept = (classes == classes[0]).all(axis=0)
+        flipped = (classes[1] != classes[0]) & (classes[1:] == classes[1]).all(axis=0)
+        with np.errstate(invalid="ignore"):
+            changed = known & kept & (later < min(t.explanation_change, floor)).all(axis=0)
+            stayed = known & ~changed & flipped & (rho >= t.explanation_stable)
+        for p in np.flatnonzero(changed | stayed).tolist():
+            if changed[p]:
                 out.append(_finding(
                     steps[i], "explanation_changed",
-                    f"step {int(steps[i])}: probe {p}'s {method} explanation changed (Spearman {rho:.2f} with "
+                    f"step {int(steps[i])}: probe {p}'s {method} explanation changed (Spearman {rho[p]:.2f} with "
                     f"step {int(steps[i - 1])}) while its prediction did not", method=method, probe=p,
-                    value=rho, noise=noise))
-            elif flipped and rho >= t.explanation_stable:
+                    value=rho[p], noise=noise))
+            else:
                 out.append(_finding(
                     steps[i], "prediction_flipped_explanation_stable",
                     f"step {int(steps[i])}: probe {p}'s prediction flipped while its {method} explanation stayed "
-                    f"(Spearman {rho:.2f} with step {int(steps[i - 1])})", method=method, probe=p,
-                    value=rho, noise=noise))
+                    f"(Spearman {rho[p]:.2f} with step {int(steps[i - 1])})", method=method, probe=p,
+                    value=rho[p], noise=noise))
     return out
 
 
@@ -603,8 +632,7 @@ def sanity_findings(method: str, history: MethodHistory, t: Thresholds) -> List[
 def agreement_findings(histories: Mapping[str, MethodHistory], t: Thresholds) -> List[dict]:
     """Two methods whose importance rankings agreed, then stop agreeing by more than their noise floors."""
     importances = {m: (h.steps, h.maps.mean(axis=1)) for m, h in histories.items()}
-    floors = {m: {int(s): bootstrap_floor(maps, t.k)["spearman_floor"] for s, maps in zip(h.steps, h.maps)}
-              for m, h in histories.items()}
+    floors = {m: dict(zip(h.steps.tolist(), h.floors(t.k)["spearman_floor"])) for m, h in histories.items()}
     out = []
     for pair in aggregate.agreement_by_shape(importances, t.k):
         first, second = pair["methods"]
