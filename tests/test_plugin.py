@@ -609,6 +609,9 @@ class CountingProvider:
     def list_tensors(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):
         return {self.run: dict(self.listing)}
 
+    def read_scalars(self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
+        return {}  # no scalars: the quality figures are absent
+
     def read_tensors(self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
         (tag,) = run_tag_filter.tags
         with self._lock:
