@@ -3,14 +3,16 @@
 
 import { runColor } from './colors';
 import { el } from './dom';
-import { Query, RunInfo, fetchRuns, fetchTokens, hasData, latestRun } from './model';
+import { Finding, Query, RunInfo, analysisVersion, fetchProbeMenu, fetchRuns, fetchTokens, hasData, latestRun } from './model';
 import { onTensorBoardReload } from './reload';
 import { RUN_SEPARATOR, Selection, clampK, loadSelection, otherRuns, saveSelection } from './selection';
 import { followTheme } from './theme';
 import { AgreementView } from './views/agreement';
 import { Controls } from './views/controls';
 import { EvolutionView } from './views/evolution';
+import { FindingsView } from './views/findings';
 import { ProbeView } from './views/probe';
+import { QualityView } from './views/quality';
 import { StabilityView } from './views/stability';
 import { firstWords, isTextInput } from './views/text';
 import { TopkView } from './views/topk';
@@ -63,6 +65,8 @@ export class App {
   private readonly agreement: AgreementView;
   /** Every card, in page order; each is fetched and drawn alike. */
   private readonly views: View[];
+  /** Cards whose answers are computed over every step (findings, noise floors): fetched after the evolution card's, to keep first paint fast. */
+  private readonly deferred: Set<View>;
   private readonly message = el('p', { class: 'message', role: 'status' });
   private readonly live = el('p', { class: 'live', role: 'status' });
   private readonly failures = el('ul', { class: 'failures', 'aria-label': 'method failures' });
@@ -72,6 +76,12 @@ export class App {
   private pollTimer: number | undefined;
   private pollDelay = POLL_FAST_MS;
   private probeTextsKey = '';
+  /** The step the probe explorer shows (the probe menu's predictions are at it); null before it draws. */
+  private probeStep: number | null = null;
+  private menuKey = '';
+  private menuTimer: number | undefined;
+  /** The card to scroll to once drawn: the one a clicked finding opened. */
+  private pendingScroll: string | null = null;
 
   constructor() {
     this.controls = new Controls((change) => this.change(change));
@@ -80,13 +90,20 @@ export class App {
     this.probe = new ProbeView((probeRun) => this.change({ probeRun }), (step) => {
       this.evolution.markStep(step);
       this.agreement.markStep(step);
+      if (step !== this.probeStep) {
+        this.probeStep = step;
+        this.scheduleProbeMenu();
+      }
     }, (names) => {
       this.classNames = names;
       this.controls.show(this.runs, this.selection, this.classNames);
     });
     const stability = new StabilityView();
     this.agreement = new AgreementView((step) => this.probe.setStep(step));
-    this.views = [this.evolution, topk, stability, this.probe, this.agreement];
+    const findings = new FindingsView((finding) => this.open(finding));
+    const quality = new QualityView();
+    this.views = [findings, this.evolution, topk, stability, this.probe, this.agreement, quality];
+    this.deferred = new Set<View>([findings, stability, quality]);
     this.element = el(
       'main',
       { class: 'tb-xai' },
@@ -158,7 +175,7 @@ export class App {
       return false;
     }
     const first = !this.runs.some(hasData);
-    const version = (list: RunInfo[]) => list.map((r) => `${r.run}=${r.version}|${Object.values(r.scalar_versions).join(',')}`).join('\n');
+    const version = (list: RunInfo[]) => list.map((r) => `${r.run}=${analysisVersion(r)}|${Object.values(r.scalar_versions).join(',')}`).join('\n');
     const before = version(this.runs);
     this.runs = all;
     if (first) {
@@ -262,15 +279,56 @@ export class App {
     return { selection: s, primary, runs: runs.length ? runs : [primary], explained, classNames: this.classNames };
   }
 
+  /** Opens what shows a finding: its method, input, probe and step selected, its card scrolled into view. */
+  private open(finding: Finding): void {
+    const o = finding.open;
+    const change: Partial<Selection> = {};
+    if (o.method !== null) change.method = o.method;
+    if (o.input !== null) change.input = o.input;
+    if (o.probe !== null) change.probe = o.probe;
+    if (o.step !== null) this.probe.setStep(o.step); // kept when the probe explorer redraws for the new selection
+    this.pendingScroll = o.view;
+    this.change(change);
+  }
+
+  private scrollTo(card: HTMLElement): void {
+    card.style.scrollMarginTop = `${this.controls.element.offsetHeight + 8}px`; // clear of the sticky selection bar
+    card.scrollIntoView({ block: 'start' });
+  }
+
+  /** Fetches the probe menu (labels, predictions at the probe explorer's step, flips, changes) soon. */
+  private scheduleProbeMenu(): void {
+    window.clearTimeout(this.menuTimer);
+    this.menuTimer = window.setTimeout(() => {
+      if (!this.runs.some(hasData)) return;
+      const query = this.context().explained.query;
+      const key = `${query.run}|${query.method}|${query.input}|${query.version}|${this.probeStep}`;
+      if (key === this.menuKey) return;
+      this.menuKey = key;
+      const step = this.probeStep;
+      // A step the menu's method did not log (another method's): the menu at its last step.
+      fetchProbeMenu(query, step).catch(() => fetchProbeMenu(query, null)).then(
+        (menu) => key === this.menuKey && this.controls.showProbeMenu(menu),
+        () => key === this.menuKey && this.controls.showProbeMenu(null),
+      );
+    }, 120);
+  }
+
   private refresh(): void {
     const generation = ++this.generation;
     const context = this.context();
+    if (this.menuKey && !this.menuKey.startsWith(`${context.explained.query.run}|`)) this.controls.showProbeMenu(null);
+    this.scheduleProbeMenu();
     const current = () => generation === this.generation;
-    for (const view of this.views) {
+    let painted: Promise<unknown> = Promise.resolve();
+    for (const view of [this.evolution, ...this.views.filter((v) => v !== this.evolution)]) {
       const card = view.card;
       card.setStatus('Loading…');
       card.element.setAttribute('aria-busy', 'true');
-      view.load(context).then(
+      // The analysis cards (their answers cost the server most) ask once the evolution card has its data.
+      const loaded = this.deferred.has(view) ? painted.then(() => view.load(context)) : view.load(context);
+      if (view === this.evolution) painted = loaded.catch(() => undefined);
+      loaded.then(
         (draw) => {
           if (!current()) return;
           card.setStatus('');
@@ -278,6 +336,10 @@ export class App {
           this.draws.set(view, draw);
           draw(card.figure.clientWidth);
           if (view === this.evolution) this.noteFirstPaint();
+          if (this.pendingScroll === card.element.id) {
+            this.pendingScroll = null;
+            this.scrollTo(card.element);
+          }
         },
         (error: unknown) => {
           if (!current()) return;

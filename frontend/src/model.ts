@@ -51,6 +51,8 @@ export interface RunInfo {
   scalar_runs: string[];
   /** Per sibling scalar run, a token that changes whenever it is written. */
   scalar_versions: Record<string, string>;
+  /** Changes whenever the callback writes one of the run's quality scalars (servers that send it). */
+  quality_version?: string;
   methods: MethodInfo[];
 }
 
@@ -100,6 +102,8 @@ export interface Stability {
   topk_previous: Num[];
   spearman_last: Num[];
   topk_last: Num[];
+  /** The noise floor per step (servers before it: absent). */
+  noise?: StabilityNoise;
 }
 
 export interface AgreementPair {
@@ -294,8 +298,9 @@ export function fetchProbe(q: Query, probe: number): Promise<Probe> {
   return getJson('probe', { run: q.run, method: q.method, input: q.input, probe, signed: q.signed }, q.version);
 }
 
-export function fetchStability(q: Query, k: number): Promise<Stability> {
-  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, q.version);
+/** `version`: `analysisVersion` of the run (the noise band reads the seed figures the callback logged). */
+export function fetchStability(q: Query, k: number, version: string = q.version): Promise<Stability> {
+  return getJson('stability', { run: q.run, method: q.method, input: q.input, target: q.target, k }, version);
 }
 
 export function fetchAgreement(q: Query, k: number): Promise<Agreement> {
@@ -317,4 +322,97 @@ export interface Tokens {
 
 export function fetchTokens(q: Query): Promise<Tokens> {
   return getJson('tokens', { run: q.run, input: q.input }, q.version);
+}
+
+// ---- findings, quality and the probe menu (docs/http_api.md: findings, quality, probes) ---------------------
+
+/** Where a finding shows best: the card, and the selection that shows it (null: keep what is selected). */
+export interface FindingOpen {
+  view: 'evolution' | 'probe' | 'stability' | 'agreement' | 'quality' | string;
+  method: string | null;
+  input: string | null;
+  step: number | null;
+  probe: number | null;
+}
+
+/** One event the server found beyond the noise floor (the same as `run.findings()`, plus `open`). */
+export interface Finding {
+  step: number;
+  kind: string;
+  method: string | null;
+  input: string | null;
+  feature: string | null;
+  feature_index: number | null;
+  probe: number | null;
+  value: number | null;
+  noise: number | null;
+  message: string;
+  open: FindingOpen;
+}
+
+export interface Findings {
+  run: string;
+  findings: Finding[];
+  /** Every kind the server looks for, in its fixed order (also the kinds with no finding). */
+  kinds: string[];
+}
+
+export interface Quality {
+  run: string;
+  method: string;
+  steps: number[];
+  /** Figure name -> one value per step (null where it was not logged or is undefined). */
+  figures: Record<string, Num[]>;
+  /** Figure name -> what the server calls it. */
+  labels: Record<string, string>;
+  /** Figure name -> the value findings compare it with (e.g. the drift alarm on ndcg_reference). */
+  thresholds: Record<string, number | null>;
+}
+
+export interface ProbeEntry {
+  probe: number;
+  label: number | number[] | null;
+  label_name: string | null;
+  prediction: number | null;
+  prediction_name: string | null;
+  correct: boolean | null;
+  flipped: boolean;
+  flip_steps: number[];
+  /** 1 - Spearman of the probe's |map| between the first logged step and `step`; null where unknown. */
+  change: number | null;
+}
+
+export interface ProbeMenu {
+  run: string;
+  step: number;
+  probes: ProbeEntry[];
+}
+
+export interface StabilityNoise {
+  /** Bootstrap over probes: the 5% quantile of ρ / nDCG@k with resampled probe sets. */
+  spearman_floor: Num[];
+  ndcg_floor: Num[];
+  /** Sampling methods: ρ / nDCG@k between two seeds (the latest logged), null where unknown. */
+  seed_spearman?: Num[];
+  seed_ndcg?: Num[];
+}
+
+/** The version answers that read the run's quality scalars are cached under (findings, quality, stability). */
+export function analysisVersion(run: RunInfo): string {
+  return `${run.version}|${run.quality_version ?? ''}`;
+}
+
+/** The run's findings, at `analysisVersion(run)`. */
+export function fetchFindings(run: RunInfo): Promise<Findings> {
+  return getJson('findings', { run: run.run }, analysisVersion(run));
+}
+
+/** `q` names the run and method; `version` is `analysisVersion` of the run. */
+export function fetchQuality(q: Query, version: string): Promise<Quality> {
+  return getJson('quality', { run: q.run, method: q.method }, version);
+}
+
+/** The probe menu at `step` (the last logged step when null). */
+export function fetchProbeMenu(q: Query, step: number | null): Promise<ProbeMenu> {
+  return getJson('probes', { run: q.run, method: q.method, input: q.input, step: step ?? undefined }, q.version);
 }

@@ -13,6 +13,7 @@ export interface Selection {
   input: string;
   target: string; // 'all' or a class index
   probe: number;
+  probeOrder: string; // the probe menu's order: 'index', or 'change' (largest change of explanation first)
   signed: boolean;
   compare: string; // a second method for the probe explorer, '' for none
   k: number;
@@ -29,6 +30,7 @@ export const DEFAULTS: Selection = {
   input: '',
   target: 'all',
   probe: 0,
+  probeOrder: 'index',
   signed: false,
   compare: '',
   k: 5,
@@ -60,6 +62,9 @@ function parentLocation(): Location | null {
 
 export const MAX_K = 50;
 
+/** The probe menu's orders: by index, or by how much each probe's explanation changed (largest first). */
+export const PROBE_ORDERS: readonly string[] = ['index', 'change'];
+
 /** k within [1, MAX_K] (and at most `features` when known). */
 export function clampK(k: number, features?: number): number {
   const top = features && features > 0 ? Math.min(MAX_K, features) : MAX_K;
@@ -75,6 +80,8 @@ function parse(raw: Record<string, string>): Partial<Selection> {
     if (key === 'target') {
       // 'all' or a class index written in decimal digits (not -1, 1.5, 0x1 or 1e0)
       if (value === 'all' || /^\d+$/.test(value)) out.target = value;
+    } else if (key === 'probeOrder') {
+      if (PROBE_ORDERS.includes(value)) out.probeOrder = value;
     } else if (typeof fallback === 'number') {
       if (!/^\d+$/.test(value)) continue;
       const n = Number(value);

@@ -2,8 +2,8 @@
 // top-k, signed; and the line naming the selected method's logged configuration.
 
 import { runColor } from '../colors';
-import { el, setOptions } from '../dom';
-import { InputInfo, RunInfo, hasClasses, hasData } from '../model';
+import { el, formatValue, setOptions } from '../dom';
+import { InputInfo, ProbeEntry, ProbeMenu, RunInfo, hasClasses, hasData } from '../model';
 import { RUN_SEPARATOR, Selection, clampK, otherRuns } from '../selection';
 
 type Change = (change: Partial<Selection>) => void;
@@ -25,6 +25,30 @@ function runLabel(run: RunInfo): string {
   return failed ? `${run.run} (failed: no attributions)` : `${run.run} (no attributions yet)`;
 }
 
+/** A probe as the menu offers it: label, prediction at the menu's step (✓ right, ✗ wrong), ⇄ when it flipped, its change. */
+export function probeLabel(entry: ProbeEntry): string {
+  const parts = [`probe ${entry.probe}`];
+  if (entry.label !== null) parts.push(`label ${entry.label_name ?? (Array.isArray(entry.label) ? entry.label.map((v) => formatValue(v)).join(', ') : formatValue(entry.label))}`);
+  if (entry.prediction !== null) {
+    const mark = entry.correct === true ? ' ✓' : entry.correct === false ? ' ✗' : '';
+    parts.push(`predicts ${entry.prediction_name ?? formatValue(entry.prediction)}${mark}`);
+  }
+  if (entry.flipped) parts.push('⇄ flipped');
+  if (entry.change !== null) parts.push(`change ${entry.change.toFixed(2)}`);
+  return parts.join(' · ');
+}
+
+/** The probes in menu order: by index, or by change of explanation (largest first, unknown last). */
+export function probeOrder(entries: ProbeEntry[], order: string): ProbeEntry[] {
+  if (order !== 'change') return [...entries].sort((a, b) => a.probe - b.probe);
+  return [...entries].sort((a, b) => (b.change ?? -Infinity) - (a.change ?? -Infinity) || a.probe - b.probe);
+}
+
+export const PROBE_MENU_STYLE = `
+select.probe-menu { max-width: 440px; }
+select[name=probe-order] { max-width: 150px; }
+`;
+
 export class Controls {
   readonly element: HTMLElement;
   private readonly run = el('select', { name: 'run' });
@@ -33,7 +57,11 @@ export class Controls {
   private readonly method = el('select', { name: 'method' });
   private readonly input = el('select', { name: 'input' });
   private readonly target = el('select', { name: 'target' });
-  private readonly probe = el('select', { name: 'probe' });
+  private readonly probe = el('select', { name: 'probe', class: 'probe-menu' });
+  private readonly probeOrder = el('select', { name: 'probe-order', 'aria-label': 'probe order' });
+  /** The server's probe menu for the shown run, method, input and step; null until it arrives. */
+  private menu: ProbeMenu | null = null;
+  private shown: { count: number; selection: Selection } | null = null;
   private readonly compare = el('select', { name: 'compare' });
   private readonly k = el('input', { name: 'k', type: 'number', min: 1, max: 50, step: 1 });
   private readonly signed = el('input', { name: 'signed', type: 'checkbox' });
@@ -61,7 +89,7 @@ export class Controls {
         field('Method', this.method),
         this.inputField,
         this.targetField,
-        el('span', { class: 'field probe-field' }, field('Probe', this.probe), previous, next),
+        el('span', { class: 'field probe-field' }, field('Probe', this.probe), previous, next, field('Order', this.probeOrder)),
         field('Compare with', this.compare),
         field('Top-k', this.k),
         el('label', { class: 'field check' }, this.signed, el('span', {}, 'Signed')),
@@ -84,15 +112,17 @@ export class Controls {
     this.input.addEventListener('change', () => onChange({ input: this.input.value }));
     this.target.addEventListener('change', () => onChange({ target: this.target.value }));
     this.probe.addEventListener('change', () => onChange({ probe: Number(this.probe.value) }));
+    this.probeOrder.addEventListener('change', () => onChange({ probeOrder: this.probeOrder.value }));
     this.compare.addEventListener('change', () => onChange({ compare: this.compare.value }));
     this.k.addEventListener('change', () => {
       const k = Math.round(Number(this.k.value));
       if (k >= 1) onChange({ k: clampK(k) });
     });
     this.signed.addEventListener('change', () => onChange({ signed: this.signed.checked }));
+    // The neighbour in the menu's order (by index, or by change).
     const moveProbe = (delta: number) => {
-      const options = this.probe.options.length;
-      if (options) onChange({ probe: (Number(this.probe.value) + delta + options) % options });
+      const options = this.probe.options;
+      if (options.length) onChange({ probe: Number(options[(this.probe.selectedIndex + delta + options.length) % options.length].value) });
     };
     previous.addEventListener('click', () => moveProbe(-1));
     next.addEventListener('click', () => moveProbe(1));
@@ -121,8 +151,8 @@ export class Controls {
       ],
       selection.target,
     );
-    const count = run?.probe_count ?? 0;
-    setOptions(this.probe, Array.from({ length: count }, (_, i) => ({ value: String(i), label: this.probeLabel(i) })), String(selection.probe));
+    this.shown = { count: run?.probe_count ?? 0, selection };
+    this.showProbes();
     const others = methods.filter((m) => m.method !== selection.method && m.inputs.some((i) => i.input === selection.input));
     setOptions(this.compare, [{ value: '', label: 'none' }, ...others.map((m) => ({ value: m.method, label: m.method }))], selection.compare);
     this.k.value = String(selection.k);
@@ -142,12 +172,38 @@ export class Controls {
   /** Labels a text input's probes by their first words (null: the probes of another modality). */
   setProbeTexts(texts: string[] | null): void {
     this.probeTexts = texts;
-    Array.from(this.probe.options).forEach((option, i) => { option.textContent = this.probeLabel(i); });
+    this.showProbes();
   }
 
-  private probeLabel(i: number): string {
-    const text = this.probeTexts?.[i];
-    return text ? `probe ${i} · ${text}` : `probe ${i}`;
+  /** Takes the server's probe menu (null: none for this selection, plain "probe N" entries). */
+  showProbeMenu(menu: ProbeMenu | null): void {
+    this.menu = menu;
+    this.showProbes();
+  }
+
+  private showProbes(): void {
+    if (!this.shown) return;
+    const { count, selection } = this.shown;
+    const menu = this.menu;
+    const byIndex = new Map((menu?.probes ?? []).map((p) => [p.probe, p]));
+    const entries = Array.from({ length: count }, (_, i): ProbeEntry => byIndex.get(i) ?? {
+      probe: i, label: null, label_name: null, prediction: null, prediction_name: null, correct: null, flipped: false, flip_steps: [], change: null,
+    });
+    const order = menu ? selection.probeOrder : 'index';
+    setOptions(this.probe, probeOrder(entries, order).map((e) => ({ value: String(e.probe), label: `${byIndex.has(e.probe) ? probeLabel(e) : `probe ${e.probe}`}${this.probeTexts?.[e.probe] ? ` · ${this.probeTexts[e.probe]}` : ''}` })), String(selection.probe));
+    for (const option of Array.from(this.probe.options)) {
+      const entry = byIndex.get(Number(option.value));
+      if (!entry) continue;
+      option.dataset.flipped = String(entry.flipped);
+      if (entry.change !== null) option.dataset.change = String(entry.change);
+      if (entry.flip_steps.length) option.title = `prediction flipped at step${entry.flip_steps.length === 1 ? '' : 's'} ${entry.flip_steps.join(', ')}`;
+    }
+    this.probe.title = menu
+      ? `Predictions at step ${menu.step} (✓ right, ✗ wrong against the label); ⇄: the prediction differs from the first logged step's; ` +
+        `change: 1 − Spearman of the probe's |attribution| map between the first logged step and step ${menu.step}.`
+      : '';
+    setOptions(this.probeOrder, [{ value: 'index', label: 'by index' }, { value: 'change', label: 'by change' }], selection.probeOrder);
+    this.probeOrder.disabled = !menu || !menu.probes.some((p) => p.change !== null);
   }
 
   private showRunList(runs: RunInfo[], selection: Selection): void {

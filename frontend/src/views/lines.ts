@@ -5,7 +5,7 @@ import { bisector, extent } from 'd3-array';
 import { axisBottom, axisLeft, axisRight } from 'd3-axis';
 import { ScaleLinear, scaleLinear } from 'd3-scale';
 import { Selection, pointer, select } from 'd3-selection';
-import { line } from 'd3-shape';
+import { area, line } from 'd3-shape';
 import { formatValue, shorten, svgElement } from '../dom';
 import { ink } from '../theme';
 import { Tooltip } from './tooltip';
@@ -19,8 +19,18 @@ export interface Series {
   axis?: 'left' | 'right';
 }
 
+/** A shaded range over steps (e.g. a noise floor): from `lo` to `hi` on the left axis, gaps where either is null. */
+export interface Band {
+  name: string;
+  color: string;
+  steps: number[];
+  lo: (number | null)[];
+  hi: (number | null)[];
+}
+
 export interface LinesData {
   series: Series[];
+  bands?: Band[]; // drawn under the lines, listed after them in the legend
   yLabel: string;
   yDomain?: [number, number];
   rightLabel?: string;
@@ -65,6 +75,11 @@ function finiteExtent(series: Series[]): [number, number] {
 
 const finite = (v: number | null | undefined): v is number => v !== null && v !== undefined && Number.isFinite(v);
 
+/** What the legend lists: the series, then the bands. */
+function legendEntries(data: LinesData): { name: string; color: string; dashed?: Series['dashed']; band?: boolean }[] {
+  return [...data.series, ...(data.bands ?? []).map((b) => ({ name: b.name, color: b.color, band: true }))];
+}
+
 export class Lines {
   readonly element: HTMLElement;
   private readonly svg: SVGSVGElement;
@@ -101,11 +116,11 @@ export class Lines {
     const plotWidth = Math.max(60, width - left - right);
     const measure = document.createElement('canvas').getContext('2d')!;
     measure.font = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
-    const nameWidths = data.series.map((s) => measure.measureText(s.name).width);
+    const nameWidths = legendEntries(data).map((e) => measure.measureText(e.name).width);
     const widest = Math.max(0, ...nameWidths) + 32;
     const legendWidth = width - left - 8;
     const legendColumns = Math.max(1, Math.floor(legendWidth / (widest <= legendWidth / 2 ? Math.max(200, widest) : 200)));
-    const legendRows = Math.ceil(data.series.length / legendColumns);
+    const legendRows = Math.ceil(legendEntries(data).length / legendColumns);
     const legendTop = top + this.plotHeight + 34;
     const height = legendTop + legendRows * LEGEND_ROW + 4;
     const leftSeries = data.series.filter((s) => s.axis !== 'right');
@@ -149,6 +164,17 @@ export class Lines {
       svg.append('line').attr('class', 'marker').attr('x1', l.x(data.marker)).attr('x2', l.x(data.marker)).attr('y1', l.top)
         .attr('y2', bottom).attr('stroke', ink().strong).attr('stroke-width', 1);
     }
+    for (const b of data.bands ?? []) {
+      const points = b.steps.map((step, i) => [step, b.lo[i], b.hi[i]] as [number, number | null, number | null]);
+      const shape = area<[number, number | null, number | null]>()
+        .defined((p) => finite(p[1]) && finite(p[2]))
+        .x((p) => l.x(p[0]))
+        .y0((p) => l.y(p[1] as number))
+        .y1((p) => l.y(p[2] as number));
+      svg.append('path').attr('class', 'band').attr('data-band', b.name).attr('d', shape(points) ?? '')
+        .attr('fill', b.color).attr('fill-opacity', 0.16).attr('stroke', 'none')
+        .append('title').text(b.name);
+    }
     for (const r of data.references ?? []) {
       svg.append('line').attr('class', 'reference').attr('x1', l.left).attr('x2', l.left + l.plotWidth).attr('y1', l.y(r.value)).attr('y2', l.y(r.value))
         .attr('stroke', ink().rule).attr('stroke-dasharray', '4,3');
@@ -189,12 +215,16 @@ export class Lines {
   private drawLegend(svg: Svg, data: LinesData, l: Layout): void {
     const legend = svg.append('g').attr('class', 'legend').attr('font-size', 11);
     const columnWidth = (l.width - l.left - 8) / l.legendColumns;
-    data.series.forEach((s, i) => {
+    legendEntries(data).forEach((s, i) => {
       const g = legend.append('g')
         .attr('transform', `translate(${l.left + (i % l.legendColumns) * columnWidth},${l.legendTop + Math.floor(i / l.legendColumns) * LEGEND_ROW})`);
-      g.append('line').attr('x1', 0).attr('x2', 18).attr('y1', 6).attr('y2', 6).attr('stroke', s.color).attr('stroke-width', 2)
-        .attr('stroke-dasharray', dashArray(s.dashed));
-      g.on('mouseenter', () => this.highlight(s.name)).on('mouseleave', () => this.highlight(null));
+      if (s.band) {
+        g.append('rect').attr('x', 0).attr('y', 1).attr('width', 18).attr('height', 10).attr('fill', s.color).attr('fill-opacity', 0.25);
+      } else {
+        g.append('line').attr('x1', 0).attr('x2', 18).attr('y1', 6).attr('y2', 6).attr('stroke', s.color).attr('stroke-width', 2)
+          .attr('stroke-dasharray', dashArray(s.dashed));
+        g.on('mouseenter', () => this.highlight(s.name)).on('mouseleave', () => this.highlight(null));
+      }
       g.append('text').attr('x', 24).attr('y', 6).attr('dy', '0.35em').attr('fill', ink().text)
         .text(l.nameWidths[i] + 28 <= columnWidth ? s.name : shorten(s.name, Math.floor((columnWidth - 24) / 6)))
         .append('title').text(s.name);

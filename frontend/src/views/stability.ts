@@ -4,9 +4,9 @@
 import { lineColors } from '../colors';
 import { formatValue } from '../dom';
 import { fileStem } from '../export';
-import { Stability, fetchStability } from '../model';
+import { Stability, analysisVersion, fetchStability } from '../model';
 import { Card, Table } from './card';
-import { Lines, Series } from './lines';
+import { Band, Lines, Series } from './lines';
 import { Draw, Shown, View, ViewContext } from './view';
 
 const SETTLED_RHO = 0.9;
@@ -31,6 +31,23 @@ export function stabilityEvents(s: Stability): StabilityEvents {
   return { settled, shift };
 }
 
+const NOISE_TEXT = 'Shaded: the noise band, from the noise floor of ρ to 1 (probe sets resampled; for sampling methods also a second seed): a ρ with the previous step inside it could come from the choice of probes or the sampling alone.';
+
+/**
+ * The band from the lowest noise floor of ρ to 1 at every step with a floor (the bootstrap over probes, and for
+ * sampling methods the agreement between two seeds); null when the server sent none.
+ */
+export function noiseBand(s: Stability, color: string, suffix: string): Band | null {
+  const noise = s.noise;
+  if (!noise) return null;
+  const lo = s.steps.map((_, i) => {
+    const floors = [noise.spearman_floor[i], noise.seed_spearman?.[i]].filter((v): v is number => v !== null && v !== undefined && Number.isFinite(v));
+    return floors.length ? Math.min(...floors) : null;
+  });
+  if (!lo.some((v) => v !== null)) return null;
+  return { name: `noise band of ρ${suffix}`, color, steps: s.steps, lo, hi: lo.map((v) => (v === null ? null : 1)) };
+}
+
 export class StabilityView implements View {
   readonly card: Card;
   private readonly lines = new Lines(170);
@@ -51,7 +68,7 @@ export class StabilityView implements View {
   }
 
   async load(context: ViewContext): Promise<Draw> {
-    const answers = await Promise.all(context.runs.map((r) => fetchStability(r.query, context.selection.k)));
+    const answers = await Promise.all(context.runs.map((r) => fetchStability(r.query, context.selection.k, analysisVersion(r.info))));
     return (width) => {
       this.current = { answers, runs: context.runs, method: context.selection.method };
       this.draw(width);
@@ -63,6 +80,8 @@ export class StabilityView implements View {
     const compared = runs.length > 1;
     const k = answers[0].k;
     let series: Series[];
+    const bands = answers.map((a, i) => noiseBand(a, compared ? runs[i].color : lineColors[0], compared ? ` · ${runs[i].info.run}` : ''))
+      .filter((b): b is Band => b !== null);
     const annotations: { step: number; text: string }[] = [];
     if (compared) {
       // One colour per run: ρ and the top-k overlap with the previous step.
@@ -83,11 +102,13 @@ export class StabilityView implements View {
         { name: `top-${k} overlap, last step`, color: lineColors[1], steps, values: stability.topk_last, dashed: true },
       ];
     }
-    const lowest = Math.min(0, ...answers.flatMap((a) => a.spearman_previous.filter((v): v is number => v !== null && Number.isFinite(v))));
-    this.lines.draw({ series, yLabel: 'agreement', yDomain: [lowest, 1], annotations }, width);
+    const known = (values: (number | null)[] | undefined) => (values ?? []).filter((v): v is number => v !== null && Number.isFinite(v));
+    const lowest = Math.min(0, ...answers.flatMap((a) => [...known(a.spearman_previous), ...known(a.noise?.spearman_floor), ...known(a.noise?.seed_spearman)]));
+    this.lines.draw({ series, bands, yLabel: 'agreement', yDomain: [lowest, 1], annotations }, width);
+    const band = bands.length ? ` ${NOISE_TEXT}` : '';
     this.card.note.textContent = compared
-      ? `Spearman rank correlation (ρ, solid) and top-${k} overlap (dashed) of each run's mean |attribution| ranking with its previous step; colour = run. ${answers.map((a, i) => `${runs[i].info.run}: ${this.settledText(a)}`).join(' ')}`
-      : `Spearman rank correlation (ρ) and top-${k} overlap of the mean |attribution| ranking. ${this.settledText(answers[0])}${this.shiftText(answers[0])}`;
+      ? `Spearman rank correlation (ρ, solid) and top-${k} overlap (dashed) of each run's mean |attribution| ranking with its previous step; colour = run. ${answers.map((a, i) => `${runs[i].info.run}: ${this.settledText(a)}`).join(' ')}${band}`
+      : `Spearman rank correlation (ρ) and top-${k} overlap of the mean |attribution| ranking. ${this.settledText(answers[0])}${this.shiftText(answers[0])}${band}`;
     this.card.figure.replaceChildren(this.lines.element);
     this.card.markDrawn(`${runs.map((r) => r.info.run).join('+')}|${method}|${k}`);
   }
@@ -104,7 +125,10 @@ export class StabilityView implements View {
 
   private shiftText(stability: Stability): string {
     const events = stabilityEvents(stability);
-    return stability.steps.length >= 2 && events.shift ? ` Largest shift at step ${events.shift.step} (ρ = ${formatValue(events.shift.rho)}).` : '';
+    if (stability.steps.length < 2 || !events.shift) return '';
+    const floor = noiseBand(stability, '', '')?.lo[stability.steps.indexOf(events.shift.step)];
+    const noise = floor === null || floor === undefined ? '' : events.shift.rho >= floor ? ', within the noise band' : `, beyond the noise floor ${formatValue(floor)}`;
+    return ` Largest shift at step ${events.shift.step} (ρ = ${formatValue(events.shift.rho)}${noise}).`;
   }
 
   private table(): Table | null {
@@ -112,8 +136,9 @@ export class StabilityView implements View {
     const { answers, runs } = this.current;
     const k = answers[0].k;
     return {
-      header: ['run', 'step', 'spearman_previous', `top${k}_previous`, 'spearman_last', `top${k}_last`],
-      rows: answers.flatMap((s, r) => s.steps.map((step, i) => [runs[r].info.run, step, s.spearman_previous[i], s.topk_previous[i], s.spearman_last[i], s.topk_last[i]])),
+      header: ['run', 'step', 'spearman_previous', `top${k}_previous`, 'spearman_last', `top${k}_last`, 'spearman_floor', 'ndcg_floor', 'seed_spearman', 'seed_ndcg'],
+      rows: answers.flatMap((s, r) => s.steps.map((step, i) => [runs[r].info.run, step, s.spearman_previous[i], s.topk_previous[i], s.spearman_last[i], s.topk_last[i],
+        s.noise?.spearman_floor[i] ?? null, s.noise?.ndcg_floor[i] ?? null, s.noise?.seed_spearman?.[i] ?? null, s.noise?.seed_ndcg?.[i] ?? null])),
     };
   }
 }
