@@ -329,20 +329,20 @@ def test_sigmoid_with_label_targets_explains_the_labelled_class(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- validation
-def test_float_token_ids_through_an_embedding_are_a_configuration_error(tmp_path):
+def test_float_token_ids_through_an_embedding_are_text(tmp_path):
     ids = keras.Input((6,))  # float32 by default: the ids are cast to int inside the Embedding
     model = keras.Model(ids, keras.layers.Dense(2, activation="softmax")(
         keras.layers.Flatten()(keras.layers.Embedding(20, 4)(ids))))
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     tokens = (np.arange(60).reshape(10, 6) % 20).astype(np.float32)
-    for methods in (["saliency"], ["integrated_gradients"]):
-        cb = tb_xai.AttributionCallback(str(tmp_path), tokens[:4], methods=methods)
-        with pytest.raises(ValueError, match=r"probe input 'input' has no gradient with respect to output .*"
-                                             r"Embedding of token ids"):
-            model.fit(tokens, np.arange(10) % 2, epochs=1, verbose=0, callbacks=[cb])
-    # A perturbation method has no such problem.
-    cb = tb_xai.AttributionCallback(str(tmp_path / "ok"), tokens[:4], methods=["kernel_shap"])
+    # Whole-number floats feeding an Embedding are token ids: explained at the Embedding's output, per token.
+    cb = tb_xai.AttributionCallback(str(tmp_path), tokens[:4], methods=["saliency", "integrated_gradients"])
     model.fit(tokens, np.arange(10) % 2, epochs=1, verbose=0, callbacks=[cb])
+    run = tb_xai.load(str(tmp_path))
+    assert run.modality() == "text" and run.failures() == []
+    assert run.attributions("integrated_gradients").shape == (1, 4, 6)
+    padding = tokens[:4] == 0  # id 0 is padding: exactly 0 there
+    assert padding.sum() == 2 and np.all(run.attributions("saliency")[0][padding] == 0)
 
 
 def test_bad_probes_and_parameters_are_named(tmp_path):

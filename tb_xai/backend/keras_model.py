@@ -480,8 +480,9 @@ class KerasModel:
             why = f"the model sees it as {self.input_dtypes[i]}, and integers have no gradient"
         return ValueError(
             f"probe input {self.probe.names[i]!r} has no gradient with respect to output {self.output_name!r}: "
-            f"{why}. Gradient methods would show all-zero attributions for it; pass token ids as integers and "
-            "explain them with kernel_shap, lime or occlusion"
+            f"{why}. Gradient methods would show all-zero attributions for it. Token ids that feed an Embedding "
+            "layer are explained at its output (name it with embedding_layer= when it is not found); other "
+            "integer inputs can be explained with kernel_shap, lime or occlusion"
         )
 
 

@@ -97,8 +97,9 @@ class AttributionMethod(abc.ABC):
                 if not (np.issubdtype(array.dtype, np.floating)):
                     raise ValueError(
                         f"{self.name} needs gradients, but probe input {name!r} has dtype {array.dtype}: "
-                        "integer inputs (token ids, categories) have no gradient. Explain them with a "
-                        "perturbation method (kernel_shap, lime, occlusion), or pass float inputs."
+                        "integer inputs that feed no Embedding layer (categories) have no gradient. Explain them "
+                        "with a perturbation method (kernel_shap, lime, occlusion), or pass float inputs; token ids "
+                        "that feed an Embedding are text, explained at its output."
                     )
         self.model = model
         self.probe = probe

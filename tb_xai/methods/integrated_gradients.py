@@ -315,8 +315,9 @@ class IntegratedGradients(AttributionMethod):
             left = [a[:m] for a in joint]
             right = [a[m:2 * m] for a in joint]
             parent = [a[2 * m:2 * m + q] for a in joint]
-            spent[rows[owner]] += 2 * n
-            spent[rows[owner[~is_whole]]] += n
+            # np.add.at: a probe with several split panels pays for each (`spent[i] += ` would count it once).
+            np.add.at(spent, rows[owner], 2 * n)
+            np.add.at(spent, rows[owner[~is_whole]], n)
             whole_first = [o[rows[owner[is_whole]]] for o in out if o is not None]
             for c, p, wf, l, r in zip([c for c in current if c is not None], parent, whole_first, left, right):
                 np.subtract.at(c, owner[~is_whole], p)
