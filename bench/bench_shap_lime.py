@@ -7,6 +7,7 @@ best compiled batched predict rate over call sizes, the speed-up over the librar
 
     python bench/bench_shap_lime.py            # both setups
     python bench/bench_shap_lime.py --quick    # fewer probes, for a smoke run
+    python bench/bench_shap_lime.py --images-only   # only the CNN table (LIME, KernelSHAP, occlusion on images)
 """
 
 from __future__ import annotations
@@ -248,7 +249,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer probes")
     parser.add_argument("--accuracy-only", action="store_true", help="only the error against exact values")
+    parser.add_argument("--images-only", action="store_true",
+                        help="only the CNN table (LIME on superpixels, KernelSHAP, occlusion against the best predict rate)")
     args = parser.parse_args()
+    if args.images_only:
+        cnn_setup(4 if args.quick else 16)
+        return
     accuracy_setup(12, 4 if args.quick else 8, (300, 1000))
     if args.accuracy_only:
         return

@@ -89,6 +89,23 @@ def test_refinement_spends_steps_only_on_the_probes_that_need_them():
     assert d["completeness_error_max"] == pytest.approx(np.max(error / (allowed / method.tolerance)))
 
 
+@pytest.mark.parametrize("max_steps", [32, 2048])
+def test_steps_mean_counts_every_gradient_row_and_max_steps_bounds_them(max_steps):
+    # A probe split several times in one round was counted once (steps_mean 2-3x low, max_steps overrun).
+    x = models.random_inputs((6,), 64, seed=2)
+    method = IntegratedGradients(max_steps=max_steps)
+    adapter = _bind(method, _kinked_relu_mlp(), x)
+    rows = []
+    gradients = adapter.gradients
+    adapter.gradients = lambda inputs, t: (rows.append(len(t)), gradients(inputs, t))[1]
+    (attr,) = method.attribute([x], np.zeros(64, np.int32))
+    d = method.diagnostics()
+    assert sum(rows) == pytest.approx(d["steps_mean"] * 64)
+    assert sum(rows) <= max_steps * 64 and d["steps_mean"] > method.steps
+    if max_steps == 2048:
+        assert d["probes_over_tolerance"] == 0
+
+
 def test_a_completeness_miss_is_logged_as_a_scalar_and_warned_once(tmp_path, caplog):
     model = _kinked_relu_mlp()
     model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")

@@ -20,6 +20,13 @@ TokenBaselineLike = Union[str, int]
 MAX_STEPS = 2 ** 12
 #: How much a Riemann-sum refinement multiplies a probe's path points.
 REFINEMENT = 2
+#: Gauss-Legendre nodes of an adaptive refinement panel. Low order: between a ReLU path's kinks panels get
+#: short, and two nodes per panel keep the path points at the kinks (on the 32x32x3 CNN of
+#: bench/bench_overhead.py, 2-node panels split at the largest error took a fifth of the gradient rows of
+#: 8-node panels bisected where their halves disagreed, to the same tolerance).
+PANEL_NODES = 2
+#: Bytes of panel attributions a refinement keeps (beyond them a split panel's attribution is recomputed).
+_PANEL_BYTES = 64 * 2 ** 20
 
 
 @functools.lru_cache(maxsize=32)
@@ -50,10 +57,10 @@ class IntegratedGradients(AttributionMethod):
 
     Attributions of a probe sum to f(input) - f(baseline) (completeness) up to the integration error. The
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
-    that probe's path is refined by adaptive Gauss-Legendre panels (bisected where their halves disagree
-    with the whole), up to `max_steps` path points, keeping its best answer. The
-    first pass is small (8 Gauss-Legendre nodes are exact for a path whose output is a polynomial of degree
-    15); only the probes that need more path points pay for them. Probes still over the allowance at
+    that probe's path is refined by adaptive 2-node Gauss-Legendre panels (the panel with the largest error
+    split, that error known exactly from the output at the panel's ends), up to `max_steps` path points,
+    keeping its best answer. The first pass is small (4 Gauss-Legendre nodes are exact for a path whose output
+    is a polynomial of degree 7); only the probes that need more path points pay for them. Probes still over the allowance at
     `max_steps` are counted in `diagnostics()` (logged as a scalar each step) and the callback warns once.
 
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
@@ -86,7 +93,7 @@ class IntegratedGradients(AttributionMethod):
 
     name = "integrated_gradients"
 
-    def __init__(self, baseline: BaselineLike = "zeros", steps: int = 8, rule: str = "gausslegendre",
+    def __init__(self, baseline: BaselineLike = "zeros", steps: int = 4, rule: str = "gausslegendre",
                  tolerance: Optional[float] = 0.005, max_steps: int = 2048,
                  token_baseline: TokenBaselineLike = "padding", name=None):
         super().__init__(name)
@@ -124,7 +131,7 @@ class IntegratedGradients(AttributionMethod):
         else:
             baseline = "array"
         config = {"baseline": baseline, "steps": self.steps, "rule": self.rule, "tolerance": self.tolerance,
-                  "max_steps": self.max_steps, "refinement": REFINEMENT}
+                  "max_steps": self.max_steps, "refinement": REFINEMENT, "panel_nodes": PANEL_NODES}
         if self.space is not None and self.space.has_text:
             config["token_baseline"] = self.token_baseline
         return config
@@ -277,91 +284,112 @@ class IntegratedGradients(AttributionMethod):
         return rows
 
     def _refine_panels(self, path, target, out, delta, allowed, error, spent, rows):
-        """Adaptive Gauss-Legendre: a failing probe's path is split into panels of `steps` nodes, bisecting the
-        panels whose two halves disagree most with the whole, until completeness holds or `max_steps`.
+        """Adaptive Gauss-Legendre: a failing probe's path is split into panels of `PANEL_NODES` nodes, splitting
+        the panel with the largest quadrature error, until completeness holds or `max_steps`.
 
-        A ReLU network's gradient jumps where a unit switches along the path; bisecting where the estimate
-        changes puts the path points at the kinks instead of everywhere. Memory per probe: its attribution
-        and a few numbers per panel (a panel's attribution is recomputed when it is split, not stored).
+        A panel's error is known exactly, not estimated: the integral of the gradient along the path over
+        [a, b] is f(path(b)) - f(path(a)), so one forward row per split gives it. A ReLU network's gradient jumps
+        where a unit switches along the path; splitting where the error is puts path points at the kinks, and
+        low-order panels keep them there. Memory: each failing probe's attribution, and the panels'
+        attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed).
         """
-        n = self.steps
-        current = [None if o is None else o[rows].copy() for o in out]  # each failing probe's running attribution
+        n = PANEL_NODES
+        f_input = self._f_path(path, target, rows, np.ones(len(rows)))
+        f_base = f_input - delta[rows]
+        floor = 1e-6 * np.maximum(np.abs(f_input), np.abs(f_base))  # panel errors below float32's resolution
+        current = [o[rows].copy() for o in out if o is not None]  # each failing probe's running attribution
         best_error = error[rows].copy()
-        # Per failing probe: its panels as [start, end, integral, error estimate].
-        panels = [[[0.0, 1.0, float(delta[i] + 0.0), np.inf]] for i in rows]
-        for k, i in enumerate(rows):  # the first pass's integral of the whole path
-            panels[k][0][2] = float(sum(c[k].sum(dtype=np.float64) for c in current if c is not None))
+        row_bytes = sum(c[0].nbytes for c in current)
+        stored = 0
+        # Per failing probe: its panels as [start, end, f(start), f(end), integral, attribution or None].
+        panels = []
+        for k in range(len(rows)):
+            kept = [c[k].copy() for c in current] if stored + row_bytes <= _PANEL_BYTES else None
+            stored += row_bytes if kept is not None else 0
+            integral = float(sum(c[k].sum(dtype=np.float64) for c in current))
+            panels.append([[0.0, 1.0, float(f_base[k]), float(f_input[k]), integral, kept]])
         active = np.arange(len(rows))
         while active.size:
-            tasks = []  # (failing-probe index, panel index)
+            tasks = []  # (failing-probe index, panel index): each active probe's worst panel
             for k in active:
-                room = self.max_steps // n - len(panels[k])
-                worst = max(p[3] for p in panels[k])
-                chosen = [j for j, p in enumerate(panels[k]) if p[3] >= worst / 4][:max(0, room)]
-                tasks += [(k, j) for j in chosen]
+                if spent[rows[k]] + 3 * n > self.max_steps:
+                    continue
+                errors = [abs(p[4] - (p[3] - p[2])) for p in panels[k]]
+                j = int(np.argmax(errors))
+                if errors[j] > floor[k]:
+                    tasks.append((k, j))
             if not tasks:
                 break
             owner = np.array([k for k, _ in tasks])
             lo = np.array([panels[k][j][0] for k, j in tasks])
             hi = np.array([panels[k][j][1] for k, j in tasks])
             mid = (lo + hi) / 2
-            is_whole = (lo == 0.0) & (hi == 1.0)  # the first pass already holds the whole path's attribution
-            # One batched evaluation of the split panels (to take their share out) and their two halves.
-            m, q = len(tasks), int(np.count_nonzero(~is_whole))
+            lost = np.array([panels[k][j][5] is None for k, j in tasks], dtype=bool)  # recomputed parents
+            f_mid = self._f_path(path, target, rows[owner], mid)
+            m, q = len(tasks), int(np.count_nonzero(lost))
             joint = self._panel_attributions(
-                path, target, np.concatenate([rows[owner], rows[owner], rows[owner[~is_whole]]]),
-                np.concatenate([lo, mid, lo[~is_whole]]), np.concatenate([mid, hi, hi[~is_whole]]))
+                path, target, np.concatenate([rows[owner], rows[owner], rows[owner[lost]]]),
+                np.concatenate([lo, mid, lo[lost]]), np.concatenate([mid, hi, hi[lost]]), n)
             joint = [a for a in joint if a is not None]
-            left = [a[:m] for a in joint]
-            right = [a[m:2 * m] for a in joint]
-            parent = [a[2 * m:2 * m + q] for a in joint]
-            # np.add.at: a probe with several split panels pays for each (`spent[i] += ` would count it once).
-            np.add.at(spent, rows[owner], 2 * n)
-            np.add.at(spent, rows[owner[~is_whole]], n)
-            whole_first = [o[rows[owner[is_whole]]] for o in out if o is not None]
-            for c, p, wf, l, r in zip([c for c in current if c is not None], parent, whole_first, left, right):
-                np.subtract.at(c, owner[~is_whole], p)
-                np.subtract.at(c, owner[is_whole], wf)
-                np.add.at(c, owner, l + r)
-            integral_l = sum(l.reshape(len(tasks), -1).sum(axis=1, dtype=np.float64) for l in left)
-            integral_r = sum(r.reshape(len(tasks), -1).sum(axis=1, dtype=np.float64) for r in right)
-            replaced = {}
+            np.add.at(spent, rows[owner], 2 * n + n * lost)
+            recomputed = iter(range(2 * m, 2 * m + q))
             for t, (k, j) in enumerate(tasks):
-                whole = panels[k][j][2]
-                estimate = abs(whole - integral_l[t] - integral_r[t]) / 2
-                replaced.setdefault(k, []).append(j)
-                panels[k].append([lo[t], mid[t], float(integral_l[t]), estimate])
-                panels[k].append([mid[t], hi[t], float(integral_r[t]), estimate])
-            for k, js in replaced.items():
-                panels[k] = [p for j, p in enumerate(panels[k]) if j not in set(js)]
+                parent = panels[k][j]
+                if parent[5] is None:
+                    r = next(recomputed)
+                    parent_attr = [a[r] for a in joint]
+                else:
+                    parent_attr = parent[5]
+                    stored -= row_bytes
+                halves = []
+                for a, b, fa, fb, h in ((lo[t], mid[t], parent[2], f_mid[t], t), (mid[t], hi[t], f_mid[t], parent[3], m + t)):
+                    attr = [x[h] for x in joint]
+                    kept = [x.copy() for x in attr] if stored + row_bytes <= _PANEL_BYTES else None
+                    stored += row_bytes if kept is not None else 0
+                    halves.append([a, b, float(fa), float(fb), float(sum(x.sum(dtype=np.float64) for x in attr)), kept])
+                    for c, x in zip(current, attr):
+                        c[k] += x
+                for c, x in zip(current, parent_attr):
+                    c[k] -= x
+                panels[k][j:j + 1] = halves
             touched = np.unique(owner)
-            now = _sum_error([c[touched] for c in current if c is not None], delta[rows[touched]])
-            # Quadrature error on a ReLU path does not fall steadily: keep each probe's better answer.
+            now = _sum_error([c[touched] for c in current], delta[rows[touched]])
+            # Splitting one panel can uncover another panel's error of opposite sign: keep each probe's best answer.
             better = now < best_error[touched]
-            for o, c in zip(out, current):
-                if o is not None:
-                    o[rows[touched[better]]] = c[touched[better]]
+            for o, c in zip([o for o in out if o is not None], current):
+                o[rows[touched[better]]] = c[touched[better]]
             best_error[touched[better]] = now[better]
             error[rows[touched[better]]] = now[better]
-            active = touched[(best_error[touched] > allowed[rows[touched]])
-                             & np.array([len(panels[k]) < self.max_steps // n for k in touched])]
+            active = touched[best_error[touched] > allowed[rows[touched]]]
         return rows[best_error > allowed[rows]]
 
-    def _panel_attributions(self, path, target, probes, lo, hi) -> List[Optional[np.ndarray]]:
-        """Each (probe, [lo, hi]) path panel's attribution with `steps` Gauss-Legendre nodes, batched; `path` is
+    def _f_path(self, path, target, probes, alphas) -> np.ndarray:
+        """The explained output at path point `alphas[j]` of probe `probes[j]` (forward only, unless an input is
+        text: its path points are embeddings, which only the gradient call takes)."""
+        inputs, starts, ends = path
+        points = []
+        for s, e in zip(_rows(starts, probes), _rows(ends, probes)):
+            points.append(None if e is None else
+                          s + alphas.astype(np.float32).reshape((-1,) + (1,) * (e.ndim - 1)) * (e - s))
+        if self.space.has_text:
+            return self.space.gradients(_rows(inputs, probes), points, target[probes])[0].astype(np.float64)
+        return self.model.predict(points)[np.arange(len(probes)), target[probes]].astype(np.float64)
+
+    def _panel_attributions(self, path, target, probes, lo, hi, n) -> List[Optional[np.ndarray]]:
+        """Each (probe, [lo, hi]) path panel's attribution with `n` Gauss-Legendre nodes, batched; `path` is
         (inputs, starts, ends) of every probe."""
         inputs, starts, ends = path
-        alphas, weights = integration_nodes(self.steps, self.rule)
+        alphas, weights = integration_nodes(n, self.rule)
         if len(probes) == 0:
             return [None if e is None else np.zeros((0,) + e.shape[1:], dtype=np.float32) for e in ends]
         width = hi - lo
         point = (lo[:, None] + width[:, None] * alphas[None]).astype(np.float32)  # (tasks, n)
         weight = (width[:, None] * weights[None]).astype(np.float32)
-        per_call = max(1, self.model.batch_size // self.steps)
+        per_call = max(1, self.model.batch_size // n)
         parts = []
         for start in range(0, len(probes), per_call):
             sl = slice(start, start + per_call)
-            p, m, n = probes[sl], len(probes[sl]), self.steps
+            p, m = probes[sl], len(probes[sl])
             begin = _rows(starts, p)
             deltas = [None if e is None else e[p] - s for e, s in zip(ends, begin)]
             points = []
