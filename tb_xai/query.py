@@ -352,7 +352,7 @@ def noise_floor(
     """The noise band of `stability`: at each of its steps, how far the importance ranking of `input_name`
     moves when the probe set is resampled (`findings_lib.bootstrap_floor` over the probes `importance` counts),
     and, for sampling methods, the between-seed agreement the callback logged (held from the step it was last
-    logged, as findings use it; NaN before any).
+    logged, its first value before that, as findings use it; NaN for a method without seed figures).
 
     Returns:
         ``steps`` and float64 ``spearman_floor``, ``ndcg_floor``, ``seed_spearman``, ``seed_ndcg`` over them.
@@ -368,9 +368,9 @@ def noise_floor(
                  for name in ("spearman_floor", "ndcg_floor")}
         full.derived[key] = known
     logged = logged_figures(run).get(method, {})
-    history = findings_lib.MethodHistory(full.steps, np.zeros((len(full.steps), 0, 0)), [], logged)
-    return {"steps": full.steps, **known, "seed_spearman": history.logged_at("seed_spearman", fill=True),
-            "seed_ndcg": history.logged_at("seed_ndcg", fill=True)}
+    seeds = {name: findings_lib.logged_at(logged.get(name), full.steps, fill=True)
+             for name in ("seed_spearman", "seed_ndcg")}
+    return {"steps": full.steps, **known, **seeds}
 
 
 def open_view(run: Run, finding: dict) -> dict:

@@ -124,7 +124,8 @@ def test_the_probe_menu_by_hand(callback_run, client):
                                          if predicted[j, p] != predicted[j - 1, p]]
             assert row["change"] == pytest.approx(1.0 - aggregate.spearman(maps[0, p], maps[i, p]))
     assert any(row["flip_steps"] for row in answer["probes"])  # the menu has flips to show
-    assert get(client, "probes?run=xai&method=saliency") == get(client, f"probes?run=xai&method=saliency&step={steps[-1]}")
+    last = get(client, f"probes?run=xai&method=saliency&step={steps[-1]}")
+    assert get(client, "probes?run=xai&method=saliency") == last
     # Without a method: the predictions' steps, no change.
     plain = get(client, "probes?run=xai&step=1")
     assert plain["step"] == 1 and all(row["change"] is None for row in plain["probes"])

@@ -538,26 +538,23 @@ def agreement_impl(
 # ---- findings, quality, the probe menu (tb_xai.findings, tb_xai.quality through tb_xai.query) ------------
 
 
-def _threshold_args(args) -> findings_lib.Thresholds:
-    return findings_lib.Thresholds(k=_k(args))
+def _optional_int(args, name: str) -> Optional[int]:
+    value = args.get(name)
+    return None if value in (None, "") else parse_int(value, name)
 
 
 def findings_request(run: Run, args) -> dict:
-    step = args.get("reference_step")
-    return findings_impl(run, thresholds=_threshold_args(args),
-                         reference_step=None if step in (None, "") else parse_int(step, "reference_step"))
+    return findings_impl(run, thresholds=findings_lib.Thresholds(k=_k(args)),
+                         reference_step=_optional_int(args, "reference_step"))
 
 
 def quality_request(run: Run, args) -> dict:
-    step = args.get("reference_step")
     return quality_impl(run, _required_arg(args, "method"), k=_k(args),
-                        reference_step=None if step in (None, "") else parse_int(step, "reference_step"))
+                        reference_step=_optional_int(args, "reference_step"))
 
 
 def probes_request(run: Run, args) -> dict:
-    step = args.get("step")
-    return probes_impl(run, args.get("method") or None, args.get("input"),
-                       step=None if step in (None, "") else parse_int(step, "step"))
+    return probes_impl(run, args.get("method") or None, args.get("input"), step=_optional_int(args, "step"))
 
 
 @_http_errors
