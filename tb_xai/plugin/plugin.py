@@ -128,7 +128,8 @@ class XaiPlugin(base_plugin.TBPlugin):
             ctx, experiment_id=eid, plugin_name=scalar_metadata.PLUGIN_NAME
         )
         versions = scalar_versions(listing)
-        body = runs_impl(self._runs(request), sorted(versions), versions)
+        quality = {name: quality_scalar_version(tags) for name, tags in listing.items()}
+        body = runs_impl(self._runs(request), sorted(versions), versions, quality)
         return _json_response(request, body)
 
     @wrappers.Request.application
@@ -305,10 +306,15 @@ def runs_impl(
     runs: Mapping[str, Run],
     scalar_runs: Sequence[str],
     scalar_versions: Optional[Mapping[str, str]] = None,
+    quality_versions: Optional[Mapping[str, str]] = None,
 ) -> dict:
-    """The ``runs`` answer: every tb_xai run and what it holds."""
+    """The ``runs`` answer: every tb_xai run and what it holds (`quality_versions`: run -> the version of its
+    quality scalars, `quality_scalar_version`)."""
     versions = scalar_versions or {}
-    return {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
+    answer = {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
+    for described in answer["runs"]:
+        described["quality_version"] = (quality_versions or {}).get(described["run"], "")
+    return answer
 
 
 def last_written(index: RunIndex) -> Optional[float]:
