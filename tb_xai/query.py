@@ -343,8 +343,6 @@ def quality(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_st
     }
 
 
-
-
 def noise_floor(
     run: Run, method: str, input_name: Optional[str] = None, *, k: int = aggregate.DEFAULT_K,
     target: Optional[int] = None,
@@ -366,7 +364,8 @@ def noise_floor(
         floors = [findings_lib.bootstrap_floor(m if counted is None else m[counted[i]], k) for i, m in enumerate(maps)]
         known = {name: np.array([f[name] for f in floors], dtype=np.float64)
                  for name in ("spearman_floor", "ndcg_floor")}
-        full.derived[key] = known
+        if len(full.derived) < 64:  # as `importance`: a few views per tag
+            full.derived[key] = known
     logged = logged_figures(run).get(method, {})
     seeds = {name: findings_lib.logged_at(logged.get(name), full.steps, fill=True)
              for name in ("seed_spearman", "seed_ndcg")}
@@ -435,7 +434,7 @@ def probe_summary(
             count = count or len(rho)
     else:
         step = _logged_step(pred_steps, step, f"the predictions of run {run.name!r}")
-    classes = names = None
+    classes = None
     if pred_steps.size:
         values = np.asarray(series.values, dtype=np.float64)
         values = values.reshape(values.shape[0], values.shape[1], -1)
