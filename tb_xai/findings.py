@@ -349,17 +349,27 @@ class MethodHistory:
         return None, int(index)
 
     def logged_at(self, name: str, fill: bool = False) -> np.ndarray:
-        """The logged figure `name` at `steps`: NaN where it was not logged, or, with `fill`, the latest earlier
-        value (the first one before it was first logged), as for seed figures logged every few steps."""
-        out = np.full(len(self.steps), np.nan)
-        if name in self.logged:
-            by_step = {int(s): float(v) for s, v in zip(*self.logged[name])}
-            out[:] = [by_step.get(int(s), np.nan) for s in self.steps]
-        known = np.flatnonzero(np.isfinite(out))
-        if fill and known.size:
-            latest = np.maximum.accumulate(np.where(np.isfinite(out), np.arange(len(out)), -1))
-            out = out[np.where(latest >= 0, latest, known[0])]
-        return out
+        """The logged figure `name` at `steps` (`logged_at`)."""
+        return logged_at(self.logged.get(name), self.steps, fill)
+
+
+def logged_at(series: Optional[tuple], steps: Sequence[int], fill: bool = False) -> np.ndarray:
+    """A logged figure's ``(steps, values)`` at `steps`: NaN where it was not logged, or, with `fill`, the latest
+    earlier value (the first one before it was first logged), as for seed figures logged every few steps.
+
+    Example:
+        >>> logged_at((np.array([1, 3]), np.array([0.5, 0.7])), [0, 1, 2, 3], fill=True).tolist()
+        [0.5, 0.5, 0.5, 0.7]
+    """
+    out = np.full(len(steps), np.nan)
+    if series is not None:
+        by_step = {int(s): float(v) for s, v in zip(*series)}
+        out[:] = [by_step.get(int(s), np.nan) for s in steps]
+    known = np.flatnonzero(np.isfinite(out))
+    if fill and known.size:
+        latest = np.maximum.accumulate(np.where(np.isfinite(out), np.arange(len(out)), -1))
+        out = out[np.where(latest >= 0, latest, known[0])]
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

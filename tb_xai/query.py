@@ -528,8 +528,6 @@ def quality(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_st
     }
 
 
-
-
 def noise_floor(
     run: Run, method: str, input_name: Optional[str] = None, *, k: int = aggregate.DEFAULT_K,
     target: Optional[int] = None,
@@ -537,7 +535,7 @@ def noise_floor(
     """The noise band of `stability`: at each of its steps, how far the importance ranking of `input_name`
     moves when the probe set is resampled (`findings_lib.bootstrap_floor` over the probes `importance` counts),
     and, for sampling methods, the between-seed agreement the callback logged (held from the step it was last
-    logged, as findings use it; NaN before any).
+    logged, its first value before that, as findings use it; NaN for a method without seed figures).
 
     Returns:
         ``steps`` and float64 ``spearman_floor``, ``ndcg_floor``, ``seed_spearman``, ``seed_ndcg`` over them.
@@ -551,11 +549,12 @@ def noise_floor(
         floors = [findings_lib.bootstrap_floor(m if counted is None else m[counted[i]], k) for i, m in enumerate(maps)]
         known = {name: np.array([f[name] for f in floors], dtype=np.float64)
                  for name in ("spearman_floor", "ndcg_floor")}
-        full.derived[key] = known
+        if len(full.derived) < 64:  # as `importance`: a few views per tag
+            full.derived[key] = known
     logged = logged_figures(run).get(method, {})
-    history = findings_lib.MethodHistory(full.steps, np.zeros((len(full.steps), 0, 0)), [], logged)
-    return {"steps": full.steps, **known, "seed_spearman": history.logged_at("seed_spearman", fill=True),
-            "seed_ndcg": history.logged_at("seed_ndcg", fill=True)}
+    seeds = {name: findings_lib.logged_at(logged.get(name), full.steps, fill=True)
+             for name in ("seed_spearman", "seed_ndcg")}
+    return {"steps": full.steps, **known, **seeds}
 
 
 def open_view(run: Run, finding: dict) -> dict:
@@ -620,7 +619,7 @@ def probe_summary(
             count = count or len(rho)
     else:
         step = _logged_step(pred_steps, step, f"the predictions of run {run.name!r}")
-    classes = names = None
+    classes = None
     if pred_steps.size:
         values = np.asarray(series.values, dtype=np.float64)
         values = values.reshape(values.shape[0], values.shape[1], -1)

@@ -82,7 +82,8 @@ def test_the_shortcut_demo_prints_what_the_findings_say_and_where_to_open_it(sho
     assert f"Evolution view of integrated_gradients at step {entered[0]['step']}: {entered[0]['feature']} enters" in out
     victims = facts["stamped_flipped_probes"]
     assert victims and all(stamped[p] and labels[p] == 0 for p in victims)
-    flips = {f["probe"] for f in run.findings() if f["kind"] == "prediction_flip" and f["direction"] == "right_to_wrong"}
+    flips = {f["probe"] for f in run.findings()
+             if f["kind"] == "prediction_flip" and f["direction"] == "right_to_wrong"}
     assert set(victims) == {p for p in flips if stamped[p] and labels[p] == 0}
     first = facts["stamped_flips"][0]
     assert (f"Probe view, probe {first['probe']} at step {first['step']}: an even digit with the stamp" in out)

@@ -124,7 +124,8 @@ def test_the_probe_menu_by_hand(callback_run, client):
                                          if predicted[j, p] != predicted[j - 1, p]]
             assert row["change"] == pytest.approx(1.0 - aggregate.spearman(maps[0, p], maps[i, p]))
     assert any(row["flip_steps"] for row in answer["probes"])  # the menu has flips to show
-    assert get(client, "probes?run=xai&method=saliency") == get(client, f"probes?run=xai&method=saliency&step={steps[-1]}")
+    last = get(client, f"probes?run=xai&method=saliency&step={steps[-1]}")
+    assert get(client, "probes?run=xai&method=saliency") == last
     # Without a method: the predictions' steps, no change.
     plain = get(client, "probes?run=xai&step=1")
     assert plain["step"] == 1 and all(row["change"] is None for row in plain["probes"])
@@ -187,6 +188,8 @@ def test_new_quality_scalars_renew_the_cached_answers(tmp_path):
     assert "sanity_spearman" not in before["figures"]
     assert get(client, "findings?run=exp/xai")["findings"] == []
     stability = get(client, "stability?run=exp/xai&method=ig")
+    listed = get(client, "runs")["runs"][0]
+    assert listed["run"] == "exp/xai" and listed["quality_version"] == ""
     # The scalars arrive: the maps stay as close to the randomized model's as they are to each other.
     writer = summary.SummaryWriter(run_dir)
     for step in range(4):
@@ -194,6 +197,9 @@ def test_new_quality_scalars_renew_the_cached_answers(tmp_path):
         writer.write(Q.scalar_pb(Q.scalar_tag("ig", "seed_spearman"), 0.5), step)
     writer.close()
     ingester.deprecated_multiplexer.Reload()
+    renewed_listing = get(client, "runs")["runs"][0]
+    assert renewed_listing["version"] == listed["version"]  # the tb_xai tags did not change ...
+    assert renewed_listing["quality_version"].startswith("xai/ig/sanity_spearman=3@")  # ... the scalars did
     after = get(client, "quality?run=exp/xai&method=ig")
     assert after["figures"]["sanity_spearman"] == [pytest.approx(0.95)] * 4
     assert after["figures"]["ndcg_reference"] == before["figures"]["ndcg_reference"]

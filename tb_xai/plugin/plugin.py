@@ -129,7 +129,8 @@ class XaiPlugin(base_plugin.TBPlugin):
             ctx, experiment_id=eid, plugin_name=scalar_metadata.PLUGIN_NAME
         )
         versions = scalar_versions(listing)
-        body = runs_impl(self._runs(request), sorted(versions), versions)
+        quality = {name: quality_scalar_version(tags) for name, tags in listing.items()}
+        body = runs_impl(self._runs(request), sorted(versions), versions, quality)
         return _json_response(request, body)
 
     @wrappers.Request.application
@@ -319,10 +320,15 @@ def runs_impl(
     runs: Mapping[str, Run],
     scalar_runs: Sequence[str],
     scalar_versions: Optional[Mapping[str, str]] = None,
+    quality_versions: Optional[Mapping[str, str]] = None,
 ) -> dict:
-    """The ``runs`` answer: every tb_xai run and what it holds."""
+    """The ``runs`` answer: every tb_xai run and what it holds (`quality_versions`: run -> the version of its
+    quality scalars, `quality_scalar_version`)."""
     versions = scalar_versions or {}
-    return {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
+    answer = {"runs": [_describe_run(runs[name], scalar_runs, versions) for name in sorted(runs)]}
+    for described in answer["runs"]:
+        described["quality_version"] = (quality_versions or {}).get(described["run"], "")
+    return answer
 
 
 def last_written(index: RunIndex) -> Optional[float]:
@@ -592,26 +598,23 @@ def agreement_impl(
 # ---- findings, quality, the probe menu (tb_xai.findings, tb_xai.quality through tb_xai.query) ------------
 
 
-def _threshold_args(args) -> findings_lib.Thresholds:
-    return findings_lib.Thresholds(k=_k(args))
+def _optional_int(args, name: str) -> Optional[int]:
+    value = args.get(name)
+    return None if value in (None, "") else parse_int(value, name)
 
 
 def findings_request(run: Run, args) -> dict:
-    step = args.get("reference_step")
-    return findings_impl(run, thresholds=_threshold_args(args),
-                         reference_step=None if step in (None, "") else parse_int(step, "reference_step"))
+    return findings_impl(run, thresholds=findings_lib.Thresholds(k=_k(args)),
+                         reference_step=_optional_int(args, "reference_step"))
 
 
 def quality_request(run: Run, args) -> dict:
-    step = args.get("reference_step")
     return quality_impl(run, _required_arg(args, "method"), k=_k(args),
-                        reference_step=None if step in (None, "") else parse_int(step, "reference_step"))
+                        reference_step=_optional_int(args, "reference_step"))
 
 
 def probes_request(run: Run, args) -> dict:
-    step = args.get("step")
-    return probes_impl(run, args.get("method") or None, args.get("input"),
-                       step=None if step in (None, "") else parse_int(step, "step"))
+    return probes_impl(run, args.get("method") or None, args.get("input"), step=_optional_int(args, "step"))
 
 
 @_http_errors
