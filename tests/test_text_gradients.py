@@ -237,3 +237,47 @@ def test_vocabulary_from_a_text_vectorization_layer_and_tokens(linear):
     tokens = adapter.probe.tokens(0)
     assert list(tokens[0][:3]) == ["the", "cat", "sat"] and tokens[0][3] == ""
     assert adapter.probe.padding(0)[0].tolist() == [False] * 3 + [True] * (T - 3)
+
+
+def test_a_text_and_a_float_input_are_integrated_jointly():
+    keras.utils.set_random_seed(6)
+    ids = keras.Input((T,), dtype="int32", name="ids")
+    features = keras.Input((3,), name="features")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(V, D)(ids))
+    h = keras.layers.Dense(8, activation="tanh")(keras.layers.Concatenate()([pooled, features]))
+    model = keras.Model([ids, features], keras.layers.Dense(3)(h))
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    probe = as_probe_set([IDS, x])
+    adapter = adapt(model, probe)
+    text_lib.resolve(adapter, probe)
+    assert adapter.probe.modality(0) == "text" and adapter.probe.modality(1) == "tabular"
+    method = IntegratedGradients()
+    method.setup(adapter, adapter.probe)
+    tokens, values = method.attribute(adapter.probe.inputs, TARGET)
+    assert tokens.shape == (6, T) and values.shape == (6, 3) and np.all(tokens[IDS == 0] == 0)
+    rows = np.arange(6)
+    f_x = model.predict([IDS, x], verbose=0)[rows, TARGET]
+    f_base = model.predict([np.zeros_like(IDS), np.zeros_like(x)], verbose=0)[rows, TARGET]
+    np.testing.assert_allclose(tokens.sum(axis=1) + values.sum(axis=1), f_x - f_base, rtol=0.01, atol=1e-5)
+    # The float input's gradient is the model's own, at the probe's embeddings.
+    saliency = Saliency(absolute=False)
+    saliency.setup(adapter, adapter.probe)
+    _, grads = saliency.space.gradients([IDS, x], saliency.space.points([IDS, x]), TARGET)
+    import tensorflow as tf  # the reference: the model's own gradient with respect to the float input
+
+    xs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        out = tf.gather(model([tf.constant(IDS), xs]), TARGET, axis=1, batch_dims=1)
+    np.testing.assert_allclose(grads[1], tape.gradient(out, xs).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_the_callback_checks_its_text_arguments_before_training():
+    import tb_xai
+
+    with pytest.raises(ValueError, match="padding_id must be None or a token id .* received: '0'"):
+        tb_xai.AttributionCallback("unused", IDS, padding_id="0")
+    with pytest.raises(TypeError, match="embedding_layer must be a layer name"):
+        tb_xai.AttributionCallback("unused", IDS, embedding_layer=3)
+    with pytest.raises(ValueError, match="mask_id must be None or a token id"):
+        tb_xai.AttributionCallback("unused", IDS, mask_id=True)
