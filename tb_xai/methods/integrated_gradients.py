@@ -215,7 +215,7 @@ class IntegratedGradients(AttributionMethod):
         [a, b] is f(path(b)) - f(path(a)), so one forward row per split gives it. A ReLU network's gradient jumps
         where a unit switches along the path; splitting where the error is puts path points at the kinks, and
         low-order panels keep them there. Memory: each failing probe's attribution, and the panels'
-        attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed).
+        attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed), and its first pass.
         """
         n = PANEL_NODES
         f_input = self._f_path(inputs, target, rows, np.ones(len(rows)))
@@ -228,8 +228,8 @@ class IntegratedGradients(AttributionMethod):
         # Per failing probe: its panels as [start, end, f(start), f(end), integral, attribution or None].
         panels = []
         for k in range(len(rows)):
-            kept = [c[k].copy() for c in current] if stored + row_bytes <= _PANEL_BYTES else None
-            stored += row_bytes if kept is not None else 0
+            # The first pass is always kept: it has `steps` nodes, so recomputing it as a panel would not match.
+            kept = [c[k].copy() for c in current]
             integral = float(sum(c[k].sum(dtype=np.float64) for c in current))
             panels.append([[0.0, 1.0, float(f_base[k]), float(f_input[k]), integral, kept]])
         active = np.arange(len(rows))
@@ -263,7 +263,8 @@ class IntegratedGradients(AttributionMethod):
                     parent_attr = [a[r] for a in joint]
                 else:
                     parent_attr = parent[5]
-                    stored -= row_bytes
+                    if (parent[0], parent[1]) != (0.0, 1.0):  # the first pass is not counted in `stored`
+                        stored -= row_bytes
                 halves = []
                 for a, b, fa, fb, h in ((lo[t], mid[t], parent[2], f_mid[t], t), (mid[t], hi[t], f_mid[t], parent[3], m + t)):
                     attr = [x[h] for x in joint]
