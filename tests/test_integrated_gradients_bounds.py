@@ -106,6 +106,23 @@ def test_steps_mean_counts_every_gradient_row_and_max_steps_bounds_them(max_step
         assert d["probes_over_tolerance"] == 0
 
 
+def test_refinement_without_room_to_keep_panels_recomputes_them_and_gives_the_same_attributions(monkeypatch):
+    from tb_xai.methods import integrated_gradients as ig_module
+
+    x = models.random_inputs((6,), 32, seed=2)
+    target = np.zeros(32, np.int32)
+    kept, recomputed = IntegratedGradients(), IntegratedGradients()
+    model = _kinked_relu_mlp()
+    _bind(kept, model, x)
+    (expected,) = kept.attribute([x], target)
+    monkeypatch.setattr(ig_module, "_PANEL_BYTES", 0)  # no panel attribution kept: each split recomputes its parent
+    _bind(recomputed, model, x)
+    (attr,) = recomputed.attribute([x], target)
+    np.testing.assert_allclose(attr, expected, rtol=1e-4, atol=1e-6)
+    assert recomputed.diagnostics()["steps_mean"] > kept.diagnostics()["steps_mean"]
+    assert recomputed.diagnostics()["probes_over_tolerance"] == kept.diagnostics()["probes_over_tolerance"] == 0
+
+
 def test_a_completeness_miss_is_logged_as_a_scalar_and_warned_once(tmp_path, caplog):
     model = _kinked_relu_mlp()
     model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")

@@ -288,24 +288,26 @@ class IntegratedGradients(AttributionMethod):
         the panel with the largest quadrature error, until completeness holds or `max_steps`.
 
         A panel's error is known exactly, not estimated: the integral of the gradient along the path over
-        [a, b] is f(path(b)) - f(path(a)), so one forward row per split gives it. A ReLU network's gradient jumps
-        where a unit switches along the path; splitting where the error is puts path points at the kinks, and
-        low-order panels keep them there. Memory: each failing probe's attribution, and the panels'
-        attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed).
+        [a, b] is f(path(b)) - f(path(a)), so the output at each new panel end gives it. A ReLU network's
+        gradient jumps where a unit switches along the path; splitting where the error is puts path points at
+        the kinks, and low-order panels keep them there. Memory: each failing probe's attribution, and the
+        panels' attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed), and
+        its first pass.
         """
         n = PANEL_NODES
+        live = [i for i, o in enumerate(out) if o is not None]
         f_input = self._f_path(path, target, rows, np.ones(len(rows)))
         f_base = f_input - delta[rows]
         floor = 1e-6 * np.maximum(np.abs(f_input), np.abs(f_base))  # panel errors below float32's resolution
-        current = [o[rows].copy() for o in out if o is not None]  # each failing probe's running attribution
+        current = [out[i][rows].copy() for i in live]  # each failing probe's running attribution
         best_error = error[rows].copy()
         row_bytes = sum(c[0].nbytes for c in current)
         stored = 0
         # Per failing probe: its panels as [start, end, f(start), f(end), integral, attribution or None].
         panels = []
         for k in range(len(rows)):
-            kept = [c[k].copy() for c in current] if stored + row_bytes <= _PANEL_BYTES else None
-            stored += row_bytes if kept is not None else 0
+            # The first pass is always kept: it has `steps` nodes, so recomputing it as a panel would not match.
+            kept = [c[k].copy() for c in current]
             integral = float(sum(c[k].sum(dtype=np.float64) for c in current))
             panels.append([[0.0, 1.0, float(f_base[k]), float(f_input[k]), integral, kept]])
         active = np.arange(len(rows))
@@ -326,13 +328,14 @@ class IntegratedGradients(AttributionMethod):
             mid = (lo + hi) / 2
             lost = np.array([panels[k][j][5] is None for k, j in tasks], dtype=bool)  # recomputed parents
             f_mid = self._f_path(path, target, rows[owner], mid)
-            m, q = len(tasks), int(np.count_nonzero(lost))
+            m = len(tasks)
             joint = self._panel_attributions(
                 path, target, np.concatenate([rows[owner], rows[owner], rows[owner[lost]]]),
                 np.concatenate([lo, mid, lo[lost]]), np.concatenate([mid, hi, hi[lost]]), n)
-            joint = [a for a in joint if a is not None]
+            joint = [joint[i] for i in live]
+            # np.add.at: a probe split several times pays for each split (`spent[i] +=` would count it once).
             np.add.at(spent, rows[owner], 2 * n + n * lost)
-            recomputed = iter(range(2 * m, 2 * m + q))
+            recomputed = iter(range(2 * m, len(joint[0])))
             for t, (k, j) in enumerate(tasks):
                 parent = panels[k][j]
                 if parent[5] is None:
@@ -340,13 +343,16 @@ class IntegratedGradients(AttributionMethod):
                     parent_attr = [a[r] for a in joint]
                 else:
                     parent_attr = parent[5]
-                    stored -= row_bytes
+                    if (parent[0], parent[1]) != (0.0, 1.0):  # the first pass is not counted in `stored`
+                        stored -= row_bytes
                 halves = []
-                for a, b, fa, fb, h in ((lo[t], mid[t], parent[2], f_mid[t], t), (mid[t], hi[t], f_mid[t], parent[3], m + t)):
+                for a, b, fa, fb, h in ((lo[t], mid[t], parent[2], f_mid[t], t),
+                                        (mid[t], hi[t], f_mid[t], parent[3], m + t)):
                     attr = [x[h] for x in joint]
                     kept = [x.copy() for x in attr] if stored + row_bytes <= _PANEL_BYTES else None
                     stored += row_bytes if kept is not None else 0
-                    halves.append([a, b, float(fa), float(fb), float(sum(x.sum(dtype=np.float64) for x in attr)), kept])
+                    halves.append([a, b, float(fa), float(fb), float(sum(x.sum(dtype=np.float64) for x in attr)),
+                                   kept])
                     for c, x in zip(current, attr):
                         c[k] += x
                 for c, x in zip(current, parent_attr):
@@ -354,26 +360,27 @@ class IntegratedGradients(AttributionMethod):
                 panels[k][j:j + 1] = halves
             touched = np.unique(owner)
             now = _sum_error([c[touched] for c in current], delta[rows[touched]])
-            # Splitting one panel can uncover another panel's error of opposite sign: keep each probe's best answer.
+            # Splitting one panel can uncover another's error of opposite sign: keep each probe's best answer.
             better = now < best_error[touched]
-            for o, c in zip([o for o in out if o is not None], current):
-                o[rows[touched[better]]] = c[touched[better]]
+            for i, c in zip(live, current):
+                out[i][rows[touched[better]]] = c[touched[better]]
             best_error[touched[better]] = now[better]
             error[rows[touched[better]]] = now[better]
             active = touched[best_error[touched] > allowed[rows[touched]]]
         return rows[best_error > allowed[rows]]
 
     def _f_path(self, path, target, probes, alphas) -> np.ndarray:
-        """The explained output at path point `alphas[j]` of probe `probes[j]` (forward only, unless an input is
-        text: its path points are embeddings, which only the gradient call takes)."""
+        """The explained output at path point `alphas[j]` of probe `probes[j]` (forward only without text)."""
         inputs, starts, ends = path
+        begin = _rows(starts, probes)
         points = []
-        for s, e in zip(_rows(starts, probes), _rows(ends, probes)):
+        for s, e in zip(begin, _rows(ends, probes)):
             points.append(None if e is None else
                           s + alphas.astype(np.float32).reshape((-1,) + (1,) * (e.ndim - 1)) * (e - s))
+        rows = np.arange(len(probes))
         if self.space.has_text:
             return self.space.gradients(_rows(inputs, probes), points, target[probes])[0].astype(np.float64)
-        return self.model.predict(points)[np.arange(len(probes)), target[probes]].astype(np.float64)
+        return self.model.predict(points)[rows, target[probes]].astype(np.float64)
 
     def _panel_attributions(self, path, target, probes, lo, hi, n) -> List[Optional[np.ndarray]]:
         """Each (probe, [lo, hi]) path panel's attribution with `n` Gauss-Legendre nodes, batched; `path` is
