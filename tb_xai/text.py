@@ -284,3 +284,27 @@ def _text_input(adapter, i: int, call, arguments: TextArguments, held: Tuple[str
     padding_input = PADDING_MASK if name == TOKEN_IDS and PADDING_MASK in held else None
     return TextInput(padding_id=padding_id, mask_id=int(mask_id), padding_input=padding_input,
                      vocabulary=vocabulary, embedding=call.path)
+
+
+def check_removal(adapter, probe: ProbeSet, method: str) -> None:
+    """ValueError when the model's output is not finite on a probe text whose tokens are all removed (set to the
+    mask id), which a perturbation method evaluates: a ``mask_zero=True`` Embedding followed by a masked mean
+    divides by zero there when the mask id is the padding id."""
+    for i, name in enumerate(probe.names):
+        text = probe.text.get(name)
+        if text is None:
+            continue
+        ids = probe.inputs[i]
+        removed = np.where(probe.padding(i), ids, np.asarray(text.mask_id, dtype=ids.dtype))
+        inputs = list(probe.inputs)
+        inputs[i] = removed
+        outputs = adapter.predict(inputs)
+        bad = np.flatnonzero(~np.isfinite(outputs).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"{method}: with every token of text input {name!r} replaced by the mask id {text.mask_id}, the "
+                f"model's output is NaN or inf for {bad.size} of {len(ids)} probes (probe {int(bad[0])} first), so "
+                "no removal could be explained. A mask_zero=True Embedding followed by a masked mean divides by "
+                "zero when every position is masked: pass mask_id= a token id the model reads as a real token, "
+                "e.g. the out-of-vocabulary id (1 for TextVectorization's '[UNK]')."
+            )

@@ -135,14 +135,16 @@ def explain(directory: str) -> None:
         x = np.load(os.path.join(directory, f"{name}.npy"))
         probe = as_probe_set(x)
         adapter = adapt(model, probe)
-        text.resolve(adapter, probe)  # token ids feeding an Embedding: explained at its output
+        # Token ids feeding an Embedding: explained at its output. A removed token is the out-of-vocabulary id 1:
+        # removing every token by masking it (id 0) leaves this masked mean undefined.
+        text.resolve(adapter, probe, text.TextArguments(mask_id=1))
         target = np.arange(len(x)) % adapter.n_outputs
         results[f"{name}/predict"] = adapter.predict(probe.inputs)
         modality = probe.modality(0)
         for method_name, config in METHODS.items():
             cls = methods_lib.REGISTRY[method_name]
-            if modality not in cls.modalities:
-                continue
+            if modality not in cls.modalities or (name == "text" and method_name == "grad_cam"):
+                continue  # the text classifier has no convolution for Grad-CAM
             method = cls(**config)
             method.setup(adapter, adapter.probe)
             (values,) = method.attribute(adapter.probe.inputs, target)

@@ -63,7 +63,7 @@ def test_every_method_ran_on_every_backend(matrix):
     assert {f"tabular/{m}" for m in ("saliency", "kernel_shap", "lime")} <= set(expected)
     assert {f"residual/{m}" for m in METHODS} <= set(expected)
     gradient_methods = ("saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "expected_gradients")
-    assert {f"text/{m}" for m in gradient_methods} <= set(expected)
+    assert {f"text/{m}" for m in gradient_methods + ("kernel_shap", "lime", "occlusion")} <= set(expected)
     for backend in BACKENDS[1:]:
         assert sorted(results[backend]) == expected, backend
 

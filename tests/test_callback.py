@@ -187,7 +187,7 @@ def _error(tmp_path, model, x, y, **kwargs):
     ("feature names", {"feature_names": ["a", "b"]}, r"feature_names has 2 names but the probe has 30 features"),
     ("every_n_epochs", {"every_n_epochs": 0}, r"every_n_epochs must be an integer >= 1; received: 0"),
     ("duplicate", {"methods": ["saliency", "saliency"]}, r"methods \['saliency'\] are given more than once"),
-    ("grad_cam on tabular", {"methods": ["grad_cam"]}, r"grad_cam explains image or sequence inputs"),
+    ("grad_cam on tabular", {"methods": ["grad_cam"]}, r"grad_cam explains image, sequence or text inputs"),
 ])
 def test_configuration_mistakes_fail_before_training_with_a_clear_message(tmp_path, tabular_data, case, kwargs,
                                                                              expected):

@@ -26,6 +26,7 @@ from tb_xai.methods.coalitions import joint_probe_keys
 from tb_xai.methods.segmentation import (  # segment_groups is re-exported for the methods
     Segmentation, as_segmentation, features_to_map, segment_groups, segment_means,
 )
+from tb_xai import text as text_lib
 from tb_xai.probe import ProbeSet
 
 #: Input elements (float32) per model call when no batch_size is given: about 8 MB, large enough for the
@@ -341,6 +342,7 @@ class LocalSurrogate(AttributionMethod):
                                                      joint=joint))
         self._input = self.inputs[0]
         self._check(probe)
+        text_lib.check_removal(model, probe, self.name)
 
     def _explained_input(self, probe, i: int, value, shared: bool, joint: Dict[str, Background]) -> ExplainedInput:
         name, modality = probe.names[i], probe.modality(i)
