@@ -41,3 +41,15 @@ def test_the_text_demo_shows_the_shortcut_token_taking_over(tmp_path):
     assert fooled[-1] > fooled[0], fooled
     assert "is the most attributed token of most probes that name it" in result.stdout
     assert "Probe " in result.stdout and "turns to 'praise'" in result.stdout
+    # What the callback logged reads back as text: the tokens, the words ranked, and the dashboard's answer.
+    tokens = run.tokens()
+    assert tokens.shape == ids.shape and set(tokens[brand]) == {demo.BRAND}
+    assert (run.padding() == (ids == 0)).all()
+    assert run.ranking("integrated_gradients", by="word")[0] == demo.BRAND
+    from tb_xai.plugin.plugin import evolution_impl
+
+    served = evolution_impl(run._run, "integrated_gradients", None, by="word")
+    words = run.map_names("integrated_gradients", by="word")
+    assert served["layout"]["names"] == words and served["features"][served["order"][0]] == demo.BRAND
+    np.testing.assert_allclose(np.array(served["importance"], dtype=float),
+                               run.importance("integrated_gradients", by="word"), rtol=1e-3, atol=1e-6)
