@@ -51,7 +51,7 @@ setuptools.setup(
         "tf_keras": ["tf_keras>=2.16"],
         "jax": ["jax>=0.4.20"],
         "torch": ["torch>=2.1"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "pandas>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3", "pandas>=2"],
     },
     entry_points={
         # The TensorBoard plugin (tb_xai.plugin) registers itself here.

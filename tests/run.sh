@@ -30,4 +30,5 @@ if [ -n "$changed" ]; then
   exit 1
 fi
 
-python -m pytest -q --timeout=900 tests "$@"
+# Two workers, each file's tests in one of them (its module and session fixtures train once per worker).
+python -m pytest -q --timeout=900 -n 2 --dist loadfile tests "$@"
