@@ -14,6 +14,10 @@ python -m pip install --quiet "torch==2.13.0"
 # same module, and pulling `tensorflow` too would install a second copy over it.
 tf_release=$(python -c "import importlib.metadata as m; print('.'.join(m.version('tensorflow-cpu').split('.')[:2]))")
 python -m pip install --quiet --no-deps "tf_keras==${tf_release}.*"
+# keras_hub for a BERT backbone with random weights (tests/test_text_models.py), without its tensorflow-text
+# requirement: that one pulls the `tensorflow` distribution in beside tensorflow-cpu, and no backbone needs it.
+python -m pip install --quiet absl-py kagglehub "kagglesdk==0.1.28" regex rich sentencepiece tokenizers
+python -m pip install --quiet --no-deps "keras-hub==0.32.0"
 
 # Debian's Chromium for the browser tests (playwright-core drives it; no browser is ever downloaded).
 if ! command -v chromium >/dev/null 2>&1; then
