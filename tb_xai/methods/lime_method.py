@@ -203,8 +203,8 @@ class Lime(LocalSurrogate):
             outputs.append(self.predict_rows(rows, np.repeat(target[block], s), probes=np.repeat(block, s))
                            .reshape(-1, s))
 
-        pipelined(sampled, evaluate, len(pieces))
-        with single_threaded_blas():
+        with single_threaded_blas():  # set here, it holds on the thread computing the moments too
+            pipelined(sampled, evaluate, len(pieces))
             xy = np.concatenate([
                 np.matmul(np.swapaxes(weighted, 1, 2), y.astype(np.float32)[..., None])[..., 0]
                 for (weighted, _, _, _, _), y in zip(moments, outputs)

@@ -44,34 +44,36 @@ _FILLS = ("segment_mean", "mean")
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """Runs numpy's BLAS on one thread for the duration (reentrant, and safe across threads: the limit is the
-    process's, so it is set when the first holder enters and restored when the last one leaves).
+    """Runs numpy's BLAS on one thread for the duration, in every thread of the process (reentrant).
 
     The surrogates' matrices are small; BLAS threads spinning beside the model's threads made their products
     and solves 10-300x slower on a busy 2-core machine (a 2 ms gram took 0.6 s), more than the model's time.
+    The limit is the process's and OpenBLAS takes it from the main thread only, so it is set there (when the
+    outermost holder enters) and restored when that holder leaves; elsewhere this does nothing, and threads
+    working for a main-thread holder (the builder of `pipelined`) run under its limit.
     """
     global _BLAS_CONTROLLER, _BLAS_LIMIT, _BLAS_DEPTH
-    with _BLAS_LOCK:
-        if _BLAS_CONTROLLER is None:
-            try:
-                from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
-                _BLAS_CONTROLLER = ThreadpoolController()  # finds the loaded BLAS libraries once
-            except ImportError:  # pragma: no cover - scikit-learn always brings it
-                _BLAS_CONTROLLER = False
-        if _BLAS_DEPTH == 0 and _BLAS_CONTROLLER:
-            _BLAS_LIMIT = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
-        _BLAS_DEPTH += 1
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
+            _BLAS_CONTROLLER = ThreadpoolController()  # finds the loaded BLAS libraries once
+        except ImportError:  # pragma: no cover - scikit-learn always brings it
+            _BLAS_CONTROLLER = False
+    if _BLAS_DEPTH == 0 and _BLAS_CONTROLLER:
+        _BLAS_LIMIT = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    _BLAS_DEPTH += 1
     try:
         yield
     finally:
-        with _BLAS_LOCK:
-            _BLAS_DEPTH -= 1
-            if _BLAS_DEPTH == 0 and _BLAS_LIMIT is not None:
-                _BLAS_LIMIT.restore_original_limits()
-                _BLAS_LIMIT = None
+        _BLAS_DEPTH -= 1
+        if _BLAS_DEPTH == 0 and _BLAS_LIMIT is not None:
+            _BLAS_LIMIT.restore_original_limits()
+            _BLAS_LIMIT = None
 
 
-_BLAS_LOCK = threading.Lock()
 _BLAS_CONTROLLER = None
 _BLAS_LIMIT = None
 _BLAS_DEPTH = 0
