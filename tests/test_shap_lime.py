@@ -310,3 +310,41 @@ def test_configuration_mistakes_name_the_bad_value(tabular):
         Lime(engine="fast")
     with pytest.raises(ValueError, match=r"fill='mean' .* tabular input 'input' needs a number"):
         Occlusion(fill="mean").setup(adapter, probe)
+
+
+
+def test_the_surrogates_single_threaded_blas_restores_the_process_limit():
+    """The fits run numpy's BLAS on one thread: nested holders keep the limit until the outermost leaves, a
+    worker thread's holder neither sets nor restores it, and the process's own limit is back afterwards."""
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+
+    def in_worker():
+        seen = []
+
+        def work():
+            with surrogate.single_threaded_blas():
+                np.ones((64, 64)) @ np.ones((64, 64))
+            seen.append(blas_threads())
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(10)
+        return seen[0]
+
+    assert blas_threads(), "numpy's BLAS is not visible to threadpoolctl"
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        start = blas_threads()
+        assert start == [2] * len(start)
+        assert in_worker() == start  # alone on a worker thread it changes nothing
+        with surrogate.single_threaded_blas():
+            with surrogate.single_threaded_blas():
+                assert blas_threads() == [1] * len(start)
+            assert blas_threads() == [1] * len(start)
+            assert in_worker() == [1] * len(start)  # workers run under the main thread's limit
+            assert blas_threads() == [1] * len(start)
+        assert blas_threads() == start

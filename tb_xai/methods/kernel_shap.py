@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -11,7 +10,7 @@ import numpy as np
 from tb_xai.methods.coalitions import (
     CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
 )
-from tb_xai.methods.surrogate import LocalSurrogate, segment_groups
+from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, single_threaded_blas
 from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
@@ -187,7 +186,7 @@ class KernelShap(LocalSurrogate):
             values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows], fill,
                                            np.ones(1), target[rows], probes=probes[rows])
             del masks
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 for j, i in enumerate(c):
                     d, k = designs[i], counts[i]
                     part = values[j * b:(j + 1) * b]
@@ -198,22 +197,6 @@ class KernelShap(LocalSurrogate):
                     variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
                                    * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
         return phi, variance
-
-
-def _single_threaded_blas():
-    """BLAS on one thread: these matrices are small, and BLAS threads spinning beside the model's threads
-    made the solves 10-50x slower on a busy 2-core machine."""
-    global _BLAS
-    if _BLAS is None:
-        try:
-            from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
-            _BLAS = ThreadpoolController()  # finds the loaded BLAS libraries once (it reads the process's maps)
-        except ImportError:  # pragma: no cover - scikit-learn always brings it
-            _BLAS = False
-    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
-
-
-_BLAS = None
 
 
 def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,

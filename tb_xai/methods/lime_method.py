@@ -15,8 +15,8 @@ from tb_xai.batching import chunks
 from tb_xai.methods.coalitions import probe_generator, standard_normal, uniform_coalitions
 from tb_xai.methods.reference_engines import LimeEngine
 from tb_xai.methods.surrogate import (
-    LocalSurrogate, normal_equations, padded, pipelined, segment_groups, solve_normal_equations,
-    weighted_least_squares,
+    LocalSurrogate, normal_equations, padded, pipelined, segment_groups, single_threaded_blas,
+    solve_normal_equations, weighted_least_squares,
 )
 
 #: LIME's own defaults: samples per probe and the kernel width (tabular: times sqrt(features)).
@@ -139,7 +139,8 @@ class Lime(LocalSurrogate):
         mean, scale = self.standardization()
         z, products, rows, outputs = self._shared_samples(d, mean, scale)
         probes = (x - mean) / scale
-        squared = (probes ** 2).sum(axis=1)[:, None] + (z ** 2).sum(axis=1)[None, :] - 2 * probes @ z.T
+        with single_threaded_blas():
+            squared = (probes ** 2).sum(axis=1)[:, None] + (z ** 2).sum(axis=1)[None, :] - 2 * probes @ z.T
         w = self._kernel(np.sqrt(np.maximum(squared, 0.0)), d)  # (probes, samples - 1)
         w_probe = self._kernel(np.zeros(p), d)  # the probe itself, at distance 0
         if outputs is not None:
@@ -151,9 +152,10 @@ class Lime(LocalSurrogate):
         if self.ridge == 0:  # as `normal_equations`: unit weight sums condition the system better
             total = w.sum(axis=1) + w_probe
             w, w_probe = w / total[:, None], w_probe / total
-        gram = (w @ products).reshape(p, d, d) + w_probe[:, None, None] * probes[:, :, None] * probes[:, None, :]
-        x_sum = w @ z + w_probe[:, None] * probes
-        xy = (w * y) @ z + (w_probe * y_probe)[:, None] * probes
+        with single_threaded_blas():
+            gram = (w @ products).reshape(p, d, d) + w_probe[:, None, None] * probes[:, :, None] * probes[:, None, :]
+            x_sum = w @ z + w_probe[:, None] * probes
+            xy = (w * y) @ z + (w_probe * y_probe)[:, None] * probes
         y_sum = (w * y).sum(axis=1) + w_probe * y_probe
         beta, _ = solve_normal_equations(gram, x_sum, w.sum(axis=1) + w_probe, xy, y_sum,
                                          np.ones((p, d), dtype=bool), ridge=self.ridge, intercept=True)
@@ -201,11 +203,12 @@ class Lime(LocalSurrogate):
             outputs.append(self.predict_rows(rows, np.repeat(target[block], s), probes=np.repeat(block, s))
                            .reshape(-1, s))
 
-        pipelined(sampled, evaluate, len(pieces))
-        xy = np.concatenate([
-            np.matmul(np.swapaxes(weighted, 1, 2), y.astype(np.float32)[..., None])[..., 0]
-            for (weighted, _, _, _, _), y in zip(moments, outputs)
-        ])
+        with single_threaded_blas():  # set here, it holds on the thread computing the moments too
+            pipelined(sampled, evaluate, len(pieces))
+            xy = np.concatenate([
+                np.matmul(np.swapaxes(weighted, 1, 2), y.astype(np.float32)[..., None])[..., 0]
+                for (weighted, _, _, _, _), y in zip(moments, outputs)
+            ])
         y_sum = np.concatenate([(w * y).sum(axis=1) for (_, w, _, _, _), y in zip(moments, outputs)])
         gram, x_sum, total_weight = (np.concatenate([m[i] for m in moments]) for i in (2, 3, 4))
         beta, _ = solve_normal_equations(gram, x_sum, total_weight, xy, y_sum, np.ones((p, d), dtype=bool),

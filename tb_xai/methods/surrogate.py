@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import contextlib
 import dataclasses
 import numbers
+import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -40,6 +42,43 @@ _ENGINES = ("batched", "reference")
 _FILLS = ("segment_mean", "mean")
 
 
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Runs numpy's BLAS on one thread for the duration, in every thread of the process (reentrant).
+
+    The surrogates' matrices are small; BLAS threads spinning beside the model's threads made their products
+    and solves 10-300x slower on a busy 2-core machine (a 2 ms gram took 0.6 s), more than the model's time.
+    The limit is the process's and OpenBLAS takes it from the main thread only, so it is set there (when the
+    outermost holder enters) and restored when that holder leaves; elsewhere this does nothing, and threads
+    working for a main-thread holder (the builder of `pipelined`) run under its limit.
+    """
+    global _BLAS_CONTROLLER, _BLAS_LIMIT, _BLAS_DEPTH
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
+            _BLAS_CONTROLLER = ThreadpoolController()  # finds the loaded BLAS libraries once
+        except ImportError:  # pragma: no cover - scikit-learn always brings it
+            _BLAS_CONTROLLER = False
+    if _BLAS_DEPTH == 0 and _BLAS_CONTROLLER:
+        _BLAS_LIMIT = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    _BLAS_DEPTH += 1
+    try:
+        yield
+    finally:
+        _BLAS_DEPTH -= 1
+        if _BLAS_DEPTH == 0 and _BLAS_LIMIT is not None:
+            _BLAS_LIMIT.restore_original_limits()
+            _BLAS_LIMIT = None
+
+
+_BLAS_CONTROLLER = None
+_BLAS_LIMIT = None
+_BLAS_DEPTH = 0
+
+
 def normal_equations(design: np.ndarray, weights: np.ndarray, ridge: float):
     """The weighted moments a least-squares fit needs that do not depend on the outputs.
 
@@ -61,7 +100,8 @@ def normal_equations(design: np.ndarray, weights: np.ndarray, ridge: float):
         w = w / total_weight[:, None]
         total_weight = np.ones(len(w))
     weighted = design * w[:, :, None].astype(dtype)
-    gram = np.matmul(np.swapaxes(weighted, 1, 2), design).astype(np.float64)
+    with single_threaded_blas():
+        gram = np.matmul(np.swapaxes(weighted, 1, 2), design).astype(np.float64)
     return weighted, w, gram, weighted.sum(axis=1, dtype=np.float64), total_weight
 
 
@@ -98,7 +138,8 @@ def solve_normal_equations(
         kkt[:, k, :k] = c
         rhs = np.concatenate([rhs, np.asarray(total, dtype=np.float64)[:, None]], axis=1)
         gram = kkt
-    solution = _well_posed_solve(gram, rhs)
+    with single_threaded_blas():
+        solution = _well_posed_solve(gram, rhs)
     beta = solution[:, :k] * valid
     b = (y_mean - (x_mean * beta).sum(axis=1)) if intercept else np.zeros(len(gram))
     return beta, b
@@ -160,7 +201,8 @@ def weighted_least_squares(
     if design.dtype == bool:
         design = design.astype(np.float64)
     weighted, w, gram, x_sum, total_weight = normal_equations(design, weights, ridge)
-    xy = np.matmul(np.swapaxes(weighted, 1, 2), np.asarray(y, dtype=weighted.dtype)[..., None])[..., 0]
+    with single_threaded_blas():
+        xy = np.matmul(np.swapaxes(weighted, 1, 2), np.asarray(y, dtype=weighted.dtype)[..., None])[..., 0]
     y_sum = (w * y).sum(axis=1)
     return solve_normal_equations(gram, x_sum, total_weight, xy, y_sum, valid, ridge, intercept, total)
 
