@@ -36,10 +36,12 @@ setuptools.setup(
         "lime>=0.2.0.1",
         "matplotlib>=3.7",
         # Already required by shap and lime; named because tb_xai imports them itself: SLIC superpixels
-        # (scikit-image), k-means backgrounds (scikit-learn), binomial coefficients of the Shapley kernel (scipy).
+        # (scikit-image), k-means backgrounds (scikit-learn), binomial coefficients of the Shapley kernel (scipy),
+        # one BLAS thread for the surrogates' least-squares fits (threadpoolctl).
         "scikit-image>=0.21",
         "scikit-learn>=1.2",
         "scipy>=1.10",
+        "threadpoolctl>=3",
     ],
     # Every Keras backend is an extra, none a requirement: Keras 3 runs on whichever is installed
     # (KERAS_BACKEND). TensorFlow's GPU build (`tensorflow`) and CPU build (`tensorflow-cpu`) are different
