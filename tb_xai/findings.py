@@ -83,9 +83,23 @@ def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     ideal = np.sort(reference)[::-1][:k] @ discount
     if ideal == 0:
         return np.full(len(rows), np.nan)
-    # The top k of each row, ties broken by the lower index (as aggregate.top_k).
-    order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
-    return (reference[order] @ discount) / ideal
+    return (reference[_top_k_rows(rows, k)] @ discount) / ideal
+
+
+def _top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """Indices ``[B, k]`` of each row's k largest values, largest first, ties broken by the lower index (as
+    aggregate.top_k): the first k of a stable descending sort, without sorting the whole row."""
+    b, f = rows.shape
+    if k >= f:
+        return np.argsort(-rows, axis=1, kind="stable")
+    kth = -np.partition(-rows, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
+    above = rows > kth
+    tied = rows == kth
+    # Every value above the k-th is in; of those equal to it, the lowest indices fill the remaining places.
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+    index = np.nonzero(chosen)[1].reshape(b, k)  # ascending within each row
+    order = np.argsort(-np.take_along_axis(rows, index, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(index, order, axis=1)
 
 
 def _rank_rows(rows: np.ndarray) -> np.ndarray:
@@ -94,7 +108,8 @@ def _rank_rows(rows: np.ndarray) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[1] == 0:
         return np.zeros(rows.shape)
     b, f = rows.shape
-    order = np.argsort(rows, axis=1, kind="stable")
+    # Not a stable sort: tied values all get their group's average rank, whatever their order within it.
+    order = np.argsort(rows, axis=1)
     ordered = np.take_along_axis(rows, order, axis=1)
     position = np.broadcast_to(np.arange(f), (b, f))
     new_group = np.ones((b, f), dtype=bool)

@@ -59,8 +59,9 @@ class IntegratedGradients(AttributionMethod):
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
     that probe's path is refined by adaptive 2-node Gauss-Legendre panels (the panel with the largest error
     split, that error known exactly from the output at the panel's ends), up to `max_steps` path points,
-    keeping its best answer. The first pass is small (4 Gauss-Legendre nodes are exact for a path whose output
-    is a polynomial of degree 7); only the probes that need more path points pay for them. Probes still over the allowance at
+    keeping its best answer. The first pass is small: `steps` path points, as panels of 2 nodes that refinement
+    goes on splitting (with `tolerance=None`, one `steps`-node rule over the path); only the probes that need more
+    path points pay for them. Probes still over the allowance at
     `max_steps` are counted in `diagnostics()` (logged as a scalar each step) and the callback warns once.
 
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
@@ -220,6 +221,11 @@ class IntegratedGradients(AttributionMethod):
         The allowance is `tolerance` x |f(input) - f(baseline)|, plus what float32 outputs can resolve
         (1e-5 of the larger output): a confident classifier's 0.99998 - 0.99990 is not known better than that.
         """
+        delta, allowed, _ = self._path_ends(inputs, target, starts)
+        return delta, allowed
+
+    def _path_ends(self, inputs: List[np.ndarray], target: np.ndarray, starts: List[Optional[np.ndarray]]):
+        """`_expected_sums`, and f(input) per probe (None for text inputs, whose path ends at the embeddings)."""
         rows = np.arange(len(target))
         f_input = self.model.predict(inputs)[rows, target].astype(np.float64)
         if self.space.has_text:  # a baseline per probe, seen with the probe's own masks
@@ -227,7 +233,8 @@ class IntegratedGradients(AttributionMethod):
         else:
             f_base = self.model.predict([b[None] for b in self._baselines])[0, target].astype(np.float64)
         delta = f_input - f_base
-        return delta, self.tolerance * np.abs(delta) + 1e-5 * np.maximum(np.abs(f_input), np.abs(f_base))
+        allowed = self.tolerance * np.abs(delta) + 1e-5 * np.maximum(np.abs(f_input), np.abs(f_base))
+        return delta, allowed, None if self.space.has_text else f_input
 
     def diagnostics(self) -> Dict[str, float]:
         """Completeness at the last `attribute` call: the largest error relative to its allowance's scale
@@ -242,19 +249,34 @@ class IntegratedGradients(AttributionMethod):
         target = np.asarray(target, dtype=np.int32)
         # The path's ends once for every probe: the first pass, the completeness check and refinement share them.
         starts, ends = self._endpoints(inputs)
-        per_call = max(1, self.model.batch_size // self.steps)
-        parts = [self._integrate(_rows(inputs, sl), _rows(starts, sl), _rows(ends, sl), target[sl], self.steps)
-                 for sl in chunks(len(target), per_call)]
-        out = [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
+        path = (inputs, starts, ends)
+        panels = self._first_panels()
+        if panels:
+            # Refinement will split the first pass's panels: the path as `panels` panels of PANEL_NODES nodes
+            # (the same gradient rows as `steps` nodes over the whole path), so a failing probe's first split
+            # is of its worse half, and no gradient row of the first pass is thrown away.
+            m = len(target)
+            edges = np.linspace(0.0, 1.0, panels + 1)
+            first = self._panel_attributions(path, target, np.repeat(np.arange(m), panels),
+                                             np.tile(edges[:-1], m), np.tile(edges[1:], m), PANEL_NODES)
+            out = [None if a is None else a.reshape((m, panels) + a.shape[1:]).sum(axis=1) for a in first]
+        else:
+            per_call = max(1, self.model.batch_size // self.steps)
+            parts = [self._integrate(_rows(inputs, sl), _rows(starts, sl), _rows(ends, sl), target[sl], self.steps)
+                     for sl in chunks(len(target), per_call)]
+            out = [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
         self._diagnostics = {}
         if self.tolerance is not None:
-            delta, allowed = self._expected_sums(inputs, target, starts)
+            delta, allowed, f_input = self._path_ends(inputs, target, starts)
             error = _sum_error(out, delta)
             spent = np.full(len(target), float(self.steps))
             rows = np.flatnonzero(error > allowed)
-            if rows.size:
-                refine = self._refine_panels if self.rule == "gausslegendre" else self._refine_uniform
-                rows = refine((inputs, starts, ends), target, out, delta, allowed, error, spent, rows)
+            if rows.size and self.rule == "gausslegendre":
+                rows = self._refine_panels(path, target, out, delta, allowed, error, spent, rows,
+                                           f_input=None if f_input is None else f_input[rows],
+                                           first=None if not panels else (edges, first))
+            elif rows.size:
+                rows = self._refine_uniform(path, target, out, delta, allowed, error, spent, rows)
             scale = allowed / self.tolerance
             self._diagnostics = {
                 "completeness_error_max": float(np.max(error / scale)),
@@ -262,6 +284,18 @@ class IntegratedGradients(AttributionMethod):
                 "steps_mean": float(spent.mean()),
             }
         return self.space.reduce(out, inputs, how="sum")
+
+    def _first_panels(self) -> int:
+        """How many PANEL_NODES-node panels the first pass is made of (0: one `steps`-node rule over the path).
+
+        Panels when refinement follows (a tolerance, Gauss-Legendre) and `steps` is a multiple of PANEL_NODES
+        above it; without a tolerance the first pass is the answer, and one higher-order rule is the better one.
+        """
+        if self.tolerance is None or self.rule != "gausslegendre":
+            return 0
+        if self.steps <= PANEL_NODES or self.steps % PANEL_NODES:
+            return 0
+        return self.steps // PANEL_NODES
 
     def _refine_uniform(self, path, target, out, delta, allowed, error, spent, rows):
         """Riemann sums: every failing probe again with 2x the path points, keeping its better answer."""
@@ -283,7 +317,7 @@ class IntegratedGradients(AttributionMethod):
             rows = rows[error[rows] > allowed[rows]]
         return rows
 
-    def _refine_panels(self, path, target, out, delta, allowed, error, spent, rows):
+    def _refine_panels(self, path, target, out, delta, allowed, error, spent, rows, f_input=None, first=None):
         """Adaptive Gauss-Legendre: a failing probe's path is split into panels of `PANEL_NODES` nodes, splitting
         the panel with the largest quadrature error, until completeness holds or `max_steps`.
 
@@ -293,10 +327,14 @@ class IntegratedGradients(AttributionMethod):
         the kinks, and low-order panels keep them there. Memory: each failing probe's attribution, and the
         panels' attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed), and
         its first pass.
+
+        `f_input`: the output at each failing probe's input, when known; `first`: (panel edges, each probe's
+        panel attributions, probe-major) when the first pass was made of panels.
         """
         n = PANEL_NODES
         live = [i for i, o in enumerate(out) if o is not None]
-        f_input = self._f_path(path, target, rows, np.ones(len(rows)))
+        if f_input is None:
+            f_input = self._f_path(path, target, rows, np.ones(len(rows)))
         f_base = f_input - delta[rows]
         floor = 1e-6 * np.maximum(np.abs(f_input), np.abs(f_base))  # panel errors below float32's resolution
         current = [out[i][rows].copy() for i in live]  # each failing probe's running attribution
@@ -305,11 +343,28 @@ class IntegratedGradients(AttributionMethod):
         stored = 0
         # Per failing probe: its panels as [start, end, f(start), f(end), integral, attribution or None].
         panels = []
-        for k in range(len(rows)):
-            # The first pass is always kept: it has `steps` nodes, so recomputing it as a panel would not match.
-            kept = [c[k].copy() for c in current]
-            integral = float(sum(c[k].sum(dtype=np.float64) for c in current))
-            panels.append([[0.0, 1.0, float(f_base[k]), float(f_input[k]), integral, kept]])
+        if first is None:
+            for k in range(len(rows)):
+                # The first pass is always kept: it has `steps` nodes, so recomputing it as a panel would not match.
+                kept = [c[k].copy() for c in current]
+                integral = float(sum(c[k].sum(dtype=np.float64) for c in current))
+                panels.append([[0.0, 1.0, float(f_base[k]), float(f_input[k]), integral, kept]])
+        else:
+            edges, attributions = first
+            inner = len(edges) - 2  # the output at the panels' inner edges (forward only)
+            f_inner = self._f_path(path, target, np.repeat(rows, inner), np.tile(edges[1:-1], len(rows)))
+            f_inner = f_inner.reshape(len(rows), inner)
+            attributions = [attributions[i] for i in live]
+            for k, r in enumerate(rows):
+                ends = np.concatenate([[f_base[k]], f_inner[k], [f_input[k]]])
+                probe_panels = []
+                for j in range(len(edges) - 1):
+                    attr = [a[r * (len(edges) - 1) + j] for a in attributions]
+                    kept = [x.copy() for x in attr] if stored + row_bytes <= _PANEL_BYTES else None
+                    stored += row_bytes if kept is not None else 0
+                    probe_panels.append([float(edges[j]), float(edges[j + 1]), float(ends[j]), float(ends[j + 1]),
+                                         float(sum(x.sum(dtype=np.float64) for x in attr)), kept])
+                panels.append(probe_panels)
         active = np.arange(len(rows))
         while active.size:
             tasks = []  # (failing-probe index, panel index): each active probe's worst panel
