@@ -1,9 +1,9 @@
 """Benchmark: tb_xai's batched KernelSHAP / LIME / expected gradients against the shap and lime libraries.
 
-Prints, from one run and side by side: KernelSHAP's error against exact (enumerated) Shapley values, ours
-over shap's at equal budgets; per method: seconds, model rows evaluated, rows/s as a fraction of the model's
+Prints, from one run and side by side, per method: seconds, model rows evaluated, rows/s as a fraction of the model's
 best compiled batched predict rate over call sizes, the speed-up over the library engine, and the agreement with it
 (correlation of ours with the library, next to the library's correlation with itself under another seed).
+KernelSHAP's error against exact Shapley values is bench/bench_kernel_shap.py's.
 
     python bench/bench_shap_lime.py            # both setups
     python bench/bench_shap_lime.py --quick    # fewer probes, for a smoke run
@@ -53,56 +53,9 @@ def best_predict_rate(adapter, row_shape, total, max_elements=2 ** 24) -> float:
         rates[size] = predict_rate(adapter, row_shape, size, max(total, 2 * size))
         size *= 4
     best = max(rates, key=rates.get)
-    print(f"  predict rows/s by call size: " + ", ".join(f"{k:,}: {v / 1e6:.2f} M" for k, v in rates.items()),
+    print("  predict rows/s by call size: " + ", ".join(f"{k:,}: {v / 1e6:.2f} M" for k, v in rates.items()),
           flush=True)
     return rates[best]
-
-
-def exact_shapley(adapter, x, target, background):
-    """Interventional Shapley values over `background`, all 2^d coalitions evaluated."""
-    import math
-
-    d = x.shape[1]
-    codes = np.arange(2 ** d)
-    masks = (codes[:, None] >> np.arange(d)) & 1 == 1
-    sizes = masks.sum(axis=1)
-    weight = np.array([math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d) for s in range(d)])
-    out = np.zeros(x.shape)
-    for i in range(len(x)):
-        rows = np.where(masks[:, None, :], x[i], background[None]).reshape(-1, d).astype(np.float32)
-        value = adapter.predict([rows], batch_size=2 ** 16)[:, target[i]].reshape(2 ** d, -1).mean(axis=1)
-        for j in range(d):
-            without = codes[~masks[:, j]]
-            out[i, j] = (weight[sizes[without]] * (value[without | (1 << j)] - value[without])).sum()
-    return out
-
-
-def accuracy_setup(d: int, n_probes: int, budgets) -> None:
-    """Error against exact Shapley values, ours over shap's, at equal budgets and background."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((d,)), keras.layers.Dense(32, activation="tanh"),
-                              keras.layers.Dense(32, activation="tanh"), keras.layers.Dense(2, activation="softmax")])
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n_probes, d)).astype(np.float32)
-    background = rng.standard_normal((8, d)).astype(np.float32)
-    probe = as_probe_set(x)
-    adapter = adapt(model, probe)
-    target = np.argmax(adapter.predict([x]), axis=1)
-    exact = exact_shapley(adapter, x, target, background)
-    print(f"\n== KernelSHAP error vs exact Shapley values, MLP {d}-32-32-2, {n_probes} probes, 8 background rows, "
-          f"relative L2 error (mean of 3 seeds)")
-    for budget in budgets:
-        errors = {}
-        for engine in ("batched", "reference"):
-            e = []
-            for seed in range(3):
-                method = KernelShap(samples=budget, background=background, engine=engine, seed=seed)
-                method.setup(adapter, probe)
-                phi = method.attribute([x], target)[0]
-                e.append(np.linalg.norm(phi - exact) / np.linalg.norm(exact))
-            errors[engine] = float(np.mean(e))
-        print(f"  {budget:>5} coalitions: ours {errors['batched']:.4f}, shap {errors['reference']:.4f}, "
-              f"ours/shap {errors['batched'] / errors['reference']:.2f}", flush=True)
 
 
 class Table:
@@ -248,15 +201,11 @@ def cnn_setup(n_probes: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer probes")
-    parser.add_argument("--accuracy-only", action="store_true", help="only the error against exact values")
     parser.add_argument("--images-only", action="store_true",
                         help="only the CNN table (LIME on superpixels, KernelSHAP, occlusion against the best predict rate)")
     args = parser.parse_args()
     if args.images_only:
         cnn_setup(4 if args.quick else 16)
-        return
-    accuracy_setup(12, 4 if args.quick else 8, (300, 1000))
-    if args.accuracy_only:
         return
     mlp_setup(16 if args.quick else 64, predict_path_probes=1)
     cnn_setup(4 if args.quick else 16)
