@@ -11,10 +11,7 @@ directory; to regenerate the README's:
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -23,12 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
+from browser_session import assert_check, check_prerequisites, run_session, screenshot_dir
 from tensorboard_server import ROUTE, Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRONTEND = os.path.join(ROOT, "frontend")
-SCREENSHOTS = os.path.abspath(os.environ["TB_XAI_SCREENSHOTS"]) if os.environ.get("TB_XAI_SCREENSHOTS") else None
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 sys.path.insert(0, os.path.join(ROOT, "demo"))
 
 SHORTCUT, QUIET = "shortcut/xai", "quiet/xai"
@@ -36,15 +31,7 @@ SHORTCUT, QUIET = "shortcut/xai", "quiet/xai"
 
 @pytest.fixture(scope="module", autouse=True)
 def browser_prerequisites():
-    """Part of the suite: a missing prerequisite fails these tests, it never skips them."""
-    missing = [what for what, ok in (
-        (f"Chromium at {CHROMIUM}", os.path.exists(CHROMIUM)),
-        ("node", shutil.which("node") is not None),
-        ("frontend/node_modules/playwright-core (run `npm ci` in frontend/)",
-         os.path.isdir(os.path.join(FRONTEND, "node_modules", "playwright-core"))),
-    ) if not ok]
-    if missing:
-        pytest.fail("the browser tests need " + ", ".join(missing) + "; tests/run.sh installs them")
+    check_prerequisites()
 
 
 def write_quiet_run(run_dir: str) -> None:
@@ -101,8 +88,7 @@ def report(server, logdir, tmp_path_factory):
     import tb_xai
 
     started = time.perf_counter()
-    screenshots = SCREENSHOTS or str(tmp_path_factory.mktemp("screenshots"))
-    os.makedirs(screenshots, exist_ok=True)
+    screenshots = screenshot_dir(tmp_path_factory)
     run = f"run={SHORTCUT}"
     findings = server.json(f"{ROUTE}findings?{run}")
     assert [f["message"] for f in findings["findings"]] == [f["message"] for f in tb_xai.load(str(logdir / SHORTCUT)).findings()]
@@ -121,10 +107,7 @@ def report(server, logdir, tmp_path_factory):
         "method": method,
         "input": input_name,
     }
-    result = subprocess.run(["node", os.path.join("tests", "findings.mjs"), json.dumps(config)], cwd=FRONTEND,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"browser session crashed:\n{result.stdout}\n{result.stderr}"
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_session("findings.mjs", config, timeout=300)
     print(f"browser session: {out['ms']} ms of {time.perf_counter() - started:.1f} s; per check (ms):",
           {name: c["ms"] for name, c in out["checks"].items()})
     return out
@@ -148,9 +131,7 @@ CHECKS = [
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_findings_dashboard(report, name):
-    outcome = report["checks"].get(name)
-    assert outcome is not None, f"the browser session never reached {name!r}"
-    assert outcome["ok"], outcome["detail"]
+    assert_check(report, name)
 
 
 def test_screenshots_are_saved(report):

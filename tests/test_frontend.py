@@ -21,24 +21,14 @@ import urllib.request
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRONTEND = os.path.join(ROOT, "frontend")
-SCREENSHOTS = os.path.abspath(os.environ["TB_XAI_SCREENSHOTS"]) if os.environ.get("TB_XAI_SCREENSHOTS") else None
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from browser_session import assert_check, check_prerequisites, run_session, screenshot_dir
+
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def browser_prerequisites():
-    """The browser tests are part of the suite: a missing prerequisite fails them, it never skips them."""
-    missing = [what for what, ok in (
-        (f"Chromium at {CHROMIUM}", os.path.exists(CHROMIUM)),
-        ("node", shutil.which("node") is not None),
-        ("frontend/node_modules/playwright-core (run `npm ci` in frontend/)",
-         os.path.isdir(os.path.join(FRONTEND, "node_modules", "playwright-core"))),
-    ) if not ok]
-    if missing:
-        pytest.fail("the browser tests need " + ", ".join(missing) + "; tests/run.sh installs them")
+    check_prerequisites()
 
 
 SERVER = """
@@ -242,8 +232,7 @@ def report(tensorboard_url, failing_url, frontend_logdir, failing_logdir, tabula
     """Runs the browser session once and parses its report."""
     import tb_xai
 
-    screenshots = SCREENSHOTS or str(tmp_path_factory.mktemp("screenshots"))
-    os.makedirs(screenshots, exist_ok=True)
+    screenshots = screenshot_dir(tmp_path_factory)
     digits = tb_xai.load(image_run.log_dir)
     config = {
         "url": tensorboard_url,
@@ -260,10 +249,7 @@ def report(tensorboard_url, failing_url, frontend_logdir, failing_logdir, tabula
         "failing": {"url": failing_url, "run": "failing/xai",
                     "heal": [sys.executable, "-c", HEAL, str(failing_logdir / "failing" / "xai")]},
     }
-    result = subprocess.run(["node", os.path.join("tests", "dashboard.mjs"), json.dumps(config)], cwd=FRONTEND,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"browser session crashed:\n{result.stdout}\n{result.stderr}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_session("dashboard.mjs", config, timeout=600)
 
 
 CHECKS = [
@@ -305,9 +291,7 @@ CHECKS = [
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_dashboard(report, name):
-    outcome = report["checks"].get(name)
-    assert outcome is not None, f"the browser session never reached {name!r}"
-    assert outcome["ok"], outcome["detail"]
+    assert_check(report, name)
 
 
 def test_no_dialog_fired(report):

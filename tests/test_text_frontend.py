@@ -10,20 +10,14 @@ here asserts one of them. Screenshots go to a temporary directory; to regenerate
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
+from tests.browser_session import assert_check, check_prerequisites, run_session, screenshot_dir
 from tests.tensorboard_server import ROUTE, Server
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRONTEND = os.path.join(ROOT, "frontend")
-SCREENSHOTS = os.path.abspath(os.environ["TB_XAI_SCREENSHOTS"]) if os.environ.get("TB_XAI_SCREENSHOTS") else None
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 # Id 0 is padding (TextVectorization's ''), 1 the unknown token; the last two would run if parsed as HTML.
 VOCABULARY = ["", "[UNK]", "the", "movie", "was", "great", "boring", "plot", "and", "acting", "a", "bit", "slow",
@@ -84,15 +78,7 @@ def write_text_run(run_dir, vocabulary, seed):
 
 @pytest.fixture(scope="module", autouse=True)
 def browser_prerequisites():
-    """The browser tests are part of the suite: a missing prerequisite fails them, it never skips them."""
-    missing = [what for what, ok in (
-        (f"Chromium at {CHROMIUM}", os.path.exists(CHROMIUM)),
-        ("node", shutil.which("node") is not None),
-        ("frontend/node_modules/playwright-core (run `npm ci` in frontend/)",
-         os.path.isdir(os.path.join(FRONTEND, "node_modules", "playwright-core"))),
-    ) if not ok]
-    if missing:
-        pytest.fail("the browser tests need " + ", ".join(missing) + "; tests/run.sh installs them")
+    check_prerequisites()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +89,7 @@ def report(tmp_path_factory):
     # Run B: "loved" and "acting" are unknown words there, so B's word ranking lacks them.
     vocabulary_b = [w if w not in ("loved", "acting") else "[UNK]" for w in VOCABULARY]
     write_text_run(str(logdir / "text_b" / "xai"), vocabulary_b, 1)
-    screenshots = SCREENSHOTS or str(tmp_path_factory.mktemp("screenshots"))
-    os.makedirs(screenshots, exist_ok=True)
+    screenshots = screenshot_dir(tmp_path_factory)
     with Server(str(logdir), "true") as server:
         server.wait_for({"text/xai": STEPS, "text_b/xai": STEPS})
         config = {
@@ -119,10 +104,7 @@ def report(tmp_path_factory):
             "padding": padding.tolist(),
             "missing_in_b": ["loved", "acting"],
         }
-        result = subprocess.run(["node", os.path.join("tests", "text.mjs"), json.dumps(config)], cwd=FRONTEND,
-                                capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"browser session crashed:\n{result.stdout}\n{result.stderr}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        return run_session("text.mjs", config, timeout=300)
 
 
 CHECKS = [
@@ -149,9 +131,7 @@ CHECKS = [
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_text_dashboard(report, name):
-    outcome = report["checks"].get(name)
-    assert outcome is not None, f"the browser session never reached {name!r}"
-    assert outcome["ok"], outcome["detail"]
+    assert_check(report, name)
 
 
 def test_no_dialog_fired(report):
