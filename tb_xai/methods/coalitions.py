@@ -214,9 +214,21 @@ def _distinct_subsets(features: int, size: int, count: int, rng: np.random.Gener
         if canonical:  # the member of each pair that holds feature 0
             drawn = np.where(drawn[:, :1], drawn, ~drawn)
         both = np.concatenate([kept, drawn])
-        _, first = np.unique(np.packbits(both, axis=1), axis=0, return_index=True)
+        _, first = np.unique(_row_codes(both), return_index=True)
         kept = both[np.sort(first)][:count]
     return kept
+
+
+def _row_codes(rows: np.ndarray) -> np.ndarray:
+    """(n,) one code per row of an (n, K) bool array, equal exactly when the rows are: a 1-D array that
+    np.unique sorts many times faster than the rows themselves (axis=0)."""
+    packed = np.packbits(rows, axis=1)
+    width = packed.shape[1]
+    if width <= 8:
+        padded = np.zeros((len(rows), 8), dtype=np.uint8)
+        padded[:, :width] = packed
+        return padded.view(np.uint64)[:, 0]
+    return np.ascontiguousarray(packed).view(np.dtype((np.void, width)))[:, 0]
 
 
 def determining_budget(features: int) -> int:

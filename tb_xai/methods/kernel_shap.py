@@ -10,7 +10,7 @@ import numpy as np
 from tb_xai.methods.coalitions import (
     CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
 )
-from tb_xai.methods.surrogate import LocalSurrogate, segment_groups, single_threaded_blas
+from tb_xai.methods.surrogate import CoalitionSource, LocalSurrogate, segment_groups, single_threaded_blas
 from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 #: The most times "auto" doubles its first budget for a probe whose standard error is over the tolerance.
 _AUTO_DOUBLINGS = 2
-#: Mask elements (probes x background rows x coalitions x features) held at once.
-_ELEMENTS_PER_CHUNK = 2 ** 23
+#: (probe, background row, coalition) triples evaluated per chunk: bounds their indices and values in memory.
+_SAMPLES_PER_CHUNK = 2 ** 21
 #: Background rows whose regressions' spread estimates the standard error (evenly spaced).
 _SPREAD_ROWS = 8
 
@@ -164,18 +164,16 @@ class KernelShap(LocalSurrogate):
         variance = np.zeros(p)
         s_max = max(len(d.weights) for d in designs)
         spread_rows = np.unique(np.linspace(0, b - 1, min(b, _SPREAD_ROWS)).round().astype(np.int64))
-        # Each (probe, background row) is evaluated as a probe of its own against that row alone; chunks of
-        # them bound the host memory of their masks.
-        per_chunk = max(1, _ELEMENTS_PER_CHUNK // max(1, b * (s_max + 1) * k_max))
+        # Each (probe, background row) is evaluated as a probe of its own against that row alone, its masks
+        # written as each model call is built; chunks of them bound the host memory of the sample indices.
+        per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (s_max + 1)))
         for start in range(0, p, per_chunk):
             c = np.arange(start, min(p, start + per_chunk))
             v = len(c) * b
-            masks = np.zeros((v, s_max + 1, k_max), dtype=bool)  # the coalitions, then the empty one
-            valid = np.zeros((v, s_max + 1), dtype=bool)
+            masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
+            valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
             for j, i in enumerate(c):
-                d, k = designs[i], counts[i]
-                d.write_masks(masks[j * b:(j + 1) * b, :len(d.weights), :k])
-                valid[j * b:(j + 1) * b, :len(d.weights)] = True
+                valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
             valid[:, s_max] = True
             rows = np.repeat(c, b)
             if replacement.shape[0] == 1:
@@ -185,7 +183,6 @@ class KernelShap(LocalSurrogate):
             fill = fill.reshape((v, 1) + replacement.shape[2:])
             values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows], fill,
                                            np.ones(1), target[rows], probes=probes[rows])
-            del masks
             with single_threaded_blas():
                 for j, i in enumerate(c):
                     d, k = designs[i], counts[i]
@@ -197,6 +194,34 @@ class KernelShap(LocalSurrogate):
                     variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
                                    * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
         return phi, variance
+
+
+class _RowCoalitions(CoalitionSource):
+    """The coalitions of probes' (probe, background row) pairs as `coalition_values` evaluates them: pair
+    q = j * rows + r is row r of design j, its sample `s_max` the empty coalition (shape (pairs, s_max + 1,
+    K_max)). Each model call's masks are written as it is built, straight from the design's base coalitions
+    and the row's relabelling: no (pairs, s_max + 1, K_max) array is ever held."""
+
+    def __init__(self, designs: List[CoalitionDesign], rows: int, s_max: int, k_max: int):
+        self.designs, self.rows, self.empty = designs, rows, s_max
+        self.shape = (len(designs) * rows, s_max + 1, k_max)
+
+    def gather(self, pairs: np.ndarray, samples: np.ndarray, out: np.ndarray) -> np.ndarray:
+        starts = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
+        for a, e in zip(starts, np.append(starts[1:], len(pairs))):
+            design, row = divmod(int(pairs[a]), self.rows)
+            d = self.designs[design]
+            k = d.base.shape[1]
+            s = samples[a:e]
+            m = int(np.searchsorted(s, self.empty))  # the real coalitions come first, the empty one last
+            if m and s[m - 1] - s[0] == m - 1:  # a run of consecutive coalitions: a slice, no gather
+                base = d.base[s[0]:s[0] + m]
+            else:
+                base = np.take(d.base, s[:m], axis=0)
+            np.take(base, d.relabel[row], axis=1, out=out[a:a + m, :k], mode="clip")
+            out[a:a + m, k:] = False
+            out[a + m:e] = False
+        return out
 
 
 def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,

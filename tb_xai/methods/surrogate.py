@@ -238,6 +238,19 @@ class ExplainedInput:
         return perturbation_map_shape(self.shape, self.modality)
 
 
+class CoalitionSource(abc.ABC):
+    """Coalition masks (P, S, K) that `coalition_values` asks for as it builds each model call, instead of
+    one (P, S, K) bool array held whole (KernelSHAP's per-background-row designs would be hundreds of MB)."""
+
+    #: (P, S, K): probes, samples, interpretable features.
+    shape: Tuple[int, int, int]
+
+    @abc.abstractmethod
+    def gather(self, probes: np.ndarray, samples: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Writes the masks of each (probes[n], samples[n]) into out[n] ((n, K) bool) and returns `out`;
+        the pairs come in runs of one probe, its samples increasing."""
+
+
 class BatchedEngine:
     """Our engine: every probe of a block through the compiled model in large batches, one batched solve."""
 
@@ -554,7 +567,8 @@ class LocalSurrogate(AttributionMethod):
 
         Args:
             x: (P, *features) probes.
-            masks: (P, S, K) coalitions over interpretable features.
+            masks: (P, S, K) coalitions over interpretable features: a bool array, or a `CoalitionSource`
+                that writes the masks each model call needs as it is built (no (P, S, K) array in memory).
             valid: (P, S) which coalitions exist (the rest are padding and are not evaluated).
             groups: (P, D) interpretable feature of each flattened input element, or None when features
                 are the input's own columns; -1 marks a text's padding, which every row keeps.
@@ -577,19 +591,29 @@ class LocalSurrogate(AttributionMethod):
         rows_b = flat_r.shape[1]
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
+        # Where each evaluated (probe, sample) lands in `values`: consecutive when every sample exists.
+        flat_values = values.reshape(-1)
+        positions = None if len(probe_of) == values.size else probe_of * s_count + sample_of
         block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
         pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
         pieces = list(chunks(len(probe_of), pairs_per_call))
         buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
-        flat_masks = masks.reshape(p_count * s_count, masks.shape[2])
-        flat_index = probe_of * s_count + sample_of
+        lazy = not isinstance(masks, np.ndarray)
+        if lazy:
+            keep_buffers = [np.empty((pairs_per_call, masks.shape[2]), dtype=bool) for _ in range(2)]
+        else:
+            flat_masks = masks.reshape(p_count * s_count, masks.shape[2])
 
         def perturbed(j: int):
             # An exact select by products (r * 0 + x * 1) over runs of one probe's samples, its row and
             # replacement broadcast (no gathers); or with np.take when runs are short. Both several times
             # faster than fancy indexing and copyto's where=, which cost more than the model here.
             p = probe_of[pieces[j]]
-            keep = np.take(flat_masks, flat_index[pieces[j]], axis=0)
+            if lazy:
+                keep = masks.gather(p, sample_of[pieces[j]], keep_buffers[j % 2][:len(p)])
+            else:
+                keep = (flat_masks[pieces[j]] if positions is None
+                        else np.take(flat_masks, positions[pieces[j]], axis=0))
             rows = buffers[j % 2][:len(p)]
             if groups is not None and keep.shape[1] == 0:  # texts that are all padding: nothing to switch
                 keep = np.zeros((len(p), groups.shape[1]), dtype=bool)
@@ -619,7 +643,8 @@ class LocalSurrogate(AttributionMethod):
             p = probe_of[pieces[j]]
             held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
             out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b), probes=held)
-            values[p, sample_of[pieces[j]]] = out.reshape(-1, rows_b) @ replacement_weights
+            mean = out.reshape(-1, rows_b) @ replacement_weights if rows_b > 1 else out * replacement_weights[0]
+            flat_values[pieces[j] if positions is None else positions[pieces[j]]] = mean
 
         pipelined(perturbed, evaluate, len(pieces))
         return values
