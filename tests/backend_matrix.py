@@ -140,6 +140,13 @@ def explain(directory: str) -> None:
         text.resolve(adapter, probe, text.TextArguments(mask_id=1))
         target = np.arange(len(x)) % adapter.n_outputs
         results[f"{name}/predict"] = adapter.predict(probe.inputs)
+        if name == "tabular":  # rows blended inside the compiled call, and the same rows built here
+            rng = np.random.default_rng(0)
+            keep = rng.random((40,) + x.shape[1:]) < 0.5
+            index = rng.integers(0, len(x), 40)
+            removed = rng.normal(size=x.shape).astype(np.float32)
+            results["tabular/predict_blend"] = adapter.predict_blend(keep, index, x, removed, batch_size=16)
+            results["tabular/predict_blend_host"] = adapter.predict([np.where(keep, x[index], removed[index])])
         modality = probe.modality(0)
         for method_name, config in METHODS.items():
             cls = methods_lib.REGISTRY[method_name]
@@ -156,6 +163,7 @@ def explain(directory: str) -> None:
 def compiled_functions(adapter) -> dict:
     """How many times each of the adapter's compiled functions was traced (PyTorch runs eagerly: none)."""
     functions = {"predict": getattr(adapter, "_predict_fn", None), "gradients": getattr(adapter, "_gradients_fn", None),
+                 "predict_blend": getattr(adapter, "_blend_fn", None),
                  **{f"layer {k}": f for k, f in getattr(adapter, "_layer_fns", {}).items()}}
     counts = {}
     for name, fn in functions.items():

@@ -82,6 +82,14 @@ def test_same_attributions_as_tensorflow(matrix, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_blended_in_the_compiled_call_equal_rows_built_on_the_host(matrix, backend):
+    results, _ = matrix
+    blended, host = results[backend]["tabular/predict_blend"], results[backend]["tabular/predict_blend_host"]
+    assert blended.shape == host.shape == (40, 3)
+    np.testing.assert_allclose(blended, host, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_callback_trains_and_logs_every_method(matrix, backend):
     _, runs = matrix
     run = runs[backend]

@@ -41,7 +41,7 @@ def _cases():
                 yield name, modality
 
 
-ADAPTER_CALLS = ("predict", "gradients", "layer_gradients")
+ADAPTER_CALLS = ("predict", "predict_blend", "gradients", "layer_gradients")
 
 
 def _one_row_batches(name, modality, monkeypatch):
@@ -60,7 +60,8 @@ def _one_row_batches(name, modality, monkeypatch):
         def recorded(*args, _call=call, _original=original, **kwargs):
             inputs = args[1] if _call == "layer_gradients" else args[0]
             allowed = kwargs.get("batch_size") or (args[1] if _call == "predict" and len(args) > 1 else None)
-            calls.append((_call, len(inputs[0]), allowed or adapter.batch_size))
+            rows = len(inputs) if _call == "predict_blend" else len(inputs[0])  # its masks, one per row
+            calls.append((_call, rows, allowed or adapter.batch_size))
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(adapter, call, recorded)

@@ -74,3 +74,22 @@ def test_both_engines_explain_the_same_model(cls, samples):
         (out[engine],) = method.attribute([x], target)
     assert out["batched"].shape == out["reference"].shape == (3, 6)
     assert np.corrcoef(out["batched"].ravel(), out["reference"].ravel())[0, 1] > 0.95
+
+
+def test_predict_blend_refuses_tables_that_do_not_fit_the_input():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    adapter = adapt(model, as_probe_set(x))
+    keep = np.ones((5, 4), dtype=bool)
+    assert adapter.predict_blend(keep, np.array([0, 1, 2, 0, 1]), x, x).shape == (5, 2)
+    with pytest.raises(ValueError, match=r"keep must be \(rows, 4\); received shape \(5, 3\)"):
+        adapter.predict_blend(keep[:, :3], np.zeros(5), x, x)
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 3\); received values from 0 to 3"):
+        adapter.predict_blend(keep, np.array([0, 1, 2, 3, 0]), x, x)
+    with pytest.raises(ValueError, match=r"index must be \(5,\); received shape \(4,\)"):
+        adapter.predict_blend(keep, np.zeros(4), x, x)
+    two = keras.Model([a := keras.Input((4,)), b := keras.Input((4,))], keras.layers.Dense(2)(a + b))
+    with pytest.raises(ValueError, match=r"single \(rows, features\) input"):
+        adapt(two, as_probe_set([x, x])).predict_blend(keep, np.zeros(5), x, x)

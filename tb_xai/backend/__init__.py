@@ -34,6 +34,13 @@ class ModelAdapter(Protocol):
         """Outputs of the explained head, (rows, n_outputs); `batch_size` overrides the rows per model call
         (perturbation methods evaluating millions of rows use larger calls than the gradient methods)."""
 
+    def predict_blend(self, keep: np.ndarray, index: np.ndarray, kept: np.ndarray, removed: np.ndarray,
+                      batch_size: Optional[int] = None) -> np.ndarray:
+        """`predict` of a single (rows, features) input's rows blended from two tables: row n is
+        `kept[index[n]]` where `keep[n]` and `removed[index[n]]` elsewhere (an exact select). The rows are
+        made inside the compiled call, so only the bool masks and the indices cross into it: the
+        perturbation methods' tabular rows, without building them on the host."""
+
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
         """(selected output per row, d selected output / d input for each input)."""
 

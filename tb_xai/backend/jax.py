@@ -35,6 +35,7 @@ class JaxModel(KerasModel):
                          binary_classes=binary_classes)
         self._floating = [np.issubdtype(d, np.floating) for d in self.input_dtypes]
         self._predict_fn = jax.jit(self._predict)
+        self._blend_fn = jax.jit(lambda values, *args: self._stateless_call(values, self._blend, *args))
         self._gradients_fn = jax.jit(self._gradients)
         self._layer_fns: Dict[str, object] = {}
         self._joint_fns: Dict[Tuple[str, ...], object] = {}
@@ -46,8 +47,11 @@ class JaxModel(KerasModel):
         return [v.value for v in self.model.variables]
 
     def _stateless(self, values, xs, injection=None):
+        return self._stateless_call(values, self._forward, xs, injection)
+
+    def _stateless_call(self, values, fn, *args):
         with keras.StatelessScope(state_mapping=list(zip(self.model.variables, values))):
-            return self._forward(xs, injection)
+            return fn(*args)
 
     def _merge(self, floats, others):
         floats, others = iter(floats), iter(others)
@@ -74,6 +78,13 @@ class JaxModel(KerasModel):
         values = self._values()
         size = batch_size or self.batch_size
         (out,) = map_padded(lambda *xs: [self._predict_fn(values, xs)], self.as_inputs(inputs), size)
+        return out
+
+    def predict_blend(self, keep, index, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
+        keep, index, kept, removed = self.blend_tables(keep, index, kept, removed)
+        values, kept, removed = self._values(), jnp.asarray(kept), jnp.asarray(removed)
+        (out,) = map_padded(lambda k, i: [self._blend_fn(values, k, i, kept, removed)], [keep, index],
+                            batch_size or self.batch_size)
         return out
 
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:

@@ -385,6 +385,30 @@ class KerasModel:
             head = keras.ops.concatenate([other, head], axis=1)
         return head
 
+    def _blend(self, keep, index, kept, removed):
+        """The explained head on rows blended from two tables (see `predict_blend`), in backend tensors."""
+        rows = keras.ops.where(keep, keras.ops.take(kept, index, axis=0), keras.ops.take(removed, index, axis=0))
+        return self._forward([rows])
+
+    def blend_tables(self, keep: np.ndarray, index: np.ndarray, kept: np.ndarray, removed: np.ndarray):
+        """`predict_blend`'s arguments checked and cast: (keep bool, index int32, kept, removed in the input's
+        dtype)."""
+        if len(self.input_dtypes) != 1 or len(self.probe.feature_shape(0)) != 1:
+            raise ValueError("predict_blend explains a single (rows, features) input; this model has inputs "
+                             f"{[self.probe.feature_shape(i) for i in range(len(self.input_dtypes))]}")
+        width = self.probe.feature_shape(0)[0]
+        keep, index = np.asarray(keep, dtype=bool), np.asarray(index, dtype=np.int32)
+        kept, removed = (np.ascontiguousarray(t, dtype=self.input_dtypes[0]) for t in (kept, removed))
+        for name, array in (("keep", keep), ("kept", kept), ("removed", removed)):
+            if array.ndim != 2 or array.shape[1] != width:
+                raise ValueError(f"predict_blend: {name} must be (rows, {width}); received shape {array.shape}")
+        if index.shape != (len(keep),):
+            raise ValueError(f"predict_blend: index must be ({len(keep)},); received shape {index.shape}")
+        if len(index) and (index.min() < 0 or index.max() >= min(len(kept), len(removed))):
+            raise ValueError(f"predict_blend: index must lie in [0, {min(len(kept), len(removed))}); "
+                             f"received values from {index.min()} to {index.max()}")
+        return keep, index, kept, removed
+
     @staticmethod
     def _select(head, target):
         """Row i's column `target[i]` of the head."""

@@ -30,6 +30,7 @@ class TensorFlowModel(KerasModel):
         ]
         self._target_spec = tf.TensorSpec((None,), tf.int32)
         self._predict_fn = None
+        self._blend_fn = None
         self._gradients_fn = None
         self._disconnected: List[int] = []
         self._layer_fns: Dict[str, object] = {}
@@ -47,6 +48,17 @@ class TensorFlowModel(KerasModel):
         (out,) = map_batches(
             lambda *xs: [self._predict_fn(*xs).numpy()], self.as_inputs(inputs), batch_size or self.batch_size
         )
+        return out
+
+    def predict_blend(self, keep, index, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
+        keep, index, kept, removed = self.blend_tables(keep, index, kept, removed)
+        if self._blend_fn is None:
+            table = self._specs[0]
+            self._blend_fn = tf.function(self._blend, reduce_retracing=True, input_signature=[
+                tf.TensorSpec(table.shape, tf.bool), tf.TensorSpec((None,), tf.int32), table, table])
+        kept, removed = tf.constant(kept), tf.constant(removed)
+        (out,) = map_batches(lambda k, i: [self._blend_fn(k, i, kept, removed).numpy()], [keep, index],
+                             batch_size or self.batch_size)
         return out
 
     def _trace_gradients(self):

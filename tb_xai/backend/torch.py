@@ -48,6 +48,17 @@ class TorchModel(KerasModel):
         (out,) = map_batches(call, self.as_inputs(inputs), batch_size or self.batch_size)
         return out
 
+    def predict_blend(self, keep, index, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
+        keep, index, kept, removed = self.blend_tables(keep, index, kept, removed)
+        kept, removed = self._tensors([kept, removed])
+
+        def call(k, i):
+            with torch.inference_mode():
+                return [self._numpy(self._blend(*self._tensors([k, i]), kept, removed))]
+
+        (out,) = map_batches(call, [keep, index], batch_size or self.batch_size)
+        return out
+
     def _input_gradients(self, arrays, target):
         """(selected, gradient or None per input) of one batch."""
         xs = self._tensors(arrays, self._floating)

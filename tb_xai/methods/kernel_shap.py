@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -167,32 +168,40 @@ class KernelShap(LocalSurrogate):
         # Each (probe, background row) is evaluated as a probe of its own against that row alone, its masks
         # written as each model call is built; chunks of them bound the host memory of the sample indices.
         per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (s_max + 1)))
-        for start in range(0, p, per_chunk):
-            c = np.arange(start, min(p, start + per_chunk))
-            v = len(c) * b
-            masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
-            valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
+
+        def solve(c, values):
             for j, i in enumerate(c):
-                valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
-            valid[:, s_max] = True
-            rows = np.repeat(c, b)
-            if replacement.shape[0] == 1:
-                fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
-            else:
-                fill = replacement[c]
-            fill = fill.reshape((v, 1) + replacement.shape[2:])
-            values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows], fill,
-                                           np.ones(1), target[rows], probes=probes[rows])
-            with single_threaded_blas():
+                d, k = designs[i], counts[i]
+                part = values[j * b:(j + 1) * b]
+                estimates, row_variance = _regressions(d, part[:, :len(d.weights)] - part[:, -1:],
+                                                       full[i] - part[:, -1], spread_rows)
+                phi[i, :k] = row_weights @ estimates
+                # The rows' variances are alike in expectation: those of a few rows stand for all.
+                variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
+                               * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
+
+        # A chunk's regressions run on a second thread while the next chunk is evaluated (both release the GIL).
+        with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(max_workers=1) as solver:
+            solved = []
+            for start in range(0, p, per_chunk):
+                c = np.arange(start, min(p, start + per_chunk))
+                v = len(c) * b
+                masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
+                valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
                 for j, i in enumerate(c):
-                    d, k = designs[i], counts[i]
-                    part = values[j * b:(j + 1) * b]
-                    estimates, row_variance = _regressions(d, part[:, :len(d.weights)] - part[:, -1:],
-                                                           full[i] - part[:, -1], spread_rows)
-                    phi[i, :k] = row_weights @ estimates
-                    # The rows' variances are alike in expectation: those of a few rows stand for all.
-                    variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
-                                   * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
+                    valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
+                valid[:, s_max] = True
+                rows = np.repeat(c, b)
+                if replacement.shape[0] == 1:
+                    fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
+                else:
+                    fill = replacement[c]
+                fill = fill.reshape((v, 1) + replacement.shape[2:])
+                values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows],
+                                               fill, np.ones(1), target[rows], probes=probes[rows])
+                solved.append(solver.submit(solve, c, values))
+            for done in solved:
+                done.result()  # raises what a regression raised
         return phi, variance
 
 

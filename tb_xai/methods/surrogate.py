@@ -597,7 +597,13 @@ class LocalSurrogate(AttributionMethod):
         block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
         pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
         pieces = list(chunks(len(probe_of), pairs_per_call))
-        buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
+        # Tabular rows of one replacement each are blended inside the compiled call: only the masks cross.
+        blend = groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
+        if blend:
+            removed = np.broadcast_to(flat_r[:, 0], (p_count, flat_x.shape[1]))
+            size = self.rows_per_call(flat_x.shape[1])
+        else:
+            buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
         lazy = not isinstance(masks, np.ndarray)
         if lazy:
             keep_buffers = [np.empty((pairs_per_call, masks.shape[2]), dtype=bool) for _ in range(2)]
@@ -614,6 +620,8 @@ class LocalSurrogate(AttributionMethod):
             else:
                 keep = (flat_masks[pieces[j]] if positions is None
                         else np.take(flat_masks, positions[pieces[j]], axis=0))
+            if blend:
+                return keep
             rows = buffers[j % 2][:len(p)]
             if groups is not None and keep.shape[1] == 0:  # texts that are all padding: nothing to switch
                 keep = np.zeros((len(p), groups.shape[1]), dtype=bool)
@@ -641,8 +649,12 @@ class LocalSurrogate(AttributionMethod):
 
         def evaluate(j: int, rows: np.ndarray) -> None:
             p = probe_of[pieces[j]]
-            held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
-            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b), probes=held)
+            if blend:  # `rows` are the masks
+                predicted = self.model.predict_blend(rows, p, flat_x, removed, batch_size=size)
+                out = predicted[np.arange(len(p)), target[p]].astype(np.float64)
+            else:
+                held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
+                out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b), probes=held)
             mean = out.reshape(-1, rows_b) @ replacement_weights if rows_b > 1 else out * replacement_weights[0]
             flat_values[pieces[j] if positions is None else positions[pieces[j]]] = mean
 
