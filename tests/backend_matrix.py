@@ -142,11 +142,11 @@ def explain(directory: str) -> None:
         results[f"{name}/predict"] = adapter.predict(probe.inputs)
         if name == "tabular":  # rows blended inside the compiled call, and the same rows built here
             rng = np.random.default_rng(0)
-            keep = rng.random((40,) + x.shape[1:]) < 0.5
-            index = rng.integers(0, len(x), 40)
+            keep = rng.random((len(x), 8) + x.shape[1:]) < 0.5
             removed = rng.normal(size=x.shape).astype(np.float32)
-            results["tabular/predict_blend"] = adapter.predict_blend(keep, index, x, removed, batch_size=16)
-            results["tabular/predict_blend_host"] = adapter.predict([np.where(keep, x[index], removed[index])])
+            results["tabular/predict_blend"] = adapter.predict_blend(keep, x, removed, batch_size=16)
+            rows = np.where(keep, x[:, None], removed[:, None]).reshape((-1,) + x.shape[1:])
+            results["tabular/predict_blend_host"] = adapter.predict([rows])
         modality = probe.modality(0)
         for method_name, config in METHODS.items():
             cls = methods_lib.REGISTRY[method_name]

@@ -85,7 +85,7 @@ def test_same_attributions_as_tensorflow(matrix, backend):
 def test_rows_blended_in_the_compiled_call_equal_rows_built_on_the_host(matrix, backend):
     results, _ = matrix
     blended, host = results[backend]["tabular/predict_blend"], results[backend]["tabular/predict_blend_host"]
-    assert blended.shape == host.shape == (40, 3)
+    assert blended.shape == host.shape == (40, 3)  # 5 probes x 8 rows, 3 classes
     np.testing.assert_allclose(blended, host, rtol=1e-6, atol=1e-7)
 
 

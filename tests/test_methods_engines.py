@@ -76,20 +76,38 @@ def test_both_engines_explain_the_same_model(cls, samples):
     assert np.corrcoef(out["batched"].ravel(), out["reference"].ravel())[0, 1] > 0.95
 
 
-def test_predict_blend_refuses_tables_that_do_not_fit_the_input():
+def test_predict_blend_refuses_masks_and_tables_that_do_not_fit_the_input():
     import keras
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     adapter = adapt(model, as_probe_set(x))
-    keep = np.ones((5, 4), dtype=bool)
-    assert adapter.predict_blend(keep, np.array([0, 1, 2, 0, 1]), x, x).shape == (5, 2)
-    with pytest.raises(ValueError, match=r"keep must be \(rows, 4\); received shape \(5, 3\)"):
-        adapter.predict_blend(keep[:, :3], np.zeros(5), x, x)
-    with pytest.raises(ValueError, match=r"index must lie in \[0, 3\); received values from 0 to 3"):
-        adapter.predict_blend(keep, np.array([0, 1, 2, 3, 0]), x, x)
-    with pytest.raises(ValueError, match=r"index must be \(5,\); received shape \(4,\)"):
-        adapter.predict_blend(keep, np.zeros(4), x, x)
+    keep = np.random.default_rng(1).random((3, 5, 4)) < 0.5
+    blended = adapter.predict_blend(keep, x, x[::-1], batch_size=7)  # calls of one run (5 rows)
+    np.testing.assert_allclose(blended, adapter.predict([np.where(keep, x[:, None], x[::-1, None]).reshape(15, 4)]),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"keep must be \(runs, rows per run, 4\); received shape \(15, 4\)"):
+        adapter.predict_blend(keep.reshape(15, 4), x, x)
+    with pytest.raises(ValueError, match=r"removed must be \(3, 4\), one row per run; received shape \(2, 4\)"):
+        adapter.predict_blend(keep, x, x[:2])
     two = keras.Model([a := keras.Input((4,)), b := keras.Input((4,))], keras.layers.Dense(2)(a + b))
     with pytest.raises(ValueError, match=r"single \(rows, features\) input"):
-        adapt(two, as_probe_set([x, x])).predict_blend(keep, np.zeros(5), x, x)
+        adapt(two, as_probe_set([x, x])).predict_blend(keep, x, x)
+
+
+def test_model_calls_are_bounded_by_host_bytes_and_by_the_widest_layer():
+    import keras
+
+    x = np.random.default_rng(0).normal(size=(4, 20)).astype(np.float32)
+    probe = as_probe_set(x)
+    sizes = {}
+    for width in (8, 4096):
+        model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(width), keras.layers.Dense(2)])
+        method = KernelShap(samples=62)
+        method.setup(adapt(model, probe), probe)
+        assert method.model.widest_activation == width
+        sizes[width] = (method.rows_per_call(20), method.rows_per_call(20, blended=True))
+    # About 8 MB of float32 rows, or of one-byte masks when the rows are blended inside the call.
+    assert sizes[8] == (surrogate._ELEMENTS_PER_CALL // 20, 4 * surrogate._ELEMENTS_PER_CALL // 20)
+    # A wide layer bounds the rows of a call whatever the input's size.
+    assert sizes[4096] == (surrogate._ACTIVATIONS_PER_CALL // 4096,) * 2

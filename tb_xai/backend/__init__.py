@@ -29,17 +29,20 @@ class ModelAdapter(Protocol):
     probe: ProbeSet
     #: what is explained: output name, "logits" or "outputs", the head layer and its stripped activation.
     explained: dict
+    #: the most elements one row's output has among the layer calls of a forward pass.
+    widest_activation: int
 
     def predict(self, inputs: Sequence[np.ndarray], batch_size: Optional[int] = None) -> np.ndarray:
         """Outputs of the explained head, (rows, n_outputs); `batch_size` overrides the rows per model call
         (perturbation methods evaluating millions of rows use larger calls than the gradient methods)."""
 
-    def predict_blend(self, keep: np.ndarray, index: np.ndarray, kept: np.ndarray, removed: np.ndarray,
+    def predict_blend(self, keep: np.ndarray, kept: np.ndarray, removed: np.ndarray,
                       batch_size: Optional[int] = None) -> np.ndarray:
-        """`predict` of a single (rows, features) input's rows blended from two tables: row n is
-        `kept[index[n]]` where `keep[n]` and `removed[index[n]]` elsewhere (an exact select). The rows are
-        made inside the compiled call, so only the bool masks and the indices cross into it: the
-        perturbation methods' tabular rows, without building them on the host."""
+        """`predict` of a single (rows, features) input's rows blended from masks: `keep` is (runs, L,
+        features) bool, and row l of run j is `kept[j]` where `keep[j, l]` and `removed[j]` elsewhere (an
+        exact select); outputs (runs * L, n_outputs), runs in order. The rows are made inside the compiled
+        call, so only the masks and one row of each table per run cross into it. Calls hold whole runs, at
+        most `batch_size` rows (at least one run)."""
 
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
         """(selected output per row, d selected output / d input for each input)."""

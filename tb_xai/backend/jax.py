@@ -80,11 +80,17 @@ class JaxModel(KerasModel):
         (out,) = map_padded(lambda *xs: [self._predict_fn(values, xs)], self.as_inputs(inputs), size)
         return out
 
-    def predict_blend(self, keep, index, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
-        keep, index, kept, removed = self.blend_tables(keep, index, kept, removed)
-        values, kept, removed = self._values(), jnp.asarray(kept), jnp.asarray(removed)
-        (out,) = map_padded(lambda k, i: [self._blend_fn(values, k, i, kept, removed)], [keep, index],
-                            batch_size or self.batch_size)
+    def predict_blend(self, keep, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
+        keep, kept, removed, runs = self.blend_tables(keep, kept, removed, batch_size)
+        values, length = self._values(), keep.shape[1]
+
+        def call(*parts):  # padded by whole runs, as `map_padded` pads rows
+            n = len(parts[0])
+            padded = padded_rows(n, runs)
+            parts = [np.concatenate([p, np.zeros((padded - n,) + p.shape[1:], p.dtype)]) for p in parts]
+            return [np.asarray(self._blend_fn(values, *parts))[:n * length]]
+
+        (out,) = map_batches(call, [keep, kept, removed], runs)
         return out
 
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:

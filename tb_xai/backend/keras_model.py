@@ -131,6 +131,7 @@ class KerasModel:
         #: text input name -> the Embedding layer call it is explained at (filled by tb_xai.text.resolve).
         self.text_calls: Dict[str, LayerCall] = {}
         self.layer_calls, outputs, head_ids = self._discover()
+        self._widest: Optional[int] = None
         self._head, self.output_name = self._pick_head(outputs)
         head = outputs if self._head is None else outputs[self._head]
         self._head_width = int(np.prod(tuple(head.shape)[1:], dtype=np.int64))
@@ -196,6 +197,16 @@ class KerasModel:
         if np.issubdtype(array.dtype, np.floating) or array.dtype == bool:
             return np.dtype(np.float32)
         return array.dtype
+
+    @property
+    def widest_activation(self) -> int:
+        """The most elements one row's output has among the forward pass's layer calls (a model call of n rows
+        holds about n times this at its peak); 1 when no call's output shape is known."""
+        if self._widest is None:
+            sizes = [int(np.prod(c.shape[1:], dtype=np.int64)) for c in self.layer_calls
+                     if c.shape is not None and all(isinstance(n, int) for n in c.shape[1:])]
+            self._widest = max(sizes, default=1)
+        return self._widest
 
     def as_inputs(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """`inputs` as numpy arrays of the dtypes the model sees."""
@@ -385,29 +396,28 @@ class KerasModel:
             head = keras.ops.concatenate([other, head], axis=1)
         return head
 
-    def _blend(self, keep, index, kept, removed):
-        """The explained head on rows blended from two tables (see `predict_blend`), in backend tensors."""
-        rows = keras.ops.where(keep, keras.ops.take(kept, index, axis=0), keras.ops.take(removed, index, axis=0))
-        return self._forward([rows])
+    def _blend(self, keep, kept, removed):
+        """The explained head on rows blended from masks (see `predict_blend`), in backend tensors."""
+        rows = keras.ops.where(keep, keras.ops.expand_dims(kept, 1), keras.ops.expand_dims(removed, 1))
+        return self._forward([keras.ops.reshape(rows, (-1, keras.ops.shape(keep)[2]))])
 
-    def blend_tables(self, keep: np.ndarray, index: np.ndarray, kept: np.ndarray, removed: np.ndarray):
-        """`predict_blend`'s arguments checked and cast: (keep bool, index int32, kept, removed in the input's
-        dtype)."""
+    def blend_tables(self, keep: np.ndarray, kept: np.ndarray, removed: np.ndarray, batch_size: Optional[int]):
+        """`predict_blend`'s arguments checked and cast (keep bool; kept, removed in the input's dtype), and the
+        runs per model call."""
         if len(self.input_dtypes) != 1 or len(self.probe.feature_shape(0)) != 1:
             raise ValueError("predict_blend explains a single (rows, features) input; this model has inputs "
                              f"{[self.probe.feature_shape(i) for i in range(len(self.input_dtypes))]}")
         width = self.probe.feature_shape(0)[0]
-        keep, index = np.asarray(keep, dtype=bool), np.asarray(index, dtype=np.int32)
+        keep = np.asarray(keep, dtype=bool)
         kept, removed = (np.ascontiguousarray(t, dtype=self.input_dtypes[0]) for t in (kept, removed))
-        for name, array in (("keep", keep), ("kept", kept), ("removed", removed)):
-            if array.ndim != 2 or array.shape[1] != width:
-                raise ValueError(f"predict_blend: {name} must be (rows, {width}); received shape {array.shape}")
-        if index.shape != (len(keep),):
-            raise ValueError(f"predict_blend: index must be ({len(keep)},); received shape {index.shape}")
-        if len(index) and (index.min() < 0 or index.max() >= min(len(kept), len(removed))):
-            raise ValueError(f"predict_blend: index must lie in [0, {min(len(kept), len(removed))}); "
-                             f"received values from {index.min()} to {index.max()}")
-        return keep, index, kept, removed
+        if keep.ndim != 3 or keep.shape[2] != width:
+            raise ValueError(f"predict_blend: keep must be (runs, rows per run, {width}); received shape {keep.shape}")
+        for name, table in (("kept", kept), ("removed", removed)):
+            if table.shape != (len(keep), width):
+                raise ValueError(f"predict_blend: {name} must be ({len(keep)}, {width}), one row per run; "
+                                 f"received shape {table.shape}")
+        runs_per_call = max(1, (batch_size or self.batch_size) // max(1, keep.shape[1]))
+        return keep, kept, removed, runs_per_call
 
     @staticmethod
     def _select(head, target):

@@ -50,15 +50,13 @@ class TensorFlowModel(KerasModel):
         )
         return out
 
-    def predict_blend(self, keep, index, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
-        keep, index, kept, removed = self.blend_tables(keep, index, kept, removed)
+    def predict_blend(self, keep, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
+        keep, kept, removed, runs = self.blend_tables(keep, kept, removed, batch_size)
         if self._blend_fn is None:
             table = self._specs[0]
             self._blend_fn = tf.function(self._blend, reduce_retracing=True, input_signature=[
-                tf.TensorSpec(table.shape, tf.bool), tf.TensorSpec((None,), tf.int32), table, table])
-        kept, removed = tf.constant(kept), tf.constant(removed)
-        (out,) = map_batches(lambda k, i: [self._blend_fn(k, i, kept, removed).numpy()], [keep, index],
-                             batch_size or self.batch_size)
+                tf.TensorSpec((None, None) + tuple(table.shape[1:]), tf.bool), table, table])
+        (out,) = map_batches(lambda *a: [self._blend_fn(*a).numpy()], [keep, kept, removed], runs)
         return out
 
     def _trace_gradients(self):

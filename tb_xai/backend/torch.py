@@ -48,15 +48,14 @@ class TorchModel(KerasModel):
         (out,) = map_batches(call, self.as_inputs(inputs), batch_size or self.batch_size)
         return out
 
-    def predict_blend(self, keep, index, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
-        keep, index, kept, removed = self.blend_tables(keep, index, kept, removed)
-        kept, removed = self._tensors([kept, removed])
+    def predict_blend(self, keep, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
+        keep, kept, removed, runs = self.blend_tables(keep, kept, removed, batch_size)
 
-        def call(k, i):
+        def call(*arrays):
             with torch.inference_mode():
-                return [self._numpy(self._blend(*self._tensors([k, i]), kept, removed))]
+                return [self._numpy(self._blend(*self._tensors(arrays)))]
 
-        (out,) = map_batches(call, [keep, index], batch_size or self.batch_size)
+        (out,) = map_batches(call, [keep, kept, removed], runs)
         return out
 
     def _input_gradients(self, arrays, target):

@@ -34,6 +34,9 @@ from tb_xai.probe import ProbeSet
 #: Input elements (float32) per model call when no batch_size is given: about 8 MB, large enough for the
 #: compiled predict to reach its throughput on small models and small enough to bound memory on large ones.
 _ELEMENTS_PER_CALL = 2 ** 21
+#: Elements of the widest layer output one model call may hold (256 MB of float32): what bounds the rows of a
+#: call when the input is small and a layer wide.
+_ACTIVATIONS_PER_CALL = 2 ** 26
 #: Host elements (masks, sampled rows) held for one block of probes.
 _ELEMENTS_PER_BLOCK = 2 ** 24
 _SUPERPIXELS_PER_IMAGE = 256
@@ -442,12 +445,18 @@ class LocalSurrogate(AttributionMethod):
     def samples_per_probe(self, features: int) -> int:
         """Perturbations evaluated for a probe with `features` interpretable features."""
 
-    def rows_per_call(self, row_elements: int) -> int:
+    def rows_per_call(self, row_elements: int, blended: bool = False) -> int:
+        """Model rows per call: `batch_size` when given; else about 8 MB of input built on the host (float32
+        rows, or one byte per element for rows `predict_blend` makes from their masks), at most
+        `_ACTIVATIONS_PER_CALL` elements in the model's widest layer output, and at least the adapter's
+        batch size."""
         if self.batch_size is not None:
             return self.batch_size
         # A row of the explained input travels with the held rows of every other input.
         held = sum(int(np.prod(s.shape)) for s in self.inputs if s is not self._input)
-        return max(self.model.batch_size, _ELEMENTS_PER_CALL // max(1, row_elements + held))
+        host = _ELEMENTS_PER_CALL * (4 if blended else 1) // max(1, row_elements + held)
+        device = _ACTIVATIONS_PER_CALL // max(1, self.model.widest_activation)
+        return max(self.model.batch_size, min(host, device))
 
     # ------------------------------------------------------------------------------------------- driving
     def attribute(self, inputs, target) -> List[np.ndarray]:
@@ -595,15 +604,17 @@ class LocalSurrogate(AttributionMethod):
         flat_values = values.reshape(-1)
         positions = None if len(probe_of) == values.size else probe_of * s_count + sample_of
         block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
-        pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
-        pieces = list(chunks(len(probe_of), pairs_per_call))
-        # Tabular rows of one replacement each are blended inside the compiled call: only the masks cross.
-        blend = groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
+        # Tabular rows of one replacement each, every sample evaluated: blended inside the compiled call, from
+        # the masks and each probe's row and replacement (`predict_blend`), in calls of whole probes.
+        blend = (groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
+                 and positions is None and s_count <= self.rows_per_call(flat_x.shape[1], blended=True))
+        pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1], blended=blend) // rows_b))
         if blend:
+            pairs_per_call = pairs_per_call // s_count * s_count
             removed = np.broadcast_to(flat_r[:, 0], (p_count, flat_x.shape[1]))
-            size = self.rows_per_call(flat_x.shape[1])
         else:
             buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
+        pieces = list(chunks(len(probe_of), pairs_per_call))
         lazy = not isinstance(masks, np.ndarray)
         if lazy:
             keep_buffers = [np.empty((pairs_per_call, masks.shape[2]), dtype=bool) for _ in range(2)]
@@ -649,8 +660,10 @@ class LocalSurrogate(AttributionMethod):
 
         def evaluate(j: int, rows: np.ndarray) -> None:
             p = probe_of[pieces[j]]
-            if blend:  # `rows` are the masks
-                predicted = self.model.predict_blend(rows, p, flat_x, removed, batch_size=size)
+            if blend:  # `rows` are the masks, of whole probes
+                first = p[::s_count]
+                predicted = self.model.predict_blend(rows.reshape(len(first), s_count, -1), flat_x[first],
+                                                     removed[first], batch_size=len(p))
                 out = predicted[np.arange(len(p)), target[p]].astype(np.float64)
             else:
                 held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
