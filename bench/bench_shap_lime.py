@@ -96,8 +96,8 @@ def call_sizes(adapter, fn) -> list:
 
 
 class Table:
-    def __init__(self, title, model_rate):
-        self.title, self.model_rate, self.lines = title, model_rate, []
+    def __init__(self, title, model_rate, note="one run each"):
+        self.title, self.model_rate, self.note, self.lines = title, model_rate, note, []
 
     def add(self, method, seconds, rows, library_seconds=None, agreement=None, note=""):
         fraction = rows / seconds / self.model_rate if rows else np.full(2, np.nan)
@@ -106,7 +106,7 @@ class Table:
 
     def print(self):
         print(f"\n== {self.title}: model's best compiled predict {self.model_rate[0] / 1e6:.3f} M rows/s wall, "
-              f"{self.model_rate[1] / 1e6:.3f} M per CPU second (one run each: the rates are the table below's)")
+              f"{self.model_rate[1] / 1e6:.3f} M per CPU second ({self.note})")
         print(f"{'method':<38}{'seconds wall (CPU)':>20}{'rows':>10}{'of predict':>14}{'speed-up':>16}   agreement")
         for method, seconds, rows, fraction, speedup, agreement, note in self.lines:
             sp = f"{speedup[0]:6.1f}x ({speedup[1]:.1f}x)" if speedup is not None else ""
@@ -249,7 +249,8 @@ def cnn_setup(n_probes: int):
     target = np.argmax(adapter.predict([x]), axis=1)
     segmentation = Segmentation("slic", n_segments=40)
     rate = best_predict_rate(adapter, (28, 28, 1), 100_000, max_elements=2 ** 23)
-    table = Table(f"CNN 28x28x1 digits, {n_probes} probes, SLIC superpixels", rate)
+    table = Table(f"CNN 28x28x1 digits, {n_probes} probes, SLIC superpixels", rate,
+                  "one run each: the rates over repeats are the next tables'")
     k = np.mean([segmentation(image).max() + 1 for image in x])
 
     ours, s = run_method(Lime(segmentation=segmentation), adapter, probe, [x], target)
