@@ -1,13 +1,20 @@
 """Benchmark: tb_xai's batched KernelSHAP / LIME / expected gradients against the shap and lime libraries.
 
 Prints, from one run and side by side, per method: seconds, model rows evaluated, rows/s as a fraction of the model's
-best compiled batched predict rate over call sizes, the speed-up over the library engine, and the agreement with it
-(correlation of ours with the library, next to the library's correlation with itself under another seed).
-KernelSHAP's error against exact Shapley values is bench/bench_kernel_shap.py's.
+best compiled batched predict rate over call sizes (in wall time and in process CPU time, all threads), the speed-up
+over the library engine, and the agreement with it (correlation of ours with the library, next to the library's
+correlation with itself under another seed). KernelSHAP's error against exact Shapley values is
+bench/bench_kernel_shap.py's.
+
+The image part then measures the rates alone, on workloads long enough to time on a shared machine: each repeat
+sweeps the model's predict over call sizes, then runs every method once, so that each method's rate is divided by
+a best rate measured next to it; the median over repeats is printed, with the range. Two models: the digits CNN of
+the library comparison, and the 32x32x3 CNN of bench/bench_overhead.py (the performance issue's workload) on
+crops of scikit-learn's bundled sample photographs.
 
     python bench/bench_shap_lime.py            # both setups
-    python bench/bench_shap_lime.py --quick    # fewer probes, for a smoke run
-    python bench/bench_shap_lime.py --images-only   # only the CNN table (LIME, KernelSHAP, occlusion on images)
+    python bench/bench_shap_lime.py --quick    # fewer probes and repeats, for a smoke run
+    python bench/bench_shap_lime.py --images-only   # only the image tables (LIME, KernelSHAP, occlusion)
 """
 
 from __future__ import annotations
@@ -26,56 +33,120 @@ from tb_xai.methods import ExpectedGradients, KernelShap, Lime, Occlusion, Segme
 from tb_xai.probe import as_probe_set  # noqa: E402
 
 
+def clocks() -> np.ndarray:
+    """(wall, process CPU time of all threads): CPU time is the steadier measure on a shared machine."""
+    return np.array([time.perf_counter(), time.process_time()])
+
+
 def timed(fn):
-    start = time.perf_counter()
+    start = clocks()
     out = fn()
-    return out, time.perf_counter() - start
+    return out, clocks() - start
 
 
 def corr(a, b) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
-def predict_rate(adapter, row_shape, rows_per_call, total) -> float:
-    """Rows/s of the model's own compiled predict on random rows, at `rows_per_call` rows per call."""
+def predict_rate(adapter, row_shape, rows_per_call, total) -> np.ndarray:
+    """Rows per wall second and per CPU second of the model's own compiled predict on random rows, at
+    `rows_per_call` rows per call."""
     rows = np.random.default_rng(0).standard_normal((rows_per_call,) + row_shape).astype(np.float32)
     adapter.predict([rows], batch_size=rows_per_call)
-    calls = max(1, total // rows_per_call)
+    calls = max(2, total // rows_per_call)
     _, seconds = timed(lambda: [adapter.predict([rows], batch_size=rows_per_call) for _ in range(calls)])
     return calls * rows_per_call / seconds
 
 
-def best_predict_rate(adapter, row_shape, total, max_elements=2 ** 24) -> float:
-    """The model's best compiled-predict rate over call sizes from 256 rows up to about 64 MB of input
+def predict_rates(adapter, row_shape, total, max_elements=2 ** 24) -> dict:
+    """The model's compiled-predict rates (wall, CPU) at call sizes from 256 rows, by 4, up to about 64 MB of input
     (throughput depends on the call size: methods are compared with the best, not their own size)."""
     size, rates = 256, {}
     while size * int(np.prod(row_shape)) <= max_elements:
         rates[size] = predict_rate(adapter, row_shape, size, max(total, 2 * size))
         size *= 4
-    best = max(rates, key=rates.get)
-    print("  predict rows/s by call size: " + ", ".join(f"{k:,}: {v / 1e6:.2f} M" for k, v in rates.items()),
-          flush=True)
-    return rates[best]
+    return rates
+
+
+def show_rates(rates: dict) -> str:
+    return ", ".join(f"{k:,}: {v[0] / 1e6:.3f} ({v[1] / 1e6:.3f})" for k, v in rates.items())
+
+
+def best_predict_rate(adapter, row_shape, total, max_elements=2 ** 24) -> np.ndarray:
+    """The best rates (wall, CPU) over call sizes, printing each."""
+    rates = predict_rates(adapter, row_shape, total, max_elements)
+    print("  predict M rows/s by call size, wall (CPU): " + show_rates(rates), flush=True)
+    return np.max(list(rates.values()), axis=0)
+
+
+def call_sizes(adapter, fn) -> list:
+    """Rows of each model call `fn` makes."""
+    sizes, predict = [], adapter.predict
+
+    def counted(inputs, batch_size=None):
+        size = batch_size or adapter.batch_size
+        sizes.extend(min(size, len(inputs[0]) - start) for start in range(0, len(inputs[0]), size))
+        return predict(inputs, batch_size=batch_size)
+    adapter.predict = counted
+    try:
+        fn()
+    finally:
+        del adapter.predict
+    return sizes
 
 
 class Table:
-    def __init__(self, title, model_rate):
-        self.title, self.model_rate, self.lines = title, model_rate, []
+    def __init__(self, title, model_rate, note="one run each"):
+        self.title, self.model_rate, self.note, self.lines = title, model_rate, note, []
 
     def add(self, method, seconds, rows, library_seconds=None, agreement=None, note=""):
-        rate = rows / seconds if rows else float("nan")
-        self.lines.append((method, seconds, rows, rate / self.model_rate if rows else float("nan"),
-                           library_seconds / seconds if library_seconds else None, agreement, note))
+        fraction = rows / seconds / self.model_rate if rows else np.full(2, np.nan)
+        speedup = library_seconds / seconds if library_seconds is not None else None
+        self.lines.append((method, seconds, rows, fraction, speedup, agreement, note))
 
     def print(self):
-        print(f"\n== {self.title}: model's compiled batched predict {self.model_rate / 1e6:.2f} M rows/s")
-        print(f"{'method':<34}{'seconds':>9}{'rows':>12}{'rows/s / predict':>18}{'speed-up':>10}   agreement")
+        print(f"\n== {self.title}: model's best compiled predict {self.model_rate[0] / 1e6:.3f} M rows/s wall, "
+              f"{self.model_rate[1] / 1e6:.3f} M per CPU second ({self.note})")
+        print(f"{'method':<38}{'seconds wall (CPU)':>20}{'rows':>10}{'of predict':>14}{'speed-up':>16}   agreement")
         for method, seconds, rows, fraction, speedup, agreement, note in self.lines:
-            sp = f"{speedup:9.1f}x" if speedup else f"{'':>10}"
+            sp = f"{speedup[0]:6.1f}x ({speedup[1]:.1f}x)" if speedup is not None else ""
             ag = ""
             if agreement:
                 ag = f"corr(ours, lib)={agreement[0]:.4f}  corr(lib, lib seed 2)={agreement[1]:.4f}"
-            print(f"{method:<34}{seconds:9.3f}{rows:12,d}{fraction:18.2f}{sp}   {ag} {note}")
+            print(f"{method:<38}{seconds[0]:11.3f} ({seconds[1]:.3f}){rows:10,d}{fraction[0]:7.2f} ({fraction[1]:.2f})"
+                  f"{sp:>16}   {ag} {note}")
+
+
+def prepared(method, adapter, probe, inputs, target):
+    """`method` set up and traced on one probe; returns the call timed."""
+    method.setup(adapter, probe)
+    method.attribute([a[:1] for a in inputs], target[:1])
+    return lambda: method.attribute(inputs, target)
+
+
+def throughput(title, adapter, row_shape, methods, repeats, total, max_elements=2 ** 24) -> None:
+    """Each repeat: the predict sweep over call sizes, then each of `methods` ((name, run, model rows)) once;
+    a method's rate over the best predict rate of its own repeat, median and range over the repeats."""
+    print(f"\n== {title}: model rows/s over the best predict rate of the same repeat, {repeats} repeats", flush=True)
+    for name, run, rows in methods:
+        sizes = call_sizes(adapter, run)
+        print(f"  {name}: {rows:,} model rows in {len(sizes)} calls of up to {max(sizes):,} rows", flush=True)
+    ratios = {name: [] for name, _, _ in methods}
+    seconds = {name: [] for name, _, _ in methods}
+    for r in range(repeats):
+        rates = predict_rates(adapter, row_shape, total, max_elements)
+        best = np.max(list(rates.values()), axis=0)
+        print(f"  repeat {r + 1}, predict M rows/s by call size, wall (CPU): {show_rates(rates)}", flush=True)
+        for name, run, rows in methods:
+            _, elapsed = timed(run)
+            seconds[name].append(elapsed)
+            ratios[name].append(rows / elapsed / best)
+    print(f"{'method':<46}{'rows':>10}{'median s wall (CPU)':>21}{'wall: median (range)':>24}"
+          f"{'CPU: median (range)':>24}")
+    for name, _, rows in methods:
+        ratio, s = np.array(ratios[name]), np.median(seconds[name], axis=0)
+        cells = [f"{np.median(ratio[:, c]):.2f} ({ratio[:, c].min():.2f}-{ratio[:, c].max():.2f})" for c in (0, 1)]
+        print(f"{name:<46}{rows:10,d}{s[0]:12.3f} ({s[1]:.3f}){cells[0]:>24}{cells[1]:>24}", flush=True)
 
 
 def run_method(method, adapter, probe, inputs, target):
@@ -104,8 +175,8 @@ def mlp_setup(n_probes: int, predict_path_probes: int):
     ours_ks = KernelShap(background=background)
     ours_ks.setup(adapter, probe)
     rate = best_predict_rate(adapter, (d,), 4_000_000)
-    print(f"  kernel_shap's call size {ours_ks.rows_per_call(d):,} rows: "
-          f"{predict_rate(adapter, (d,), ours_ks.rows_per_call(d), 4_000_000) / rate:.2f} of the best rate")
+    own = predict_rate(adapter, (d,), ours_ks.rows_per_call(d), 4_000_000) / rate
+    print(f"  kernel_shap's call size {ours_ks.rows_per_call(d):,} rows: {own[0]:.2f} (CPU {own[1]:.2f}) of the best rate")
     table = Table(f"MLP 20-64-64-2, {n_probes} probes, 50 background rows", rate)
 
     # shap's nsamples="auto" is 2K + 2048 coalitions: ours at that same budget (no "auto" doubling).
@@ -126,7 +197,7 @@ def mlp_setup(n_probes: int, predict_path_probes: int):
     _, slow_s = timed(predict_path)
     slow_s *= n_probes / predict_path_probes
     table.add("  shap.KernelExplainer, model.predict", slow_s, n_probes * 2088 * 50,
-              note=f"(measured on {predict_path_probes} probes, scaled; ours {slow_s / ks_s:.0f}x faster)")
+              note=f"(measured on {predict_path_probes} probes, scaled; ours {slow_s[0] / ks_s[0]:.0f}x faster)")
 
     lime, lime_s = run_method(Lime(background=background), adapter, probe, [x], target)
     lref1, lref_s = run_method(Lime(background=background, engine="reference"), adapter, probe, [x], target)
@@ -156,7 +227,7 @@ def digits(n: int) -> tuple:
     return images[..., None].astype(np.float32), data.target[:n]
 
 
-def cnn_setup(n_probes: int):
+def digits_cnn():
     keras.utils.set_random_seed(0)
     x_train, y_train = digits(1200)
     model = keras.Sequential([
@@ -166,15 +237,20 @@ def cnn_setup(n_probes: int):
     ])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    return model, x_train
+
+
+def cnn_setup(n_probes: int):
+    """The digits CNN against lime and shap: seconds, speed-up and agreement."""
+    model, x_train = digits_cnn()
     x = x_train[-n_probes:]
     probe = as_probe_set(x)
     adapter = adapt(model, probe)
     target = np.argmax(adapter.predict([x]), axis=1)
     segmentation = Segmentation("slic", n_segments=40)
-    lime = Lime(segmentation=segmentation)
-    lime.setup(adapter, probe)
     rate = best_predict_rate(adapter, (28, 28, 1), 100_000, max_elements=2 ** 23)
-    table = Table(f"CNN 28x28x1 digits, {n_probes} probes, SLIC superpixels", rate)
+    table = Table(f"CNN 28x28x1 digits, {n_probes} probes, SLIC superpixels", rate,
+                  "one run each: the rates over repeats are the next tables'")
     k = np.mean([segmentation(image).max() + 1 for image in x])
 
     ours, s = run_method(Lime(segmentation=segmentation), adapter, probe, [x], target)
@@ -191,24 +267,83 @@ def cnn_setup(n_probes: int):
                          target)
     table.add(f"kernel_shap superpixels (K~{k:.0f})", s, rows, ref_s, (corr(ours, ref1), corr(ref1, ref2)))
     table.add("  shap.KernelExplainer, compiled fn", ref_s, rows)
-
-    method = Occlusion(window=4, stride=2)
-    _, s = run_method(method, adapter, probe, [x], target)
-    table.add("occlusion (window 4, stride 2)", s, n_probes * method.rows_per_probe())
     table.print()
+
+
+def image_rates(probes: dict, repeats: int) -> None:
+    """LIME on superpixels, KernelSHAP and occlusion (window 4, stride 2) against the best predict rate, on the
+    digits CNN and on the 32x32x3 CNN of bench_overhead.py; `probes` per method and model."""
+    model, x_train = digits_cnn()
+    x = x_train[-max(probes["digits"].values()):]
+    probe = as_probe_set(x)
+    adapter = adapt(model, probe)
+    target = np.argmax(adapter.predict([x]), axis=1)
+    segmentation = Segmentation("slic", n_segments=40)
+    n = probes["digits"]
+    lime = prepared(Lime(segmentation=segmentation), adapter, probe, [x[:n["lime"]]], target[:n["lime"]])
+    ks = KernelShap(segmentation=segmentation, tolerance=0.999)
+    ks_run = prepared(ks, adapter, probe, [x[:n["kernel_shap"]]], target[:n["kernel_shap"]])
+    ks_run()
+    ks_rows = int(round(n["kernel_shap"] * (ks.diagnostics()["samples_mean"] + 2)))
+    occlusion = Occlusion(window=4, stride=2)
+    occ = prepared(occlusion, adapter, probe, [x[:n["occlusion"]]], target[:n["occlusion"]])
+    throughput("CNN 28x28x1 digits, SLIC superpixels", adapter, (28, 28, 1), [
+        (f"lime image (1000 samples), {n['lime']} probes", lime, n["lime"] * 1000),
+        (f"kernel_shap superpixels, {n['kernel_shap']} probes", ks_run, ks_rows),
+        (f"occlusion (window 4, stride 2), {n['occlusion']} probes", occ, n["occlusion"] * occlusion.rows_per_probe()),
+    ], repeats, total=32_768)
+
+    # The performance issue's workload: bench_overhead.py's CNN on 32x32x3 images (random weights: the rate does
+    # not depend on them), here on crops of scikit-learn's bundled sample photographs, for superpixels with edges.
+    from sklearn.datasets import load_sample_images
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    n = probes["cifar"]
+    rng = np.random.default_rng(0)
+    photos = load_sample_images().images
+    crops = []
+    for _ in range(max(n.values())):
+        photo = photos[rng.integers(len(photos))]
+        r, c = rng.integers(photo.shape[0] - 32), rng.integers(photo.shape[1] - 32)
+        crops.append(photo[r:r + 32, c:c + 32])
+    x = (np.stack(crops) / 255.0).astype(np.float32)
+    probe = as_probe_set(x)
+    adapter = adapt(model, probe)
+    target = np.argmax(adapter.predict([x]), axis=1)
+    lime = prepared(Lime(segmentation=segmentation), adapter, probe, [x[:n["lime"]]], target[:n["lime"]])
+    occ = prepared(occlusion, adapter, probe, [x[:n["occlusion"]]], target[:n["occlusion"]])
+    throughput("CNN 32x32x3 (bench_overhead's), photograph crops, SLIC superpixels", adapter, (32, 32, 3), [
+        (f"lime image (1000 samples), {n['lime']} probes", lime, n["lime"] * 1000),
+        (f"occlusion (window 4, stride 2), {n['occlusion']} probes", occ, n["occlusion"] * occlusion.rows_per_probe()),
+    ], repeats, total=4_096)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer probes")
     parser.add_argument("--images-only", action="store_true",
-                        help="only the CNN table (LIME on superpixels, KernelSHAP, occlusion against the best predict rate)")
+                        help="only the image tables (LIME on superpixels, KernelSHAP, occlusion against the best predict rate)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of the image rates (default 5, 2 quick)")
     args = parser.parse_args()
-    if args.images_only:
-        cnn_setup(4 if args.quick else 16)
-        return
-    mlp_setup(16 if args.quick else 64, predict_path_probes=1)
+    repeats = args.repeats or (2 if args.quick else 5)
+    probes = ({"digits": {"lime": 8, "kernel_shap": 4, "occlusion": 32}, "cifar": {"lime": 2, "occlusion": 8}}
+              if args.quick else
+              {"digits": {"lime": 64, "kernel_shap": 16, "occlusion": 256}, "cifar": {"lime": 16, "occlusion": 64}})
+    if not args.images_only:
+        mlp_setup(16 if args.quick else 64, predict_path_probes=1)
     cnn_setup(4 if args.quick else 16)
+    image_rates(probes, repeats)
 
 
 if __name__ == "__main__":

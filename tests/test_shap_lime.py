@@ -258,6 +258,49 @@ def test_occlusion_of_a_large_image_holds_one_model_batch_at_a_time():
     assert maps.shape == (1, 96, 96) and np.all(np.isfinite(maps))
     assert peak < 3 * one_batch < all_at_once / 10, (peak, one_batch)
 
+def test_occlusion_by_hand_whatever_cuts_its_rows_into_model_calls():
+    # A model call holds (window, probe) rows of several probes, cut anywhere: each drop must still pair the
+    # probe's occluded image with its own held input and its own target.
+    keras.utils.set_random_seed(0)
+    image, vector = keras.Input((6, 6, 1)), keras.Input((3,))
+    hidden = keras.layers.Concatenate()([keras.layers.Flatten()(keras.layers.Conv2D(3, 3)(image)), vector])
+    model = keras.Model([image, vector], keras.layers.Dense(3)(keras.layers.Dense(8, activation="tanh")(hidden)))
+    rng = np.random.default_rng(0)
+    x = [rng.random((4, 6, 6, 1), dtype=np.float32), rng.random((4, 3), dtype=np.float32)]
+    target = np.array([0, 2, 1, 2])
+    probe = as_probe_set(x)
+    rows, where = [[], []], []  # every occluded copy, by hand, and the map elements its drop goes to
+    starts = (0, 2, 3)  # window 3, stride 2, and one flush with the far edge
+    for i in range(4):
+        for r, c in itertools.product(starts, starts):
+            occluded = x[0][i].copy()
+            occluded[r:r + 3, c:c + 3] = 0.5
+            rows[0].append(occluded)
+            rows[1].append(x[1][i])
+            where.append((0, i, slice(r, r + 3), slice(c, c + 3)))
+        for j in range(3):
+            occluded = x[1][i].copy()
+            occluded[j] = 0.5
+            rows[0].append(x[0][i])
+            rows[1].append(occluded)
+            where.append((1, i, j))
+    reference = adapt(model, probe)
+    full = reference.predict(x)[np.arange(4), target]
+    out = reference.predict([np.stack(r) for r in rows])
+    expected, coverage = [np.zeros((4, 6, 6)), np.zeros((4, 3))], np.zeros((4, 6, 6))
+    for row, (k, i, *element) in enumerate(where):
+        expected[k][(i, *element)] += full[i] - out[row, target[i]]
+        if k == 0:
+            coverage[(i, *element)] += 1
+    expected[0] /= coverage
+    for batch_size in (1, 5, 7, 1024):  # 36 image rows and 12 vector rows, cut within windows and probes
+        method = Occlusion(window=3, stride=2, fill=0.5)
+        method.setup(adapt(model, probe, batch_size=batch_size), probe)
+        maps = method.attribute(x, target)
+        for got, want in zip(maps, expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"batch size {batch_size}")
+
+
 def test_backgrounds_are_stated_in_the_logged_config(tmp_path, tabular):
     model, _, _, x, _, _ = tabular
     kmeans = Background.kmeans(np.random.default_rng(0).standard_normal((200, 8)), k=5, seed=0)

@@ -121,23 +121,23 @@ class Occlusion(AttributionMethod):
 
     def attribute(self, inputs, target):
         """One map per explained input; None for a held input (a padding mask, segment ids)."""
-        maps = super().attribute(inputs, target)
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call setup(model, probe) before attribute()")
         out: List[Optional[np.ndarray]] = [None] * len(inputs)
-        for windows, m in zip(self._windows, maps):
+        for windows, m in zip(self._windows, self._attribute([np.asarray(a) for a in inputs], np.asarray(target))):
             out[windows.index] = m
         return out
 
     def _attribute(self, inputs: List[np.ndarray], target: np.ndarray) -> List[np.ndarray]:
-        m = len(target)
-        probes = np.arange(m)
-        full = self.model.predict(inputs)[probes, target]
+        # All probes at once: the model's calls are full batches of (window, probe) rows whatever the number of
+        # probes, and the probes' own outputs take one pass.
+        full = self.model.predict(inputs)[np.arange(len(target)), target]
         return [self._occlude(inputs, windows, full, target) for windows in self._windows]
 
     def _occlude(self, inputs: List[np.ndarray], windows: _Windows, full: np.ndarray, target: np.ndarray):
         """(probes, *map) mean output drop over the windows covering each element of input `windows.index`."""
         x = inputs[windows.index]
-        m = len(x)
-        probes = np.arange(m)
+        m, n = len(x), len(windows.slices)
         map_axes = windows.coverage.ndim
         padding = None
         if windows.mask_id is not None:  # a text: its tokens take the mask id, its padding is never touched
@@ -148,20 +148,27 @@ class Occlusion(AttributionMethod):
             fill = x.astype(np.float32).mean(axis=tuple(range(1, 1 + map_axes)), keepdims=True)
         else:
             fill = np.full((m,) + (1,) * (x.ndim - 1), self.fill, dtype=np.float32)
+        # Row r of the occluded rows is window r // m on probe r % m; they go through the model in calls of one
+        # model batch, each built by slice assignments into one buffer (per model input: held inputs keep the
+        # probe's values). Host memory stays at one batch, however many windows and probes there are.
+        size = max(1, self.model.batch_size)
+        buffers = [np.empty((min(size, n * m),) + a.shape[1:], dtype=a.dtype) for a in inputs]
+        drops = np.empty(n * m)  # float32 differences, exact in float64
+        for piece in chunks(n * m, size):
+            arrays = [b[:piece.stop - piece.start] for b in buffers]
+            for k in range(piece.start // m, (piece.stop - 1) // m + 1):  # the windows this call holds
+                lo, hi = max(piece.start, k * m) - k * m, min(piece.stop, (k + 1) * m) - k * m  # their probes
+                rows = slice(k * m + lo - piece.start, k * m + hi - piece.start)
+                for a, held in zip(arrays, inputs):
+                    a[rows] = held[lo:hi]
+                window = (rows,) + windows.slices[k]
+                arrays[windows.index][window] = fill[lo:hi] if padding is None else fill[(slice(lo, hi),) + window[1:]]
+            probes = np.arange(piece.start, piece.stop) % m
+            drops[piece] = full[probes] - self.model.predict(arrays)[np.arange(len(probes)), target[probes]]
+        drops = drops.reshape(n, m)
         summed = np.zeros((m,) + windows.coverage.shape)
-        # Windows in chunks of at most one model batch of occluded rows: host memory stays bounded by the
-        # batch size, however many windows an input has.
-        for piece in chunks(len(windows.slices), max(1, self.model.batch_size // m)):
-            chunk = windows.slices[piece]
-            occluded = np.repeat(x[:, None], len(chunk), axis=1)  # (probes, windows in the chunk, *features)
-            for k, window in enumerate(chunk):
-                occluded[(slice(None), k) + window] = fill if padding is None else fill[(slice(None),) + window]
-            arrays = [occluded.reshape((-1,) + x.shape[1:]) if j == windows.index
-                      else np.repeat(held, len(chunk), axis=0) for j, held in enumerate(inputs)]
-            out = self.model.predict(arrays)
-            drops = full[:, None] - out.reshape(m, len(chunk), -1)[probes, :, target]
-            for k, window in enumerate(chunk):
-                summed[(slice(None),) + window] += drops[:, k].reshape((m,) + (1,) * map_axes)
+        for k, window in enumerate(windows.slices):
+            summed[(slice(None),) + window] += drops[k].reshape((m,) + (1,) * map_axes)
         out = (summed / np.maximum(windows.coverage, 1)).astype(np.float32)
         if padding is not None:
             out[padding] = 0.0
