@@ -320,6 +320,26 @@ def _cubic_terms(a: np.ndarray, triples: np.ndarray) -> np.ndarray:
     return out
 
 
+def _walsh(values: np.ndarray, features: int) -> np.ndarray:
+    """The Walsh-Hadamard transform of a function of the coalition codes: sum_S values[S] (-1)^|T & S|, for
+    every code T (K passes over 2^K entries)."""
+    out = values.astype(np.float64)
+    for bit in range(features):
+        pairs = out.reshape(-1, 2, 1 << bit)
+        low, high = pairs[:, 0].copy(), pairs[:, 1]
+        pairs[:, 0] += high
+        low -= high
+        pairs[:, 1] = low
+    return out
+
+
+def _popcount_signs(features: int) -> np.ndarray:
+    """(-1)^|T| for every code T of `features` bits."""
+    codes = np.arange(1 << features)
+    bits = (codes[:, None] >> np.arange(features)) & 1
+    return 1.0 - 2.0 * (bits.sum(axis=1) & 1)
+
+
 def _cubic_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
                        spread_rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """`_linear_regressions` with the third-order interactions added to the model: each row's values are
@@ -346,15 +366,25 @@ def _cubic_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray
     x = _cubic_terms(a, triples)
     p = x.shape[1]
     n, listed = design.pairs, design.listed
-    x_listed, x_first, x_second = x[:listed], x[listed:listed + n], x[listed + n:listed + 2 * n]  # views
-    w_listed, w_first = w[:listed], w[listed:listed + n]
-    # A pair's second coalition has the regressors e - x of its first, e = (1, ..., 1, 2, ..., 2), and the
-    # same weight: its Gram part is sum w (x x' + (e - x)(e - x)'), from the first coalitions alone.
-    ends = np.concatenate([np.ones(k), np.full(p - k, 2.0)])
-    sum_wx = w_first @ x_first
-    gram_sampled = (2 * (x_first.T @ (w_first[:, None] * x_first)) + np.sum(w_first) * np.outer(ends, ends)
-                    - np.outer(ends, sum_wx) - np.outer(sum_wx, ends))
-    gram = x_listed.T @ (w_listed[:, None] * x_listed) + gram_sampled
+    x_first = x[listed:listed + n]  # a view
+    w_first = w[listed:listed + n]
+    ends = np.concatenate([np.ones(k), np.full(p - k, 2.0)])  # the regressors at the full coalition
+    # Every regressor is a sum of two Walsh functions chi_T(S) = prod_{i in T} (2 a_i - 1): a_i = (chi_0 +
+    # chi_i) / 2 and chi_U + 1 = chi_U + chi_0. So the Gram matrix sum_s w_s x_s x_s' needs only the weighted
+    # Walsh moments sum_s w_s chi_T(s), all of them from one transform of the coalitions' weights by code.
+    codes = design.base.astype(np.int64) @ (np.int64(1) << np.arange(k))
+    term_codes = np.concatenate([np.int64(1) << np.arange(k), (np.int64(1) << triples).sum(axis=1)])
+    term_coef = np.concatenate([np.full(k, 0.5), np.ones(p - k)])  # both Walsh parts share this coefficient
+    signs = _popcount_signs(k)
+
+    def gram_of(members: slice) -> np.ndarray:
+        moments = signs * _walsh(np.bincount(codes[members], weights=w[members], minlength=1 << k), k)
+        outer = np.outer(term_coef, term_coef)
+        return outer * (moments[0] + moments[term_codes][:, None] + moments[term_codes][None, :]
+                        + moments[np.bitwise_xor.outer(term_codes, term_codes)])
+
+    gram_sampled = gram_of(slice(listed, listed + 2 * n))
+    gram = gram_of(slice(0, listed)) + gram_sampled
     cubic = np.arange(k, p)
     scale = float(np.mean(np.diag(gram)[cubic]))
     constraint = ends  # sum beta + 2 sum c: the fitted game's v(N) - v(empty)
@@ -385,13 +415,19 @@ def _cubic_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray
     z_second = (ends @ sensitivity.T)[None] * w_first[:, None] - z_first
     # The pair's leverage block, h_ab = x_a' inner x_b w_b (x_second = e - x_first), and the pair's residuals
     # without the pair.
-    x_inner = x_first @ inner
-    inner_ends = inner @ ends
-    ff = np.einsum("np,np->n", x_inner, x_first)
-    fs = np.einsum("np,np->n", x_inner, x_second)
-    first_ends, second_ends = x_first @ inner_ends, x_second @ inner_ends
-    h11, h12 = ff * w_first, fs * w_first
-    h21, h22 = (first_ends - ff) * w_first, (second_ends - fs) * w_first
+    # x_s' inner x_s for every coalition code at once: inner's entries gathered onto the Walsh functions the
+    # products of two regressors are (chi_P chi_Q = chi_{P xor Q}), then one transform back.
+    spread = np.outer(term_coef, term_coef) * inner
+    walsh = np.bincount(np.zeros(1, dtype=np.int64), weights=[spread.sum()], minlength=1 << k)
+    walsh += np.bincount(term_codes, weights=2 * spread.sum(axis=1), minlength=1 << k)
+    walsh += np.bincount(np.bitwise_xor.outer(term_codes, term_codes).ravel(), weights=spread.ravel(),
+                         minlength=1 << k)
+    quadratic = _walsh(signs * walsh, k)  # x_s' inner x_s at code s
+    ff = quadratic[codes[listed:listed + n]]
+    ss = quadratic[codes[listed + n:listed + 2 * n]]
+    ends_form = x_first @ (inner @ ends)  # x_first' inner e; x_second = e - x_first
+    fs = ends_form - ff
+    h11, h12, h21, h22 = ff * w_first, fs * w_first, fs * w_first, ss * w_first
     det = np.maximum((1 - h11) * (1 - h22) - h12 * h21, 1e-6)
     r1, r2 = residual[:, listed:listed + n], residual[:, listed + n:listed + 2 * n]
     loo1 = ((1 - h22) * r1 + h12 * r2) / det
