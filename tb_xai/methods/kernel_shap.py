@@ -312,11 +312,13 @@ def _cubic_terms(a: np.ndarray, triples: np.ndarray) -> np.ndarray:
     t = 2.0 * a - 1.0
     out = np.empty((len(a), k + len(triples)))
     out[:, :k] = a
-    cubic = out[:, k:]  # written in place: the terms are the largest array of the regression
-    np.take(t, triples[:, 0], axis=1, out=cubic)
-    cubic *= np.take(t, triples[:, 1], axis=1)
-    cubic *= np.take(t, triples[:, 2], axis=1)
-    cubic += 1.0
+    column = k  # written in place (the terms are the largest array of the regression), triples in order
+    for i in range(k):
+        for j in range(i + 1, k - 1):
+            block = out[:, column:column + k - j - 1]
+            np.multiply(t[:, j + 1:], (t[:, i] * t[:, j])[:, None], out=block)
+            column += k - j - 1
+    out[:, k:] += 1.0
     return out
 
 
@@ -333,6 +335,7 @@ def _walsh(values: np.ndarray, features: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def _popcount_signs(features: int) -> np.ndarray:
     """(-1)^|T| for every code T of `features` bits."""
     codes = np.arange(1 << features)
@@ -395,7 +398,8 @@ def _cubic_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray
         if info != 0:  # the linear terms not determined: the linear regression's minimum-norm solution
             return _linear_regressions(design, y, total, spread_rows)
         g_inverse, info = lapack.dpotri(factor, lower=0)
-        g_inverse = np.triu(g_inverse) + np.triu(g_inverse, 1).T
+        g_inverse = np.triu(g_inverse)
+        g_inverse += np.triu(g_inverse, 1).T
         # The constrained (KKT) system's inverse: G^-1 - G^-1 c c' G^-1 / (c' G^-1 c) and G^-1 c / (c' G^-1 c).
         g_c = g_inverse @ constraint
         along = g_c / (constraint @ g_c)
