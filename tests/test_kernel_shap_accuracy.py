@@ -98,7 +98,7 @@ def test_the_standard_error_is_calibrated_against_the_real_error(mlp12):
         real.append(np.linalg.norm(phi - exact, axis=1))
         estimated.append(method.standard_errors() * np.linalg.norm(phi, axis=1))
     ratio = np.sqrt(np.mean(np.square(real)) / np.mean(np.square(estimated)))
-    assert 0.6 < ratio < 1.6, ratio  # measured 0.80-1.18 over budgets 50-4096 in the benchmark
+    assert 0.6 < ratio < 1.6, ratio  # measured 0.80-1.13 over budgets 50-4096 in the benchmark
     errors = method.standard_errors()
     assert errors.shape == (8,) and method.diagnostics()["standard_error_max"] == pytest.approx(errors.max())
 
