@@ -217,8 +217,9 @@ class KernelShap(LocalSurrogate):
 def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
                  spread_rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Each background row's Shapley values from its coalition values, and their sampling variance: the
-    third-order regression (`_cubic_regressions`) where the features are few enough for its terms and the
-    sampled pairs many enough to estimate them, else the linear one (`_linear_regressions`).
+    third-order regression (`_cubic_regressions`) where the features are few enough for its terms, the
+    sampled pairs many enough to estimate them and the rows' pairs together at least as many as its terms,
+    else the linear one (`_linear_regressions`).
 
     Args:
         design: the probe's coalitions.
@@ -230,7 +231,11 @@ def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
         (attributions (rows, K), the variances of the `spread_rows` rows' attributions summed over features).
     """
     k = design.base.shape[1]
-    if 3 <= k <= _CUBIC_MAX_FEATURES and design.pairs >= _CUBIC_PAIRS_PER_FEATURE * k:
+    terms = k + k * (k - 1) * (k - 2) // 6
+    # The third-order system costs terms^3 per probe, shared by its rows: worth it where the rows' sampled
+    # pairs together outnumber its terms (not, e.g., for one fill row per image, whose model rows are few).
+    if (3 <= k <= _CUBIC_MAX_FEATURES and design.pairs >= _CUBIC_PAIRS_PER_FEATURE * k
+            and len(y) * design.pairs >= terms):
         return _cubic_regressions(design, y, total, spread_rows)
     return _linear_regressions(design, y, total, spread_rows)
 
