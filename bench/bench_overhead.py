@@ -1,9 +1,10 @@
 """What the callback adds to training: epoch CPU time with the callback over without, at its defaults.
 
-Run: python bench/bench_overhead.py [--pairs 5] [--images 20000] [--skip-demos] [--max-overhead 0.05] [--quick]
+Run: python bench/bench_overhead.py [--pairs 5] [--images 20000] [--skip-demos | --demos-only] [--demo tabular]
+     [--demo-epochs 15] [--max-overhead 0.05] [--quick]
 (CPU; prints ratios measured in this one run; about 12 epochs of 20,000 images, 4-5 minutes on an idle 2-core
 machine; `--quick`: 5,000 images and 3 pairs, whose ratio overstates the full one, since the callback's cost per
-logged epoch is the same over an epoch a quarter as long)
+logged epoch is the same over an epoch a quarter as long; `--demos-only`: the demo models alone, about 5 minutes)
 
 Workload: a CNN over 32x32x3 images, 20,000 images per epoch, batch 128, 64 probes, the default methods
 (saliency, integrated gradients). Each measurement is one epoch, alternately without and with the callback
@@ -12,9 +13,14 @@ median over pairs of process CPU time with / without (all threads of this proces
 the machine weigh on it little), the range over pairs, the ratio of all pairs summed (the figure to read with
 `max_overhead`, where only some epochs log), and the wall-clock ratio beside it. Target <= 1.05.
 
-The demo models (the breast-cancer MLP of demo/tabular.py with its four methods, the digits CNN of
-demo/digits.py with its five) have epochs of tens of milliseconds, so there a pair is a 10-epoch fit with
-and without; their ratio is shown at the defaults and with `max_overhead=0.05`.
+The demo models (demo/tabular.py's breast-cancer MLP, 32 probes, and demo/digits.py's digits CNN, 16 probes,
+with the demos' own data, probes and method configurations) have epochs of tens of milliseconds, so there a
+pair is a fit of the demos' 15 epochs without and one with, on one model that keeps training (the first pair,
+with the tracing and the callback's setup, dropped). Each demo is measured (a) at the callback's defaults, (b)
+with the demo's methods, (c) with those and `max_overhead=0.05`, (d) at the defaults with `max_overhead=0.05`;
+beside each, the CPU time per method at the last logged epoch, the epochs logged, kernel_shap's budget and
+standard error per logged epoch, and one fresh fit with the callback over one without, tracing and setup
+included (what a user running the demo gets; one sample, so noisier).
 """
 
 from __future__ import annotations
@@ -120,45 +126,82 @@ def budget_workload(n_images: int, epochs: int, max_overhead: float, log_root: s
           flush=True)
 
 
-def demo_workload(name, model_fn, x, y, probe, methods, n_pairs, log_root, epochs=10, **callback_kwargs):
+def demo_workload(name, model_fn, data, methods, n_pairs, log_root, epochs, batch_size, **callback_kwargs):
+    """Pairs of `epochs`-epoch fits of one demo model, alternately without and with the callback; then what a
+    user running the demo gets: one fresh fit without, one with (tracing and the callback's setup included)."""
+    x, y, probe, labels = data
+    label = "defaults" if methods is None else "demo methods"
+    run_dir = os.path.join(log_root, f"{name}_{label}_{'_'.join(map(str, callback_kwargs.values()))}".replace(" ", "_"))
+
+    def callback(directory):
+        return tb_xai.AttributionCallback(directory, probe, labels=labels,
+                                          **({} if methods is None else {"methods": methods()}), **callback_kwargs)
+
+    def fresh_fit(callbacks):
+        keras.utils.set_random_seed(0)
+        fresh = model_fn()
+        return timed(lambda: fresh.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks))
+
     keras.utils.set_random_seed(0)
     model = model_fn()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    cb = tb_xai.AttributionCallback(os.path.join(log_root, name + "_".join(map(str, callback_kwargs))), probe,
-                                    methods=methods, **callback_kwargs)
+    cb = callback(run_dir)
     epoch = 0
 
     def fit(callbacks):
         nonlocal epoch
-        model.fit(x, y, batch_size=32, epochs=epoch + epochs, initial_epoch=epoch, verbose=0,
+        model.fit(x, y, batch_size=batch_size, epochs=epoch + epochs, initial_epoch=epoch, verbose=0,
                   callbacks=callbacks)
         epoch += epochs
 
-    timed(lambda: fit([]))
-    timed(lambda: fit([cb]))
+    timed(lambda: fit([]))  # tracing of the training step
+    timed(lambda: fit([cb]))  # the callback's setup (tracing, the sanity reference) and its methods' tracing
+    traced = epoch
     pairs = [(timed(lambda: fit([])), timed(lambda: fit([cb]))) for _ in range(n_pairs)]
-    report(f"{name}, {epochs}-epoch fits, {len(probe)} probes, {'+'.join(methods)}"
-           f"{' ' + str(callback_kwargs) if callback_kwargs else ''}", pairs)
+    report(f"{name}, {label} ({'+'.join(m.name for m in cb.methods)})"
+           f"{' ' + str(callback_kwargs) if callback_kwargs else ''}, {epochs}-epoch fits, {len(probe)} probes", pairs)
+    logged = _scalars(cb.run_dir, "xai/" + cb.methods[0].name + "/total_attribution")
+    logged = [s for s in logged if s >= traced]
+    cpu = ", ".join(f"{k} {v:.3f}" for k, v in cb.cpu_timings.items())
+    per_epoch = statistics.median(wo[0] for wo, _ in pairs) / epochs
+    print(f"  CPU s per training epoch {per_epoch:.3f}; last logged epoch, CPU s per method: {cpu}; "
+          f"{len(logged)} of {n_pairs * epochs} epochs logged in the measured fits", flush=True)
+    without, with_cb = fresh_fit([]), fresh_fit([callback(run_dir + "_fresh")])
+    print(f"  one fresh {epochs}-epoch fit with the callback over one without (tracing and setup included, one "
+          f"sample): CPU {with_cb[0] / without[0]:.3f} ({without[0]:.2f} s -> {with_cb[0]:.2f} s), "
+          f"wall {with_cb[1] / without[1]:.3f}", flush=True)
+    if any(m.name == "kernel_shap" for m in cb.methods):
+        samples = _scalars(cb.run_dir, "xai/kernel_shap/samples_mean")
+        errors = _scalars(cb.run_dir, "xai/kernel_shap/standard_error_max")
+        print("  kernel_shap per logged epoch (samples per probe, largest relative standard error): "
+              + ", ".join(f"{s}: {samples[s]:.0f}/{errors[s]:.3f}" for s in sorted(samples)), flush=True)
 
 
-def demos(n_pairs: int, log_root: str) -> None:
-    from sklearn.datasets import load_breast_cancer, load_digits
+def _scalars(run_dir: str, tag: str) -> dict:
+    """step -> value of a scalar the callback wrote."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    data = load_breast_cancer()
-    x = ((data.data - data.data.mean(0)) / data.data.std(0)).astype(np.float32)
-    mlp = lambda: keras.Sequential([keras.Input((30,)), keras.layers.Dense(32, activation="relu"),  # noqa: E731
-                                    keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")])
-    tabular = ["saliency", "integrated_gradients", "kernel_shap", "lime"]
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[..., None]
-    small_cnn = lambda: keras.Sequential([  # noqa: E731
-        keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"), keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10, activation="softmax")])
-    image = ["saliency", "integrated_gradients", "grad_cam", "kernel_shap", "lime"]
-    for kwargs in ({}, {"max_overhead": 0.05}):
-        demo_workload("breast-cancer MLP", mlp, x, data.target, x[:32], tabular, n_pairs, log_root, **kwargs)
-        demo_workload("digits CNN", small_cnn, images, digits.target, images[:16], image, n_pairs, log_root, **kwargs)
+    events = EventAccumulator(os.path.join(run_dir), size_guidance={"tensors": 0}).Reload()
+    if tag not in events.Tags().get("tensors", []):
+        return {}
+    return {e.step: float(e.tensor_proto.float_val[0]) for e in events.Tensors(tag)}
+
+
+def demos(n_pairs: int, log_root: str, epochs: int, which=("tabular", "digits")) -> None:
+    """The demo models, their data, probes and methods as demo/tabular.py and demo/digits.py build them: at the
+    callback's defaults, with the demo's methods, with those and max_overhead=0.05, and at the defaults with it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "demo"))
+    import digits as digits_demo  # noqa: E402
+    import tabular as tabular_demo  # noqa: E402
+
+    x, y, probe, labels, _, _ = tabular_demo.breast_cancer(32)
+    tabular = ("breast-cancer MLP", tabular_demo.model, (x, y, probe, labels), lambda: tabular_demo.methods(x), 32)
+    digits = ("digits CNN", digits_demo.model, digits_demo.digits(16), digits_demo.methods, 64)
+    for key, (name, model_fn, data, methods, batch_size) in (("tabular", tabular), ("digits", digits)):
+        if key not in which:
+            continue
+        for chosen, kwargs in ((None, {}), (methods, {}), (methods, {"max_overhead": 0.05}),
+                               (None, {"max_overhead": 0.05})):
+            demo_workload(name, model_fn, data, chosen, n_pairs, log_root, epochs, batch_size, **kwargs)
 
 
 def main() -> None:
@@ -166,6 +209,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--skip-demos", action="store_true")
+    parser.add_argument("--demos-only", action="store_true", help="only the demo models")
+    parser.add_argument("--demo", choices=["tabular", "digits"], action="append",
+                        help="only this demo (repeatable; both by default)")
+    parser.add_argument("--demo-epochs", type=int, default=15, help="epochs per demo fit (the demos' 15)")
     parser.add_argument("--quick", action="store_true", help="5,000 images per epoch and 3 pairs (overstates the ratio)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the --max-overhead measurement")
     parser.add_argument("--max-overhead", type=float, default=None,
@@ -174,12 +221,12 @@ def main() -> None:
     if args.quick:
         args.images, args.pairs = 5_000, 3
     with tempfile.TemporaryDirectory() as log_root:
-        if not args.skip_defaults:
+        if not args.skip_defaults and not args.demos_only:
             cnn_workload(args.images, args.pairs, log_root)
-        if args.max_overhead is not None:
+        if args.max_overhead is not None and not args.demos_only:
             budget_workload(args.images, 2 * args.pairs + 2, args.max_overhead, log_root)
         if not args.skip_demos:
-            demos(max(3, args.pairs // 2), log_root)
+            demos(max(3, args.pairs // 2), log_root, args.demo_epochs, args.demo or ("tabular", "digits"))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,35 @@ def digits(probes: int, seed: int = 0):
     return x[train], y[train], x[held_out], y[held_out]
 
 
+def methods(quick: bool = False):
+    """The demo's methods: saliency, integrated gradients, Grad-CAM, and KernelSHAP and LIME over 2x2 superpixels."""
+    from tb_xai.methods import IntegratedGradients, KernelShap, Lime, Segmentation
+
+    superpixels = Segmentation("grid", patch=2)  # 16 superpixels of 2x2 pixels
+    return [
+        "saliency",
+        IntegratedGradients(steps=32),
+        "grad_cam",
+        KernelShap(samples=128 if quick else 512, segmentation=superpixels, background=0.0),
+        Lime(samples=200 if quick else 1000, segmentation=superpixels, background=0.0),
+    ]
+
+
+def model():
+    """The demo's CNN (two 3x3 convolutions, global average pooling, softmax), compiled."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)  # slow enough to learn that the maps visibly form
+    outputs = keras.layers.Dense(10, activation="softmax")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--log-dir", default=os.path.join("runs", "digits"))
@@ -44,31 +73,15 @@ def main(argv=None) -> None:
 
     import keras
     import tb_xai
-    from tb_xai.methods import IntegratedGradients, KernelShap, Lime, Segmentation
 
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, probe, labels = digits(args.probes, args.seed)
-    superpixels = Segmentation("grid", patch=2)  # 16 superpixels of 2x2 pixels
-    methods = [
-        "saliency",
-        IntegratedGradients(steps=32),
-        "grad_cam",
-        KernelShap(samples=128 if args.quick else 512, segmentation=superpixels, background=0.0),
-        Lime(samples=200 if args.quick else 1000, segmentation=superpixels, background=0.0),
-    ]
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
-    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)  # slow enough to learn that the maps visibly form
-    outputs = keras.layers.Dense(10, activation="softmax")(h)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    callback = tb_xai.AttributionCallback(args.log_dir, probe, labels=labels, methods=methods,
+    net = model()
+    callback = tb_xai.AttributionCallback(args.log_dir, probe, labels=labels, methods=methods(args.quick),
                                           class_names=[str(d) for d in range(10)])
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=0,
-                        callbacks=[callback, keras.callbacks.TensorBoard(args.log_dir)])
+    history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=0,
+                      callbacks=[callback, keras.callbacks.TensorBoard(args.log_dir)])
 
     run = tb_xai.load(args.log_dir)
     predicted = run.predictions().argmax(axis=-1)

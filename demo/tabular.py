@@ -35,6 +35,33 @@ def breast_cancer(probes: int, seed: int = 0):
             [str(n) for n in data.feature_names], [str(n) for n in data.target_names])
 
 
+def methods(x_train, quick: bool = False, seed: int = 0):
+    """The demo's methods: saliency, integrated gradients, KernelSHAP and LIME over a k-means background."""
+    from tb_xai.methods import Background, IntegratedGradients, KernelShap, Lime
+
+    background = Background.kmeans(x_train, k=10 if quick else 20, seed=seed)
+    return [
+        "saliency",
+        IntegratedGradients(steps=32),
+        KernelShap(samples=256 if quick else "auto", background=background),
+        Lime(samples=500 if quick else 2000, background=background),
+    ]
+
+
+def model():
+    """The demo's MLP (30 -> 32 -> 16 -> 2), compiled."""
+    import keras
+
+    model = keras.Sequential([
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--log-dir", default=os.path.join("runs", "tabular"))
@@ -46,29 +73,16 @@ def main(argv=None) -> None:
 
     import keras
     import tb_xai
-    from tb_xai.methods import Background, IntegratedGradients, KernelShap, Lime
 
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, probe, labels, feature_names, class_names = breast_cancer(args.probes, args.seed)
-    background = Background.kmeans(x_train, k=10 if args.quick else 20, seed=args.seed)
-    methods = [
-        "saliency",
-        IntegratedGradients(steps=32),
-        KernelShap(samples=256 if args.quick else "auto", background=background),
-        Lime(samples=500 if args.quick else 2000, background=background),
-    ]
-    model = keras.Sequential([
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(2, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    callback = tb_xai.AttributionCallback(args.log_dir, probe, labels=labels, methods=methods,
+    chosen = methods(x_train, args.quick, args.seed)
+    net = model()
+    callback = tb_xai.AttributionCallback(args.log_dir, probe, labels=labels, methods=chosen,
                                           feature_names=feature_names, class_names=class_names)
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=32, verbose=0,
-                        callbacks=[callback, keras.callbacks.TensorBoard(args.log_dir)])
+    history = net.fit(x_train, y_train, epochs=args.epochs, batch_size=32, verbose=0,
+                      callbacks=[callback, keras.callbacks.TensorBoard(args.log_dir)])
 
     run = tb_xai.load(args.log_dir)
     print(f"\ntraining accuracy {history.history['accuracy'][-1]:.0%}; seconds per method at the last epoch: "

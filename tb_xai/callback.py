@@ -46,10 +46,13 @@ class AttributionCallback(keras.callbacks.Callback):
             not flatten to zero gradients. A model whose output layer has no such activation is refused.
         every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
         max_overhead: None (log at every scheduled epoch), or the most CPU time the callback may add to
-            training, as a fraction of it (0.05: 5%). Scheduled epochs are then skipped while the explanation
-            time already spent exceeds this share of the training time so far; the first and the last epoch
-            are always logged. The budget is in each method's logged config, and the epochs skipped before
-            each logged step in the scalar `xai/skipped_epochs`.
+            training, as a fraction of it (0.05: 5%). The callback's own CPU time (its setup, with the sanity
+            reference, and every logged step) is charged against this share of the training epochs' CPU time
+            so far; a scheduled epoch is logged only when what is left pays for it and for the last epoch's
+            step (each priced at the last logged step's cost), else skipped. The first and the last epoch of
+            each fit are always logged, so a fit too short to pay for those two costs more than the budget.
+            The budget is in each method's logged config, and the epochs skipped before each logged step in
+            the scalar `xai/skipped_epochs`.
         batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
@@ -132,6 +135,8 @@ class AttributionCallback(keras.callbacks.Callback):
         self.run_dir = os.path.join(os.fspath(log_dir), metadata.check_name(subdir, "subdir"))
         #: seconds each method took at the last logged step, for the curious and for benchmarks.
         self.timings: Dict[str, float] = {}
+        #: the same in process CPU time (all threads), the measure `max_overhead` budgets.
+        self.cpu_timings: Dict[str, float] = {}
         self._adapter = None
         self._writer: Optional[summary.SummaryWriter] = None
         self._wrote_probe = False
@@ -148,6 +153,7 @@ class AttributionCallback(keras.callbacks.Callback):
         self._awaiting_build = False
         self._epoch_started = 0.0
         self._credit = 0.0  # CPU seconds the overhead budget still allows (max_overhead)
+        self._step_cost = 0.0  # CPU seconds the last logged step took (the price of the next one)
         self._skipped: List[int] = []  # scheduled epochs skipped since the last logged step
         self._warned_completeness: set = set()
 
@@ -165,6 +171,7 @@ class AttributionCallback(keras.callbacks.Callback):
 
     # -------------------------------------------------------------------------------- Keras lifecycle
     def on_train_begin(self, logs=None):
+        started = time.process_time()
         self._last_epoch = self._last_logged = None
         self._warned_overwrite = False
         self._credit, self._skipped = 0.0, []
@@ -172,13 +179,18 @@ class AttributionCallback(keras.callbacks.Callback):
         self._awaiting_build = not self.model.built
         if not self._awaiting_build:
             self._setup()
+        self._credit -= time.process_time() - started  # the setup is the callback's time too (max_overhead)
 
     def on_train_batch_begin(self, batch, logs=None):
         # A begin hook, not an end hook: Keras hands batch-end hooks every batch's logs and, on JAX and
         # PyTorch, turns off its asynchronous dispatch for them; a begin hook gets no logs and costs one call.
         if self._awaiting_build and self.model.built:
+            started = time.process_time()
             self._awaiting_build = False
             self._setup()
+            spent = time.process_time() - started
+            self._credit -= spent  # the callback's time, not the epoch's: charged, and left out of the epoch
+            self._epoch_started += spent
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.process_time()
@@ -187,9 +199,9 @@ class AttributionCallback(keras.callbacks.Callback):
         self._last_epoch = epoch
         if self.max_overhead is not None:
             self._credit += self.max_overhead * max(0.0, time.process_time() - self._epoch_started)
-        if epoch % self.every_n_epochs != 0:
+        if epoch % self.every_n_epochs != 0 and not self._is_last(epoch):
             return
-        if self.max_overhead is not None and self._last_logged is not None and self._credit < 0:
+        if not self._affordable(epoch):
             self._skipped.append(epoch)
             return
         self._log(epoch)
@@ -206,6 +218,18 @@ class AttributionCallback(keras.callbacks.Callback):
             self._writer = None
 
     # -------------------------------------------------------------------------------------- internals
+    def _is_last(self, epoch: int) -> bool:
+        """Whether `epoch` is the last of this fit (as its `epochs` says; EarlyStopping may end it sooner)."""
+        epochs = (self.params or {}).get("epochs")
+        return isinstance(epochs, int) and epoch >= epochs - 1
+
+    def _affordable(self, epoch: int) -> bool:
+        """Whether the overhead budget lets this scheduled epoch be logged: always without a budget, at the
+        first and the last epoch; else when the credit pays for this step and keeps the last epoch's."""
+        if self.max_overhead is None or self._last_logged is None or self._is_last(epoch):
+            return True
+        return self._credit >= 2 * self._step_cost
+
     def _setup(self) -> None:
         if self._adapter is not None and self._adapter.model is self.model:
             # Another fit() of the same model: its compiled functions stay valid.
@@ -248,7 +272,8 @@ class AttributionCallback(keras.callbacks.Callback):
         try:
             self._log_step(step)
         finally:
-            self._credit -= time.process_time() - started
+            self._step_cost = time.process_time() - started
+            self._credit -= self._step_cost
 
     def _log_step(self, step: int) -> None:
         self._awaiting_build = False
@@ -307,7 +332,7 @@ class AttributionCallback(keras.callbacks.Callback):
         return targets
 
     def _log_method(self, method: AttributionMethod, targets: np.ndarray, step: int) -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             attributions = method.attribute(self._adapter.probe.inputs, targets)
             explained = [(i, name, values) for i, (name, values) in enumerate(zip(self.probe.names, attributions))
@@ -338,6 +363,7 @@ class AttributionCallback(keras.callbacks.Callback):
             self._record_failure([method], step, f"{type(error).__name__}: {error}")
         finally:
             self.timings[method.name] = time.perf_counter() - start
+            self.cpu_timings[method.name] = time.process_time() - cpu
 
     def _warn_if_vanishing(self, method: AttributionMethod, attributions, targets: np.ndarray, step: int) -> None:
         """Warns once per method when most probes' attributions are zero (or vanishingly small)."""

@@ -43,3 +43,67 @@ def test_max_overhead_spaces_out_logged_epochs_keeping_the_first_and_last(tmp_pa
     skipped = {e.step: int(e.tensor_proto.float_val[0]) for e in events.Tensors("xai/skipped_epochs")}
     assert sorted(skipped) == steps
     assert sum(skipped.values()) == 12 - len(steps)  # every epoch is either logged or counted as skipped
+
+
+class _Clock:
+    """A process clock that only the test moves: each epoch, the setup and each logged step cost what it says."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _PricedSaliency(tb_xai.methods.Saliency):
+    """Saliency whose setup and each attribution cost a set number of (fake) CPU seconds."""
+
+    def __init__(self, clock, setup_cost, step_cost):
+        super().__init__()
+        self.clock, self.setup_cost, self.step_cost = clock, setup_cost, step_cost
+
+    def setup(self, model, probe):
+        super().setup(model, probe)
+        self.clock.now += self.setup_cost
+
+    def attribute(self, inputs, target):
+        self.clock.now += self.step_cost
+        return super().attribute(inputs, target)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return models.mlp(n_features=6, n_classes=3)
+
+
+@pytest.mark.parametrize("setup_cost, logged", [
+    # 1 s epochs, 1 s steps, max_overhead=0.5: 0.5 s of credit per epoch. Epoch 0 is logged (credit -0.5), then
+    # an epoch only once the credit pays for its step and keeps one for the last epoch's (>= 2 s): 5 and 7,
+    # and the last, 9. 4 s spent, within the 5 s allowed (the old rule, "log while the credit is >= 0", logged
+    # 0, 1, 3, 5, 7 and 9: 6 s).
+    (0.0, [0, 5, 7, 9]),
+    # The setup's 3 s are the callback's too: the credit starts at -3, and only the first and last are logged.
+    (3.0, [0, 9]),
+])
+def test_max_overhead_charges_the_setup_and_each_step_before_it_is_taken(tmp_path, monkeypatch, tiny_model,
+                                                                          setup_cost, logged):
+    from tb_xai import callback as callback_module
+
+    clock = _Clock()
+    monkeypatch.setattr(callback_module.time, "process_time", clock)
+    probe = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    cb = tb_xai.AttributionCallback(str(tmp_path), probe, methods=[_PricedSaliency(clock, setup_cost, 1.0)],
+                                    max_overhead=0.5, quality=False)
+    cb.set_model(tiny_model)
+    cb.set_params({"epochs": 10, "verbose": 0})
+    steps = []
+    real_log = cb._log
+    monkeypatch.setattr(cb, "_log", lambda step: (steps.append(step), real_log(step)))
+    cb.on_train_begin()
+    for epoch in range(10):
+        cb.on_epoch_begin(epoch)
+        clock.now += 1.0  # the epoch's training
+        cb.on_epoch_end(epoch, {})
+    cb.on_train_end()
+    assert steps == logged
+    assert sorted(cb._logged_steps) == logged
