@@ -49,6 +49,10 @@ function canvasStats(frame, selector) {
 }
 
 const drawn = (frame, card, prefix) => frame.waitForSelector(`#${card}[data-drawn^="${prefix}"]:not([aria-busy])`, { timeout: 20000 });
+// Every card done loading (the later cards load after the evolution card's data): what their statuses then say
+// is an answer, not a request still on its way.
+const settled = (frame) => frame.waitForFunction(() => !document.querySelector('.card[aria-busy]')
+  && ![...document.querySelectorAll('.card .status')].some((s) => s.textContent.startsWith('Loading')), null, { timeout: 20000 });
 
 async function selectRun(frame, run) {
   await frame.selectOption('select[name=run]', run);
@@ -409,6 +413,7 @@ try {
     assert(JSON.stringify(targets) === JSON.stringify(['all probes', 'explained as class 0', 'explained as class 1', 'explained as class 2']), `target options: ${targets}`);
     await frame.selectOption('select[name=target]', '1');
     for (const card of ['evolution', 'topk', 'probe', 'stability', 'agreement']) await drawn(frame, card, `${onestep}|`);
+    await settled(frame);
     const statuses = await frame.$$eval('.card .status', (s) => s.map((x) => x.textContent).filter(Boolean));
     assert(statuses.length === 0, `cards report errors for target 1: ${statuses}`);
     await frame.selectOption('select[name=target]', 'all');
@@ -437,6 +442,7 @@ try {
         const kOk = Number(got.k) >= 1 && Number(got.k) <= 50;
         assert(kOk && got.target === 'all', `k=${k}, target=${target} shows ${JSON.stringify(got)}`);
       }
+      await settled(frame);
       const statuses = await frame.$$eval('.card .status', (s) => s.map((x) => x.textContent).filter(Boolean));
       assert(statuses.length === 0 && bad.length === 0, `errors: ${statuses} ${bad}`);
       return controls;
