@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tb_xai.backend import adapt
-from tb_xai.methods import Background, KernelShap
+from tb_xai.methods import KernelShap
 from tb_xai.methods.coalitions import determining_budget, shapley_coalitions
 from tb_xai.probe import as_probe_set
 
