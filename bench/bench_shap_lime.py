@@ -297,18 +297,10 @@ def image_rates(probes: dict, repeats: int) -> None:
     # not depend on them), here on crops of scikit-learn's bundled sample photographs, for superpixels with edges.
     from sklearn.datasets import load_sample_images
 
+    from bench_overhead import cnn  # this directory is on the path when a bench runs as a script
+
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = cnn()
     n = probes["cifar"]
     rng = np.random.default_rng(0)
     photos = load_sample_images().images
