@@ -69,7 +69,14 @@ async function shoot(frame, card, name) {
 }
 
 async function download(page, frame, card, format) {
-  const [file] = await Promise.all([page.waitForEvent('download'), frame.click(`#${card} button[data-export=${format}]`)]);
+  await settled(frame); // a card still loading has no table or figure to export yet
+  let file;
+  try {
+    [file] = await Promise.all([page.waitForEvent('download'), frame.click(`#${card} button[data-export=${format}]`)]);
+  } catch (error) {
+    const status = await frame.$eval(`#${card} .status`, (s) => s.textContent).catch(() => '');
+    throw new Error(`${card} ${format}: no download (${error.message.split('\n')[0]}); the card's status: "${status}"`);
+  }
   const target = path.join(config.downloads, file.suggestedFilename());
   await file.saveAs(target);
   return target;
