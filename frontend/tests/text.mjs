@@ -54,6 +54,9 @@ let frame;
 
 const hash = (params) => Object.entries(params).map(([k, v]) => `&${k}=${encodeURIComponent(v)}`).join('');
 const drawn = (card, prefix) => frame.waitForSelector(`#${card}[data-drawn^="${prefix}"]:not([aria-busy])`, { timeout: 20000 });
+// Every card done loading, so nothing moves under a click (the later cards load after the evolution card).
+const settled = () => frame.waitForFunction(() => !document.querySelector('.card[aria-busy]')
+  && ![...document.querySelectorAll('.card .status')].some((s) => s.textContent.startsWith('Loading')), null, { timeout: 20000 });
 /**
  * Shows `probe` of the text run, signed or not, through the tab's own controls (one page load for the whole
  * session), and waits until the probe explorer has drawn it anew.
@@ -298,6 +301,7 @@ try {
     await frame.click('button.runs-button');
     await frame.setChecked(`input[name=compare-run][value="${textB}"]`, true);
     await drawn('evolution', `${text}+${textB}|${method}|`);
+    await settled();
     const [file] = await Promise.all([page.waitForEvent('download'), frame.click('#evolution button[data-export=CSV]')]);
     const target = path.join(config.downloads, file.suggestedFilename());
     await file.saveAs(target);
@@ -329,6 +333,7 @@ try {
     await drawn('probe', `${text}|3|${method}|${(await answer(3, true)).steps.at(-1)}`);
     await shoot('probe', 'text_probe');
     await showProbe(0, true);
+    await settled();
     const [file] = await Promise.all([page.waitForEvent('download'), frame.click('#probe button[data-export=CSV]')]);
     const target = path.join(config.downloads, file.suggestedFilename());
     await file.saveAs(target);
