@@ -247,6 +247,17 @@ class _RowCoalitions(CoalitionSource):
             out[a + m:e] = False
         return out
 
+    def block(self, probes: slice, out: np.ndarray) -> np.ndarray:
+        first = range(self.shape[0])[probes].start
+        for n in range(len(out)):
+            design, row = divmod(first + n, self.rows)
+            d = self.designs[design]
+            m, k = d.base.shape
+            np.take(d.base, d.relabel[row], axis=1, out=out[n, :m, :k], mode="clip")
+            out[n, :m, k:] = False
+            out[n, m:] = False  # padding samples, then the empty coalition
+        return out
+
 
 def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
                  spread_rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

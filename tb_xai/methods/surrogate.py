@@ -253,6 +253,13 @@ class CoalitionSource(abc.ABC):
         """Writes the masks of each (probes[n], samples[n]) into out[n] ((n, K) bool) and returns `out`;
         the pairs come in runs of one probe, its samples increasing."""
 
+    def block(self, probes: slice, out: np.ndarray) -> np.ndarray:
+        """Writes every sample's mask of the probes in `probes` into `out` ((n, S, K) bool); returns it."""
+        n, s = out.shape[:2]
+        first = range(self.shape[0])[probes].start
+        self.gather(np.repeat(np.arange(first, first + n), s), np.tile(np.arange(s), n), out.reshape(n * s, -1))
+        return out
+
 
 class BatchedEngine:
     """Our engine: every probe of a block through the compiled model in large batches, one batched solve."""
@@ -598,22 +605,19 @@ class LocalSurrogate(AttributionMethod):
         flat_r = replacement.reshape(replacement.shape[:2] + (-1,)).astype(dtype)
         kept = None if groups is None or self.modality != TEXT else groups < 0  # padding: always the probe's
         rows_b = flat_r.shape[1]
+        # Tabular rows of one replacement each, every sample evaluated: blended inside the compiled call, from
+        # the masks and each probe's row and replacement (`predict_blend`), in calls of whole probes.
+        if (groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
+                and s_count <= self.rows_per_call(flat_x.shape[1], blended=True) and valid.all()):
+            return self._blended_values(flat_x, masks, flat_r[:, 0], replacement_weights[0], target)
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
         # Where each evaluated (probe, sample) lands in `values`: consecutive when every sample exists.
         flat_values = values.reshape(-1)
         positions = None if len(probe_of) == values.size else probe_of * s_count + sample_of
         block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
-        # Tabular rows of one replacement each, every sample evaluated: blended inside the compiled call, from
-        # the masks and each probe's row and replacement (`predict_blend`), in calls of whole probes.
-        blend = (groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
-                 and positions is None and s_count <= self.rows_per_call(flat_x.shape[1], blended=True))
-        pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1], blended=blend) // rows_b))
-        if blend:
-            pairs_per_call = pairs_per_call // s_count * s_count
-            removed = np.broadcast_to(flat_r[:, 0], (p_count, flat_x.shape[1]))
-        else:
-            buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
+        pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
+        buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
         pieces = list(chunks(len(probe_of), pairs_per_call))
         lazy = not isinstance(masks, np.ndarray)
         if lazy:
@@ -631,8 +635,6 @@ class LocalSurrogate(AttributionMethod):
             else:
                 keep = (flat_masks[pieces[j]] if positions is None
                         else np.take(flat_masks, positions[pieces[j]], axis=0))
-            if blend:
-                return keep
             rows = buffers[j % 2][:len(p)]
             if groups is not None and keep.shape[1] == 0:  # texts that are all padding: nothing to switch
                 keep = np.zeros((len(p), groups.shape[1]), dtype=bool)
@@ -660,18 +662,40 @@ class LocalSurrogate(AttributionMethod):
 
         def evaluate(j: int, rows: np.ndarray) -> None:
             p = probe_of[pieces[j]]
-            if blend:  # `rows` are the masks, of whole probes
-                first = p[::s_count]
-                predicted = self.model.predict_blend(rows.reshape(len(first), s_count, -1), flat_x[first],
-                                                     removed[first], batch_size=len(p))
-                out = predicted[np.arange(len(p)), target[p]].astype(np.float64)
-            else:
-                held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
-                out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b), probes=held)
+            held = np.repeat(block_probe[p], rows_b) if len(self.inputs) > 1 else None
+            out = self.predict_rows(rows.reshape((-1,) + shape), np.repeat(target[p], rows_b), probes=held)
             mean = out.reshape(-1, rows_b) @ replacement_weights if rows_b > 1 else out * replacement_weights[0]
             flat_values[pieces[j] if positions is None else positions[pieces[j]]] = mean
 
         pipelined(perturbed, evaluate, len(pieces))
+        return values
+
+    def _blended_values(self, flat_x: np.ndarray, masks, removed: np.ndarray, weight: float,
+                        target: np.ndarray) -> np.ndarray:
+        """`coalition_values` of tabular probes with one replacement row each (removed: (1 or P, K)), every
+        sample evaluated: the rows are blended inside the compiled call (`predict_blend`) from the masks and
+        each probe's row and replacement, in calls of whole probes, the next call's masks written on a second
+        thread while the model runs."""
+        p_count, s_count = masks.shape[:2]
+        per_call = max(1, self.rows_per_call(flat_x.shape[1], blended=True) // s_count)
+        pieces = list(chunks(p_count, per_call))
+        removed = np.broadcast_to(removed, flat_x.shape)
+        values = np.zeros((p_count, s_count))
+        lazy = not isinstance(masks, np.ndarray)
+        if lazy:
+            buffers = [np.empty((min(per_call, p_count), s_count, masks.shape[2]), dtype=bool) for _ in range(2)]
+
+        def build(j: int) -> np.ndarray:
+            sl = pieces[j]
+            return masks.block(sl, buffers[j % 2][:sl.stop - sl.start]) if lazy else masks[sl]
+
+        def evaluate(j: int, keep: np.ndarray) -> None:
+            sl = pieces[j]
+            predicted = self.model.predict_blend(keep, flat_x[sl], removed[sl], batch_size=keep.shape[0] * s_count)
+            chosen = np.take_along_axis(predicted.reshape(keep.shape[0], s_count, -1), target[sl, None, None], axis=2)
+            values[sl] = chosen[..., 0].astype(np.float64) * weight
+
+        pipelined(build, evaluate, len(pieces))
         return values
 
     def predict_rows(self, rows: np.ndarray, target: np.ndarray, probes: Optional[np.ndarray] = None) -> np.ndarray:
