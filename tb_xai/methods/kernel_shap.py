@@ -14,7 +14,8 @@ from scipy.linalg import lapack
 from tb_xai.methods.coalitions import (
     CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
 )
-from tb_xai.methods.surrogate import CoalitionSource, LocalSurrogate, segment_groups, single_threaded_blas
+from tb_xai.methods.surrogate import (CoalitionSource, LocalSurrogate, segment_groups, single_threaded_blas,
+                                     streamed)
 from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
@@ -171,18 +172,23 @@ class KernelShap(LocalSurrogate):
         b = replacement.shape[1]
         row_weights = np.asarray(row_weights, dtype=np.float64) / np.sum(row_weights)
         generator_keys = () if scale == 1 else (scale,)
-        designs = [shapley_coalitions(k, self._budget(k, scale), probe_generator(self.seed, i, *generator_keys),
-                                      rows=b) for k, i in zip(counts, index)]
         p, k_max = len(x), max(counts)
         full = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool), groups,
                                      replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
         phi = np.zeros((p, k_max))
         variance = np.zeros(p)
-        s_max = max(len(d.weights) for d in designs)
+        designs: List[Optional[CoalitionDesign]] = [None] * p
         spread_rows = np.unique(np.linspace(0, b - 1, min(b, _SPREAD_ROWS)).round().astype(np.int64))
         # Each (probe, background row) is evaluated as a probe of its own against that row alone, its masks
         # written as each model call is built; chunks of them bound the host memory of the sample indices.
-        per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (s_max + 1)))
+        longest = max(self._budget(k, scale) for k in set(counts))  # no design is longer than its budget
+        per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (longest + 1)))
+        blocks = [np.arange(start, min(p, start + per_chunk)) for start in range(0, p, per_chunk)]
+
+        def draw(c):
+            for i in c:
+                designs[i] = shapley_coalitions(counts[i], self._budget(counts[i], scale),
+                                                probe_generator(self.seed, index[i], *generator_keys), rows=b)
 
         def solve(c, values):
             for j, i in enumerate(c):
@@ -195,26 +201,46 @@ class KernelShap(LocalSurrogate):
                 variance[i] = ((row_weights[spread_rows] ** 2) @ row_variance
                                * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
 
-        # A chunk's regressions run on a second thread while the next chunk is evaluated (both release the GIL).
+        # One stream of model calls over every chunk (the next chunk's first input is built while the last call
+        # of this one runs); on a second thread, the later chunks' designs are drawn while the first is
+        # evaluated, and each chunk's regressions run as soon as its values are in (numpy releases the GIL).
         with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(max_workers=1) as solver:
+            draw(blocks[0])
+            drawn = [None] + [solver.submit(draw, c) for c in blocks[1:]]
             solved = []
-            for start in range(0, p, per_chunk):
-                c = np.arange(start, min(p, start + per_chunk))
-                v = len(c) * b
-                masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
-                valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
-                for j, i in enumerate(c):
-                    valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
-                valid[:, s_max] = True
-                rows = np.repeat(c, b)
-                if replacement.shape[0] == 1:
-                    fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
-                else:
-                    fill = replacement[c]
-                fill = fill.reshape((v, 1) + replacement.shape[2:])
-                values = self.coalition_values(x[rows], masks, valid, None if groups is None else groups[rows],
-                                               fill, np.ones(1), target[rows], probes=probes[rows])
-                solved.append(solver.submit(solve, c, values))
+
+            def then_solve(evaluate, c, values):
+                def last(built):
+                    evaluate(built)
+                    solved.append(solver.submit(solve, c, values))
+                return last
+
+            def calls():
+                for c, ready in zip(blocks, drawn):
+                    if ready is not None:
+                        ready.result()
+                    s_max = max(len(designs[i].weights) for i in c)
+                    v = len(c) * b
+                    masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
+                    valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
+                    for j, i in enumerate(c):
+                        valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
+                    valid[:, s_max] = True
+                    rows = np.repeat(c, b)
+                    if replacement.shape[0] == 1:
+                        fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
+                    else:
+                        fill = replacement[c]
+                    fill = fill.reshape((v, 1) + replacement.shape[2:])
+                    values, chunk_calls = self.coalition_calls(
+                        x[rows], masks, valid, None if groups is None else groups[rows], fill, np.ones(1),
+                        target[rows], probes=probes[rows])
+                    if not chunk_calls:
+                        solved.append(solver.submit(solve, c, values))
+                    for n, (build, evaluate) in enumerate(chunk_calls):
+                        yield build, (then_solve(evaluate, c, values) if n == len(chunk_calls) - 1 else evaluate)
+
+            streamed(calls())
             for done in solved:
                 done.result()  # raises what a regression raised
         return phi, variance

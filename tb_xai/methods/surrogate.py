@@ -14,9 +14,10 @@ import abc
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import numbers
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -568,7 +569,16 @@ class LocalSurrogate(AttributionMethod):
             return np.broadcast_to(means, x.shape)[:, None], np.ones(1)
         return np.full((1, 1) + x.shape[1:], self.fill, dtype=np.float32), np.ones(1)
 
-    def coalition_values(
+    def coalition_values(self, x: np.ndarray, masks, valid: np.ndarray, groups: Optional[np.ndarray],
+                         replacement: np.ndarray, replacement_weights: np.ndarray, target: np.ndarray,
+                         probes: Optional[np.ndarray] = None) -> np.ndarray:
+        """The model's `target` output with each coalition's features kept, averaged over replacement rows
+        ((P, S); 0 where not valid): `coalition_calls` run."""
+        values, calls = self.coalition_calls(x, masks, valid, groups, replacement, replacement_weights, target, probes)
+        streamed(calls)
+        return values
+
+    def coalition_calls(
         self,
         x: np.ndarray,
         masks: np.ndarray,
@@ -578,8 +588,11 @@ class LocalSurrogate(AttributionMethod):
         replacement_weights: np.ndarray,
         target: np.ndarray,
         probes: Optional[np.ndarray] = None,
-    ) -> np.ndarray:
-        """The model's `target` output with each coalition's features kept, averaged over replacement rows.
+    ) -> Tuple[np.ndarray, List[Tuple[Callable[[], Any], Callable[[Any], None]]]]:
+        """The model's `target` output with each coalition's features kept, averaged over replacement rows,
+        as the values array and the model calls that fill it: (build, evaluate) pairs, each call's input
+        built by `build()` and evaluated into the array by `evaluate(built)`, in order (see `streamed`:
+        a caller may run the calls of several blocks as one stream).
 
         Args:
             x: (P, *features) probes.
@@ -595,7 +608,7 @@ class LocalSurrogate(AttributionMethod):
                 inputs take its values); by default x is the block.
 
         Returns:
-            (P, S) values; 0 where not valid.
+            (P, S) values, 0 where not valid, filled as the calls run; the calls.
         """
         p_count, s_count = masks.shape[:2]
         shape = x.shape[1:]
@@ -667,12 +680,11 @@ class LocalSurrogate(AttributionMethod):
             mean = out.reshape(-1, rows_b) @ replacement_weights if rows_b > 1 else out * replacement_weights[0]
             flat_values[pieces[j] if positions is None else positions[pieces[j]]] = mean
 
-        pipelined(perturbed, evaluate, len(pieces))
-        return values
+        return values, [(functools.partial(perturbed, j), functools.partial(evaluate, j)) for j in range(len(pieces))]
 
     def _blended_values(self, flat_x: np.ndarray, masks, removed: np.ndarray, weight: float,
-                        target: np.ndarray) -> np.ndarray:
-        """`coalition_values` of tabular probes with one replacement row each (removed: (1 or P, K)), every
+                        target: np.ndarray):
+        """`coalition_calls` of tabular probes with one replacement row each (removed: (1 or P, K)), every
         sample evaluated: the rows are blended inside the compiled call (`predict_blend`) from the masks and
         each probe's row and replacement, in calls of whole probes, the next call's masks written on a second
         thread while the model runs."""
@@ -695,8 +707,7 @@ class LocalSurrogate(AttributionMethod):
             chosen = np.take_along_axis(predicted.reshape(keep.shape[0], s_count, -1), target[sl, None, None], axis=2)
             values[sl] = chosen[..., 0].astype(np.float64) * weight
 
-        pipelined(build, evaluate, len(pieces))
-        return values
+        return values, [(functools.partial(build, j), functools.partial(evaluate, j)) for j in range(len(pieces))]
 
     def predict_rows(self, rows: np.ndarray, target: np.ndarray, probes: Optional[np.ndarray] = None) -> np.ndarray:
         """The `target` output of each row, through the compiled predict in calls of `rows_per_call` rows.
@@ -722,20 +733,32 @@ class LocalSurrogate(AttributionMethod):
         return self.model.predict(arrays, batch_size=batch_size)
 
 
-def pipelined(build, evaluate, count: int) -> None:
-    """Calls `evaluate(j, build(j))` for j < count, building j + 1 on a second thread while j is evaluated.
+def streamed(calls: Iterable[Tuple[Callable[[], Any], Callable[[Any], None]]]) -> None:
+    """Runs `evaluate(build())` for each (build, evaluate) of `calls` in order, building the next call's input
+    on a second thread while one is evaluated.
 
     Perturbed inputs are built by numpy while the model runs in TensorFlow; both release the GIL, so the
-    host work overlaps the model's and costs little of its throughput. `build(j + 2)` starts only after
-    `evaluate(j)` returns, so two alternating buffers suffice.
+    host work overlaps the model's and costs little of its throughput. A call's build starts only after the
+    call before the one before it was evaluated, so two alternating buffers suffice. `calls` may be a
+    generator: it is advanced one call ahead, on this thread, while the next input is built.
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(build, 0)
-        for j in range(count):
+        upcoming = iter(calls)
+        current = next(upcoming, None)
+        pending = None if current is None else pool.submit(current[0])
+        while current is not None:
+            following = next(upcoming, None)
             built = pending.result()
-            if j + 1 < count:
-                pending = pool.submit(build, j + 1)
-            evaluate(j, built)
+            if following is not None:
+                pending = pool.submit(following[0])
+            current[1](built)
+            current = following
+
+
+def pipelined(build, evaluate, count: int) -> None:
+    """Calls `evaluate(j, build(j))` for j < count, building j + 1 on a second thread while j is evaluated
+    (`streamed`)."""
+    streamed((functools.partial(build, j), functools.partial(evaluate, j)) for j in range(count))
 
 
 def padded(arrays: List[np.ndarray], shape: Tuple[int, ...], value=0) -> np.ndarray:
