@@ -111,3 +111,31 @@ def test_model_calls_are_bounded_by_host_bytes_and_by_the_widest_layer():
     assert sizes[8] == (surrogate._ELEMENTS_PER_CALL // 20, 4 * surrogate._ELEMENTS_PER_CALL // 20)
     # A wide layer bounds the rows of a call whatever the input's size.
     assert sizes[4096] == (surrogate._ACTIVATIONS_PER_CALL // 4096,) * 2
+
+
+def test_row_coalitions_write_whole_blocks_as_their_masks_gathered_one_by_one():
+    # Designs of different lengths and feature counts; blocks that start and end inside a design's rows.
+    from tb_xai.methods.coalitions import probe_generator, shapley_coalitions
+    from tb_xai.methods.kernel_shap import _RowCoalitions
+
+    rows = 5
+    designs = [shapley_coalitions(k, samples, probe_generator(0, i), rows=rows)
+               for i, (k, samples) in enumerate([(6, 40), (4, 14), (6, 20)])]
+    s_max = max(len(d.weights) for d in designs)
+    source = _RowCoalitions(designs, rows, s_max, 6)
+    expected = np.zeros(source.shape, dtype=bool)
+    for q in range(source.shape[0]):
+        d, r = designs[q // rows], q % rows
+        expected[q, :len(d.weights), :d.base.shape[1]] = d.base[:, d.relabel[r]]
+    for start, stop in [(0, 15), (3, 12), (4, 6), (14, 15)]:
+        out = np.ones((stop - start,) + source.shape[1:], dtype=bool)
+        np.testing.assert_array_equal(source.block(slice(start, stop), out), expected[start:stop])
+    # Where every sample exists (no padding), the base class's way (one gather per (pair, sample)) writes the
+    # same masks.
+    same = _RowCoalitions([designs[0], shapley_coalitions(6, 40, probe_generator(0, 7), rows=rows)], rows,
+                          len(designs[0].weights), 6)
+    for start, stop in [(0, 10), (2, 9)]:
+        out, again = (np.ones((stop - start,) + same.shape[1:], dtype=bool) for _ in range(2))
+        surrogate.CoalitionSource.block(same, slice(start, stop), again)
+        np.testing.assert_array_equal(same.block(slice(start, stop), out), again)
+        assert not again[:, -1].any() and again[:, :-1].any()  # the empty coalition last

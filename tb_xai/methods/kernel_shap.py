@@ -255,6 +255,7 @@ class _RowCoalitions(CoalitionSource):
     def __init__(self, designs: List[CoalitionDesign], rows: int, s_max: int, k_max: int):
         self.designs, self.rows, self.empty = designs, rows, s_max
         self.shape = (len(designs) * rows, s_max + 1, k_max)
+        self._transposed = (None, None)  # (the design last written, its base coalitions transposed)
 
     def gather(self, pairs: np.ndarray, samples: np.ndarray, out: np.ndarray) -> np.ndarray:
         starts = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
@@ -274,14 +275,22 @@ class _RowCoalitions(CoalitionSource):
         return out
 
     def block(self, probes: slice, out: np.ndarray) -> np.ndarray:
-        first = range(self.shape[0])[probes].start
-        for n in range(len(out)):
-            design, row = divmod(first + n, self.rows)
+        # Per design, all its rows in the block at once: a row gather of the transposed base coalitions, then
+        # one transposing copy (twice as fast here as a column gather per row).
+        start = range(self.shape[0])[probes].start
+        done = 0
+        while done < len(out):
+            design, row = divmod(start + done, self.rows)
+            count = min(self.rows - row, len(out) - done)
             d = self.designs[design]
             m, k = d.base.shape
-            np.take(d.base, d.relabel[row], axis=1, out=out[n, :m, :k], mode="clip")
-            out[n, :m, k:] = False
-            out[n, m:] = False  # padding samples, then the empty coalition
+            if self._transposed[0] is not d:
+                self._transposed = (d, np.ascontiguousarray(d.base.T))
+            part = out[done:done + count]
+            part[:, :m, :k] = np.take(self._transposed[1], d.relabel[row:row + count], axis=0).transpose(0, 2, 1)
+            part[:, :m, k:] = False
+            part[:, m:] = False  # padding samples, then the empty coalition
+            done += count
         return out
 
 

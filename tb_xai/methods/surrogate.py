@@ -255,7 +255,8 @@ class CoalitionSource(abc.ABC):
         the pairs come in runs of one probe, its samples increasing."""
 
     def block(self, probes: slice, out: np.ndarray) -> np.ndarray:
-        """Writes every sample's mask of the probes in `probes` into `out` ((n, S, K) bool); returns it."""
+        """Writes every sample's mask of the probes in `probes` into `out` ((n, S, K) bool) and returns it;
+        for blocks whose every sample exists (no padding)."""
         n, s = out.shape[:2]
         first = range(self.shape[0])[probes].start
         self.gather(np.repeat(np.arange(first, first + n), s), np.tile(np.arange(s), n), out.reshape(n * s, -1))
