@@ -14,8 +14,8 @@ from scipy.linalg import lapack
 from tb_xai.methods.coalitions import (
     CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
 )
-from tb_xai.methods.surrogate import (CoalitionSource, LocalSurrogate, segment_groups, single_threaded_blas,
-                                     streamed)
+from tb_xai.methods.surrogate import (CallBuffers, CoalitionSource, LocalSurrogate, segment_groups,
+                                     single_threaded_blas, streamed)
 from tb_xai.methods.reference_engines import ShapKernelEngine
 
 
@@ -190,7 +190,7 @@ class KernelShap(LocalSurrogate):
                 designs[i] = shapley_coalitions(counts[i], self._budget(counts[i], scale),
                                                 probe_generator(self.seed, index[i], *generator_keys), rows=b)
 
-        def solve(c, values):
+        def solve(c, values):  # the regressions of probes c, from their pairs' values
             for j, i in enumerate(c):
                 d, k = designs[i], counts[i]
                 part = values[j * b:(j + 1) * b]
@@ -203,17 +203,18 @@ class KernelShap(LocalSurrogate):
 
         # One stream of model calls over every chunk (the next chunk's first input is built while the last call
         # of this one runs); on a second thread, the later chunks' designs are drawn while the first is
-        # evaluated, and each chunk's regressions run as soon as its values are in (numpy releases the GIL).
+        # evaluated, and each probe's regressions run as soon as its values are in (numpy releases the GIL).
         with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(max_workers=1) as solver:
             draw(blocks[0])
             drawn = [None] + [solver.submit(draw, c) for c in blocks[1:]]
-            solved = []
+            solved, buffers = [], CallBuffers()
 
-            def then_solve(evaluate, c, values):
-                def last(built):
+            def then_solve(evaluate, c, values, since, until):
+                def run(built):
                     evaluate(built)
-                    solved.append(solver.submit(solve, c, values))
-                return last
+                    if until > since:
+                        solved.append(solver.submit(solve, c[since:until], values[since * b:until * b]))
+                return run
 
             def calls():
                 for c, ready in zip(blocks, drawn):
@@ -234,11 +235,14 @@ class KernelShap(LocalSurrogate):
                     fill = fill.reshape((v, 1) + replacement.shape[2:])
                     values, chunk_calls = self.coalition_calls(
                         x[rows], masks, valid, None if groups is None else groups[rows], fill, np.ones(1),
-                        target[rows], probes=probes[rows])
+                        target[rows], probes=probes[rows], buffers=buffers)
                     if not chunk_calls:
                         solved.append(solver.submit(solve, c, values))
-                    for n, (build, evaluate) in enumerate(chunk_calls):
-                        yield build, (then_solve(evaluate, c, values) if n == len(chunk_calls) - 1 else evaluate)
+                    solved_probes = 0
+                    for build, evaluate, complete in chunk_calls:
+                        whole = complete // b  # probes whose every (probe, row) pair is in
+                        yield build, then_solve(evaluate, c, values, solved_probes, whole)
+                        solved_probes = max(solved_probes, whole)
 
             streamed(calls())
             for done in solved:

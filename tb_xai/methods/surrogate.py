@@ -576,7 +576,7 @@ class LocalSurrogate(AttributionMethod):
         """The model's `target` output with each coalition's features kept, averaged over replacement rows
         ((P, S); 0 where not valid): `coalition_calls` run."""
         values, calls = self.coalition_calls(x, masks, valid, groups, replacement, replacement_weights, target, probes)
-        streamed(calls)
+        streamed((build, evaluate) for build, evaluate, _ in calls)
         return values
 
     def coalition_calls(
@@ -589,11 +589,13 @@ class LocalSurrogate(AttributionMethod):
         replacement_weights: np.ndarray,
         target: np.ndarray,
         probes: Optional[np.ndarray] = None,
-    ) -> Tuple[np.ndarray, List[Tuple[Callable[[], Any], Callable[[Any], None]]]]:
+        buffers: Optional["CallBuffers"] = None,
+    ) -> Tuple[np.ndarray, List[Tuple[Callable[[], Any], Callable[[Any], None], int]]]:
         """The model's `target` output with each coalition's features kept, averaged over replacement rows,
-        as the values array and the model calls that fill it: (build, evaluate) pairs, each call's input
-        built by `build()` and evaluated into the array by `evaluate(built)`, in order (see `streamed`:
-        a caller may run the calls of several blocks as one stream).
+        as the values array and the model calls that fill it: (build, evaluate, complete) triples, each
+        call's input built by `build()` and evaluated into the array by `evaluate(built)`, in order (see
+        `streamed`: a caller may run the calls of several blocks as one stream); once a call has run, the
+        first `complete` probes' values are all in.
 
         Args:
             x: (P, *features) probes.
@@ -607,6 +609,7 @@ class LocalSurrogate(AttributionMethod):
             target: (P,) explained class of each probe.
             probes: (P,) which probe of the current block each of `x` is (a multi-input model's other
                 inputs take its values); by default x is the block.
+            buffers: the input buffers of the stream these calls join (their own by default).
 
         Returns:
             (P, S) values, 0 where not valid, filled as the calls run; the calls.
@@ -623,7 +626,8 @@ class LocalSurrogate(AttributionMethod):
         # the masks and each probe's row and replacement (`predict_blend`), in calls of whole probes.
         if (groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
                 and s_count <= self.rows_per_call(flat_x.shape[1], blended=True) and valid.all()):
-            return self._blended_values(flat_x, masks, flat_r[:, 0], replacement_weights[0], target)
+            return self._blended_values(flat_x, masks, flat_r[:, 0], replacement_weights[0], target,
+                                        CallBuffers() if buffers is None else buffers)
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
         # Where each evaluated (probe, sample) lands in `values`: consecutive when every sample exists.
@@ -631,12 +635,11 @@ class LocalSurrogate(AttributionMethod):
         positions = None if len(probe_of) == values.size else probe_of * s_count + sample_of
         block_probe = np.arange(p_count) if probes is None else np.asarray(probes)
         pairs_per_call = min(len(probe_of), max(1, self.rows_per_call(flat_x.shape[1]) // rows_b))
-        buffers = [np.empty((pairs_per_call, rows_b, flat_x.shape[1]), dtype=dtype) for _ in range(2)]
         pieces = list(chunks(len(probe_of), pairs_per_call))
         lazy = not isinstance(masks, np.ndarray)
-        if lazy:
-            keep_buffers = [np.empty((pairs_per_call, masks.shape[2]), dtype=bool) for _ in range(2)]
-        else:
+        buffers = CallBuffers() if buffers is None else buffers
+        first_call = buffers.reserve(len(pieces))
+        if not lazy:
             flat_masks = masks.reshape(p_count * s_count, masks.shape[2])
 
         def perturbed(j: int):
@@ -645,11 +648,11 @@ class LocalSurrogate(AttributionMethod):
             # faster than fancy indexing and copyto's where=, which cost more than the model here.
             p = probe_of[pieces[j]]
             if lazy:
-                keep = masks.gather(p, sample_of[pieces[j]], keep_buffers[j % 2][:len(p)])
+                keep = masks.gather(p, sample_of[pieces[j]], buffers.take(first_call + j, "masks", (len(p), masks.shape[2]), bool))
             else:
                 keep = (flat_masks[pieces[j]] if positions is None
                         else np.take(flat_masks, positions[pieces[j]], axis=0))
-            rows = buffers[j % 2][:len(p)]
+            rows = buffers.take(first_call + j, "rows", (len(p), rows_b, flat_x.shape[1]), dtype)
             if groups is not None and keep.shape[1] == 0:  # texts that are all padding: nothing to switch
                 keep = np.zeros((len(p), groups.shape[1]), dtype=bool)
             elif kept is not None:  # a text: its padding (-1) is kept
@@ -681,10 +684,17 @@ class LocalSurrogate(AttributionMethod):
             mean = out.reshape(-1, rows_b) @ replacement_weights if rows_b > 1 else out * replacement_weights[0]
             flat_values[pieces[j] if positions is None else positions[pieces[j]]] = mean
 
-        return values, [(functools.partial(perturbed, j), functools.partial(evaluate, j)) for j in range(len(pieces))]
+        def complete(j: int) -> int:  # the probes whose every sample is in once call j has run
+            end = pieces[j].stop
+            if end == len(probe_of):
+                return p_count
+            return int(probe_of[end]) if probe_of[end] != probe_of[end - 1] else int(probe_of[end - 1])
+
+        return values, [(functools.partial(perturbed, j), functools.partial(evaluate, j), complete(j))
+                        for j in range(len(pieces))]
 
     def _blended_values(self, flat_x: np.ndarray, masks, removed: np.ndarray, weight: float,
-                        target: np.ndarray):
+                        target: np.ndarray, buffers: "CallBuffers"):
         """`coalition_calls` of tabular probes with one replacement row each (removed: (1 or P, K)), every
         sample evaluated: the rows are blended inside the compiled call (`predict_blend`) from the masks and
         each probe's row and replacement, in calls of whole probes, the next call's masks written on a second
@@ -695,12 +705,13 @@ class LocalSurrogate(AttributionMethod):
         removed = np.broadcast_to(removed, flat_x.shape)
         values = np.zeros((p_count, s_count))
         lazy = not isinstance(masks, np.ndarray)
-        if lazy:
-            buffers = [np.empty((min(per_call, p_count), s_count, masks.shape[2]), dtype=bool) for _ in range(2)]
+        first_call = buffers.reserve(len(pieces))
 
         def build(j: int) -> np.ndarray:
             sl = pieces[j]
-            return masks.block(sl, buffers[j % 2][:sl.stop - sl.start]) if lazy else masks[sl]
+            if not lazy:
+                return masks[sl]
+            return masks.block(sl, buffers.take(first_call + j, "masks", (sl.stop - sl.start,) + masks.shape[1:], bool))
 
         def evaluate(j: int, keep: np.ndarray) -> None:
             sl = pieces[j]
@@ -708,7 +719,8 @@ class LocalSurrogate(AttributionMethod):
             chosen = np.take_along_axis(predicted.reshape(keep.shape[0], s_count, -1), target[sl, None, None], axis=2)
             values[sl] = chosen[..., 0].astype(np.float64) * weight
 
-        return values, [(functools.partial(build, j), functools.partial(evaluate, j)) for j in range(len(pieces))]
+        return values, [(functools.partial(build, j), functools.partial(evaluate, j), pieces[j].stop)
+                        for j in range(len(pieces))]
 
     def predict_rows(self, rows: np.ndarray, target: np.ndarray, probes: Optional[np.ndarray] = None) -> np.ndarray:
         """The `target` output of each row, through the compiled predict in calls of `rows_per_call` rows.
@@ -732,6 +744,28 @@ class LocalSurrogate(AttributionMethod):
             raise ValueError(f"{self.name}: a multi-input model needs the probe of each perturbed row")
         arrays = [rows if j == self._input.index else held[probes] for j, held in enumerate(self._held)]
         return self.model.predict(arrays, batch_size=batch_size)
+
+
+class CallBuffers:
+    """The input buffers of a stream of model calls (see `streamed`): call n writes into set n % 2, which no
+    call still running uses, so a stream holds two calls' inputs however many blocks it spans."""
+
+    def __init__(self):
+        self._arrays: Dict[Tuple[int, str], np.ndarray] = {}
+        self._calls = 0
+
+    def reserve(self, count: int) -> int:
+        """Numbers `count` more calls of the stream; returns the first one's."""
+        self._calls += count
+        return self._calls - count
+
+    def take(self, call: int, name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
+        """Call `call`'s buffer `name`, of `shape` and `dtype` (grown when too small)."""
+        key, size = (call % 2, name), int(np.prod(shape))
+        array = self._arrays.get(key)
+        if array is None or array.dtype != np.dtype(dtype) or array.size < size:
+            array = self._arrays[key] = np.empty(size, dtype=dtype)
+        return array[:size].reshape(shape)
 
 
 def streamed(calls: Iterable[Tuple[Callable[[], Any], Callable[[Any], None]]]) -> None:
