@@ -55,7 +55,11 @@ class KernelShap(LocalSurrogate):
     at equal model evaluations the error is below shap's, and the more background rows, the lower.
     With `samples` >= 2^K - 2 every coalition is listed and the result is the exact Shapley values. For 3-16
     features and at least 4K sampled complement pairs, the regression also fits the third-order interactions
-    (see `_cubic_regressions`), which takes out most of the sampling error at larger budgets.
+    (see `_cubic_regressions`), which takes out most of the sampling error at larger budgets. For a tabular
+    probe with at most `_SURROGATE_MAX_POINTS` sampled model rows, a kernel-ridge surrogate of the model in
+    input space, fitted on every background row's values together, replaces the rows' regressions where its
+    estimated variance is the smaller (see `_surrogate_regression`): a third to a quarter of shap's error
+    at 50-128 coalitions with 8 background rows.
 
     Cost: (coalitions + 1) x background rows + 1 model evaluations per probe (2088 coalitions x 50 rows =
     104k rows for 20 features), all forward passes.
