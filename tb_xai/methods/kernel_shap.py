@@ -341,22 +341,23 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     mean = target.mean()
     gram = _gaussian_kernel(points, points, length)
     gram[np.diag_indices(total)] += _SURROGATE_RIDGE
-    factor, info = lapack.dpotrf(gram, lower=0)
+    factor, info = lapack.dpotrf(gram, lower=0, overwrite_a=1)  # gram = R'R, R upper triangular
     if info != 0:
         return np.zeros(k), np.inf
-    inverse, info = lapack.dpotri(factor, lower=0)
-    inverse = np.triu(inverse)
-    inverse += np.triu(inverse, 1).T
-    alpha = inverse @ (target - mean)
+    root, info = lapack.dtrtri(np.triu(factor), lower=0)  # R^-1: G^-1 = R^-1 R^-T
+    if info != 0:
+        return np.zeros(k), np.inf
+    alpha = root @ (root.T @ (target - mean))
     residual = _SURROGATE_RIDGE * alpha  # target - (gram alpha + mean), since (gram + ridge) alpha = target - mean
     left, left_empty = residual[:sampled].reshape(rows, s), residual[sampled:sampled + rows]
     corrections, _ = _regressions(design, left - left_empty[:, None], residual[-1] - left_empty, np.arange(1))
     basis = sum(w * _product_kernel_shapley(points, x, b[r], length) for r, w in enumerate(row_weights) if w)
     phi = basis @ alpha + row_weights @ corrections
-    weight = basis @ inverse  # the estimate's weights on the centred targets
+    weight = (basis @ root) @ root.T  # the estimate's weights on the centred targets, basis G^-1
     weight -= weight.sum(axis=1, keepdims=True) / total
+    inverse_diagonal = np.einsum("ij,ij->i", root, root)
     # The listed coalitions are in every draw: only the sampled ones' points count.
-    influence = (weight[:, :sampled] * (alpha / np.diag(inverse))[None, :sampled]).reshape(k, rows, s)
+    influence = (weight[:, :sampled] * (alpha / inverse_diagonal)[None, :sampled]).reshape(k, rows, s)
     influence = influence[:, :, design.listed:].reshape(k, -1)
     units = influence.shape[1]
     if units < 2:  # every coalition listed: no sampling error
