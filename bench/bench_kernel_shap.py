@@ -156,9 +156,9 @@ def main():
     args = parser.parse_args()
     logging.getLogger("tb_xai").setLevel(logging.ERROR)  # the small-budget warning, expected at 2d + 2
     if not args.speed_only:
-        accuracy(12, 8, 8, (26, 50, 100, 300, 1024), args.seeds)
-        accuracy(12, 8, 32, (26, 100, 300, 1024), args.seeds)
-        accuracy(16, 8, 8, (34, 100, 300, 1000, 4096), args.seeds)
+        accuracy(12, 8, 8, (26, 50, 100, 128, 300, 1024), args.seeds)
+        accuracy(12, 8, 32, (26, 50, 100, 300, 1024), args.seeds)
+        accuracy(16, 8, 8, (34, 50, 100, 300, 1000, 4096), args.seeds)
     if not args.accuracy_only:
         speed(64, args.repeats)
 
