@@ -1,0 +1,41 @@
+"""The callback's event-file writer: TFRecord checksums and files TensorBoard's own reader loads."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboard_masked_crc32c
+
+from tb_xai import summary
+
+
+def test_the_vectorized_crc32c_matches_tensorboards_at_every_length_class():
+    rng = np.random.default_rng(0)
+    # Short records (the Python loop), the switch, whole and partial blocks, and several tree levels.
+    lengths = [0, 1, 3, 4, 5, 8, 255, 399, 400, 401, 511, 512, 513, 1023, 4096, 4097, 9000]
+    for n in lengths:
+        data = rng.integers(0, 256, n).astype(np.uint8).tobytes()
+        assert summary.masked_crc32c(data) == tensorboard_masked_crc32c(data), n
+    assert summary.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_event_files_load_with_tensorboards_reader_and_keep_its_name_pattern(tmp_path):
+    writer = summary.SummaryWriter(str(tmp_path))
+    values = np.random.default_rng(1).random((32, 30)).astype(np.float32)  # a record past the Python loop
+    writer.write(summary.attribution_pb("saliency", "x", values), 3)
+    writer.write(summary.predictions_pb(np.ones((4, 2))), 3)
+    writer.flush()
+    writer.write(summary.predictions_pb(np.zeros((4, 2))), 4)
+    writer.close()
+    path, = glob.glob(str(tmp_path / "*"))
+    name = os.path.basename(path)
+    assert name.startswith("events.out.tfevents.") and name.endswith(".tb_xai")
+    events = list(event_file_loader.EventFileLoader(path).Load())  # checks every CRC
+    assert events[0].file_version == "brain.Event:2"
+    assert [(e.step, [v.tag for v in e.summary.value]) for e in events[1:]] == [
+        (3, ["tb_xai/attributions/saliency/x"]), (3, ["tb_xai/predictions"]), (4, ["tb_xai/predictions"])]
+    read = np.frombuffer(events[1].summary.value[0].tensor.tensor_content, np.float32).reshape(values.shape)
+    np.testing.assert_array_equal(read, values)
