@@ -2,13 +2,14 @@
 
 The writer needs no particular Keras backend: it writes TensorBoard's event-file format (TFRecords of `Event`
 protos, as `tensorboard.summary.writer.event_file_writer` does) itself, synchronously, with a vectorized
-CRC-32C; TensorBoard's writer computes the checksums in pure Python on a thread, about 1 ms per 4 KB event.
+CRC-32C (TensorBoard's writer computes the checksums in pure Python on a thread, about 1 ms per 4 KB event).
 Every `*_pb` function builds the `Summary` proto a write would produce (handy in tests); the `SummaryWriter`
 methods write it at a step.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -118,11 +119,11 @@ def tokens_pb(input_name: str, tokens, *, padding_id=None, mask_id: int = 0,
 # ------------------------------------------------------------------------------------ CRC-32C (Castagnoli)
 # The TFRecord checksum. A record's CRC is linear over GF(2) in its bytes: each block of `_BLOCK` bytes is
 # summed from a table of every (position, byte) contribution, then adjacent blocks are combined pairwise
-# (the earlier one shifted past the later one's length by a 4 x 256 table per level). Short records take the
-# table loop in Python, which is faster below a few hundred bytes.
+# (the earlier one shifted past the later one's length by a 4 x 256 table per level). Records of one level
+# (power-of-two block count) are checksummed together, as rows; short ones take the table loop in Python.
 _POLY = 0x82F63B78
-_BLOCK = 256
-_SHORT = 400  # bytes: below this, the Python loop
+_BLOCK = 64
+_SHORT = 48  # bytes: below this, the Python loop
 
 
 def _crc_tables():
@@ -146,7 +147,7 @@ def _crc_tables():
     for _ in range(40):  # level l: past 2^l blocks of zeros (far beyond any record)
         tab = byte_tables(images)
         shifts.append(tab)
-        images = tab[0][images & 0xFF] ^ tab[1][(images >> 8) & 0xFF] ^ tab[2][(images >> 16) & 0xFF] ^ tab[3][images >> 24]
+        images = _shifted(tab, images)
     block = np.empty((_BLOCK, 256), np.uint32)  # [position, byte]: the register after the block, from 0
     block[-1] = table
     for j in range(_BLOCK - 2, -1, -1):
@@ -154,42 +155,96 @@ def _crc_tables():
     return table.tolist(), block.ravel(), (np.arange(_BLOCK) * 256).astype(np.intp), shifts
 
 
+def _shifted(tab: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return tab[0][x & 0xFF] ^ tab[1][(x >> 8) & 0xFF] ^ tab[2][(x >> 16) & 0xFF] ^ tab[3][x >> 24]
+
+
 _CRC_TABLE, _CRC_BLOCK, _CRC_OFFSETS, _CRC_SHIFTS = _crc_tables()
+_DISTANCE_LEVELS = 8  # records up to 2^8 blocks (16 KB) combine their blocks by the distance tables
+_BYTE_SHIFTS = np.array([0, 8, 16, 24], dtype=np.uint32)
+
+
+@functools.lru_cache(maxsize=1)
+def _distance_tables() -> np.ndarray:
+    """``[d, byte m of the register, its value]`` flattened: a register shifted past d blocks of zeros, by byte."""
+    images = np.empty((1 << _DISTANCE_LEVELS, 32), np.uint32)  # [d, bit]: the image of each register bit
+    images[0] = np.uint32(1) << np.arange(32, dtype=np.uint32)
+    for d in range(1, len(images)):
+        images[d] = _shifted(_CRC_SHIFTS[0], images[d - 1])
+    bits = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(bool)  # [value, bit of the byte]
+    tables = np.where(bits, images.reshape(len(images), 4, 1, 8), np.uint32(0))
+    return np.bitwise_xor.reduce(tables, axis=-1).ravel()
+
+
+@functools.lru_cache(maxsize=None)
+def _distance_index(level: int) -> np.ndarray:
+    """``[blocks, 4]`` offsets into `_distance_tables` of each block (distance ``blocks - 1 - k``) and byte."""
+    blocks = 1 << level
+    distance = blocks - 1 - np.arange(blocks)
+    return ((distance[:, None] * 4 + np.arange(4)) * 256).astype(np.intp)
+
+
+def crc32c_many(records) -> list:
+    """The CRC-32C of each bytes object in `records` (initial value and final xor 0xFFFFFFFF, as TFRecords use)."""
+    out = [0] * len(records)
+    levels: dict = {}
+    for i, data in enumerate(records):
+        n = len(data)
+        if n < _SHORT:
+            crc, table = 0xFFFFFFFF, _CRC_TABLE
+            for b in data:
+                crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+            out[i] = crc ^ 0xFFFFFFFF
+        else:
+            levels.setdefault((-(-n // _BLOCK) - 1).bit_length(), []).append(i)
+    for level, rows in levels.items():
+        size = _BLOCK << level
+        lengths = np.array([len(records[i]) for i in rows], dtype=np.intp)
+        # Each record at the end of its row: zeros before a register of 0 leave it 0.
+        starts = np.arange(len(rows), dtype=np.intp) * size + size - lengths
+        buffer = np.zeros(len(rows) * size, np.uint8)
+        first = np.cumsum(lengths) - lengths
+        buffer[np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))] = np.frombuffer(
+            b"".join([records[i] for i in rows]), np.uint8)
+        # The initial register xored into the first 4 bytes gives the same CRC as starting from it.
+        buffer[starts[:, None] + np.arange(4)] ^= np.uint8(0xFF)
+        crc = np.bitwise_xor.reduce(_CRC_BLOCK.take(buffer.reshape(len(rows), -1, _BLOCK) + _CRC_OFFSETS), axis=2)
+        if level <= _DISTANCE_LEVELS:  # each block's register shifted past the blocks after it, in one gather
+            blocks = 1 << level
+            index = _distance_index(level) + ((crc[:, :, None] >> _BYTE_SHIFTS) & 0xFF).astype(np.intp)
+            crc = np.bitwise_xor.reduce(_distance_tables().take(index).reshape(len(rows), blocks * 4), axis=1)
+        else:
+            for tab in _CRC_SHIFTS[:level]:
+                crc = crc.reshape(len(rows), -1, 2)
+                crc = _shifted(tab, crc[..., 0]) ^ crc[..., 1]
+        for i, value in zip(rows, crc.reshape(-1).tolist()):
+            out[i] = value ^ 0xFFFFFFFF
+    return out
 
 
 def crc32c(data: bytes) -> int:
-    """The CRC-32C of `data` (initial value and final xor 0xFFFFFFFF, as TFRecords use)."""
-    n = len(data)
-    if n < _SHORT:
-        crc, table = 0xFFFFFFFF, _CRC_TABLE
-        for b in data:
-            crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-        return crc ^ 0xFFFFFFFF
-    # The initial register xored into the first 4 bytes gives the same CRC as starting from it.
-    blocks = -(-n // _BLOCK)
-    levels = (blocks - 1).bit_length()
-    size = _BLOCK << levels
-    buffer = np.zeros(size, np.uint8)  # zeros before a register of 0 leave it 0: pad at the front
-    buffer[size - n:] = np.frombuffer(data, np.uint8)
-    buffer[size - n:size - n + 4] ^= np.frombuffer(b"\xff\xff\xff\xff", np.uint8)
-    crc = np.bitwise_xor.reduce(_CRC_BLOCK.take(buffer.reshape(-1, _BLOCK) + _CRC_OFFSETS), axis=1)
-    for tab in _CRC_SHIFTS[:levels]:
-        crc = crc.reshape(-1, 2)
-        x = crc[:, 0]
-        crc = tab[0][x & 0xFF] ^ tab[1][(x >> 8) & 0xFF] ^ tab[2][(x >> 16) & 0xFF] ^ tab[3][x >> 24] ^ crc[:, 1]
-    return int(crc[0]) ^ 0xFFFFFFFF
+    """The CRC-32C of `data`."""
+    return crc32c_many([data])[0]
+
+
+def _masked(crc: int) -> int:
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def masked_crc32c(data: bytes) -> int:
     """The masked CRC-32C of a TFRecord's length and data fields."""
-    x = crc32c(data)
-    return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return _masked(crc32c(data))
 
 
-def tf_record(data: bytes) -> bytes:
-    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
-    header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+def tf_records(datas) -> bytes:
+    """TFRecords of the bytes objects in `datas`, each: length, masked CRC of the length, data, masked CRC of
+    the data."""
+    headers = [struct.pack("<Q", len(data)) for data in datas]
+    crcs = crc32c_many(headers + list(datas))
+    out = []
+    for i, (header, data) in enumerate(zip(headers, datas)):
+        out += [header, struct.pack("<I", _masked(crcs[i])), data, struct.pack("<I", _masked(crcs[len(datas) + i]))]
+    return b"".join(out)
 
 
 _file_ids = itertools.count()
@@ -197,21 +252,30 @@ _file_ids = itertools.count()
 
 class _EventFile:
     """An event file as TensorBoard's `EventFileWriter` writes it (the same name pattern and first event),
-    written synchronously into the file's buffer; `flush` puts it on disk."""
+    written synchronously: the events added are checksummed together and written by `flush`."""
 
     def __init__(self, logdir: str, filename_suffix: str = ""):
         self.path = os.path.join(logdir, "events.out.tfevents.%010d.%s.%s.%s" % (
             time.time(), socket.gethostname(), os.getpid(), next(_file_ids))) + filename_suffix
         self._file = open(self.path, "wb")
+        self._pending: list = []
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2",
                                        source_metadata=event_pb2.SourceMetadata(
                                            writer="tensorboard.summary.writer.event_file_writer")))
         self.flush()
 
     def add_event(self, event: event_pb2.Event) -> None:
-        self._file.write(tf_record(event.SerializeToString()))
+        self._pending.append(event.SerializeToString())
+        if len(self._pending) >= 1024:  # a writer never flushed still writes as it goes
+            self._write()
+
+    def _write(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._file.write(tf_records(pending))
 
     def flush(self) -> None:
+        self._write()
         self._file.flush()
 
     def close(self) -> None:
@@ -219,6 +283,13 @@ class _EventFile:
             self.flush()
         finally:
             self._file.close()
+
+    def __del__(self):  # dropped without close(): what was written still reaches the file
+        try:
+            if not self._file.closed:
+                self.close()
+        except Exception:
+            pass
 
 
 class SummaryWriter:

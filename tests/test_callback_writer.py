@@ -14,11 +14,14 @@ from tb_xai import summary
 
 def test_the_vectorized_crc32c_matches_tensorboards_at_every_length_class():
     rng = np.random.default_rng(0)
-    # Short records (the Python loop), the switch, whole and partial blocks, and several tree levels.
-    lengths = [0, 1, 3, 4, 5, 8, 255, 399, 400, 401, 511, 512, 513, 1023, 4096, 4097, 9000]
-    for n in lengths:
-        data = rng.integers(0, 256, n).astype(np.uint8).tobytes()
-        assert summary.masked_crc32c(data) == tensorboard_masked_crc32c(data), n
+    # Short records (the Python loop), the switch, whole and partial blocks, every level of the distance
+    # tables, and past them (the pairwise tree), one at a time and together.
+    lengths = [0, 1, 3, 4, 8, 47, 48, 49, 63, 64, 65, 128, 129, 1023, 4096, 4097, 16384, 16385, 70000]
+    records = [rng.integers(0, 256, n).astype(np.uint8).tobytes() for n in lengths]
+    for data in records:
+        assert summary.masked_crc32c(data) == tensorboard_masked_crc32c(data), len(data)
+    together = summary.crc32c_many(records + records[::-1])
+    assert together == [summary.crc32c(data) for data in records + records[::-1]]
     assert summary.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
 
 
