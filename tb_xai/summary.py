@@ -26,7 +26,10 @@ from tb_xai import metadata, run_lock
 
 
 def _summary_pb(tag: str, value: np.ndarray, summary_metadata) -> summary_pb2.Summary:
+    """`summary_metadata` None: a value without metadata, as a writer writes a tag it already described."""
     tensor = tensor_util.make_tensor_proto(value)
+    if summary_metadata is None:
+        return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, tensor=tensor)])
     return summary_pb2.Summary(
         value=[summary_pb2.Summary.Value(tag=tag, metadata=summary_metadata, tensor=tensor)]
     )
@@ -49,21 +52,25 @@ def labels_pb(value) -> summary_pb2.Summary:
     )
 
 
-def predictions_pb(value, *, output_name: str = "", class_names=None, config=None) -> summary_pb2.Summary:
+def predictions_pb(value, *, output_name: str = "", class_names=None, config=None,
+                   describe: bool = True) -> summary_pb2.Summary:
+    """`describe=False` (every `*_pb` with it): no metadata, for a tag the writer has described already
+    (`SummaryWriter.described`), which would drop it anyway."""
     return _summary_pb(
         metadata.PREDICTIONS_TAG,
         np.asarray(value, dtype=np.float32),
         metadata.create_summary_metadata(
             metadata.PREDICTION, output_name=output_name, class_names=class_names, config=config
-        ),
+        ) if describe else None,
     )
 
 
-def targets_pb(value, *, output_name: str = "", config=None) -> summary_pb2.Summary:
+def targets_pb(value, *, output_name: str = "", config=None, describe: bool = True) -> summary_pb2.Summary:
     return _summary_pb(
         metadata.TARGETS_TAG,
         np.asarray(value, dtype=np.int32),
-        metadata.create_summary_metadata(metadata.TARGET, output_name=output_name, config=config),
+        metadata.create_summary_metadata(metadata.TARGET, output_name=output_name, config=config)
+        if describe else None,
     )
 
 
@@ -75,6 +82,7 @@ def attribution_pb(
     feature_names=None,
     modality: str = "",
     config=None,
+    describe: bool = True,
 ) -> summary_pb2.Summary:
     return _summary_pb(
         metadata.attribution_tag(method, input_name),
@@ -86,7 +94,7 @@ def attribution_pb(
             feature_names=feature_names,
             modality=modality,
             config=config,
-        ),
+        ) if describe else None,
     )
 
 
@@ -321,6 +329,10 @@ class SummaryWriter:
         self._writer.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
         )
+
+    def described(self, tag: str) -> bool:
+        """Whether this writer's event file holds `tag`'s metadata already (later values are written without)."""
+        return self._writer is not None and tag in self._described
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -42,3 +42,51 @@ def test_event_files_load_with_tensorboards_reader_and_keep_its_name_pattern(tmp
         (3, ["tb_xai/attributions/saliency/x"]), (3, ["tb_xai/predictions"]), (4, ["tb_xai/predictions"])]
     read = np.frombuffer(events[1].summary.value[0].tensor.tensor_content, np.float32).reshape(values.shape)
     np.testing.assert_array_equal(read, values)
+
+
+def test_each_fit_s_event_file_describes_every_tag_once_and_the_caches_follow_the_model(tmp_path, tabular_data):
+    """Metadata is left out only for a tag this event file described already: a second fit() writes a new file,
+    which describes every tag again. The sanity reference (and its cached ranks) follow a new model."""
+    import keras
+
+    import tb_xai
+    from tb_xai import findings
+
+    x, y, names, classes = tabular_data
+    x, y = x[:64], y[:64]
+
+    def model():
+        net = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(4, activation="relu"),
+                                keras.layers.Dense(2, activation="softmax")])
+        net.compile("adam", "sparse_categorical_crossentropy")
+        return net
+
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:8], labels=y[:8], methods=["saliency"],
+                                          feature_names=names, class_names=classes, max_overhead=1.0)
+    net = model()
+    net.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    first_reference = callback.quality._reference["saliency"]
+    net.fit(x, y, epochs=4, initial_epoch=2, verbose=0, callbacks=[callback])
+    other = model()
+    other.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    targets, maps, ranks = callback.quality._reference["saliency"]
+    assert maps is not first_reference[1]  # a new model: a new randomized reference
+    np.testing.assert_array_equal(ranks, findings._unit_ranks(maps))
+    files = sorted(glob.glob(str(tmp_path / "*" / "*tfevents*")), key=os.path.getmtime)
+    assert len(files) == 3
+    for path in files:
+        seen = set()
+        for event in event_file_loader.EventFileLoader(path).Load():
+            for value in event.summary.value:
+                if not value.tag.startswith("tb_xai/"):
+                    continue
+                has_metadata = value.HasField("metadata")
+                assert has_metadata == (value.tag not in seen), (path, value.tag, event.step)
+                if not has_metadata:
+                    continue
+                seen.add(value.tag)
+                if value.tag.startswith("tb_xai/attributions/"):
+                    content = value.metadata.plugin_data.content
+                    assert b"max_overhead" in content and names[0].encode() in content
+        assert {"tb_xai/predictions", "tb_xai/targets", "tb_xai/attributions/saliency/input"} <= seen
+    assert findings._resample_counts(0, 200, 8).flags.writeable is False  # shared between calls: read-only
