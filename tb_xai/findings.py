@@ -77,14 +77,16 @@ def _check_k(k) -> int:
     return int(k)
 
 
-def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """nDCG@k of each row's ranking (rows ``[B, F]``), graded by ``reference >= 0`` ``[F]``."""
+def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int, descending=None) -> np.ndarray:
+    """nDCG@k of each row's ranking (rows ``[B, F]``), graded by ``reference >= 0`` ``[F]``; `descending`: the
+    rows' stable descending argsort, when the caller has it."""
     k = min(k, reference.size)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.sort(reference)[::-1][:k] @ discount
     if ideal == 0:
         return np.full(len(rows), np.nan)
-    return (reference[_top_k_rows(rows, k)] @ discount) / ideal
+    top = descending[:, :k] if descending is not None else _top_k_rows(rows, k)
+    return (reference[top] @ discount) / ideal
 
 
 #: Up to this many features `_top_k_rows` sorts whole rows.
@@ -107,14 +109,15 @@ def _top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(index, order, axis=1)
 
 
-def _rank_rows(rows: np.ndarray) -> np.ndarray:
-    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`)."""
+def _rank_rows(rows: np.ndarray, order=None) -> np.ndarray:
+    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`);
+    `order`: an ascending argsort of the rows, when the caller has one (tied values in any order)."""
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] == 0:
         return np.zeros(rows.shape)
     b, f = rows.shape
     # Not a stable sort: tied values all get their group's average rank, whatever their order within it.
-    order = np.argsort(rows, axis=1)
+    order = np.argsort(rows, axis=1) if order is None else order
     ordered = np.take_along_axis(rows, order, axis=1)
     new_group = np.ones((b, f), dtype=bool)
     new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
@@ -131,10 +134,10 @@ def _rank_rows(rows: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _spearman_rows(reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Spearman of each row ``[B, F]`` with `reference` ``[F]``; NaN for a constant row."""
+def _spearman_rows(reference: np.ndarray, rows: np.ndarray, order=None) -> np.ndarray:
+    """Spearman of each row ``[B, F]`` with `reference` ``[F]``; NaN for a constant row (`order`: see `_rank_rows`)."""
     a = aggregate.rankdata(reference)
-    b = _rank_rows(rows)
+    b = _rank_rows(rows, order)
     a, b = a - a.mean(), b - b.mean(axis=1, keepdims=True)
     denominator = np.sqrt((a @ a) * np.einsum("bf,bf->b", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -204,8 +207,14 @@ def bootstrap_floor(maps: np.ndarray, k: int, samples: int = BOOTSTRAP_SAMPLES, 
         return {"ndcg_floor": float("nan"), "spearman_floor": float("nan")}
     importance = maps.mean(axis=0)
     resampled = _resample_counts(int(seed), int(samples), probes) @ maps / probes
-    ndcg = _ndcg_rows(importance, resampled, _check_k(k))
-    spearman = _spearman_rows(importance, resampled)
+    k = _check_k(k)
+    if resampled.shape[1] <= _SORT_FEATURES:  # one sort for both: the top k, and (reversed) the ranks
+        descending = np.argsort(-resampled, axis=1, kind="stable")
+        ndcg = _ndcg_rows(importance, resampled, k, descending)
+        spearman = _spearman_rows(importance, resampled, descending[:, ::-1])
+    else:
+        ndcg = _ndcg_rows(importance, resampled, k)
+        spearman = _spearman_rows(importance, resampled)
     both = np.stack([ndcg, spearman])
     if np.isfinite(both).all():  # one quantile call for both rows (the same values as one call per row)
         ndcg_floor, spearman_floor = np.quantile(both, FLOOR_QUANTILE, axis=1).tolist()
