@@ -142,18 +142,12 @@ def _crc_tables():
     def zero_byte(x):  # the register after one more byte 0
         return (x >> np.uint32(8)) ^ table[x & np.uint32(0xFF)]
 
-    bits = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(bool)
-
-    def byte_tables(images):  # the image of each of the register's 32 bits -> 4 x 256 (one per byte)
-        return np.stack([np.bitwise_xor.reduce(np.where(bits, images[None, 8 * m:8 * m + 8], np.uint32(0)), axis=1)
-                         for m in range(4)])
-
     images = np.uint32(1) << np.arange(32, dtype=np.uint32)
     for _ in range(_BLOCK):
         images = zero_byte(images)
     shifts = []
     for _ in range(40):  # level l: past 2^l blocks of zeros (far beyond any record)
-        tab = byte_tables(images)
+        tab = _byte_tables(images)
         shifts.append(tab)
         images = _shifted(tab, images)
     block = np.empty((_BLOCK, 256), np.uint32)  # [position, byte]: the register after the block, from 0
@@ -161,6 +155,16 @@ def _crc_tables():
     for j in range(_BLOCK - 2, -1, -1):
         block[j] = zero_byte(block[j + 1])
     return table.tolist(), block.ravel(), (np.arange(_BLOCK) * 256).astype(np.intp), shifts
+
+
+def _byte_tables(images: np.ndarray) -> np.ndarray:
+    """``[..., 32]`` the image of each of a register's bits under a linear map -> ``[..., 4, 256]``: the image of
+    each value of each of its bytes (xor of its bits' images, built bit by bit)."""
+    images = images.reshape(images.shape[:-1] + (4, 8))
+    tables = np.zeros(images.shape[:-1] + (256,), np.uint32)
+    for bit in range(8):
+        tables[..., 1 << bit:2 << bit] = tables[..., :1 << bit] ^ images[..., bit:bit + 1]
+    return tables
 
 
 def _shifted(tab: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -177,11 +181,9 @@ def _distance_tables() -> np.ndarray:
     """``[d, byte m of the register, its value]`` flattened: a register shifted past d blocks of zeros, by byte."""
     images = np.empty((1 << _DISTANCE_LEVELS, 32), np.uint32)  # [d, bit]: the image of each register bit
     images[0] = np.uint32(1) << np.arange(32, dtype=np.uint32)
-    for d in range(1, len(images)):
-        images[d] = _shifted(_CRC_SHIFTS[0], images[d - 1])
-    bits = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(bool)  # [value, bit of the byte]
-    tables = np.where(bits, images.reshape(len(images), 4, 1, 8), np.uint32(0))
-    return np.bitwise_xor.reduce(tables, axis=-1).ravel()
+    for level in range(_DISTANCE_LEVELS):  # distances [2^l, 2^(l+1)): those below, shifted past 2^l blocks
+        images[1 << level:2 << level] = _shifted(_CRC_SHIFTS[level], images[:1 << level])
+    return _byte_tables(images).ravel()
 
 
 @functools.lru_cache(maxsize=None)
