@@ -1,7 +1,7 @@
 """What the callback adds to training: epoch CPU time with the callback over without, at its defaults.
 
 Run: python bench/bench_overhead.py [--pairs 5] [--images 20000] [--skip-demos | --demos-only] [--demo tabular]
-     [--demo-epochs 15] [--max-overhead 0.05] [--quick]
+     [--demo-epochs 15] [--demo-defaults-only] [--max-overhead 0.05] [--quick]
 (CPU; prints ratios measured in this one run; about 12 epochs of 20,000 images, 4-5 minutes on an idle 2-core
 machine; `--quick`: 5,000 images and 3 pairs, whose ratio overstates the full one, since the callback's cost per
 logged epoch is the same over an epoch a quarter as long; `--demos-only`: the demo models alone, about 5 minutes)
@@ -186,9 +186,10 @@ def _scalars(run_dir: str, tag: str) -> dict:
     return {e.step: float(e.tensor_proto.float_val[0]) for e in events.Tensors(tag)}
 
 
-def demos(n_pairs: int, log_root: str, epochs: int, which=("tabular", "digits")) -> None:
+def demos(n_pairs: int, log_root: str, epochs: int, which=("tabular", "digits"), defaults_only: bool = False) -> None:
     """The demo models, their data, probes and methods as demo/tabular.py and demo/digits.py build them: at the
-    callback's defaults, with the demo's methods, with those and max_overhead=0.05, and at the defaults with it."""
+    callback's defaults, with the demo's methods, with those and max_overhead=0.05, and at the defaults with it
+    (`defaults_only`: the first alone)."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "demo"))
     import digits as digits_demo  # noqa: E402
     import tabular as tabular_demo  # noqa: E402
@@ -199,8 +200,8 @@ def demos(n_pairs: int, log_root: str, epochs: int, which=("tabular", "digits"))
     for key, (name, model_fn, data, methods, batch_size) in (("tabular", tabular), ("digits", digits)):
         if key not in which:
             continue
-        for chosen, kwargs in ((None, {}), (methods, {}), (methods, {"max_overhead": 0.05}),
-                               (None, {"max_overhead": 0.05})):
+        configurations = ((None, {}), (methods, {}), (methods, {"max_overhead": 0.05}), (None, {"max_overhead": 0.05}))
+        for chosen, kwargs in configurations[:1] if defaults_only else configurations:
             demo_workload(name, model_fn, data, chosen, n_pairs, log_root, epochs, batch_size, **kwargs)
 
 
@@ -213,6 +214,8 @@ def main() -> None:
     parser.add_argument("--demo", choices=["tabular", "digits"], action="append",
                         help="only this demo (repeatable; both by default)")
     parser.add_argument("--demo-epochs", type=int, default=15, help="epochs per demo fit (the demos' 15)")
+    parser.add_argument("--demo-defaults-only", action="store_true",
+                        help="the demos at the callback's defaults only (not with their methods or max_overhead)")
     parser.add_argument("--quick", action="store_true", help="5,000 images per epoch and 3 pairs (overstates the ratio)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the --max-overhead measurement")
     parser.add_argument("--max-overhead", type=float, default=None,
@@ -226,7 +229,8 @@ def main() -> None:
         if args.max_overhead is not None and not args.demos_only:
             budget_workload(args.images, 2 * args.pairs + 2, args.max_overhead, log_root)
         if not args.skip_demos:
-            demos(max(3, args.pairs // 2), log_root, args.demo_epochs, args.demo or ("tabular", "digits"))
+            demos(max(3, args.pairs // 2), log_root, args.demo_epochs, args.demo or ("tabular", "digits"),
+                  args.demo_defaults_only)
 
 
 if __name__ == "__main__":

@@ -324,10 +324,14 @@ class AttributionCallback(keras.callbacks.Callback):
             self._wrote_probe = True
         predictions = self._adapter.predict(probe.inputs)
         targets = resolve_targets(self.target, predictions, probe.labels)
+        # A tag's metadata is written once per event file: later steps build none.
         writer.write(summary.predictions_pb(predictions, output_name=self._adapter.output_name,
-                                            class_names=probe.class_names, config=self._adapter.explained), step)
-        writer.write(summary.targets_pb(targets, output_name=self._adapter.output_name,
-                                        config={**self.target.as_config(), **self._adapter.explained}), step)
+                                            class_names=probe.class_names, config=self._adapter.explained,
+                                            describe=not writer.described(metadata.PREDICTIONS_TAG)), step)
+        described = writer.described(metadata.TARGETS_TAG)
+        writer.write(summary.targets_pb(targets, output_name=self._adapter.output_name, describe=not described,
+                                        config=None if described else {**self.target.as_config(),
+                                                                       **self._adapter.explained}), step)
         self._predictions = predictions
         return targets
 
@@ -344,15 +348,19 @@ class AttributionCallback(keras.callbacks.Callback):
                         f"{bad} of {np.size(values)} attribution values for input {name!r} are NaN or inf "
                         "(diverged weights?); nothing was logged for this step"
                     )
-            config = method.config()
-            if self.max_overhead is not None:
-                config["max_overhead"] = self.max_overhead
-            if self._adapter.logits:  # the explained output is not the model's: say so next to the values
-                config = {**config, "explains": "logits", "stripped": self._adapter.explained["stripped"]}
+            tags = [metadata.attribution_tag(method.name, name) for _, name, _ in explained]
+            config = None
+            if not all(self._writer.described(tag) for tag in tags):  # the metadata is written once per file
+                config = method.config()
+                if self.max_overhead is not None:
+                    config["max_overhead"] = self.max_overhead
+                if self._adapter.logits:  # the explained output is not the model's: say so next to the values
+                    config = {**config, "explains": "logits", "stripped": self._adapter.explained["stripped"]}
             summaries = [
                 summary.attribution_pb(method.name, name, values, feature_names=self.probe.feature_names_for(i),
-                                       modality=self.probe.modality(i), config=config)
-                for i, name, values in explained
+                                       modality=self.probe.modality(i), config=config,
+                                       describe=not self._writer.described(tag))
+                for (i, name, values), tag in zip(explained, tags)
             ]
             for pb in summaries:
                 self._writer.write(pb, step)
@@ -415,6 +423,9 @@ class _UnwrittenSummaries:
 
     def write(self, pb, step) -> None:
         pass
+
+    def described(self, tag) -> bool:
+        return True  # nothing is written: no metadata to build
 
     def flush(self) -> None:
         pass

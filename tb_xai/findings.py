@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -76,22 +77,28 @@ def _check_k(k) -> int:
     return int(k)
 
 
-def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """nDCG@k of each row's ranking (rows ``[B, F]``), graded by ``reference >= 0`` ``[F]``."""
+def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int, descending=None) -> np.ndarray:
+    """nDCG@k of each row's ranking (rows ``[B, F]``), graded by ``reference >= 0`` ``[F]``; `descending`: the
+    rows' stable descending argsort, when the caller has it."""
     k = min(k, reference.size)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.sort(reference)[::-1][:k] @ discount
     if ideal == 0:
         return np.full(len(rows), np.nan)
-    return (reference[_top_k_rows(rows, k)] @ discount) / ideal
+    top = descending[:, :k] if descending is not None else _top_k_rows(rows, k)
+    return (reference[top] @ discount) / ideal
+
+
+#: Up to this many features `_top_k_rows` sorts whole rows.
+_SORT_FEATURES = 256
 
 
 def _top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
     """Indices ``[B, k]`` of each row's k largest values, largest first, ties broken by the lower index (as
     aggregate.top_k): the first k of a stable descending sort, without sorting the whole row."""
     b, f = rows.shape
-    if k >= f:
-        return np.argsort(-rows, axis=1, kind="stable")
+    if k >= f or f <= _SORT_FEATURES:  # few features: one stable sort is faster than the selection below
+        return np.argsort(-rows, axis=1, kind="stable")[:, :k]
     kth = -np.partition(-rows, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
     above = rows > kth
     tied = rows == kth
@@ -102,31 +109,35 @@ def _top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(index, order, axis=1)
 
 
-def _rank_rows(rows: np.ndarray) -> np.ndarray:
-    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`)."""
+def _rank_rows(rows: np.ndarray, order=None) -> np.ndarray:
+    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`);
+    `order`: an ascending argsort of the rows, when the caller has one (tied values in any order)."""
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] == 0:
         return np.zeros(rows.shape)
     b, f = rows.shape
     # Not a stable sort: tied values all get their group's average rank, whatever their order within it.
-    order = np.argsort(rows, axis=1)
+    order = np.argsort(rows, axis=1) if order is None else order
     ordered = np.take_along_axis(rows, order, axis=1)
-    position = np.broadcast_to(np.arange(f), (b, f))
     new_group = np.ones((b, f), dtype=bool)
     new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ranks = np.empty((b, f))
+    if new_group.all():  # no ties (the usual case for real-valued maps): each value's rank is its position + 1
+        ranks[np.arange(b)[:, None], order] = np.arange(1.0, f + 1.0)
+        return ranks
+    position = np.broadcast_to(np.arange(f), (b, f))
     ends_group = np.ones((b, f), dtype=bool)
     ends_group[:, :-1] = new_group[:, 1:]
     first = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
     last = np.minimum.accumulate(np.where(ends_group, position, f - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty((b, f))
     np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
     return ranks
 
 
-def _spearman_rows(reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Spearman of each row ``[B, F]`` with `reference` ``[F]``; NaN for a constant row."""
+def _spearman_rows(reference: np.ndarray, rows: np.ndarray, order=None) -> np.ndarray:
+    """Spearman of each row ``[B, F]`` with `reference` ``[F]``; NaN for a constant row (`order`: see `_rank_rows`)."""
     a = aggregate.rankdata(reference)
-    b = _rank_rows(rows)
+    b = _rank_rows(rows, order)
     a, b = a - a.mean(), b - b.mean(axis=1, keepdims=True)
     denominator = np.sqrt((a @ a) * np.einsum("bf,bf->b", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -195,15 +206,33 @@ def bootstrap_floor(maps: np.ndarray, k: int, samples: int = BOOTSTRAP_SAMPLES, 
     if probes < 2 or not np.isfinite(maps).all():
         return {"ndcg_floor": float("nan"), "spearman_floor": float("nan")}
     importance = maps.mean(axis=0)
-    # How often each probe is drawn in each resample: counts of `probes` uniform draws (a multinomial, drawn
-    # as integers and counted with one bincount, several times faster than numpy's multinomial here).
+    resampled = _resample_counts(int(seed), int(samples), probes) @ maps / probes
+    k = _check_k(k)
+    if resampled.shape[1] <= _SORT_FEATURES:  # one sort for both: the top k, and (reversed) the ranks
+        descending = np.argsort(-resampled, axis=1, kind="stable")
+        ndcg = _ndcg_rows(importance, resampled, k, descending)
+        spearman = _spearman_rows(importance, resampled, descending[:, ::-1])
+    else:
+        ndcg = _ndcg_rows(importance, resampled, k)
+        spearman = _spearman_rows(importance, resampled)
+    both = np.stack([ndcg, spearman])
+    if np.isfinite(both).all():  # one quantile call for both rows (the same values as one call per row)
+        ndcg_floor, spearman_floor = np.quantile(both, FLOOR_QUANTILE, axis=1).tolist()
+        return {"ndcg_floor": ndcg_floor, "spearman_floor": spearman_floor}
+    return {"ndcg_floor": _quantile(ndcg), "spearman_floor": _quantile(spearman)}
+
+
+@functools.lru_cache(maxsize=16)
+def _resample_counts(seed: int, samples: int, probes: int) -> np.ndarray:
+    """``[samples, probes]`` float64 (read-only): how often each probe is drawn in each resample of the
+    bootstrap, a function of its arguments alone, so computed once per probe count and seed."""
+    # Counts of `probes` uniform draws (a multinomial, drawn as integers and counted with one bincount, several
+    # times faster than numpy's multinomial here); float, so the resampling is a BLAS product, not an int loop.
     draws = np.random.default_rng(seed).integers(0, probes, (samples, probes))
     counts = np.bincount((draws + probes * np.arange(samples)[:, None]).ravel(), minlength=samples * probes)
-    counts = counts.reshape(samples, probes)
-    resampled = counts.astype(np.float64) @ maps / probes  # float counts: a BLAS product, not numpy's int loop
-    ndcg = _ndcg_rows(importance, resampled, _check_k(k))
-    spearman = _spearman_rows(importance, resampled)
-    return {"ndcg_floor": _quantile(ndcg), "spearman_floor": _quantile(spearman)}
+    counts = counts.reshape(samples, probes).astype(np.float64)
+    counts.flags.writeable = False
+    return counts
 
 
 def _quantile(values: np.ndarray) -> float:

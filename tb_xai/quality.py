@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
@@ -110,10 +111,31 @@ def logs_key(method: str, figure: str) -> str:
 
 
 def scalar_pb(tag: str, value: float) -> summary_pb2.Summary:
-    """A scalar summary TensorBoard's Scalars / Time Series dashboards read (data class stated for both loaders)."""
-    pb = scalar_summary.scalar_pb(tag, value)
-    pb.value[0].metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    """A scalar summary TensorBoard's Scalars / Time Series dashboards read (data class stated for both loaders).
+
+    The proto `tensorboard.plugins.scalar.summary_v2.scalar_pb` builds, built from a template: a float32 scalar
+    tensor and the scalar plugin's metadata (built once).
+    """
+    metadata_pb, tensor_type = _scalar_template()
+    value = np.float32(value)
+    pb = summary_pb2.Summary()
+    pb.value.add(tag=tag, metadata=metadata_pb, tensor=tensor_type(value))
     return pb
+
+
+@functools.lru_cache(maxsize=1)
+def _scalar_template():
+    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    reference = scalar_summary.scalar_pb("", 0.0)
+    metadata_pb = reference.value[0].metadata
+    metadata_pb.data_class = summary_pb2.DATA_CLASS_SCALAR
+    shape = tensor_shape_pb2.TensorShapeProto()
+
+    def tensor(value):
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=[value])
+
+    return metadata_pb, tensor
 
 
 def parse_scalar_tag(tag: str) -> Optional[tuple]:
@@ -401,14 +423,21 @@ def seed_figures(first: np.ndarray, second: np.ndarray, k: int) -> Dict[str, flo
     }
 
 
-def sanity_figures(reference: np.ndarray, maps: np.ndarray, same_target: np.ndarray) -> Dict[str, float]:
+def sanity_figures(reference: np.ndarray, maps: np.ndarray, same_target: np.ndarray,
+                   reference_ranks: Optional[np.ndarray] = None) -> Dict[str, float]:
     """``sanity_spearman``: the mean Spearman of each probe's |map| with its map under the randomized model,
     over the probes explained for the same class then and now (`same_target`); {} when none is, when the
-    shapes differ, or when every map is constant (a saturated output has no ranking to compare)."""
+    shapes differ, or when every map is constant (a saturated output has no ranking to compare).
+
+    `reference_ranks`: the reference's ``findings._unit_ranks``, when kept from an earlier step (each row's
+    ranks are its own, so a subset of rows gives the same values as ranking that subset)."""
     same = np.asarray(same_target, dtype=bool)
     if not same.any() or reference.shape != maps.shape:
         return {}
-    values = findings_lib.paired_spearman(reference[same], maps[same])
+    if reference_ranks is None:
+        values = findings_lib.paired_spearman(reference[same], maps[same])
+    else:
+        values = findings_lib._paired_unit(reference_ranks[same], findings_lib._unit_ranks(maps[same]))
     if not np.isfinite(values).any():
         return {}
     return {"sanity_spearman": float(np.nanmean(values))}
@@ -459,8 +488,8 @@ class QualityMonitor:
                     start = time.perf_counter()
                     try:
                         maps = flat_maps(method.attribute(probe.inputs, targets), self._modalities)
-                        if np.isfinite(maps).all():
-                            self._reference[method.name] = (targets, maps)
+                        if np.isfinite(maps).all():  # its ranks too: the same at every step
+                            self._reference[method.name] = (targets, maps, findings_lib._unit_ranks(maps))
                     except Exception as error:
                         self._warn(method.name, "sanity", error)
                     self.timings.setdefault(method.name, {})["sanity_reference"] = time.perf_counter() - start
@@ -555,8 +584,8 @@ class QualityMonitor:
         return seed_figures(maps[chosen], again, self.quality.k)
 
     def _sanity(self, name, maps, targets) -> Dict[str, float]:
-        reference_targets, reference = self._reference[name]
-        return sanity_figures(reference, maps, np.asarray(targets) == reference_targets)
+        reference_targets, reference, ranks = self._reference[name]
+        return sanity_figures(reference, maps, np.asarray(targets) == reference_targets, ranks)
 
     def _warn(self, method: str, group: str, error: Exception) -> None:
         if (method, group) not in self._warned:
