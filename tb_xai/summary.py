@@ -1,19 +1,18 @@
 """Writes tb_xai summaries into event files.
 
 The writer needs no particular Keras backend: it writes TensorBoard's event-file format (TFRecords of `Event`
-protos, as `tensorboard.summary.writer.event_file_writer` does) itself, synchronously, with a vectorized
-CRC-32C (TensorBoard's writer computes the checksums in pure Python on a thread, about 1 ms per 4 KB event).
+protos, as `tensorboard.summary.writer.event_file_writer` does) itself, synchronously, its checksums by
+google-crc32c's C implementation (`tb_xai.event_records`; TensorBoard's writer computes them in pure Python on a
+thread, about 1 ms per 4 KB event).
 Every `*_pb` function builds the `Summary` proto a write would produce (handy in tests); the `SummaryWriter`
 methods write it at a step.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import socket
-import struct
 import time
 import weakref
 from typing import Optional
@@ -23,6 +22,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
 from tb_xai import metadata, run_lock
+from tb_xai.event_records import tf_records
 
 
 def _summary_pb(tag: str, value: np.ndarray, summary_metadata) -> summary_pb2.Summary:
@@ -122,139 +122,6 @@ def tokens_pb(input_name: str, tokens, *, padding_id=None, mask_id: int = 0,
         metadata.create_summary_metadata(metadata.TOKENS, input_name=input_name, modality=metadata.TEXT,
                                          config=config),
     )
-
-
-# ------------------------------------------------------------------------------------ CRC-32C (Castagnoli)
-# The TFRecord checksum. A record's CRC is linear over GF(2) in its bytes: each block of `_BLOCK` bytes is
-# summed from a table of every (position, byte) contribution, then adjacent blocks are combined pairwise
-# (the earlier one shifted past the later one's length by a 4 x 256 table per level). Records of one level
-# (power-of-two block count) are checksummed together, as rows; short ones take the table loop in Python.
-_POLY = 0x82F63B78
-_BLOCK = 64
-_SHORT = 48  # bytes: below this, the Python loop
-
-
-def _crc_tables():
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
-
-    def zero_byte(x):  # the register after one more byte 0
-        return (x >> np.uint32(8)) ^ table[x & np.uint32(0xFF)]
-
-    images = np.uint32(1) << np.arange(32, dtype=np.uint32)
-    for _ in range(_BLOCK):
-        images = zero_byte(images)
-    shifts = []
-    for _ in range(40):  # level l: past 2^l blocks of zeros (far beyond any record)
-        tab = _byte_tables(images)
-        shifts.append(tab)
-        images = _shifted(tab, images)
-    block = np.empty((_BLOCK, 256), np.uint32)  # [position, byte]: the register after the block, from 0
-    block[-1] = table
-    for j in range(_BLOCK - 2, -1, -1):
-        block[j] = zero_byte(block[j + 1])
-    return table.tolist(), block.ravel(), (np.arange(_BLOCK) * 256).astype(np.intp), shifts
-
-
-def _byte_tables(images: np.ndarray) -> np.ndarray:
-    """``[..., 32]`` the image of each of a register's bits under a linear map -> ``[..., 4, 256]``: the image of
-    each value of each of its bytes (xor of its bits' images, built bit by bit)."""
-    images = images.reshape(images.shape[:-1] + (4, 8))
-    tables = np.zeros(images.shape[:-1] + (256,), np.uint32)
-    for bit in range(8):
-        tables[..., 1 << bit:2 << bit] = tables[..., :1 << bit] ^ images[..., bit:bit + 1]
-    return tables
-
-
-def _shifted(tab: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return tab[0][x & 0xFF] ^ tab[1][(x >> 8) & 0xFF] ^ tab[2][(x >> 16) & 0xFF] ^ tab[3][x >> 24]
-
-
-_CRC_TABLE, _CRC_BLOCK, _CRC_OFFSETS, _CRC_SHIFTS = _crc_tables()
-_DISTANCE_LEVELS = 8  # records up to 2^8 blocks (16 KB) combine their blocks by the distance tables
-_BYTE_SHIFTS = np.array([0, 8, 16, 24], dtype=np.uint32)
-
-
-@functools.lru_cache(maxsize=1)
-def _distance_tables() -> np.ndarray:
-    """``[d, byte m of the register, its value]`` flattened: a register shifted past d blocks of zeros, by byte."""
-    images = np.empty((1 << _DISTANCE_LEVELS, 32), np.uint32)  # [d, bit]: the image of each register bit
-    images[0] = np.uint32(1) << np.arange(32, dtype=np.uint32)
-    for level in range(_DISTANCE_LEVELS):  # distances [2^l, 2^(l+1)): those below, shifted past 2^l blocks
-        images[1 << level:2 << level] = _shifted(_CRC_SHIFTS[level], images[:1 << level])
-    return _byte_tables(images).ravel()
-
-
-@functools.lru_cache(maxsize=None)
-def _distance_index(level: int) -> np.ndarray:
-    """``[blocks, 4]`` offsets into `_distance_tables` of each block (distance ``blocks - 1 - k``) and byte."""
-    blocks = 1 << level
-    distance = blocks - 1 - np.arange(blocks)
-    return ((distance[:, None] * 4 + np.arange(4)) * 256).astype(np.intp)
-
-
-def crc32c_many(records) -> list:
-    """The CRC-32C of each bytes object in `records` (initial value and final xor 0xFFFFFFFF, as TFRecords use)."""
-    out = [0] * len(records)
-    levels: dict = {}
-    for i, data in enumerate(records):
-        n = len(data)
-        if n < _SHORT:
-            crc, table = 0xFFFFFFFF, _CRC_TABLE
-            for b in data:
-                crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-            out[i] = crc ^ 0xFFFFFFFF
-        else:
-            levels.setdefault((-(-n // _BLOCK) - 1).bit_length(), []).append(i)
-    for level, rows in levels.items():
-        size = _BLOCK << level
-        lengths = np.array([len(records[i]) for i in rows], dtype=np.intp)
-        # Each record at the end of its row: zeros before a register of 0 leave it 0.
-        starts = np.arange(len(rows), dtype=np.intp) * size + size - lengths
-        buffer = np.zeros(len(rows) * size, np.uint8)
-        first = np.cumsum(lengths) - lengths
-        buffer[np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))] = np.frombuffer(
-            b"".join([records[i] for i in rows]), np.uint8)
-        # The initial register xored into the first 4 bytes gives the same CRC as starting from it.
-        buffer[starts[:, None] + np.arange(4)] ^= np.uint8(0xFF)
-        crc = np.bitwise_xor.reduce(_CRC_BLOCK.take(buffer.reshape(len(rows), -1, _BLOCK) + _CRC_OFFSETS), axis=2)
-        if level <= _DISTANCE_LEVELS:  # each block's register shifted past the blocks after it, in one gather
-            blocks = 1 << level
-            index = _distance_index(level) + ((crc[:, :, None] >> _BYTE_SHIFTS) & 0xFF).astype(np.intp)
-            crc = np.bitwise_xor.reduce(_distance_tables().take(index).reshape(len(rows), blocks * 4), axis=1)
-        else:
-            for tab in _CRC_SHIFTS[:level]:
-                crc = crc.reshape(len(rows), -1, 2)
-                crc = _shifted(tab, crc[..., 0]) ^ crc[..., 1]
-        for i, value in zip(rows, crc.reshape(-1).tolist()):
-            out[i] = value ^ 0xFFFFFFFF
-    return out
-
-
-def crc32c(data: bytes) -> int:
-    """The CRC-32C of `data`."""
-    return crc32c_many([data])[0]
-
-
-def _masked(crc: int) -> int:
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    """The masked CRC-32C of a TFRecord's length and data fields."""
-    return _masked(crc32c(data))
-
-
-def tf_records(datas) -> bytes:
-    """TFRecords of the bytes objects in `datas`, each: length, masked CRC of the length, data, masked CRC of
-    the data."""
-    headers = [struct.pack("<Q", len(data)) for data in datas]
-    crcs = crc32c_many(headers + list(datas))
-    out = []
-    for i, (header, data) in enumerate(zip(headers, datas)):
-        out += [header, struct.pack("<I", _masked(crcs[i])), data, struct.pack("<I", _masked(crcs[len(datas) + i]))]
-    return b"".join(out)
 
 
 _file_ids = itertools.count()
