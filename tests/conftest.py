@@ -158,3 +158,32 @@ def image_run(tmp_path_factory, digits_data) -> TrainedRun:
     x, y = digits_data
     return _trained_once(tmp_path_factory, "image_run", build, x, y, x[:12], y[:12], methods_for("image"),
                          class_names=[str(i) for i in range(10)])
+
+
+#: The slowest files (most seconds, measured), started first, slowest first. pytest-xdist's `--dist loadfile`
+#: gives each worker a whole file at a time; by default it hands them out by test count, so a slow file with few
+#: tests (the backend matrix, the distributed runs) could start last and run alone while the other worker
+#: idles. Longest first, the files left at the end are short. Every other file follows, by test count.
+SLOWEST_FIRST = [
+    "test_backends.py", "test_frontend.py", "test_demos.py", "test_distributed.py", "test_findings_frontend.py",
+    "test_run_lock.py", "test_plugin.py", "test_callback.py", "test_real_models.py", "test_plot.py",
+    "test_methods_architectures.py", "test_text_models.py", "test_text_gradients.py", "test_quality.py",
+    "test_packaging.py", "test_text_demo.py",
+]
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below, not by test count
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    counts = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+
+    def rank(item):
+        name = item.path.name
+        return (SLOWEST_FIRST.index(name), 0) if name in SLOWEST_FIRST else (len(SLOWEST_FIRST), -counts[name])
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
