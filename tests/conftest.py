@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real models trained once per test session with the callback.
+"""Shared fixtures: tiny real models trained once per test run with the callback (the pytest-xdist workers
+share each training: see `_trained_once`).
 
 Each run writes a real log directory next to `keras.callbacks.TensorBoard(log_dir=same)`, the way users
 run it, so every reader, plugin and browser test reads event files the callback actually wrote.
