@@ -2,7 +2,8 @@
 
     python backend_matrix.py save DIR      builds the matrix's models and probes and saves them (.keras, .npy),
                                            then explains them as `explain` does
-    python backend_matrix.py explain DIR   loads them under $KERAS_BACKEND, writes every method's attributions
+    python backend_matrix.py explain DIR   loads them under $KERAS_BACKEND (once `save` has written them: it
+                                           may start beside `save`), writes every method's attributions
                                            to DIR/<backend>.npz, trains a model with the callback for two
                                            epochs and writes what tb_xai.load read back to DIR/<backend>.json
 
@@ -18,6 +19,7 @@ import importlib.abc
 import json
 import os
 import sys
+import time
 
 if os.environ.get("TB_XAI_BLOCK_TENSORFLOW") == "1":
     import importlib.machinery
@@ -113,7 +115,20 @@ def save(directory: str) -> None:
         model.save(os.path.join(directory, f"{name}.keras"))
         np.savez(os.path.join(directory, f"{name}_weights.npz"), *model.get_weights())
         np.save(os.path.join(directory, f"{name}.npy"), probe)
+    open(os.path.join(directory, SAVED), "w").close()
     explain(directory)
+
+
+#: Written by `save` once every model, its weights and probe are on disk.
+SAVED = "saved"
+
+
+def wait_for_save(directory: str, timeout: float = 500.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(os.path.join(directory, SAVED)):
+        if time.monotonic() > deadline:
+            sys.exit(f"the models were never saved in {directory}")
+        time.sleep(0.1)
 
 
 def explain(directory: str) -> None:
@@ -218,4 +233,7 @@ def train(directory: str, backend: str) -> None:
 
 if __name__ == "__main__":
     mode, directory = sys.argv[1], sys.argv[2]
+    if mode == "explain":
+        keras_module()  # imported (models imported keras 3) before the wait
+        wait_for_save(directory)
     {"save": save, "explain": explain}[mode](directory)

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real models trained once per test session with the callback.
+"""Shared fixtures: tiny real models trained once per test run with the callback (the pytest-xdist workers
+share each training: see `_trained_once`).
 
 Each run writes a real log directory next to `keras.callbacks.TensorBoard(log_dir=same)`, the way users
 run it, so every reader, plugin and browser test reads event files the callback actually wrote.
@@ -7,7 +8,9 @@ run it, so every reader, plugin and browser test reads event files the callback 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,8 +23,8 @@ EPOCHS = 20
 @dataclasses.dataclass
 class TrainedRun:
     log_dir: str
-    model: object
-    callback: object
+    model: object  # the trained model (in the other xdist workers, loaded from what the training saved)
+    callback: object  # None in the xdist workers that reuse another's training
     methods: list
     x_train: np.ndarray
     y_train: np.ndarray
@@ -89,23 +92,54 @@ def _train(log_dir, model, x, y, probe, labels, methods, epochs, **callback_kwar
     return callback
 
 
+def _trained_once(tmp_path_factory, name, build, x, y, probe, labels, methods, **callback_kwargs):
+    """`build()`'s model trained by `_train` once per test run, its log directory shared by every xdist worker.
+
+    The first worker to ask trains it in a directory all workers share (the session's base temp directory) and
+    saves the trained model there; the others wait on a file lock, then read the same log directory and load
+    the saved model. Without xdist the one process trains it.
+    """
+    import keras
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        log_dir = str(tmp_path_factory.mktemp(name))
+        model = build()
+        callback = _train(log_dir, model, x, y, probe, labels, methods, EPOCHS, **callback_kwargs)
+        return TrainedRun(log_dir, model, callback, methods, x, y, probe, labels,
+                          callback_kwargs.get("feature_names"), callback_kwargs.get("class_names"))
+    root = tmp_path_factory.getbasetemp().parent
+    directory, callback = root / name, None
+    log_dir, saved = directory / "log", directory / "model.keras"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (directory / "done").exists():  # none yet, or a worker's training failed: train here
+            shutil.rmtree(directory, ignore_errors=True)
+            log_dir.mkdir(parents=True)
+            model = build()
+            callback = _train(str(log_dir), model, x, y, probe, labels, methods, EPOCHS, **callback_kwargs)
+            model.save(saved)
+            (directory / "done").touch()
+    if callback is None:
+        model = keras.saving.load_model(saved)
+    return TrainedRun(str(log_dir), model, callback, methods, x, y, probe, labels,
+                      callback_kwargs.get("feature_names"), callback_kwargs.get("class_names"))
+
+
 @pytest.fixture(scope="session")
 def tabular_run(tmp_path_factory, tabular_data) -> TrainedRun:
     """A never-called Sequential MLP on breast cancer, 20 epochs, every tabular method (fixture budgets)."""
     import keras
 
-    keras.utils.set_random_seed(0)
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ])
+
     x, y, feature_names, class_names = tabular_data
-    log_dir = str(tmp_path_factory.mktemp("tabular_run"))
-    model = keras.Sequential([
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(2, activation="softmax"),
-    ])
-    methods = methods_for("tabular")
-    probe, labels = x[:24], y[:24]
-    callback = _train(log_dir, model, x, y, probe, labels, methods, EPOCHS,
-                      feature_names=feature_names, class_names=class_names)
-    return TrainedRun(log_dir, model, callback, methods, x, y, probe, labels, feature_names, class_names)
+    return _trained_once(tmp_path_factory, "tabular_run", build, x, y, x[:24], y[:24], methods_for("tabular"),
+                         feature_names=feature_names, class_names=class_names)
 
 
 @pytest.fixture(scope="session")
@@ -113,17 +147,44 @@ def image_run(tmp_path_factory, digits_data) -> TrainedRun:
     """A functional CNN on 8x8 grayscale digits, 20 epochs, every image method (fixture budgets)."""
     import keras
 
-    keras.utils.set_random_seed(0)
+    def build():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 1))
+        h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+        h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        outputs = keras.layers.Dense(10, activation="softmax")(h)
+        return keras.Model(inputs, outputs)
+
     x, y = digits_data
-    log_dir = str(tmp_path_factory.mktemp("image_run"))
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    outputs = keras.layers.Dense(10, activation="softmax")(h)
-    model = keras.Model(inputs, outputs)
-    methods = methods_for("image")
-    probe, labels = x[:12], y[:12]
-    callback = _train(log_dir, model, x, y, probe, labels, methods, EPOCHS,
-                      class_names=[str(i) for i in range(10)])
-    return TrainedRun(log_dir, model, callback, methods, x, y, probe, labels, None, [str(i) for i in range(10)])
+    return _trained_once(tmp_path_factory, "image_run", build, x, y, x[:12], y[:12], methods_for("image"),
+                         class_names=[str(i) for i in range(10)])
+
+
+#: The slowest files (most seconds, measured), started first, slowest first. pytest-xdist's `--dist loadfile`
+#: gives each worker a whole file at a time; by default it hands them out by test count, so a slow file with few
+#: tests (the backend matrix, the distributed runs) could start last and run alone while the other worker
+#: idles. Longest first, the files left at the end are short. Every other file follows, by test count.
+SLOWEST_FIRST = [
+    "test_backends.py", "test_frontend.py", "test_demos.py", "test_distributed.py", "test_findings_frontend.py",
+    "test_run_lock.py", "test_plugin.py", "test_callback.py", "test_real_models.py", "test_plot.py",
+    "test_methods_architectures.py", "test_text_models.py", "test_text_gradients.py", "test_quality.py",
+    "test_packaging.py", "test_text_demo.py",
+]
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below, not by test count
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    counts = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+
+    def rank(item):
+        name = item.path.name
+        return (SLOWEST_FIRST.index(name), 0) if name in SLOWEST_FIRST else (len(SLOWEST_FIRST), -counts[name])
+
+    items.sort(key=rank)  # stable: a file's tests keep their order

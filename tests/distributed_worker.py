@@ -4,8 +4,9 @@
         tf_keras under MultiWorkerMirroredStrategy, worker INDEX of two on 127.0.0.1; trains with the callback
         into LOG_DIR and writes OUT.npz (the final weights) and OUT.json (epoch times, the callback's time).
     python distributed_worker.py replay LOG_DIR OUT
-        one process, no strategy: the same architecture with OUT.npz's weights, explained directly; writes
-        OUT_replay.npz to compare with the last logged step.
+        one process, no strategy: the same architecture with OUT.npz's weights (waited for, so this process
+        can start beside the workers), explained directly; writes OUT_replay.npz to compare with the last
+        logged step.
     python distributed_worker.py jax_data_parallel LOG_DIR OUT
         Keras 3 on JAX with keras.distribution.DataParallel over the process's devices (two CPU devices with
         XLA_FLAGS=--xla_force_host_platform_device_count=2); trains with the callback into LOG_DIR.
@@ -66,7 +67,8 @@ def train(keras, model, log_dir, out):
 
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[callback, Clock()])
-    np.savez(out + ".npz", *[np.asarray(w) for w in model.get_weights()])
+    np.savez(out + ".partial.npz", *[np.asarray(w) for w in model.get_weights()])
+    os.replace(out + ".partial.npz", out + ".npz")  # whole when it appears: the replay waits for it
     with open(out + ".json", "w") as f:
         json.dump({"epoch_seconds": epoch_times, "callback_seconds": sum(callback.timings.values())}, f)
 
@@ -92,6 +94,11 @@ def replay(log_dir, out):
     from tb_xai.probe import as_probe_set
 
     model = build(tf_keras)
+    deadline = time.monotonic() + 400
+    while not os.path.exists(out + ".npz"):  # the trained weights, once the worker has saved them
+        if time.monotonic() > deadline:
+            sys.exit(f"{out}.npz never appeared")
+        time.sleep(0.1)
     with np.load(out + ".npz") as weights:
         model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
     x, y = data()

@@ -44,11 +44,18 @@ def _finish(backend: str, process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("backends"))
-    _finish("tensorflow", _start("tensorflow", "save", directory))
-    # The other backends only read the saved models: run them side by side.
-    running = {b: _start(b, "explain", directory) for b in BACKENDS[1:]}
-    for backend, process in running.items():
-        _finish(backend, process)
+    # The other backends only read the saved models: they start beside the TensorFlow run (importing their
+    # framework meanwhile) and wait until it has saved them.
+    running = {"tensorflow": _start("tensorflow", "save", directory)}
+    running.update({b: _start(b, "explain", directory) for b in BACKENDS[1:]})
+    try:
+        for backend, process in running.items():
+            _finish(backend, process)
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     results = {b: dict(np.load(os.path.join(directory, f"{b}.npz"))) for b in BACKENDS}
     runs = {}
     for b in BACKENDS:

@@ -60,10 +60,18 @@ def runs(tmp_path_factory):
                for i in range(2)]
     jax_run = _start(["jax_data_parallel", str(root / "jax"), str(root / "jax_out")], KERAS_BACKEND="jax",
                      XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    for i, worker in enumerate(workers):
-        _finish(worker, f"multi-worker worker {i}")
-    _finish(_start(["replay", str(root / "mwms"), str(root / "worker0")], **legacy), "single-process replay")
-    _finish(jax_run, "JAX DataParallel run")
+    # The replay imports while the workers train, then waits for worker 0's saved weights.
+    replay = _start(["replay", str(root / "mwms"), str(root / "worker0")], **legacy)
+    try:
+        for i, worker in enumerate(workers):
+            _finish(worker, f"multi-worker worker {i}")
+        _finish(replay, "single-process replay")
+        _finish(jax_run, "JAX DataParallel run")
+    finally:
+        for process in (*workers, replay, jax_run):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return root, [w.pid for w in workers]
 
 

@@ -21,12 +21,14 @@ const pageErrors = [];
 const dialogs = [];
 
 async function check(name, body) {
+  const start = performance.now();
   try {
     const detail = await body();
     checks[name] = { ok: true, detail: detail ?? null };
   } catch (error) {
     checks[name] = { ok: false, detail: String(error?.stack ?? error) };
   }
+  checks[name].ms = Math.round(performance.now() - start);
 }
 
 function assert(condition, message) {
