@@ -277,7 +277,10 @@ def randomized_weights(model, seed: int = 0):
     """
     from keras import ops  # here: the reader imports this module and must not load Keras
 
-    saved = [np.array(ops.convert_to_numpy(v.value)) for v in model.trainable_weights]
+    # Keras 3 variables hold their tensor in `.value`; tf_keras (Keras 2) ones are tf.Variables, whose
+    # `.value` is a method.
+    saved = [np.array(ops.convert_to_numpy(v.value() if callable(v.value) else v.value))
+             for v in model.trainable_weights]
     rng = np.random.default_rng(seed)
     try:
         for variable, value in zip(model.trainable_weights, saved):
