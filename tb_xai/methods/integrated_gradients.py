@@ -106,7 +106,7 @@ class IntegratedGradients(AttributionMethod):
 
     name = "integrated_gradients"
 
-    def __init__(self, baseline: BaselineLike = "zeros", steps: int = 5, rule: str = "gausslegendre",
+    def __init__(self, baseline: BaselineLike = "zeros", steps: int = 7, rule: str = "gausslegendre",
                  tolerance: Optional[float] = 0.005, max_steps: int = 2048,
                  token_baseline: TokenBaselineLike = "padding", name=None):
         super().__init__(name)
