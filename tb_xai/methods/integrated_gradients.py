@@ -285,8 +285,8 @@ class IntegratedGradients(AttributionMethod):
         return self.space.reduce(out, inputs, how="sum")
 
     def _first_panels(self) -> int:
-        """How many Gauss-Lobatto panels the adaptive first pass is made of: (`steps` - 1) // 2, at least one (their
-        2 x panels + 1 nodes are at most `steps` path points, but 3)."""
+        """How many Gauss-Lobatto panels the adaptive first pass is made of: (`steps` - 1) // 2, at least one; their
+        2 x panels + 1 nodes are at most `steps` path points (3 when `steps` is 2)."""
         return max(1, (self.steps - 1) // 2)
 
     def _refine_uniform(self, path, target, out, delta, allowed, error, spent, rows):
@@ -443,7 +443,8 @@ class IntegratedGradients(AttributionMethod):
             lo, hi = node_alpha[p_nodes[:, 0]], node_alpha[p_nodes[:, 2]]
             width = hi - lo
             s3 = node_s[p_nodes]
-            size = np.abs(width / 6 * (s3[:, 0] + 4 * s3[:, 1] + s3[:, 2]) - (node_f[p_nodes[:, 2]] - node_f[p_nodes[:, 0]]))
+            size = np.abs(width / 6 * (s3[:, 0] + 4 * s3[:, 1] + s3[:, 2])
+                          - (node_f[p_nodes[:, 2]] - node_f[p_nodes[:, 0]]))  # each panel's exact error
             # Each active probe's panels, worst first.
             order = np.lexsort((-size, p_owner))
             order = order[active[p_owner[order]]]
