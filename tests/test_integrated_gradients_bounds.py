@@ -54,17 +54,19 @@ def test_gauss_legendre_nodes_at_the_largest_step_count_are_cheap_and_right():
 def test_no_model_call_exceeds_batch_size_rows_whatever_the_steps():
     model = models.cnn()
     x = models.random_inputs((8, 8, 1), 5, seed=0)
-    method = IntegratedGradients(steps=3000, max_steps=3000)
-    adapter = _bind(method, model, x, batch_size=256)
-    calls = []
-    gradients = adapter.gradients
-    adapter.gradients = lambda inputs, t: (calls.append(len(t)), gradients(inputs, t))[1]
-    (attr,) = method.attribute([x], np.zeros(5, np.int32))
-    assert max(calls) <= 256 and sum(calls) == 5 * 3000
-    # Slicing the path changes nothing but the order of the sum.
-    reference = IntegratedGradients(steps=3000, max_steps=3000, tolerance=None)
-    _bind(reference, model, x, batch_size=2 ** 15)
-    np.testing.assert_allclose(attr, reference.attribute([x], np.zeros(5, np.int32))[0], rtol=1e-4, atol=1e-7)
+    for tolerance in (0.005, None):  # adaptive panels (3001 nodes each), and one 3001-node rule
+        method = IntegratedGradients(steps=3001, max_steps=3001, tolerance=tolerance)
+        adapter = _bind(method, model, x, batch_size=256)
+        calls = []
+        gradients = adapter.gradients
+        adapter.gradients = lambda inputs, t: (calls.append(len(t)), gradients(inputs, t))[1]
+        (attr,) = method.attribute([x], np.zeros(5, np.int32))
+        # Adaptive: plus one row at the baseline itself (its output), shared by the probes of one target.
+        assert max(calls) <= 256 and sum(calls) == 5 * 3001 + (tolerance is not None)
+        # Slicing the path changes nothing but the order of the sum.
+        reference = IntegratedGradients(steps=3001, max_steps=3001, tolerance=tolerance)
+        _bind(reference, model, x, batch_size=2 ** 15)
+        np.testing.assert_allclose(attr, reference.attribute([x], np.zeros(5, np.int32))[0], rtol=1e-4, atol=1e-7)
 
 
 def _kinked_relu_mlp():
@@ -101,7 +103,8 @@ def test_steps_mean_counts_every_gradient_row_and_max_steps_bounds_them(max_step
     (attr,) = method.attribute([x], np.zeros(64, np.int32))
     d = method.diagnostics()
     assert sum(rows) == pytest.approx(d["steps_mean"] * 64)
-    assert sum(rows) <= max_steps * 64 and d["steps_mean"] > method.steps
+    # Every probe's path points within max_steps, plus the baseline's own row (one for the single target).
+    assert sum(rows) <= max_steps * 64 + 1 and d["steps_mean"] > method.steps
     if max_steps == 2048:
         assert d["probes_over_tolerance"] == 0
 
@@ -115,7 +118,7 @@ def test_refinement_without_room_to_keep_panels_recomputes_them_and_gives_the_sa
     model = _kinked_relu_mlp()
     _bind(kept, model, x)
     (expected,) = kept.attribute([x], target)
-    monkeypatch.setattr(ig_module, "_PANEL_BYTES", 0)  # no panel attribution kept: each split recomputes its parent
+    monkeypatch.setattr(ig_module, "_NODE_BYTES", 0)  # no node gradient kept: each split recomputes its nodes
     _bind(recomputed, model, x)
     (attr,) = recomputed.attribute([x], target)
     np.testing.assert_allclose(attr, expected, rtol=1e-4, atol=1e-6)

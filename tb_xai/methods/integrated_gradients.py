@@ -20,13 +20,22 @@ TokenBaselineLike = Union[str, int]
 MAX_STEPS = 2 ** 12
 #: How much a Riemann-sum refinement multiplies a probe's path points.
 REFINEMENT = 2
-#: Gauss-Legendre nodes of an adaptive refinement panel. Low order: between a ReLU path's kinks panels get
-#: short, and two nodes per panel keep the path points at the kinks (on the 32x32x3 CNN of
-#: bench/bench_overhead.py, 2-node panels split at the largest error took a fifth of the gradient rows of
-#: 8-node panels bisected where their halves disagreed, to the same tolerance).
-PANEL_NODES = 2
-#: Bytes of panel attributions a refinement keeps (beyond them a split panel's attribution is recomputed).
-_PANEL_BYTES = 64 * 2 ** 20
+#: Nodes of an adaptive refinement panel: 3-node Gauss-Lobatto, i.e. Simpson's rule (the panel's two ends and
+#: its midpoint). Every gradient call also returns the output at its rows, so f at every panel end comes with the
+#: gradients, and a panel's error is known exactly with no forward call; a split reuses its parent's three nodes
+#: and needs two new gradient rows (the quarter points).
+PANEL_NODES = 3
+PANEL_RULE = "gauss_lobatto"
+#: Where the first node's gradient is taken, as a fraction of the path: just past the baseline (at a baseline of
+#: zeros with zero biases every ReLU sits on its kink, where the gradient is the left limit, 0).
+START = 2.0 ** -16
+#: A failing probe splits its worst `_ROUND_ACTIVATIONS // (the model's widest layer output)` panels per round (at
+#: least 1, at most `_SPLITS_MOST`; see `_splits_per_round`). FILL=False: one per round.
+FILL = True
+_ROUND_ACTIVATIONS = 2 ** 8
+_SPLITS_MOST = 16
+#: Bytes of node gradient rows a refinement keeps (beyond them a node's row is recomputed when a split needs it).
+_NODE_BYTES = 64 * 2 ** 20
 
 
 @functools.lru_cache(maxsize=32)
@@ -57,12 +66,14 @@ class IntegratedGradients(AttributionMethod):
 
     Attributions of a probe sum to f(input) - f(baseline) (completeness) up to the integration error. The
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
-    that probe's path is refined by adaptive 2-node Gauss-Legendre panels (the panel with the largest error
-    split, that error known exactly from the output at the panel's ends), up to `max_steps` path points,
-    keeping its best answer. The first pass is small: `steps` path points, as panels of 2 nodes that refinement
-    goes on splitting (with `tolerance=None`, one `steps`-node rule over the path); only the probes that need more
-    path points pay for them. Probes still over the allowance at
-    `max_steps` are counted in `diagnostics()` (logged as a scalar each step) and the callback warns once.
+    that probe's path is refined by adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's ends and
+    midpoint), splitting the panels with the largest error, up to `max_steps` path points, keeping its best
+    answer. A panel's error is known exactly: each gradient call also returns the output at its rows, so f at
+    every panel end, f(input) and f(baseline) included, comes with the gradients and no forward call is made.
+    The first pass is small: (`steps` - 1) // 2 panels, so at most `steps` path points (with `tolerance=None`,
+    one `steps`-node Gauss-Legendre rule over the path); only the probes that need more path points pay for
+    them. Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each
+    step) and the callback warns once.
 
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
     probe's path points included.
@@ -80,9 +91,10 @@ class IntegratedGradients(AttributionMethod):
         token_baseline: the baseline of text inputs: "padding" (every non-padding token replaced by the padding
             id), a token id (every non-padding token replaced by it: an [UNK] or [MASK] id), or "zeros" (zero
             embeddings at the non-padding positions).
-        steps: path points of the first pass (2 to 4096).
-        rule: "gausslegendre" (default: far fewer steps than a Riemann sum for smooth paths) or
-            "riemann_trapezoid".
+        steps: path points of the first pass (2 to 4096; with a tolerance at least 3, the nodes of one panel).
+        rule: "gausslegendre" (default: adaptive Gauss-Lobatto panels with a tolerance, one Gauss-Legendre rule
+            without; far fewer steps than a Riemann sum for smooth paths) or "riemann_trapezoid" (a failing
+            probe is integrated again with 2x the points).
         tolerance: completeness error, relative to |f(input) - f(baseline)|, above which a probe is refined
             (a number in (0, 1)); None never refines.
         max_steps: the most path points a refined probe gets (up to 4096).
@@ -94,7 +106,7 @@ class IntegratedGradients(AttributionMethod):
 
     name = "integrated_gradients"
 
-    def __init__(self, baseline: BaselineLike = "zeros", steps: int = 4, rule: str = "gausslegendre",
+    def __init__(self, baseline: BaselineLike = "zeros", steps: int = 7, rule: str = "gausslegendre",
                  tolerance: Optional[float] = 0.005, max_steps: int = 2048,
                  token_baseline: TokenBaselineLike = "padding", name=None):
         super().__init__(name)
@@ -132,7 +144,9 @@ class IntegratedGradients(AttributionMethod):
         else:
             baseline = "array"
         config = {"baseline": baseline, "steps": self.steps, "rule": self.rule, "tolerance": self.tolerance,
-                  "max_steps": self.max_steps, "refinement": REFINEMENT, "panel_nodes": PANEL_NODES}
+                  "max_steps": self.max_steps, "refinement": REFINEMENT}
+        if self.tolerance is not None and self.rule == "gausslegendre":
+            config.update(panel_rule=PANEL_RULE, panel_nodes=PANEL_NODES, panels=self._first_panels())
         if self.space is not None and self.space.has_text:
             config["token_baseline"] = self.token_baseline
         return config
@@ -250,52 +264,30 @@ class IntegratedGradients(AttributionMethod):
         # The path's ends once for every probe: the first pass, the completeness check and refinement share them.
         starts, ends = self._endpoints(inputs)
         path = (inputs, starts, ends)
-        panels = self._first_panels()
-        if panels:
-            # Refinement will split the first pass's panels: the path as `panels` panels of PANEL_NODES nodes
-            # (the same gradient rows as `steps` nodes over the whole path), so a failing probe's first split
-            # is of its worse half, and no gradient row of the first pass is thrown away.
-            m = len(target)
-            edges = np.linspace(0.0, 1.0, panels + 1)
-            first = self._panel_attributions(path, target, np.repeat(np.arange(m), panels),
-                                             np.tile(edges[:-1], m), np.tile(edges[1:], m), PANEL_NODES)
-            out = [None if a is None else a.reshape((m, panels) + a.shape[1:]).sum(axis=1) for a in first]
-        else:
-            per_call = max(1, self.model.batch_size // self.steps)
-            parts = [self._integrate(_rows(inputs, sl), _rows(starts, sl), _rows(ends, sl), target[sl], self.steps)
-                     for sl in chunks(len(target), per_call)]
-            out = [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
         self._diagnostics = {}
+        if self.tolerance is not None and self.rule == "gausslegendre":
+            return self.space.reduce(self._adaptive(path, target), inputs, how="sum")
+        per_call = max(1, self.model.batch_size // self.steps)
+        parts = [self._integrate(_rows(inputs, sl), _rows(starts, sl), _rows(ends, sl), target[sl], self.steps)
+                 for sl in chunks(len(target), per_call)]
+        out = [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
         if self.tolerance is not None:
-            delta, allowed, f_input = self._path_ends(inputs, target, starts)
+            delta, allowed, _ = self._path_ends(inputs, target, starts)
             error = _sum_error(out, delta)
             spent = np.full(len(target), float(self.steps))
-            rows = np.flatnonzero(error > allowed)
-            if rows.size and self.rule == "gausslegendre":
-                rows = self._refine_panels(path, target, out, delta, allowed, error, spent, rows,
-                                           f_input=None if f_input is None else f_input[rows],
-                                           first=None if not panels else (edges, first))
-            elif rows.size:
-                rows = self._refine_uniform(path, target, out, delta, allowed, error, spent, rows)
-            scale = allowed / self.tolerance
+            rows = self._refine_uniform(path, target, out, delta, allowed, error, spent,
+                                        np.flatnonzero(error > allowed))
             self._diagnostics = {
-                "completeness_error_max": float(np.max(error / scale)),
+                "completeness_error_max": float(np.max(error / (allowed / self.tolerance))),
                 "probes_over_tolerance": int(rows.size),
                 "steps_mean": float(spent.mean()),
             }
         return self.space.reduce(out, inputs, how="sum")
 
     def _first_panels(self) -> int:
-        """How many PANEL_NODES-node panels the first pass is made of (0: one `steps`-node rule over the path).
-
-        Panels when refinement follows (a tolerance, Gauss-Legendre) and `steps` is a multiple of PANEL_NODES
-        above it; without a tolerance the first pass is the answer, and one higher-order rule is the better one.
-        """
-        if self.tolerance is None or self.rule != "gausslegendre":
-            return 0
-        if self.steps <= PANEL_NODES or self.steps % PANEL_NODES:
-            return 0
-        return self.steps // PANEL_NODES
+        """How many Gauss-Lobatto panels the adaptive first pass is made of: (`steps` - 1) // 2, at least one; their
+        2 x panels + 1 nodes are at most `steps` path points (3 when `steps` is 2)."""
+        return max(1, (self.steps - 1) // 2)
 
     def _refine_uniform(self, path, target, out, delta, allowed, error, spent, rows):
         """Riemann sums: every failing probe again with 2x the path points, keeping its better answer."""
@@ -317,154 +309,261 @@ class IntegratedGradients(AttributionMethod):
             rows = rows[error[rows] > allowed[rows]]
         return rows
 
-    def _refine_panels(self, path, target, out, delta, allowed, error, spent, rows, f_input=None, first=None):
-        """Adaptive Gauss-Legendre: a failing probe's path is split into panels of `PANEL_NODES` nodes, splitting
-        the panel with the largest quadrature error, until completeness holds or `max_steps`.
+    def _adaptive(self, path, target) -> List[Optional[np.ndarray]]:
+        """Adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's two ends and its midpoint).
 
-        A panel's error is known exactly, not estimated: the integral of the gradient along the path over
-        [a, b] is f(path(b)) - f(path(a)), so the output at each new panel end gives it. A ReLU network's
-        gradient jumps where a unit switches along the path; splitting where the error is puts path points at
-        the kinks, and low-order panels keep them there. Memory: each failing probe's attribution, and the
-        panels' attributions up to `_PANEL_BYTES` (beyond it a split panel's attribution is recomputed), and
-        its first pass.
+        Every node's gradient call also returns the explained output there, so f at every panel end is known
+        without a forward call: f(input) at alpha = 1, f(baseline) at alpha = 0 (one row per distinct target,
+        shared by every probe, or a row per probe for text inputs, whose baseline follows the probe's masks).
+        A panel's error is then exact: the integral of the directional derivative over [a, b] is
+        f(path(b)) - f(path(a)). A failing probe's panels are split in halves where their error is largest; a
+        split reuses the parent's three nodes (its ends and midpoint become the halves' ends and shared edge) and
+        needs only the two quarter points: two gradient rows and no forward row.
 
-        `f_input`: the output at each failing probe's input, when known; `first`: (panel edges, each probe's
-        panel attributions, probe-major) when the first pass was made of panels.
+        The gradient of the node at alpha = 0 is taken at alpha = START, just past the baseline: at a baseline
+        of zeros with zero biases (a freshly built network) every ReLU sits exactly on its kink, where the
+        gradient is the left limit (0), not the one the path sees.
+
+        Memory: the nodes' gradient rows (times the path's delta) of the failing probes, up to `_NODE_BYTES`
+        (beyond it a node's row is recomputed when a split needs it), and each failing probe's attribution.
         """
-        n = PANEL_NODES
-        live = [i for i, o in enumerate(out) if o is not None]
-        if f_input is None:
-            f_input = self._f_path(path, target, rows, np.ones(len(rows)))
-        f_base = f_input - delta[rows]
-        floor = 1e-6 * np.maximum(np.abs(f_input), np.abs(f_base))  # panel errors below float32's resolution
-        current = [out[i][rows].copy() for i in live]  # each failing probe's running attribution
-        best_error = error[rows].copy()
-        row_bytes = sum(c[0].nbytes for c in current)
-        stored = 0
-        # Per failing probe: its panels as [start, end, f(start), f(end), integral, attribution or None].
-        panels = []
-        if first is None:
-            for k in range(len(rows)):
-                # The first pass is always kept: it has `steps` nodes, so recomputing it as a panel would not match.
-                kept = [c[k].copy() for c in current]
-                integral = float(sum(c[k].sum(dtype=np.float64) for c in current))
-                panels.append([[0.0, 1.0, float(f_base[k]), float(f_input[k]), integral, kept]])
+        inputs, starts, ends = path
+        m = len(target)
+        live = [i for i, e in enumerate(ends) if e is not None]
+        panels = self._first_panels()
+        grid = np.arange(2 * panels + 1) / (2 * panels)  # the first pass's nodes, alpha 0 included
+        weights = np.full(2 * panels + 1, 2.0)
+        weights[1::2] = 4.0
+        weights[[0, -1]] = 1.0
+        weights /= 6 * panels  # composite Simpson
+        per_probe = len(grid) + (1 if self.space.has_text else 0)  # text: also f(baseline), per probe
+        row_bytes = sum(int(np.prod(ends[i].shape[1:])) * 4 for i in live)
+        pool = _NodePool(ends, live, _NODE_BYTES // max(1, row_bytes), m * self.max_steps)
+        # The first pass: (probe, node) rows, probe-major; text inputs add each probe's alpha = 0 row.
+        alphas = np.concatenate([[0.0] if self.space.has_text else [], [START], grid[1:]])
+        node_of = np.concatenate([[-1] if self.space.has_text else [], np.arange(len(grid))]).astype(int)
+        probes = np.repeat(np.arange(m), per_probe)
+        base_targets = None if self.space.has_text else np.unique(target)
+        f, s, grads, f_base = self._evaluate(path, target, probes, np.tile(alphas, m), base_targets)
+        f = f.reshape(m, per_probe)
+        s = s.reshape(m, per_probe)
+        node = np.tile(node_of, m).reshape(m, per_probe)
+        if self.space.has_text:
+            f_start = f[:, 0]
         else:
-            edges, attributions = first
-            inner = len(edges) - 2  # the output at the panels' inner edges (forward only)
-            f_inner = self._f_path(path, target, np.repeat(rows, inner), np.tile(edges[1:-1], len(rows)))
-            f_inner = f_inner.reshape(len(rows), inner)
-            attributions = [attributions[i] for i in live]
-            for k, r in enumerate(rows):
-                ends = np.concatenate([[f_base[k]], f_inner[k], [f_input[k]]])
-                probe_panels = []
-                for j in range(len(edges) - 1):
-                    attr = [a[r * (len(edges) - 1) + j] for a in attributions]
-                    kept = [x.copy() for x in attr] if stored + row_bytes <= _PANEL_BYTES else None
-                    stored += row_bytes if kept is not None else 0
-                    probe_panels.append([float(edges[j]), float(edges[j + 1]), float(ends[j]), float(ends[j + 1]),
-                                         float(sum(x.sum(dtype=np.float64) for x in attr)), kept])
-                panels.append(probe_panels)
-        active = np.arange(len(rows))
-        while active.size:
-            tasks = []  # (failing-probe index, panel index): each active probe's worst panel
-            for k in active:
-                if spent[rows[k]] + 3 * n > self.max_steps:
-                    continue
-                errors = [abs(p[4] - (p[3] - p[2])) for p in panels[k]]
-                j = int(np.argmax(errors))
-                if errors[j] > floor[k]:
-                    tasks.append((k, j))
-            if not tasks:
+            f_start = f_base[np.searchsorted(base_targets, target)]
+        on_path = node >= 0
+        f_nodes = f[on_path].reshape(m, len(grid))
+        f_nodes[:, 0] = f_start  # the node at alpha 0: f at the baseline itself, its gradient from START
+        s_nodes = s[on_path].reshape(m, len(grid))
+        out = []
+        for i, e in enumerate(ends):
+            if e is None:
+                out.append(None)
+                continue
+            out.append(np.zeros(e.shape, dtype=np.float32))
+        w_rows = np.where(on_path, weights[np.maximum(node, 0)], 0.0).reshape(-1).astype(np.float32)
+        for (sl, chunk_grads) in grads:
+            owner = probes[sl]
+            cut = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            for i in live:
+                g = chunk_grads[i]
+                weighted = g * w_rows[sl].reshape((-1,) + (1,) * (g.ndim - 1))
+                out[i][owner[cut]] += np.add.reduceat(weighted, cut, axis=0)
+        f_input = f_nodes[:, -1]
+        delta = f_input - f_start
+        allowed = self.tolerance * np.abs(delta) + 1e-5 * np.maximum(np.abs(f_input), np.abs(f_start))
+        error = _sum_error(out, delta)
+        spent = np.full(m, float(len(grid)))
+        shared = 0 if base_targets is None else len(base_targets)
+        rows = np.flatnonzero(error > allowed)
+        if rows.size:
+            # The failing probes' node rows are kept (up to the pool's room) for their splits.
+            failing = np.zeros(m, dtype=bool)
+            failing[rows] = True
+            local = np.cumsum(failing) - 1  # each failing probe's index among them
+            slots = np.full((len(rows), len(grid)), -1)
+            flat_node = node.reshape(-1)
+            for sl, chunk_grads in grads:
+                index = np.arange(sl.start, sl.stop)
+                keep = index[failing[probes[index]] & (flat_node[index] >= 0)]
+                if keep.size:
+                    slots[local[probes[keep]], flat_node[keep]] = pool.put(
+                        [chunk_grads[i][keep - sl.start] for i in live])
+            grads = None
+            rows = self._refine(path, target, out, delta, allowed, error, spent, rows, pool, grid,
+                                f_nodes[rows], s_nodes[rows], slots)
+        scale = allowed / self.tolerance
+        self._diagnostics = {
+            "completeness_error_max": float(np.max(error / scale)),
+            "probes_over_tolerance": int(rows.size),
+            "steps_mean": float((spent.sum() + shared + (m if self.space.has_text else 0)) / m),
+        }
+        return out
+
+    def _splits_per_round(self) -> int:
+        """How many of its worst panels a failing probe splits per round: more on a model whose rows cost little
+        next to a call's fixed cost (a call costs about the same, ~0.3-1 ms of CPU, whatever its rows on a small
+        model), so that small models need fewer rounds. From the model's shapes only: deterministic, and the
+        same for a probe whatever the other probes or the batch size."""
+        if not FILL:
+            return 1
+        widest = max(1, int(getattr(self.model, "widest_activation", 1)))
+        return int(max(1, min(_SPLITS_MOST, _ROUND_ACTIVATIONS // widest)))
+
+    def _refine(self, path, target, out, delta, allowed, error, spent, rows, pool, grid, f_nodes, s_nodes, slots):
+        """Splits the failing probes' panels until completeness holds or `max_steps`; returns the probes still
+        over the allowance. Each probe keeps its best answer (splitting one panel can uncover another's error of
+        opposite sign).
+
+        `rows`: the failing probes; `f_nodes`, `s_nodes`: (failing probes, first-pass nodes) outputs and
+        directional derivatives; `slots`: each of those nodes' row in `pool`, or -1."""
+        live = [i for i, o in enumerate(out) if o is not None]
+        k_n, g_n = len(rows), len(grid)
+        f_in = f_nodes[:, -1]
+        floor = 1e-6 * np.maximum(np.abs(f_in), np.abs(f_in - delta[rows]))  # errors below float32's resolution
+        budget = self.max_steps - spent[rows]
+        splits = self._splits_per_round()
+        # Nodes (probe-major), as flat arrays: owner (failing-probe index), alpha, f, s, slot.
+        node_owner = np.repeat(np.arange(k_n), g_n)
+        node_alpha = np.tile(grid, k_n)
+        node_f = f_nodes.reshape(-1).astype(np.float64)
+        node_s = s_nodes.reshape(-1).astype(np.float64)
+        node_slot = slots.reshape(-1)
+        # Panels: owner, and their nodes lo, mid, hi (indices into the node arrays).
+        first = np.arange(0, g_n - 2, 2)
+        base = (np.arange(k_n) * g_n)[:, None]
+        p_owner = np.repeat(np.arange(k_n), len(first))
+        p_nodes = np.stack([(base + first).reshape(-1), (base + first + 1).reshape(-1), (base + first + 2).reshape(-1)],
+                           axis=1)
+        current = [out[i][rows].copy() for i in live]
+        best_error = error[rows].copy()
+        active = np.ones(k_n, dtype=bool)
+        while True:
+            lo, hi = node_alpha[p_nodes[:, 0]], node_alpha[p_nodes[:, 2]]
+            width = hi - lo
+            s3 = node_s[p_nodes]
+            size = np.abs(width / 6 * (s3[:, 0] + 4 * s3[:, 1] + s3[:, 2])
+                          - (node_f[p_nodes[:, 2]] - node_f[p_nodes[:, 0]]))  # each panel's exact error
+            # Each active probe's panels, worst first.
+            order = np.lexsort((-size, p_owner))
+            order = order[active[p_owner[order]]]
+            owner = p_owner[order]
+            group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
+            rank = np.arange(len(order)) - np.repeat(group, np.diff(np.r_[group, len(order)]))
+            choose = (size[order] > floor[owner]) & (rank < splits)
+            order, owner = order[choose], owner[choose]
+            # The budget: two quarter points per split, and a recomputed row per node without a kept row.
+            cost = 2 + (node_slot[p_nodes[order]] < 0).sum(axis=1)
+            group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
+            cum = np.cumsum(cost)
+            before = np.repeat(cum[group] - cost[group], np.diff(np.r_[group, len(order)]))
+            fits = cum - before <= budget[owner]
+            order, owner = order[fits], owner[fits]
+            if not order.size:
                 break
-            owner = np.array([k for k, _ in tasks])
-            lo = np.array([panels[k][j][0] for k, j in tasks])
-            hi = np.array([panels[k][j][1] for k, j in tasks])
-            mid = (lo + hi) / 2
-            lost = np.array([panels[k][j][5] is None for k, j in tasks], dtype=bool)  # recomputed parents
-            f_mid = self._f_path(path, target, rows[owner], mid)
-            m = len(tasks)
-            joint = self._panel_attributions(
-                path, target, np.concatenate([rows[owner], rows[owner], rows[owner[lost]]]),
-                np.concatenate([lo, mid, lo[lost]]), np.concatenate([mid, hi, hi[lost]]), n)
-            joint = [joint[i] for i in live]
-            # np.add.at: a probe split several times pays for each split (`spent[i] +=` would count it once).
-            np.add.at(spent, rows[owner], 2 * n + n * lost)
-            recomputed = iter(range(2 * m, len(joint[0])))
-            for t, (k, j) in enumerate(tasks):
-                parent = panels[k][j]
-                if parent[5] is None:
-                    r = next(recomputed)
-                    parent_attr = [a[r] for a in joint]
-                else:
-                    parent_attr = parent[5]
-                    if (parent[0], parent[1]) != (0.0, 1.0):  # the first pass is not counted in `stored`
-                        stored -= row_bytes
-                halves = []
-                for a, b, fa, fb, h in ((lo[t], mid[t], parent[2], f_mid[t], t),
-                                        (mid[t], hi[t], f_mid[t], parent[3], m + t)):
-                    attr = [x[h] for x in joint]
-                    kept = [x.copy() for x in attr] if stored + row_bytes <= _PANEL_BYTES else None
-                    stored += row_bytes if kept is not None else 0
-                    halves.append([a, b, float(fa), float(fb), float(sum(x.sum(dtype=np.float64) for x in attr)),
-                                   kept])
-                    for c, x in zip(current, attr):
-                        c[k] += x
-                for c, x in zip(current, parent_attr):
-                    c[k] -= x
-                panels[k][j:j + 1] = halves
+            tasks = p_nodes[order]  # (T, 3)
+            t_n = len(order)
+            lost = np.unique(tasks[node_slot[tasks] < 0])
+            q_alpha = np.concatenate([(node_alpha[tasks[:, 0]] + node_alpha[tasks[:, 1]]) / 2,
+                                      (node_alpha[tasks[:, 1]] + node_alpha[tasks[:, 2]]) / 2])
+            q_owner = np.concatenate([owner, owner])
+            want_owner = np.concatenate([node_owner[lost], q_owner])
+            want_alpha = np.concatenate([np.maximum(node_alpha[lost], START), q_alpha])
+            f, s, grads, _ = self._evaluate(path, target, rows[want_owner], want_alpha)
+            fresh = [np.concatenate([g[i] for _, g in grads]) for i in live]
+            np.add.at(spent, rows[want_owner], 1.0)
+            np.add.at(budget, want_owner, -1.0)
+            # The new nodes: appended; every fresh row is kept where the pool has room.
+            q_index = len(node_alpha) + np.arange(2 * t_n)
+            node_owner = np.concatenate([node_owner, q_owner])
+            node_alpha = np.concatenate([node_alpha, q_alpha])
+            node_f = np.concatenate([node_f, f[len(lost):]])
+            node_s = np.concatenate([node_s, s[len(lost):]])
+            kept = pool.put(fresh)
+            node_slot = np.concatenate([node_slot, kept[len(lost):]])
+            fresh_of = np.full(len(node_alpha), -1)
+            fresh_of[lost] = np.arange(len(lost))
+            fresh_of[q_index] = len(lost) + np.arange(2 * t_n)
+            node_slot[lost] = kept[:len(lost)]
+            # Each split's change of its probe's attribution: its halves' Simpson sums less its own, from the nodes
+            # lo, q1, mid, q3, hi (coefficients -h/12, h/3, -h/2, h/3, -h/12 of the panel's width h).
+            five = np.stack([tasks[:, 0], q_index[:t_n], tasks[:, 1], q_index[t_n:], tasks[:, 2]], axis=1)
+            h = width[order]
+            coeff = (h[:, None] * np.array([-1 / 12, 1 / 3, -1 / 2, 1 / 3, -1 / 12])).astype(np.float32)
+            slot5 = node_slot[five]
+            for c, x, pooled in zip(current, fresh, pool.arrays or [None] * len(current)):
+                gathered = np.empty((t_n, 5) + x.shape[1:], dtype=np.float32)
+                held = slot5 >= 0
+                if held.any():
+                    gathered[held] = pooled[slot5[held]]
+                if (~held).any():
+                    gathered[~held] = x[fresh_of[five[~held]]]
+                change = np.einsum("tc,tc...->t...", coeff, gathered)
+                np.add.at(c, owner, change)
+            # The split panels give way to their halves.
+            keep = np.ones(len(p_owner), dtype=bool)
+            keep[order] = False
+            p_owner = np.concatenate([p_owner[keep], owner, owner])
+            p_nodes = np.concatenate([p_nodes[keep], five[:, 0:3], five[:, 2:5]])
             touched = np.unique(owner)
             now = _sum_error([c[touched] for c in current], delta[rows[touched]])
-            # Splitting one panel can uncover another's error of opposite sign: keep each probe's best answer.
             better = now < best_error[touched]
             for i, c in zip(live, current):
                 out[i][rows[touched[better]]] = c[touched[better]]
             best_error[touched[better]] = now[better]
             error[rows[touched[better]]] = now[better]
-            active = touched[best_error[touched] > allowed[rows[touched]]]
+            active[:] = False
+            active[touched] = best_error[touched] > allowed[rows[touched]]
+            done = np.zeros(k_n, dtype=bool)
+            done[touched] = ~active[touched]
+            if done.any():
+                gone = done[node_owner]
+                pool.free(node_slot[gone])
+                node_slot[gone] = -1
         return rows[best_error > allowed[rows]]
 
-    def _f_path(self, path, target, probes, alphas) -> np.ndarray:
-        """The explained output at path point `alphas[j]` of probe `probes[j]` (forward only without text)."""
-        inputs, starts, ends = path
-        begin = _rows(starts, probes)
-        points = []
-        for s, e in zip(begin, _rows(ends, probes)):
-            points.append(None if e is None else
-                          s + alphas.astype(np.float32).reshape((-1,) + (1,) * (e.ndim - 1)) * (e - s))
-        rows = np.arange(len(probes))
-        if self.space.has_text:
-            return self.space.gradients(_rows(inputs, probes), points, target[probes])[0].astype(np.float64)
-        return self.model.predict(points)[rows, target[probes]].astype(np.float64)
+    def _evaluate(self, path, target, probes, alphas, base_targets=None):
+        """Gradient rows at path point `alphas[j]` of probe `probes[j]`, in calls of at most `batch_size` rows:
+        (the explained output per row, the directional derivative (gradient . delta) per row, [(rows slice,
+        gradient x delta per input)] per call, the output at the baseline for each of `base_targets`).
 
-    def _panel_attributions(self, path, target, probes, lo, hi, n) -> List[Optional[np.ndarray]]:
-        """Each (probe, [lo, hi]) path panel's attribution with `n` Gauss-Legendre nodes, batched; `path` is
-        (inputs, starts, ends) of every probe."""
+        `base_targets` (no text inputs: the baseline is one row for every probe) appends one baseline row per
+        target to the last call."""
         inputs, starts, ends = path
-        alphas, weights = integration_nodes(n, self.rule)
-        if len(probes) == 0:
-            return [None if e is None else np.zeros((0,) + e.shape[1:], dtype=np.float32) for e in ends]
-        width = hi - lo
-        point = (lo[:, None] + width[:, None] * alphas[None]).astype(np.float32)  # (tasks, n)
-        weight = (width[:, None] * weights[None]).astype(np.float32)
-        per_call = max(1, self.model.batch_size // n)
+        n = len(probes)
+        total = n + (0 if base_targets is None else len(base_targets))
+        f = np.empty(n, dtype=np.float64)
+        s = np.zeros(n, dtype=np.float64)
         parts = []
-        for start in range(0, len(probes), per_call):
-            sl = slice(start, start + per_call)
-            p, m = probes[sl], len(probes[sl])
+        f_base = None
+        for sl in chunks(total, self.model.batch_size):
+            stop = min(sl.stop, n)
+            p = probes[sl.start:stop]
+            a = alphas[sl.start:stop].astype(np.float32)
             begin = _rows(starts, p)
-            deltas = [None if e is None else e[p] - s for e, s in zip(ends, begin)]
-            points = []
-            for s, d in zip(begin, deltas):
-                if d is None:
-                    points.append(None)
-                    continue
-                along = point[sl].reshape((m, n) + (1,) * (d.ndim - 1))
-                points.append((s[:, None] + along * d[:, None]).reshape((m * n,) + d.shape[1:]))
-            _, grads = self.space.gradients(self._path_rows(_rows(inputs, p), n), points, np.repeat(target[p], n))
-            parts.append([None if d is None else np.einsum("mn,mn...->m...", weight[sl], g.reshape((m, n) + d.shape[1:])) * d
-                          for g, d in zip(grads, deltas)])
-        return [None if column[0] is None else np.concatenate(column) for column in zip(*parts)]
+            deltas = [None if e is None else e[p] - b for e, b in zip(ends, begin)]
+            points = [None if d is None else b + a.reshape((-1,) + (1,) * (d.ndim - 1)) * d
+                      for b, d in zip(begin, deltas)]
+            t = target[p]
+            extra = sl.stop - stop
+            if extra:
+                bt = base_targets[len(base_targets) - extra:]
+                points = [None if x is None else np.concatenate([x, np.broadcast_to(st[:1], (extra,) + st.shape[1:])])
+                          for x, st in zip(points, starts)]
+                t = np.concatenate([t, bt]).astype(np.int32)
+            selected, grads = self.space.gradients(self._path_rows(_rows(inputs, p), 1), points, t)
+            selected = np.asarray(selected, dtype=np.float64)
+            if extra:
+                f_base = selected[len(p):] if f_base is None else np.concatenate([f_base, selected[len(p):]])
+            f[sl.start:stop] = selected[:len(p)]
+            gd = [None if d is None else g[:len(p)] * d for g, d in zip(grads, deltas)]
+            for x in gd:
+                if x is not None and len(p):
+                    s[sl.start:stop] += x.reshape(len(p), -1).sum(axis=1, dtype=np.float64)
+            if len(p):
+                parts.append((slice(sl.start, stop), gd))
+        return f, s, parts, f_base
 
     def _path_rows(self, inputs: List[np.ndarray], n: int) -> List[np.ndarray]:
         """Each probe's token ids and held inputs repeated for its `n` path points (the masks follow them); a
@@ -513,3 +612,36 @@ def _sum_error(attributions: List[Optional[np.ndarray]], delta: np.ndarray) -> n
     """|sum of each probe's attributions over every input - delta|."""
     total = sum(a.reshape(len(delta), -1).sum(axis=1, dtype=np.float64) for a in attributions if a is not None)
     return np.abs(total - delta)
+
+
+class _NodePool:
+    """Gradient rows (times the path's delta) of panel nodes, one slot per node, at most `capacity` slots; a
+    node without a slot (-1) is recomputed when a split needs it."""
+
+    def __init__(self, ends, live, capacity: int, most: int):
+        self.capacity = int(min(capacity, most))
+        self.shapes = [(i, ends[i].shape[1:]) for i in live]
+        self.arrays = None
+        self.free_slots: List[int] = []
+        self.used = 0
+
+    def put(self, rows: List[np.ndarray]) -> np.ndarray:
+        """Stores each row of `rows` (one array per input, rows first) while there is room; their slots (-1: not
+        kept)."""
+        n = len(rows[0])
+        reused = self.free_slots[len(self.free_slots) - min(n, len(self.free_slots)):]
+        del self.free_slots[len(self.free_slots) - len(reused):]
+        grown = min(n - len(reused), self.capacity - self.used)
+        slots = np.concatenate([np.asarray(reused, dtype=int), self.used + np.arange(grown),
+                                np.full(n - len(reused) - grown, -1)]).astype(int)
+        self.used += grown
+        if self.arrays is None and self.capacity:
+            self.arrays = [np.empty((self.capacity,) + shape, dtype=np.float32) for _, shape in self.shapes]
+        kept = slots >= 0
+        if kept.any():
+            for a, x in zip(self.arrays, rows):
+                a[slots[kept]] = x[kept]
+        return slots
+
+    def free(self, slots: np.ndarray) -> None:
+        self.free_slots.extend(int(s) for s in np.asarray(slots) if s >= 0)
