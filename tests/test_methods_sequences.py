@@ -185,9 +185,9 @@ def test_kernel_shap_on_a_long_sequence_holds_bounded_host_memory():
         assert values.shape == (n, steps) and np.all(np.isfinite(values))
         peaks.append(peak)
     all_at_once = 8 * (2046 + 2) * x[0].nbytes  # every perturbed row of the 8 probes: 537 MB
-    # Two calls' inputs and one probe's regressions (which run beside the next probe's calls), whatever the
-    # probes: four times the probes hold no more.
-    assert peaks[1] < 1.25 * peaks[0] and peaks[1] < 10 * one_call < all_at_once / 6, (peaks, one_call, all_at_once)
+    # Two calls' inputs and one probe's regressions (which run beside the next probe's calls, so the peak moves
+    # with the threads' timing: 52-69 MB seen), whatever the probes: four times the probes do not double it.
+    assert peaks[1] < 2 * peaks[0] and peaks[1] < 10 * one_call < all_at_once / 6, (peaks, one_call, all_at_once)
 
 
 def test_callback_logs_sequence_maps(tmp_path):
