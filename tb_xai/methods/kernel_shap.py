@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import itertools
 import logging
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import scipy.linalg
 from scipy.linalg import lapack
 
 from tb_xai.methods.coalitions import (
@@ -44,6 +46,11 @@ _SURROGATE_MAX_POINTS = 1024
 #: the background rows, and its ridge (relative to the kernel's diagonal, 1).
 _SURROGATE_LENGTH = 1.0
 _SURROGATE_RIDGE = 1e-3
+#: Above `_SURROGATE_MAX_POINTS` and up to this many sampled model rows, the surrogate is fitted in the span
+#: of `_NYSTROM_CENTRES` of them (`_nystrom_surrogate_regression`), with this jitter on their kernel matrix.
+_NYSTROM_MAX_POINTS = 4096
+_NYSTROM_CENTRES = 512
+_NYSTROM_JITTER = 1e-6
 
 
 class KernelShap(LocalSurrogate):
@@ -322,16 +329,28 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
         spread_rows: the rows whose regressions' variance is estimated; row_weights: (rows,) summing to 1.
         probe: (K,) the probe's features; background: (rows, K) the background rows (tabular only).
     """
-    estimates, row_variance = _regressions(design, values - empty[:, None], full - empty, spread_rows)
+    tabular = probe is not None and design.pairs > 0
+    # The surrogate fitted in the span of some of its points, where the full one costs too much (for budgets
+    # under "auto"'s first one, which never gets here).
+    nystrom = (tabular and _SURROGATE_MAX_POINTS < values.size <= _NYSTROM_MAX_POINTS
+               and values.shape[1] < 2 * len(probe) + 2048)
+    if nystrom:
+        estimates, row_variance, mapping = _regressions_and_map(design, values - empty[:, None], full - empty,
+                                                                spread_rows)
+    else:
+        estimates, row_variance = _regressions(design, values - empty[:, None], full - empty, spread_rows)
     phi = row_weights @ estimates
     # The rows' variances are alike in expectation: those of a few rows stand for all.
     variance = float((row_weights[spread_rows] ** 2) @ row_variance
                      * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
-    if probe is not None and design.pairs > 0 and values.size <= _SURROGATE_MAX_POINTS:
-        surrogate_phi, surrogate_variance = _surrogate_regression(design, values, empty, full, row_weights,
-                                                                  probe, background)
-        if surrogate_variance < variance:
-            return surrogate_phi, surrogate_variance
+    surrogate = None
+    if tabular and values.size <= _SURROGATE_MAX_POINTS:
+        surrogate = _surrogate_regression(design, values, empty, full, row_weights, probe, background)
+    elif nystrom:
+        surrogate = _nystrom_surrogate_regression(design, values, empty, full, row_weights, probe, background,
+                                                  _NYSTROM_CENTRES, mapping)
+    if surrogate is not None and surrogate[1] < variance:
+        return surrogate
     return phi, variance
 
 
@@ -359,6 +378,23 @@ def _product_kernel_shapley(centres: np.ndarray, probe: np.ndarray, row: np.ndar
     return ((p - q) * inner).T
 
 
+def _surrogate_points(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float,
+                      probe: np.ndarray, background: np.ndarray):
+    """The surrogates' data: (the probe and the background rows on features scaled by their spread, the
+    Gaussian kernel's length, every model row of the probe as a point (each row's coalitions row by row, then
+    the background rows, then the probe), and the model's values there)."""
+    masks = design.masks
+    k = masks.shape[2]
+    scale = np.concatenate([background, probe[None]]).astype(np.float64).std(axis=0)
+    scale[~(scale > 0)] = 1.0
+    x = probe.astype(np.float64) / scale
+    b = background.astype(np.float64) / scale
+    length = _SURROGATE_LENGTH * np.sqrt(k)
+    points = np.concatenate([np.where(masks, x, b[:, None]).reshape(-1, k), b, x[None]])
+    target = np.concatenate([values.ravel(), empty, [full]]).astype(np.float64)
+    return x, b, length, points, target
+
+
 def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float,
                           row_weights: np.ndarray, probe: np.ndarray,
                           background: np.ndarray) -> Tuple[np.ndarray, float]:
@@ -378,15 +414,8 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     G^-1_jj the leave-out residual). It overestimates a little (measured 0.7-0.86 of the real error's root
     mean square over its own).
     """
-    rows, s, k = design.masks.shape
-    masks = design.masks
-    scale = np.concatenate([background, probe[None]]).astype(np.float64).std(axis=0)
-    scale[~(scale > 0)] = 1.0
-    x = probe.astype(np.float64) / scale
-    b = background.astype(np.float64) / scale
-    length = _SURROGATE_LENGTH * np.sqrt(k)
-    points = np.concatenate([np.where(masks, x, b[:, None]).reshape(-1, k), b, x[None]])
-    target = np.concatenate([values.ravel(), empty, [full]]).astype(np.float64)
+    rows, s, k = len(design.relabel), len(design.weights), len(probe)
+    x, b, length, points, target = _surrogate_points(design, values, empty, full, probe, background)
     sampled, total = rows * s, len(points)
     mean = target.mean()
     gram = _gaussian_kernel(points, points, length)
@@ -416,8 +445,91 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     return phi, float((units - 1) / units * np.sum(influence ** 2))
 
 
+def _nystrom_surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float,
+                                  row_weights: np.ndarray, probe: np.ndarray, background: np.ndarray,
+                                  centres: int, mapping: Tuple[np.ndarray, np.ndarray]) -> Tuple[np.ndarray, float]:
+    """`_surrogate_regression` for more sampled model rows than its full kernel system affords: the kernel
+    ridge is fitted on every model row, but in the span of `centres` of them (the Nystrom / subset-of-
+    regressors fit: the background rows, the probe and evenly spaced sampled points), and its residuals at
+    every model row go through each row's regression, so the estimate stays efficient exactly.
+
+    The variance is the jackknife's as in `_surrogate_regression`, with the whole estimator's weights: it is
+    linear in the values, W y, where W is the surrogate's Shapley weights plus the rows' regressions applied
+    to what the fit leaves (both parts count here, since the fit no longer nearly interpolates), and point
+    j's influence is W_j times its leave-out residual r_j / (1 - h_jj), h the fit's hat matrix.
+    """
+    rows, s, k = len(design.relabel), len(design.weights), len(probe)
+    x, b, length, points, target = _surrogate_points(design, values, empty, full, probe, background)
+    sampled, total = rows * s, len(points)
+    mean = target.mean()
+    chosen = np.unique(np.linspace(0, sampled - 1, max(1, min(sampled, centres - rows - 1))).round().astype(np.int64))
+    chosen = np.concatenate([chosen, np.arange(sampled, total)])
+    cross = _gaussian_kernel(points, points[chosen], length)  # (n, m)
+    inner = cross[chosen].copy()
+    inner[np.diag_indices(len(chosen))] += _NYSTROM_JITTER
+    factor, info = lapack.dpotrf(inner, lower=1, overwrite_a=1)  # K_mm = L L'
+    if info != 0:
+        return np.zeros(k), np.inf
+    lower = np.tril(factor)
+    features = scipy.linalg.solve_triangular(lower, cross.T, lower=True).T  # Phi = K_nm L^-T: Phi Phi' ~ K
+    system = features.T @ features
+    system[np.diag_indices(len(chosen))] += _SURROGATE_RIDGE
+    upper, info = lapack.dpotrf(system, lower=0, overwrite_a=1)  # Phi'Phi + ridge = R'R
+    if info != 0:
+        return np.zeros(k), np.inf
+    upper = np.triu(upper)
+    psi = scipy.linalg.solve_triangular(upper, features.T, trans="T", lower=False).T  # Phi R^-1: hat = Psi Psi'
+    fitted = psi @ (psi.T @ (target - mean))
+    residual = target - mean - fitted
+    leverage = np.einsum("ij,ij->i", psi, psi)
+    basis = sum(w * _product_kernel_shapley(points[chosen], x, b[r], length) for r, w in enumerate(row_weights) if w)
+    # The surrogate's coefficients on its centres are beta = L^-T R^-1 Psi' (y - mean): its Shapley weights
+    # on Psi' (y - mean) are B L^-T R^-1.
+    basis = scipy.linalg.solve_triangular(lower, basis.T, lower=True)
+    basis = scipy.linalg.solve_triangular(upper, basis, lower=False, trans="T").T
+
+    mapping, offset = mapping
+
+    def corrections(v: np.ndarray) -> np.ndarray:  # (n, c) -> (K, c): the weighted rows' regressions of v
+        v = v.reshape(total, -1)
+        y = v[:sampled].reshape(rows, s, -1) - v[sampled:sampled + rows][:, None]
+        ends = v[-1][None] - v[sampled:sampled + rows]
+        base = np.einsum("ks,rsc->rkc", mapping, y) + offset[None, :, None] * ends[:, None]
+        return sum(w * base[r][design.relabel[r]] for r, w in enumerate(row_weights) if w)
+
+    phi = basis @ (psi.T @ (target - mean)) + corrections(residual)[:, 0]
+    # W = (B L^-T R^-1 - C Psi) Psi' + C on the sampled points (C: the weighted rows' regressions).
+    left = basis - corrections(psi)
+    weight = left @ psi[:sampled].T  # (K, rows s)
+    # ... and the targets' mean, which every point moves (the rows' regressions take no constant from it).
+    weight -= (left @ psi.sum(axis=0))[:, None] / total
+    weight = weight.reshape(k, rows, s)
+    for r, w in enumerate(row_weights):
+        weight[:, r] += w * mapping[design.relabel[r]]
+    loo = residual[:sampled] / np.maximum(1.0 - leverage[:sampled], 1e-6)
+    influence = (weight * loo.reshape(rows, s)[None])[:, :, design.listed:].reshape(k, -1)
+    units = influence.shape[1]
+    if units < 2:
+        return phi, 0.0
+    influence = influence - influence.mean(axis=1, keepdims=True)
+    return phi, float((units - 1) / units * np.sum(influence ** 2))
+
+
+def _regressions_and_map(design: CoalitionDesign, y: np.ndarray, total: np.ndarray, spread_rows: np.ndarray
+                         ) -> Tuple[np.ndarray, np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """`_regressions`, and the same regressions as a linear map on base labels, from one system: (M (K, S),
+    t (K,)) such that row r's estimate is (M y_r + t total_r)[relabel[r]]."""
+    rows = len(y)
+    s, k = design.base.shape
+    relabel = np.concatenate([design.relabel, np.tile(np.arange(k), (s + 1, 1))])
+    unit = np.vstack([y, np.eye(s), np.zeros((1, s))])
+    estimates, variance = _regressions(dataclasses.replace(design, relabel=relabel), unit,
+                                       np.concatenate([total, np.zeros(s), [1.0]]), spread_rows, rows=rows)
+    return estimates[:rows], variance, (estimates[rows:rows + s].T.copy(), estimates[-1].copy())
+
+
 def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
-                 spread_rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+                 spread_rows: np.ndarray, rows: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Each background row's Shapley values from its coalition values, and their sampling variance: the
     third-order regression (`_cubic_regressions`) where the features are few enough for its terms, the
     sampled pairs many enough to estimate them and the rows' pairs together at least as many as its terms,
@@ -433,11 +545,12 @@ def _regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray,
         (attributions (rows, K), the variances of the `spread_rows` rows' attributions summed over features).
     """
     k = design.base.shape[1]
+    rows = len(y) if rows is None else rows
     terms = k + k * (k - 1) * (k - 2) // 6
     # The third-order system costs terms^3 per probe, shared by its rows: worth it where the rows' sampled
     # pairs together outnumber its terms (not, e.g., for one fill row per image, whose model rows are few).
     if (3 <= k <= _CUBIC_MAX_FEATURES and design.pairs >= _CUBIC_PAIRS_PER_FEATURE * k
-            and len(y) * design.pairs >= terms):
+            and rows * design.pairs >= terms):
         return _cubic_regressions(design, y, total, spread_rows)
     return _linear_regressions(design, y, total, spread_rows)
 
