@@ -47,7 +47,8 @@ _SURROGATE_MAX_POINTS = 1024
 _SURROGATE_LENGTH = 1.0
 _SURROGATE_RIDGE = 1e-3
 #: Above `_SURROGATE_MAX_POINTS` and up to this many sampled model rows, the surrogate is fitted in the span
-#: of `_NYSTROM_CENTRES` of them (`_nystrom_surrogate_regression`), with this jitter on their kernel matrix.
+#: of `_NYSTROM_CENTRES` of them (`_nystrom_surrogate_regression`; its cost is the points x centres^2 per
+#: probe), with this jitter on their kernel matrix. Measured: 256 centres gained little, 1,024 cost 3x 512.
 _NYSTROM_MAX_POINTS = 4096
 _NYSTROM_CENTRES = 512
 _NYSTROM_JITTER = 1e-6
@@ -67,7 +68,9 @@ class KernelShap(LocalSurrogate):
     probe with at most `_SURROGATE_MAX_POINTS` sampled model rows, a kernel-ridge surrogate of the model in
     input space, fitted on every background row's values together, replaces the rows' regressions where its
     estimated variance is the smaller (see `_surrogate_regression`): a third to a quarter of shap's error
-    at 50-128 coalitions with 8 background rows.
+    at 50-128 coalitions with 8 background rows; up to `_NYSTROM_MAX_POINTS`, for budgets under "auto"'s
+    first one, the same surrogate fitted in the span of `_NYSTROM_CENTRES` of its points
+    (`_nystrom_surrogate_regression`).
 
     Cost: (coalitions + 1) x background rows + 1 model evaluations per probe (2088 coalitions x 50 rows =
     104k rows for 20 features), all forward passes.
@@ -320,7 +323,8 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
     """One probe's attributions (K,) and their estimated variance (summed over features): the weighted mean
     of the background rows' regressions (`_regressions`); for a tabular probe (`probe` and its `background`
     rows given) with few sampled model rows, the kernel-ridge surrogate's estimate
-    (`_surrogate_regression`) instead where its estimated variance is the smaller.
+    (`_surrogate_regression`, or `_nystrom_surrogate_regression` over `_SURROGATE_MAX_POINTS`) instead where
+    its estimated variance is the smaller.
 
     Args:
         design: the probe's coalitions.
