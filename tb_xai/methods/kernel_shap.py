@@ -335,9 +335,10 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
     """
     tabular = probe is not None and design.pairs > 0
     # The surrogate fitted in the span of some of its points, where the full one costs too much (for budgets
-    # under "auto"'s first one, which never gets here).
+    # under "auto"'s first one, which never gets here, and background rows, always centres, few enough to
+    # leave half the centres to the sampled points).
     nystrom = (tabular and _SURROGATE_MAX_POINTS < values.size <= _NYSTROM_MAX_POINTS
-               and values.shape[1] < 2 * len(probe) + 2048)
+               and values.shape[1] < 2 * len(probe) + 2048 and 2 * len(values) < _NYSTROM_CENTRES)
     if nystrom:
         estimates, row_variance, mapping = _regressions_and_map(design, values - empty[:, None], full - empty,
                                                                 spread_rows)
