@@ -452,7 +452,16 @@ def method_history(run: Run, method: str, logged: Optional[dict] = None) -> find
         sizes.append((ref.info.input_name, maps[-1].shape[2]))
     if logged is None:
         logged = logged_figures(run).get(method, {})
-    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged, sizes)
+    shared = {"floor_cache": floors_cache(parts[0][1])} if len(parts) == 1 else {}
+    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged, sizes,
+                                      **shared)
+
+
+def floors_cache(series: TagSeries) -> dict:
+    """The noise floors (`findings_lib.bootstrap_floors`) of the maps of every step of `series`, by ``("floors",
+    k)``: kept with the series, so they live as long as this version of the tag; shared by the stability view's
+    noise band and the findings and quality figures of a method with one input."""
+    return series.derived.setdefault(("floors",), {})
 
 
 def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None) -> dict:
@@ -533,7 +542,7 @@ def noise_floor(
     target: Optional[int] = None,
 ) -> dict:
     """The noise band of `stability`: at each of its steps, how far the importance ranking of `input_name`
-    moves when the probe set is resampled (`findings_lib.bootstrap_floor` over the probes `importance` counts),
+    moves when the probe set is resampled (`findings_lib.bootstrap_floors` over the probes `importance` counts),
     and, for sampling methods, the between-seed agreement the callback logged (held from the step it was last
     logged, its first value before that, as findings use it; NaN for a method without seed figures).
 
@@ -543,14 +552,17 @@ def noise_floor(
     ref, full = attribution(run, method, input_name)
     key = ("noise_floor", k, target, run.index.targets.version if target is not None and run.index.targets else None)
     known = full.derived.get(key)
+    if known is None and target is None:
+        known = floors_cache(full).get(("floors", k))  # the findings' or quality figures' floors, if computed
     if known is None:
         maps = findings_lib.as_maps(full.values, ref.info.modality) if full.steps.size else np.zeros((0, 0, 0))
-        counted = aligned_targets(run, full) == target if target is not None else None
-        floors = [findings_lib.bootstrap_floor(m if counted is None else m[counted[i]], k) for i, m in enumerate(maps)]
-        known = {name: np.array([f[name] for f in floors], dtype=np.float64)
-                 for name in ("spearman_floor", "ndcg_floor")}
-        if len(full.derived) < 64:  # as `importance`: a few views per tag
-            full.derived[key] = known
+        if target is None:
+            known = floors_cache(full).setdefault(("floors", k), findings_lib.bootstrap_floors(maps, k))
+        else:
+            counted = aligned_targets(run, full) == target
+            known = findings_lib.bootstrap_floors([m[counted[i]] for i, m in enumerate(maps)], k)
+            if len(full.derived) < 64:  # as `importance`: a few views per tag
+                full.derived[key] = known
     logged = logged_figures(run).get(method, {})
     seeds = {name: findings_lib.logged_at(logged.get(name), full.steps, fill=True)
              for name in ("seed_spearman", "seed_ndcg")}
