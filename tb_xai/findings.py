@@ -130,29 +130,8 @@ def _stable_descending(rows: np.ndarray) -> np.ndarray:
     return order
 
 
-def _rank_rows(rows: np.ndarray, order=None) -> np.ndarray:
-    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`);
-    `order`: an ascending argsort of the rows, when the caller has one (tied values in any order)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    if rows.ndim != 2 or rows.shape[1] == 0:
-        return np.zeros(rows.shape)
-    b, f = rows.shape
-    # Not a stable sort: tied values all get their group's average rank, whatever their order within it.
-    order = np.argsort(rows, axis=1) if order is None else order
-    ordered = np.take_along_axis(rows, order, axis=1)
-    new_group = np.ones((b, f), dtype=bool)
-    new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ranks = np.empty((b, f))
-    if new_group.all():  # no ties (the usual case for real-valued maps): each value's rank is its position + 1
-        ranks[np.arange(b)[:, None], order] = np.arange(1.0, f + 1.0)
-        return ranks
-    position = np.broadcast_to(np.arange(f), (b, f))
-    ends_group = np.ones((b, f), dtype=bool)
-    ends_group[:, :-1] = new_group[:, 1:]
-    first = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends_group, position, f - 1)[:, ::-1], axis=1)[:, ::-1]
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
-    return ranks
+#: Ranks within each row (`tb_xai.aggregate.rank_rows`: one rule for the stability view and these figures).
+_rank_rows = aggregate.rank_rows
 
 
 def _spearman_rows(reference: np.ndarray, rows: np.ndarray, order=None) -> np.ndarray:

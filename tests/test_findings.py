@@ -304,3 +304,20 @@ def test_findings_are_ordered_by_step_and_validated():
         F.Thresholds(drift=2)
     with pytest.raises(ValueError, match="patience must be an integer >= 1; received: 0"):
         F.Thresholds(patience=0)
+
+
+def test_rank_stability_of_every_step_at_once_equals_each_pair_alone_exactly():
+    from tb_xai import aggregate
+    rng = np.random.default_rng(3)
+    importance = np.concatenate([rng.random((6, 7)), rng.integers(0, 3, (6, 7)).astype(float), np.ones((1, 7))])
+    importance[4, 2] = np.nan  # no figures at this step, nor at the next one's comparison with it
+    out = aggregate.rank_stability(importance, 3)
+    last = importance[-1]
+    expected = {
+        "spearman_last": [aggregate.spearman(row, last) for row in importance],
+        "topk_last": [aggregate.top_k_overlap(row, last, 3) for row in importance],
+        "spearman_previous": [np.nan] + [aggregate.spearman(a, b) for a, b in zip(importance, importance[1:])],
+        "topk_previous": [np.nan] + [aggregate.top_k_overlap(a, b, 3) for a, b in zip(importance, importance[1:])],
+    }
+    for name, values in expected.items():
+        np.testing.assert_array_equal(out[name], values, err_msg=name)
