@@ -329,9 +329,18 @@ def rank_rows(rows: np.ndarray, order=None) -> np.ndarray:
     new_group = np.ones((b, f), dtype=bool)
     new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     ranks = np.empty((b, f))
-    if new_group.all():  # no ties (the usual case for real-valued maps): each value's rank is its position + 1
-        ranks[np.arange(b)[:, None], order] = np.arange(1.0, f + 1.0)
-        return ranks
+    # Without ties (the usual case for real-valued maps) each value's rank is its position + 1.
+    ranks[np.arange(b)[:, None], order] = np.arange(1.0, f + 1.0)
+    tied = ~new_group.all(axis=1)
+    if tied.any():  # the rows with ties, alone: each tie group's average rank
+        ranks[tied] = _tied_ranks(new_group[tied], order[tied])
+    return ranks
+
+
+def _tied_ranks(new_group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """`rank_rows` of rows with ties: `new_group` marks, in sorted order, where a group of equal values starts."""
+    b, f = order.shape
+    ranks = np.empty((b, f))
     position = np.broadcast_to(np.arange(f), (b, f))
     ends_group = np.ones((b, f), dtype=bool)
     ends_group[:, :-1] = new_group[:, 1:]

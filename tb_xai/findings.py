@@ -391,6 +391,7 @@ def figures(
     k: int = aggregate.DEFAULT_K,
     reference_step: Optional[int] = None,
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    floors: Optional[Mapping[str, np.ndarray]] = None,
 ) -> Dict[str, np.ndarray]:
     """`step_figures` at every logged step of one method.
 
@@ -401,6 +402,8 @@ def figures(
         reference_step: the step ``ndcg_reference`` compares with (the first logged step by default); steps
             before it compare with it too.
         bootstrap_samples: probe sets resampled per step for the floor.
+        floors: ``ndcg_floor`` and ``spearman_floor`` of these maps at this k and `bootstrap_samples`, when the
+            caller has them (`MethodHistory.floors`); computed here otherwise.
 
     Returns:
         ``steps`` (int64) and one float64 ``[steps]`` array per name in `FIGURES`.
@@ -415,7 +418,8 @@ def figures(
     importance = maps.mean(axis=1)
     ref = importance[reference_index(steps, reference_step)]
     # `step_figures` at each step, the noise floor of every step at once (`bootstrap_floors`: the same values).
-    out.update(bootstrap_floors(maps, k, bootstrap_samples))
+    floors = bootstrap_floors(maps, k, bootstrap_samples) if floors is None else floors
+    out.update({name: np.asarray(floors[name], dtype=np.float64) for name in ("ndcg_floor", "spearman_floor")})
     for i in range(len(steps)):
         row = _drift_figures(maps[i], importance[i - 1] if i else None, ref, k)
         row.update(concentration(maps[i]))

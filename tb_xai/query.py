@@ -11,6 +11,7 @@ Lookups raise :class:`~tb_xai.runmodel.NotFound` (a ``KeyError``) or :class:`~tb
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Optional
 
 import numpy as np
@@ -460,7 +461,8 @@ def method_history(run: Run, method: str, logged: Optional[dict] = None) -> find
 def floors_cache(series: TagSeries) -> dict:
     """The noise floors (`findings_lib.bootstrap_floors`) of the maps of every step of `series`, by ``("floors",
     k)``: kept with the series, so they live as long as this version of the tag; shared by the stability view's
-    noise band and the findings and quality figures of a method with one input."""
+    noise band and the findings and quality figures of a method with one input (and, under ``"computing"``, the
+    lock the noise band holds while it computes them)."""
     return series.derived.setdefault(("floors",), {})
 
 
@@ -476,7 +478,7 @@ def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_st
 
 
 def _metrics_of(history: findings_lib.MethodHistory, k: int, reference_step: Optional[int]) -> dict:
-    out = findings_lib.figures(history.steps, history.maps, k, reference_step)
+    out = findings_lib.figures(history.steps, history.maps, k, reference_step, floors=history.floors(k))
     for group in ("faithfulness", "seeds", "sanity"):
         for figure in quality_lib.FIGURES[group]:
             out[figure] = history.logged_at(figure)
@@ -552,21 +554,25 @@ def noise_floor(
     ref, full = attribution(run, method, input_name)
     key = ("noise_floor", k, target, run.index.targets.version if target is not None and run.index.targets else None)
     known = full.derived.get(key)
-    if known is None and target is None:
-        known = floors_cache(full).get(("floors", k))  # the findings' or quality figures' floors, if computed
+    if known is None and target is None:  # shared with the findings and quality figures (`floors_cache`)
+        cache = floors_cache(full)
+        with cache.setdefault("computing", threading.Lock()):  # a second request waits for the first's floors
+            known = cache.get(("floors", k))
+            if known is None:
+                known = cache[("floors", k)] = findings_lib.bootstrap_floors(_maps_of(ref, full), k)
     if known is None:
-        maps = findings_lib.as_maps(full.values, ref.info.modality) if full.steps.size else np.zeros((0, 0, 0))
-        if target is None:
-            known = floors_cache(full).setdefault(("floors", k), findings_lib.bootstrap_floors(maps, k))
-        else:
-            counted = aligned_targets(run, full) == target
-            known = findings_lib.bootstrap_floors([m[counted[i]] for i, m in enumerate(maps)], k)
-            if len(full.derived) < 64:  # as `importance`: a few views per tag
-                full.derived[key] = known
+        counted = aligned_targets(run, full) == target
+        known = findings_lib.bootstrap_floors([m[counted[i]] for i, m in enumerate(_maps_of(ref, full))], k)
+        if len(full.derived) < 64:  # as `importance`: a few views per tag
+            full.derived[key] = known
     logged = logged_figures(run).get(method, {})
     seeds = {name: findings_lib.logged_at(logged.get(name), full.steps, fill=True)
              for name in ("seed_spearman", "seed_ndcg")}
     return {"steps": full.steps, **known, **seeds}
+
+
+def _maps_of(ref: TagRef, full: TagSeries) -> np.ndarray:
+    return findings_lib.as_maps(full.values, ref.info.modality) if full.steps.size else np.zeros((0, 0, 0))
 
 
 def open_view(run: Run, finding: dict) -> dict:
