@@ -269,14 +269,14 @@ def _floors(maps: np.ndarray, k: int, samples: int, seed: int) -> np.ndarray:
     resampled = (_resample_counts(seed, samples, probes) @ maps.transpose(1, 0, 2).reshape(probes, -1))
     resampled = resampled.reshape(samples, steps, features)
     block = max(1, _RANK_BLOCK // max(1, samples * features))
-    return np.concatenate([_ranked_floors(importance[i:i + block], resampled[:, i:i + block] / probes, k)
+    # Divided by -probes: exactly the negated importances (IEEE division is symmetric in sign), in one pass.
+    return np.concatenate([_ranked_floors(importance[i:i + block], resampled[:, i:i + block] / -probes, k)
                            for i in range(0, steps, block)], axis=1)
 
 
-def _ranked_floors(importance: np.ndarray, resampled: np.ndarray, k: int) -> np.ndarray:
-    """``[2, S]`` floors from the importance ``[S, F]`` and the resampled importances ``[samples, S, F]``."""
-    samples, steps, features = resampled.shape
-    negated = -resampled
+def _ranked_floors(importance: np.ndarray, negated: np.ndarray, k: int) -> np.ndarray:
+    """``[2, S]`` floors from the importance ``[S, F]`` and the negated resampled importances ``[samples, S, F]``."""
+    samples, steps, features = negated.shape
     # An unstable sort of every resampled importance: a row without two equal values has only one order, so its
     # first k are the stable top k and position j holds rank `features - j`. Rows with ties are redone below.
     descending = np.argsort(negated, axis=-1)
@@ -295,11 +295,11 @@ def _ranked_floors(importance: np.ndarray, resampled: np.ndarray, k: int) -> np.
     with np.errstate(invalid="ignore", divide="ignore"):
         spearman = np.clip(numerator / np.sqrt((reference * reference).sum(axis=-1) * (position @ position)), -1, 1)
     if tied.any():
-        rows, at = resampled[tied], np.nonzero(tied)[1]
+        rows, at = -negated[tied], np.nonzero(tied)[1]
         top = top.copy()
         top[tied] = _top_k_rows(rows, k)
         spearman[tied] = _spearman_rows(importance[at], rows, descending[tied][:, ::-1])
-    ndcg = _ndcg_rows(importance, resampled, k, top)
+    ndcg = _ndcg_rows(importance, None, k, top)
     both = np.stack([ndcg, spearman])  # [2, samples, steps]
     floors = np.quantile(both, FLOOR_QUANTILE, axis=1)
     for figure, step in zip(*np.nonzero(~np.isfinite(both).all(axis=1))):  # NaN resamples left out
