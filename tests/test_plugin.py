@@ -691,6 +691,16 @@ def test_an_evolution_answer_prepares_its_methods_noise_floor_in_the_background(
     # The stability view's band is those floors, not computed again, and the tag was read once.
     assert query.noise_floor(run, "ig", k=aggregate.DEFAULT_K)["ndcg_floor"] is prepared["ndcg_floor"]
     assert data.reads[ref.tag] == 1
+    # Once the stability view is asked for another k, the next views prepare that k too (the latest first).
+    data.list_scalars = lambda *args, **kwargs: {}
+    stability = werkzeug_test.Client(xai.get_plugin_apps()["/stability"])
+    assert stability.get("/stability?run=exp1/xai&method=ig&k=2").status_code == 200
+    assert xai._stability_ks == [aggregate.DEFAULT_K, 2]
+    query.floors_cache(full).pop(("floors", 2))
+    probe = werkzeug_test.Client(xai.get_plugin_apps()["/probe"])
+    assert probe.get("/probe?run=exp1/xai&method=ig&probe=1").status_code == 200
+    xai._background.submit(lambda: None).result(timeout=60)
+    assert set(query.floors_cache(full)) >= {("floors", 2), ("floors", aggregate.DEFAULT_K)}
     xai._background.shutdown()
 
 

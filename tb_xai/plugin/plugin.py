@@ -79,6 +79,8 @@ class XaiPlugin(base_plugin.TBPlugin):
                                                  serve_from_files=getattr(context, "multiplexer", None) is not None)
         self._prepared: set = set()
         self._prepared_lock = threading.Lock()
+        # The k the stability view was last asked for (the dashboard's own default first), latest last.
+        self._stability_ks = [aggregate.DEFAULT_K]
         self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tb_xai-floors")
 
     def get_plugin_apps(self):
@@ -119,29 +121,44 @@ class XaiPlugin(base_plugin.TBPlugin):
                    tuple(sorted(request.args.items(multi=True))), run_version(run.index),
                    self._quality_scalar_version(request, run.name) if scalars else None)
             body = self._answers.get(key, lambda: _encode(answer(run, request.args)))
+            if answer is stability_request:
+                self._remember_k(request.args)
             if answer in PREPARING:
                 self._prepare(run, request.args)
             return http_util.Respond(request, body, "application/json")
 
         return route
 
-    def _prepare(self, run: Run, args) -> None:
-        """After a view of one method's attributions (its tag now read), that method's noise floor at the view's
-        k (the stability view's band; the findings' floors of a one-input method) is computed in the background,
-        one at a time, once per run version, method, input and k: the stability view opened next finds it."""
-        method = args.get("method")
+    def _remember_k(self, args) -> None:
         try:
             k = _k(args)
         except errors.InvalidArgumentError:
             return
-        key = (run.name, run_version(run.index), method, args.get("input"), k)
         with self._prepared_lock:
-            if method is None or key in self._prepared:
-                return
-            if len(self._prepared) >= MAX_PREPARED:
-                self._prepared.clear()
-            self._prepared.add(key)
-        self._background.submit(_prepare_noise_floor, run, method, args.get("input"), k)
+            if self._stability_ks[-1] != k:
+                self._stability_ks = [x for x in self._stability_ks if x != k][-1:] + [k]
+
+    def _prepare(self, run: Run, args) -> None:
+        """After a view of one method's attributions (its tag now read), that method's noise floor (the stability
+        view's band; the findings' floors of a one-input method) is computed in the background, one at a time,
+        once per run version, method, input and k: the stability view opened next finds it. At the request's k
+        if it names one, else at the last two the stability view was asked for (the server's default before)."""
+        method = args.get("method")
+        if method is None:
+            return
+        try:
+            ks = [_k(args)] if "k" in args else None
+        except errors.InvalidArgumentError:
+            return
+        with self._prepared_lock:
+            for k in ks or self._stability_ks[::-1]:
+                key = (run.name, run_version(run.index), method, args.get("input"), k)
+                if key in self._prepared:
+                    continue
+                if len(self._prepared) >= MAX_PREPARED:
+                    self._prepared.clear()
+                self._prepared.add(key)
+                self._background.submit(_prepare_noise_floor, run, method, args.get("input"), k)
 
     def _quality_scalar_version(self, request, run: str) -> str:
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
