@@ -183,13 +183,15 @@ def _paired_unit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(np.einsum("pf,pf->p", a, b), -1.0, 1.0)
 
 
-def as_maps(attributions: np.ndarray, modality: str) -> np.ndarray:
-    """``[steps, probes, *attribution_shape]`` -> ``[steps, probes, features]`` |attribution| maps, float64."""
+def as_maps(attributions: np.ndarray, modality: str, dtype=np.float64) -> np.ndarray:
+    """``[steps, probes, *attribution_shape]`` -> ``[steps, probes, features]`` |attribution| maps, float64 (or
+    `dtype`; None: the attributions' own, for a caller that converts them itself, see `bootstrap_floors`)."""
     values = np.asarray(attributions)
     if values.ndim < 3:
         raise ValueError(f"attributions must be [steps, probes, *attribution_shape]; received shape {values.shape}")
     maps = aggregate.to_maps(values, values.shape[2:], modality, signed=False)
-    return maps.reshape(values.shape[0], values.shape[1], -1).astype(np.float64)
+    maps = maps.reshape(values.shape[0], values.shape[1], -1)
+    return maps if dtype is None else maps.astype(dtype)
 
 
 # ------------------------------------------------------------------------------------------- per-step figures
@@ -228,13 +230,14 @@ def bootstrap_floors(
     importance), in blocks of at most `_FLOOR_BLOCK` values.
 
     Args:
-        maps: ``[steps, probes, features]``, or a sequence of ``[probes_i, features]`` (a probe subset per step).
+        maps: ``[steps, probes, features]``, or a sequence of ``[probes_i, features]`` (a probe subset per step);
+            any float type (float32 maps are converted to float64 once, step block by step block).
         k, samples, seed: as in `bootstrap_floor`.
     """
     k = _check_k(k)
     samples, seed = int(samples), int(seed)
     if isinstance(maps, np.ndarray) and maps.ndim == 3:
-        steps = np.asarray(maps, dtype=np.float64)
+        steps = maps if maps.dtype.kind == "f" else maps.astype(np.float64)
         usable = np.isfinite(steps).all(axis=(1, 2)) if steps.shape[1] >= 2 else np.zeros(len(steps), dtype=bool)
         groups = {steps.shape[1:]: np.flatnonzero(usable)}
     else:
@@ -263,10 +266,12 @@ def bootstrap_floors(
 def _floors(maps: np.ndarray, k: int, samples: int, seed: int) -> np.ndarray:
     """``[2, S]``: `bootstrap_floor`'s nDCG and Spearman floors of ``[S, probes >= 2, features]`` finite maps."""
     steps, probes, features = maps.shape
-    importance = maps.mean(axis=1)
+    by_probe = np.empty((probes, steps, features))
+    by_probe[...] = maps.transpose(1, 0, 2)  # one pass: float64 (if not already), probes first
+    importance = by_probe.mean(axis=0)  # summed over probes in order, as maps.mean(axis=1)
     # One matrix product for every step: [samples, probes] x [probes, steps * features] -> [samples, steps, features]
     # (one BLAS call: its threads start once), then the ranking, a few steps at a time (in cache).
-    resampled = (_resample_counts(seed, samples, probes) @ maps.transpose(1, 0, 2).reshape(probes, -1))
+    resampled = _resample_counts(seed, samples, probes) @ by_probe.reshape(probes, -1)
     resampled = resampled.reshape(samples, steps, features)
     block = max(1, _RANK_BLOCK // max(1, samples * features))
     # Divided by -probes: exactly the negated importances (IEEE division is symmetric in sign), in one pass.

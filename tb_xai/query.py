@@ -572,7 +572,8 @@ def noise_floor(
 
 
 def _maps_of(ref: TagRef, full: TagSeries) -> np.ndarray:
-    return findings_lib.as_maps(full.values, ref.info.modality) if full.steps.size else np.zeros((0, 0, 0))
+    """The |maps| `bootstrap_floors` reads, in the logged float type (it converts them to float64 itself)."""
+    return findings_lib.as_maps(full.values, ref.info.modality, dtype=None) if full.steps.size else np.zeros((0, 0, 0))
 
 
 def open_view(run: Run, finding: dict) -> dict:

@@ -101,6 +101,12 @@ def test_bootstrap_floors_of_every_step_at_once_equal_each_step_alone_exactly(ca
             patch.setattr(F, name, value)
         blocked = F.bootstrap_floors(maps, k)
     np.testing.assert_array_equal(np.stack([blocked["ndcg_floor"], blocked["spearman_floor"]]), alone)
+    # Float32 maps (as logged) are converted inside: the same floors as from their float64 copy.
+    if case in ("distinct", "counts"):
+        single = F.bootstrap_floors(maps.astype(np.float32), k)
+        again = F.bootstrap_floors(maps.astype(np.float32).astype(np.float64), k)
+        for name in single:
+            np.testing.assert_array_equal(single[name], again[name])
     # And they are the floors as defined, computed one resample at a time, to float rounding.
     plain = np.array([_plain_bootstrap_floor(m, k) if np.isfinite(m).all() else [np.nan, np.nan] for m in maps]).T
     np.testing.assert_allclose(alone, plain, rtol=0, atol=1e-12)
