@@ -316,6 +316,40 @@ def rankdata(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def rank_rows(rows: np.ndarray, order=None) -> np.ndarray:
+    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (each row as `rankdata`);
+    `order`: an ascending argsort of the rows, when the caller has one (tied values in any order)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        return np.zeros(rows.shape)
+    b, f = rows.shape
+    # Not a stable sort: tied values all get their group's average rank, whatever their order within it.
+    order = np.argsort(rows, axis=1) if order is None else order
+    ordered = np.take_along_axis(rows, order, axis=1)
+    new_group = np.ones((b, f), dtype=bool)
+    new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ranks = np.empty((b, f))
+    # Without ties (the usual case for real-valued maps) each value's rank is its position + 1.
+    ranks[np.arange(b)[:, None], order] = np.arange(1.0, f + 1.0)
+    tied = ~new_group.all(axis=1)
+    if tied.any():  # the rows with ties, alone: each tie group's average rank
+        ranks[tied] = _tied_ranks(new_group[tied], order[tied])
+    return ranks
+
+
+def _tied_ranks(new_group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """`rank_rows` of rows with ties: `new_group` marks, in sorted order, where a group of equal values starts."""
+    b, f = order.shape
+    ranks = np.empty((b, f))
+    position = np.broadcast_to(np.arange(f), (b, f))
+    ends_group = np.ones((b, f), dtype=bool)
+    ends_group[:, :-1] = new_group[:, 1:]
+    first = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends_group, position, f - 1)[:, ::-1], axis=1)[:, ::-1]
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two 1-D arrays; NaN if either is constant or holds a non-finite value."""
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
@@ -368,27 +402,38 @@ def rank_stability(importance: np.ndarray, k: int) -> dict:
         raise ValueError(f"importance must be [steps, features]; received shape {values.shape}")
     if k < 1:
         raise ValueError(f"k must be at least 1; received k={k}")
-    steps = values.shape[0]
-    k = min(k, values.shape[1])
-    # Ranks and top-k sets once per step: images have thousands of features.
-    finite = np.isfinite(values).all(axis=1)
-    ranks = [rankdata(row) if ok else None for row, ok in zip(values, finite)]
-    tops = [set(top_k(row, k).tolist()) if ok else None for row, ok in zip(values, finite)]
-
-    def compare(i: int, j: int) -> tuple[float, float]:
-        if ranks[i] is None or ranks[j] is None:
-            return float("nan"), float("nan")
-        return _pearson(ranks[i], ranks[j]), len(tops[i] & tops[j]) / k
-
+    steps, features = values.shape
+    k = min(k, features)
     result = {
         name: np.full(steps, np.nan)
         for name in ("spearman_previous", "topk_previous", "spearman_last", "topk_last")
     }
-    for i in range(steps):
-        if i > 0:
-            result["spearman_previous"][i], result["topk_previous"][i] = compare(i - 1, i)
-        result["spearman_last"][i], result["topk_last"][i] = compare(i, steps - 1)
     result["k"] = k
+    finite = np.flatnonzero(np.isfinite(values).all(axis=1))
+    if not finite.size or not features:
+        return result
+    # Every step at once (images have thousands of features): centred ranks, whose products are multiples of
+    # 1/4, so each Spearman is exact and the same as `spearman` of the two rows; top-k sets as a membership mask.
+    rows = values[finite]
+    ranks = rank_rows(rows, np.argsort(rows, axis=1, kind="stable"))
+    ranks -= ranks.mean(axis=1, keepdims=True)
+    norms = (ranks * ranks).sum(axis=1)
+    top = np.zeros(rows.shape, dtype=bool)
+    np.put_along_axis(top, np.argsort(-rows, axis=1, kind="stable")[:, :k], True, axis=1)
+
+    def compare(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        denominator = np.sqrt(norms[i] * norms[j])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.where(denominator == 0, np.nan, np.clip((ranks[i] * ranks[j]).sum(axis=1) / denominator, -1, 1))
+        return rho, (top[i] & top[j]).sum(axis=1) / k
+
+    position = np.full(steps, -1)
+    position[finite] = np.arange(finite.size)
+    later = np.flatnonzero((position[1:] >= 0) & (position[:-1] >= 0)) + 1  # steps whose previous step is finite
+    result["spearman_previous"][later], result["topk_previous"][later] = compare(position[later - 1], position[later])
+    if position[-1] >= 0:
+        last = np.full(finite.size, position[-1])
+        result["spearman_last"][finite], result["topk_last"][finite] = compare(np.arange(finite.size), last)
     return result
 
 

@@ -78,15 +78,19 @@ def _check_k(k) -> int:
 
 
 def _ndcg_rows(reference: np.ndarray, rows: np.ndarray, k: int, descending=None) -> np.ndarray:
-    """nDCG@k of each row's ranking (rows ``[B, F]``), graded by ``reference >= 0`` ``[F]``; `descending`: the
-    rows' stable descending argsort, when the caller has it."""
-    k = min(k, reference.size)
+    """nDCG@k of each row's ranking (rows ``[..., F]``), graded by ``reference >= 0`` (``[F]``, or ``[..., F]``
+    broadcast against the rows' leading axes: one reference per step); `descending`: the rows' stable descending
+    argsort, when the caller has it. NaN for the rows whose reference is all zeros."""
+    reference = np.asarray(reference, dtype=np.float64)
+    k = min(k, reference.shape[-1])
     discount = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.sort(reference)[::-1][:k] @ discount
-    if ideal == 0:
-        return np.full(len(rows), np.nan)
-    top = descending[:, :k] if descending is not None else _top_k_rows(rows, k)
-    return (reference[top] @ discount) / ideal
+    # Sums over the last axis, not matrix products: each row's sum is then the same whatever the batch it is in.
+    ideal = (np.sort(reference, axis=-1)[..., ::-1][..., :k] * discount).sum(axis=-1)
+    top = descending[..., :k] if descending is not None else _top_k_rows(rows, k)
+    reference = reference.reshape((1,) * (top.ndim - reference.ndim) + reference.shape)
+    gains = np.take_along_axis(reference, top, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ideal == 0, np.nan, (gains * discount).sum(axis=-1) / ideal)
 
 
 #: Up to this many features `_top_k_rows` sorts whole rows.
@@ -94,11 +98,13 @@ _SORT_FEATURES = 256
 
 
 def _top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
-    """Indices ``[B, k]`` of each row's k largest values, largest first, ties broken by the lower index (as
-    aggregate.top_k): the first k of a stable descending sort, without sorting the whole row."""
-    b, f = rows.shape
+    """Indices ``[..., k]`` of each row's k largest values (rows ``[..., F]``), largest first, ties broken by the
+    lower index (as aggregate.top_k): the first k of a stable descending sort, without sorting the whole row."""
+    *lead, f = rows.shape
+    rows = rows.reshape(-1, f)
+    b = rows.shape[0]
     if k >= f or f <= _SORT_FEATURES:  # few features: one stable sort is faster than the selection below
-        return np.argsort(-rows, axis=1, kind="stable")[:, :k]
+        return _stable_descending(rows)[:, :k].reshape(*lead, min(k, f))
     kth = -np.partition(-rows, k - 1, axis=1)[:, k - 1:k]  # each row's k-th largest value
     above = rows > kth
     tied = rows == kth
@@ -106,42 +112,41 @@ def _top_k_rows(rows: np.ndarray, k: int) -> np.ndarray:
     chosen = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
     index = np.nonzero(chosen)[1].reshape(b, k)  # ascending within each row
     order = np.argsort(-np.take_along_axis(rows, index, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(index, order, axis=1)
+    return np.take_along_axis(index, order, axis=1).reshape(*lead, k)
 
 
-def _rank_rows(rows: np.ndarray, order=None) -> np.ndarray:
-    """1-based ranks within each row of ``[B, F]``, ties sharing their average rank (as `aggregate.rankdata`);
-    `order`: an ascending argsort of the rows, when the caller has one (tied values in any order)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    if rows.ndim != 2 or rows.shape[1] == 0:
-        return np.zeros(rows.shape)
-    b, f = rows.shape
-    # Not a stable sort: tied values all get their group's average rank, whatever their order within it.
-    order = np.argsort(rows, axis=1) if order is None else order
-    ordered = np.take_along_axis(rows, order, axis=1)
-    new_group = np.ones((b, f), dtype=bool)
-    new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ranks = np.empty((b, f))
-    if new_group.all():  # no ties (the usual case for real-valued maps): each value's rank is its position + 1
-        ranks[np.arange(b)[:, None], order] = np.arange(1.0, f + 1.0)
-        return ranks
-    position = np.broadcast_to(np.arange(f), (b, f))
-    ends_group = np.ones((b, f), dtype=bool)
-    ends_group[:, :-1] = new_group[:, 1:]
-    first = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends_group, position, f - 1)[:, ::-1], axis=1)[:, ::-1]
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
-    return ranks
+def _stable_descending(rows: np.ndarray) -> np.ndarray:
+    """Each row's stable descending argsort (rows ``[..., F]``, finite): ties in index order.
+
+    An unstable sort first (several times faster): where a row holds no two equal values its order is the only
+    one, and the rows that do are sorted again, stably.
+    """
+    negated = -rows
+    order = np.argsort(negated, axis=-1)
+    ordered = np.take_along_axis(negated, order, axis=-1)
+    tied = (ordered[..., 1:] == ordered[..., :-1]).any(axis=-1) | ~np.isfinite(ordered[..., -1])  # NaN sorts last
+    if tied.any():
+        order[tied] = np.argsort(negated[tied], axis=-1, kind="stable")
+    return order
+
+
+#: Ranks within each row (`tb_xai.aggregate.rank_rows`: one rule for the stability view and these figures).
+_rank_rows = aggregate.rank_rows
 
 
 def _spearman_rows(reference: np.ndarray, rows: np.ndarray, order=None) -> np.ndarray:
-    """Spearman of each row ``[B, F]`` with `reference` ``[F]``; NaN for a constant row (`order`: see `_rank_rows`)."""
-    a = aggregate.rankdata(reference)
-    b = _rank_rows(rows, order)
-    a, b = a - a.mean(), b - b.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((a @ a) * np.einsum("bf,bf->b", b, b))
+    """Spearman of each row ``[..., F]`` with `reference` (``[F]``, or ``[..., F]`` broadcast against the rows'
+    leading axes); NaN for a constant row (`order`: an ascending argsort of the rows, see `_rank_rows`)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    f = rows.shape[-1]
+    a = _rank_rows(reference.reshape(-1, f)).reshape(reference.shape)
+    b = _rank_rows(rows.reshape(-1, f), None if order is None else order.reshape(-1, f)).reshape(rows.shape)
+    a, b = a - a.mean(axis=-1, keepdims=True), b - b.mean(axis=-1, keepdims=True)
+    a = a.reshape((1,) * (b.ndim - a.ndim) + a.shape)
+    # Centred ranks are multiples of 1/2, so these sums are exact in any order: one value per row, batched or not.
+    denominator = np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.clip((b @ a) / denominator, -1.0, 1.0)
+        return np.clip((b * a).sum(axis=-1) / denominator, -1.0, 1.0)
 
 
 def _unit_ranks(maps: np.ndarray) -> np.ndarray:
@@ -178,13 +183,15 @@ def _paired_unit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(np.einsum("pf,pf->p", a, b), -1.0, 1.0)
 
 
-def as_maps(attributions: np.ndarray, modality: str) -> np.ndarray:
-    """``[steps, probes, *attribution_shape]`` -> ``[steps, probes, features]`` |attribution| maps, float64."""
+def as_maps(attributions: np.ndarray, modality: str, dtype=np.float64) -> np.ndarray:
+    """``[steps, probes, *attribution_shape]`` -> ``[steps, probes, features]`` |attribution| maps, float64 (or
+    `dtype`; None: the attributions' own, for a caller that converts them itself, see `bootstrap_floors`)."""
     values = np.asarray(attributions)
     if values.ndim < 3:
         raise ValueError(f"attributions must be [steps, probes, *attribution_shape]; received shape {values.shape}")
     maps = aggregate.to_maps(values, values.shape[2:], modality, signed=False)
-    return maps.reshape(values.shape[0], values.shape[1], -1).astype(np.float64)
+    maps = maps.reshape(values.shape[0], values.shape[1], -1)
+    return maps if dtype is None else maps.astype(dtype)
 
 
 # ------------------------------------------------------------------------------------------- per-step figures
@@ -202,24 +209,107 @@ def bootstrap_floor(maps: np.ndarray, k: int, samples: int = BOOTSTRAP_SAMPLES, 
         importance and the resampled importances (NaN with fewer than 2 probes).
     """
     maps = np.asarray(maps, dtype=np.float64)
-    probes = maps.shape[0]
-    if probes < 2 or not np.isfinite(maps).all():
-        return {"ndcg_floor": float("nan"), "spearman_floor": float("nan")}
-    importance = maps.mean(axis=0)
-    resampled = _resample_counts(int(seed), int(samples), probes) @ maps / probes
+    if maps.ndim != 2:
+        raise ValueError(f"maps must be [probes, features]; received shape {maps.shape}")
+    floors = bootstrap_floors([maps], k, samples, seed)
+    return {name: float(values[0]) for name, values in floors.items()}
+
+
+#: `bootstrap_floors` resamples this many importance values at once at most (float64: 32 MiB), and ranks this
+#: many at a time (2 MiB: in cache).
+_FLOOR_BLOCK = 2**22
+_RANK_BLOCK = 2**18
+
+
+def bootstrap_floors(
+    maps, k: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> Dict[str, np.ndarray]:
+    """`bootstrap_floor` of many steps at once, the same values: ``ndcg_floor`` and ``spearman_floor`` ``[S]``.
+
+    Steps with the same number of probes are resampled together (one matrix product, one sort of every resampled
+    importance), in blocks of at most `_FLOOR_BLOCK` values.
+
+    Args:
+        maps: ``[steps, probes, features]``, or a sequence of ``[probes_i, features]`` (a probe subset per step);
+            any float type (float32 maps are converted to float64 once, step block by step block).
+        k, samples, seed: as in `bootstrap_floor`.
+    """
     k = _check_k(k)
-    if resampled.shape[1] <= _SORT_FEATURES:  # one sort for both: the top k, and (reversed) the ranks
-        descending = np.argsort(-resampled, axis=1, kind="stable")
-        ndcg = _ndcg_rows(importance, resampled, k, descending)
-        spearman = _spearman_rows(importance, resampled, descending[:, ::-1])
+    samples, seed = int(samples), int(seed)
+    if isinstance(maps, np.ndarray) and maps.ndim == 3:
+        steps = maps if maps.dtype.kind == "f" else maps.astype(np.float64)
+        usable = np.isfinite(steps).all(axis=(1, 2)) if steps.shape[1] >= 2 else np.zeros(len(steps), dtype=bool)
+        groups = {steps.shape[1:]: np.flatnonzero(usable)}
     else:
-        ndcg = _ndcg_rows(importance, resampled, k)
-        spearman = _spearman_rows(importance, resampled)
-    both = np.stack([ndcg, spearman])
-    if np.isfinite(both).all():  # one quantile call for both rows (the same values as one call per row)
-        ndcg_floor, spearman_floor = np.quantile(both, FLOOR_QUANTILE, axis=1).tolist()
-        return {"ndcg_floor": ndcg_floor, "spearman_floor": spearman_floor}
-    return {"ndcg_floor": _quantile(ndcg), "spearman_floor": _quantile(spearman)}
+        steps = [np.asarray(m, dtype=np.float64) for m in maps]
+        groups = {}
+        for i, m in enumerate(steps):
+            if m.ndim != 2:
+                raise ValueError(f"maps must be [probes, features] per step; received shape {m.shape} at {i}")
+            if m.shape[0] >= 2 and np.isfinite(m).all():
+                groups.setdefault(m.shape, []).append(i)
+    out = np.full((2, len(steps)), np.nan)
+    for (probes, features), index in groups.items():
+        index = np.asarray(index, dtype=np.int64)
+        block = max(1, _FLOOR_BLOCK // max(1, samples * features))
+        for start in range(0, index.size, block):
+            part = index[start:start + block]
+            if isinstance(steps, np.ndarray):
+                contiguous = part[-1] - part[0] + 1 == part.size
+                chosen = steps[part[0]:part[-1] + 1] if contiguous else steps[part]
+            else:
+                chosen = np.stack([steps[i] for i in part])
+            out[:, part] = _floors(chosen, k, samples, seed)
+    return {"ndcg_floor": out[0], "spearman_floor": out[1]}
+
+
+def _floors(maps: np.ndarray, k: int, samples: int, seed: int) -> np.ndarray:
+    """``[2, S]``: `bootstrap_floor`'s nDCG and Spearman floors of ``[S, probes >= 2, features]`` finite maps."""
+    steps, probes, features = maps.shape
+    by_probe = np.empty((probes, steps, features))
+    by_probe[...] = maps.transpose(1, 0, 2)  # one pass: float64 (if not already), probes first
+    importance = by_probe.mean(axis=0)  # summed over probes in order, as maps.mean(axis=1)
+    # One matrix product for every step: [samples, probes] x [probes, steps * features] -> [samples, steps, features]
+    # (one BLAS call: its threads start once), then the ranking, a few steps at a time (in cache).
+    resampled = _resample_counts(seed, samples, probes) @ by_probe.reshape(probes, -1)
+    resampled = resampled.reshape(samples, steps, features)
+    block = max(1, _RANK_BLOCK // max(1, samples * features))
+    # Divided by -probes: exactly the negated importances (IEEE division is symmetric in sign), in one pass.
+    return np.concatenate([_ranked_floors(importance[i:i + block], resampled[:, i:i + block] / -probes, k)
+                           for i in range(0, steps, block)], axis=1)
+
+
+def _ranked_floors(importance: np.ndarray, negated: np.ndarray, k: int) -> np.ndarray:
+    """``[2, S]`` floors from the importance ``[S, F]`` and the negated resampled importances ``[samples, S, F]``."""
+    samples, steps, features = negated.shape
+    # An unstable sort of every resampled importance: a row without two equal values has only one order, so its
+    # first k are the stable top k and position j holds rank `features - j`. Rows with ties are redone below.
+    descending = np.argsort(negated, axis=-1)
+    flat = descending.reshape(-1, features)
+    row_start = np.arange(0, negated.size, features)[:, None]
+    ordered = np.take(negated, flat + row_start).reshape(negated.shape)  # as take_along_axis, faster
+    tied = (ordered[..., 1:] == ordered[..., :-1]).any(axis=-1)
+    top = descending[..., :min(k, features)]
+    reference = _rank_rows(importance)
+    reference -= reference.mean(axis=-1, keepdims=True)
+    # Spearman of a tie-free row: its centred ranks in sorted order are fixed, so it is one gathered dot product
+    # (the products are multiples of 1/4: exact, the same value as from the ranks themselves).
+    position = (features - 1 - np.arange(features)) - (features - 1) / 2.0
+    step_start = (np.arange(steps) * features)[:, None]
+    numerator = np.take(reference, descending + step_start) @ position
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spearman = np.clip(numerator / np.sqrt((reference * reference).sum(axis=-1) * (position @ position)), -1, 1)
+    if tied.any():
+        rows, at = -negated[tied], np.nonzero(tied)[1]
+        top = top.copy()
+        top[tied] = _top_k_rows(rows, k)
+        spearman[tied] = _spearman_rows(importance[at], rows, descending[tied][:, ::-1])
+    ndcg = _ndcg_rows(importance, None, k, top)
+    both = np.stack([ndcg, spearman])  # [2, samples, steps]
+    floors = np.quantile(both, FLOOR_QUANTILE, axis=1)
+    for figure, step in zip(*np.nonzero(~np.isfinite(both).all(axis=1))):  # NaN resamples left out
+        floors[figure, step] = _quantile(both[figure, :, step])
+    return floors
 
 
 @functools.lru_cache(maxsize=16)
@@ -273,16 +363,21 @@ def step_figures(
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 2:
         raise ValueError(f"maps must be [probes, features]; received shape {maps.shape}")
+    out = _drift_figures(maps, previous, reference, k)
+    out.update(bootstrap_floor(maps, k, bootstrap_samples))
+    out.update(concentration(maps))
+    return out
+
+
+def _drift_figures(maps: np.ndarray, previous: Optional[np.ndarray], reference: Optional[np.ndarray], k: int) -> dict:
+    """``ndcg_previous``, ``ndcg_reference``, ``spearman_previous`` of one step (see `step_figures`)."""
     importance = maps.mean(axis=0)
     nan = float("nan")
-    out = {
+    return {
         "ndcg_previous": nan if previous is None else ndcg_at_k(previous, importance, k),
         "ndcg_reference": nan if reference is None else ndcg_at_k(reference, importance, k),
         "spearman_previous": nan if previous is None else aggregate.spearman(previous, importance),
     }
-    out.update(bootstrap_floor(maps, k, bootstrap_samples))
-    out.update(concentration(maps))
-    return out
 
 
 def reference_index(steps: Sequence[int], reference_step: Optional[int]) -> int:
@@ -301,6 +396,7 @@ def figures(
     k: int = aggregate.DEFAULT_K,
     reference_step: Optional[int] = None,
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    floors: Optional[Mapping[str, np.ndarray]] = None,
 ) -> Dict[str, np.ndarray]:
     """`step_figures` at every logged step of one method.
 
@@ -311,6 +407,8 @@ def figures(
         reference_step: the step ``ndcg_reference`` compares with (the first logged step by default); steps
             before it compare with it too.
         bootstrap_samples: probe sets resampled per step for the floor.
+        floors: ``ndcg_floor`` and ``spearman_floor`` of these maps at this k and `bootstrap_samples`, when the
+            caller has them (`MethodHistory.floors`); computed here otherwise.
 
     Returns:
         ``steps`` (int64) and one float64 ``[steps]`` array per name in `FIGURES`.
@@ -324,8 +422,12 @@ def figures(
         return out
     importance = maps.mean(axis=1)
     ref = importance[reference_index(steps, reference_step)]
+    # `step_figures` at each step, the noise floor of every step at once (`bootstrap_floors`: the same values).
+    floors = bootstrap_floors(maps, k, bootstrap_samples) if floors is None else floors
+    out.update({name: np.asarray(floors[name], dtype=np.float64) for name in ("ndcg_floor", "spearman_floor")})
     for i in range(len(steps)):
-        row = step_figures(maps[i], importance[i - 1] if i else None, ref, k, bootstrap_samples)
+        row = _drift_figures(maps[i], importance[i - 1] if i else None, ref, k)
+        row.update(concentration(maps[i]))
         for name, value in row.items():
             out[name][i] = value
     return out
@@ -366,20 +468,24 @@ class MethodHistory:
     logged: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     inputs: Sequence[tuple] = ()
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    #: Where `floors` keeps what it computed: a dict that may outlive this history (see `tb_xai.query.floors_cache`).
+    floor_cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def floors(self, k: int) -> Dict[str, np.ndarray]:
-        """`bootstrap_floor` at every step: ``ndcg_floor`` and ``spearman_floor`` ``[S]`` (computed once per k)."""
+        """`bootstrap_floors` at every step: ``ndcg_floor`` and ``spearman_floor`` ``[S]`` (computed once per k)."""
         key = ("floors", int(k))
-        if key not in self._cache:
-            rows = [bootstrap_floor(m, k) for m in self.maps]
-            self._cache[key] = {name: np.array([r[name] for r in rows], dtype=np.float64)
-                                for name in ("ndcg_floor", "spearman_floor")}
-        return self._cache[key]
+        known = self.floor_cache.get(key)
+        if known is None:
+            known = self.floor_cache[key] = bootstrap_floors(self.maps, k)
+        return known
 
     def unit_ranks(self) -> np.ndarray:
         """``[S, P, F]`` each step's maps as `_unit_ranks` (computed once): per-probe Spearman is a dot product."""
         if "ranks" not in self._cache:
-            self._cache["ranks"] = np.stack([_unit_ranks(m) for m in self.maps]) if len(self.maps) else self.maps
+            maps = np.asarray(self.maps, dtype=np.float64)
+            # Row by row: every probe of every step at once gives each row the values it has alone.
+            self._cache["ranks"] = _unit_ranks(maps.reshape(-1, maps.shape[-1])).reshape(maps.shape) \
+                if maps.size else maps
         return self._cache["ranks"]
 
     def locate(self, index: int) -> tuple:

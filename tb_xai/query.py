@@ -11,6 +11,7 @@ Lookups raise :class:`~tb_xai.runmodel.NotFound` (a ``KeyError``) or :class:`~tb
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Optional
 
 import numpy as np
@@ -452,7 +453,17 @@ def method_history(run: Run, method: str, logged: Optional[dict] = None) -> find
         sizes.append((ref.info.input_name, maps[-1].shape[2]))
     if logged is None:
         logged = logged_figures(run).get(method, {})
-    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged, sizes)
+    shared = {"floor_cache": floors_cache(parts[0][1])} if len(parts) == 1 else {}
+    return findings_lib.MethodHistory(steps.astype(np.int64), np.concatenate(maps, axis=2), names, logged, sizes,
+                                      **shared)
+
+
+def floors_cache(series: TagSeries) -> dict:
+    """The noise floors (`findings_lib.bootstrap_floors`) of the maps of every step of `series`, by ``("floors",
+    k)``: kept with the series, so they live as long as this version of the tag; shared by the stability view's
+    noise band and the findings and quality figures of a method with one input (and, under ``"computing"``, the
+    lock the noise band holds while it computes them)."""
+    return series.derived.setdefault(("floors",), {})
 
 
 def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None) -> dict:
@@ -467,7 +478,7 @@ def metrics(run: Run, method: str, *, k: int = aggregate.DEFAULT_K, reference_st
 
 
 def _metrics_of(history: findings_lib.MethodHistory, k: int, reference_step: Optional[int]) -> dict:
-    out = findings_lib.figures(history.steps, history.maps, k, reference_step)
+    out = findings_lib.figures(history.steps, history.maps, k, reference_step, floors=history.floors(k))
     for group in ("faithfulness", "seeds", "sanity"):
         for figure in quality_lib.FIGURES[group]:
             out[figure] = history.logged_at(figure)
@@ -533,7 +544,7 @@ def noise_floor(
     target: Optional[int] = None,
 ) -> dict:
     """The noise band of `stability`: at each of its steps, how far the importance ranking of `input_name`
-    moves when the probe set is resampled (`findings_lib.bootstrap_floor` over the probes `importance` counts),
+    moves when the probe set is resampled (`findings_lib.bootstrap_floors` over the probes `importance` counts),
     and, for sampling methods, the between-seed agreement the callback logged (held from the step it was last
     logged, its first value before that, as findings use it; NaN for a method without seed figures).
 
@@ -543,18 +554,26 @@ def noise_floor(
     ref, full = attribution(run, method, input_name)
     key = ("noise_floor", k, target, run.index.targets.version if target is not None and run.index.targets else None)
     known = full.derived.get(key)
+    if known is None and target is None:  # shared with the findings and quality figures (`floors_cache`)
+        cache = floors_cache(full)
+        with cache.setdefault("computing", threading.Lock()):  # a second request waits for the first's floors
+            known = cache.get(("floors", k))
+            if known is None:
+                known = cache[("floors", k)] = findings_lib.bootstrap_floors(_maps_of(ref, full), k)
     if known is None:
-        maps = findings_lib.as_maps(full.values, ref.info.modality) if full.steps.size else np.zeros((0, 0, 0))
-        counted = aligned_targets(run, full) == target if target is not None else None
-        floors = [findings_lib.bootstrap_floor(m if counted is None else m[counted[i]], k) for i, m in enumerate(maps)]
-        known = {name: np.array([f[name] for f in floors], dtype=np.float64)
-                 for name in ("spearman_floor", "ndcg_floor")}
+        counted = aligned_targets(run, full) == target
+        known = findings_lib.bootstrap_floors([m[counted[i]] for i, m in enumerate(_maps_of(ref, full))], k)
         if len(full.derived) < 64:  # as `importance`: a few views per tag
             full.derived[key] = known
     logged = logged_figures(run).get(method, {})
     seeds = {name: findings_lib.logged_at(logged.get(name), full.steps, fill=True)
              for name in ("seed_spearman", "seed_ndcg")}
     return {"steps": full.steps, **known, **seeds}
+
+
+def _maps_of(ref: TagRef, full: TagSeries) -> np.ndarray:
+    """The |maps| `bootstrap_floors` reads, in the logged float type (it converts them to float64 itself)."""
+    return findings_lib.as_maps(full.values, ref.info.modality, dtype=None) if full.steps.size else np.zeros((0, 0, 0))
 
 
 def open_view(run: Run, finding: dict) -> dict:

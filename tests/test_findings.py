@@ -62,6 +62,78 @@ def test_bootstrap_floor_is_one_for_identical_probes_and_lower_for_spread_ones()
     assert all(math.isnan(v) for v in F.bootstrap_floor(spread[:1], k=3).values())
 
 
+def _plain_bootstrap_floor(maps, k, samples=F.BOOTSTRAP_SAMPLES):
+    """The floor as defined, one resample at a time: stable top k, ranks with ties averaged, 5% quantiles."""
+    from tb_xai import aggregate
+    importance = maps.mean(axis=0)
+    counts = F._resample_counts(0, samples, len(maps))
+    ndcg, spearman = [], []
+    for row in counts @ maps / len(maps):
+        ndcg.append(F.ndcg_at_k(importance, row, k))
+        spearman.append(aggregate.spearman(importance, row))
+    return [F._quantile(np.array(ndcg)), F._quantile(np.array(spearman))]
+
+
+def _floor_cases():
+    rng = np.random.default_rng(7)
+    maps = np.abs(rng.normal(size=(12, 24, 9))) * rng.random(9)
+    ties = maps.copy()
+    ties[:, :, :3] = 0.0  # features never attributed: tied in every resample
+    ties[4] = 1.0  # a constant step: every Spearman undefined
+    ties[5, 3, 2] = np.nan  # a non-finite step: no floor
+    wide = np.abs(rng.normal(size=(3, 6, 300)))  # over _SORT_FEATURES: the top k selected, not sorted
+    wide[1, :, 100:] = 0.0
+    counts = rng.integers(0, 3, size=(6, 10, 7)).astype(np.float64)  # many coincidental ties
+    return {"distinct": maps, "ties": ties, "wide": wide, "counts": counts}
+
+
+@pytest.mark.parametrize("case", ["distinct", "ties", "wide", "counts"])
+@pytest.mark.parametrize("k", [1, 4, 500])
+def test_bootstrap_floors_of_every_step_at_once_equal_each_step_alone_exactly(case, k):
+    maps = _floor_cases()[case]
+    alone = np.array([[F.bootstrap_floor(m, k)[name] for m in maps] for name in ("ndcg_floor", "spearman_floor")])
+    together = F.bootstrap_floors(maps, k)
+    np.testing.assert_array_equal(np.stack([together["ndcg_floor"], together["spearman_floor"]]), alone)
+    # Blocks of steps (several matrix products and sorts) give the same values as one.
+    small = dict(_FLOOR_BLOCK=F.BOOTSTRAP_SAMPLES * maps.shape[2] * 2, _RANK_BLOCK=1)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in small.items():
+            patch.setattr(F, name, value)
+        blocked = F.bootstrap_floors(maps, k)
+    np.testing.assert_array_equal(np.stack([blocked["ndcg_floor"], blocked["spearman_floor"]]), alone)
+    # Float32 maps (as logged) are converted inside: the same floors as from their float64 copy.
+    if case in ("distinct", "counts"):
+        single = F.bootstrap_floors(maps.astype(np.float32), k)
+        again = F.bootstrap_floors(maps.astype(np.float32).astype(np.float64), k)
+        for name in single:
+            np.testing.assert_array_equal(single[name], again[name])
+    # And they are the floors as defined, computed one resample at a time, to float rounding.
+    plain = np.array([_plain_bootstrap_floor(m, k) if np.isfinite(m).all() else [np.nan, np.nan] for m in maps]).T
+    np.testing.assert_allclose(alone, plain, rtol=0, atol=1e-12)
+
+
+def test_bootstrap_floors_of_probe_subsets_equal_each_subset_alone_exactly():
+    maps = _floor_cases()["ties"]
+    subsets = [m[: 2 + i % 5] for i, m in enumerate(maps)] + [maps[0][:1]]  # 2-6 probes, then one (no floor)
+    together = F.bootstrap_floors(subsets, 3)
+    for i, m in enumerate(subsets):
+        alone = F.bootstrap_floor(m, 3)
+        np.testing.assert_array_equal([together["ndcg_floor"][i], together["spearman_floor"][i]],
+                                      [alone["ndcg_floor"], alone["spearman_floor"]])
+    assert np.isnan(together["ndcg_floor"][-1])
+
+
+def test_figures_of_every_step_equal_step_figures_alone_exactly():
+    maps = _floor_cases()["ties"]
+    out = F.figures(list(range(len(maps))), maps, k=3, reference_step=2)
+    importance = maps.mean(axis=1)
+    for i, m in enumerate(maps):
+        alone = F.step_figures(m, importance[i - 1] if i else None, importance[2], 3)
+        np.testing.assert_array_equal([out[name][i] for name in alone], list(alone.values()))
+    history = F.MethodHistory(np.arange(len(maps)), maps, [])
+    np.testing.assert_array_equal(history.unit_ranks(), np.stack([F._unit_ranks(m) for m in maps]))
+
+
 def test_figures_by_hand():
     # 3 steps, 2 probes, 3 features; importance = the mean over the 2 probes.
     maps = np.array([
@@ -238,3 +310,20 @@ def test_findings_are_ordered_by_step_and_validated():
         F.Thresholds(drift=2)
     with pytest.raises(ValueError, match="patience must be an integer >= 1; received: 0"):
         F.Thresholds(patience=0)
+
+
+def test_rank_stability_of_every_step_at_once_equals_each_pair_alone_exactly():
+    from tb_xai import aggregate
+    rng = np.random.default_rng(3)
+    importance = np.concatenate([rng.random((6, 7)), rng.integers(0, 3, (6, 7)).astype(float), np.ones((1, 7))])
+    importance[4, 2] = np.nan  # no figures at this step, nor at the next one's comparison with it
+    out = aggregate.rank_stability(importance, 3)
+    last = importance[-1]
+    expected = {
+        "spearman_last": [aggregate.spearman(row, last) for row in importance],
+        "topk_last": [aggregate.top_k_overlap(row, last, 3) for row in importance],
+        "spearman_previous": [np.nan] + [aggregate.spearman(a, b) for a, b in zip(importance, importance[1:])],
+        "topk_previous": [np.nan] + [aggregate.top_k_overlap(a, b, 3) for a, b in zip(importance, importance[1:])],
+    }
+    for name, values in expected.items():
+        np.testing.assert_array_equal(out[name], values, err_msg=name)

@@ -667,6 +667,43 @@ def test_concurrent_readers_of_one_tag_share_one_read(monkeypatch):
     assert reader._in_flight == {}
 
 
+def test_an_evolution_answer_prepares_its_methods_noise_floor_in_the_background():
+    from tensorboard.plugins import base_plugin
+    from werkzeug import test as werkzeug_test
+
+    from tb_xai import aggregate, findings, query
+
+    rng = np.random.default_rng(0)
+    pairs = [(0, summary.probe_pb("x", rng.normal(size=(8, 5)), feature_names=FEATURES, modality=metadata.TABULAR))]
+    pairs += [(step, summary.attribution_pb("ig", "x", rng.normal(size=(8, 5)).astype(np.float32),
+                                            feature_names=FEATURES, modality=metadata.TABULAR)) for step in range(6)]
+    data = CountingProvider("exp1/xai", pairs)
+    xai = plugin.XaiPlugin(base_plugin.TBContext(data_provider=data, flags=argparse.Namespace(xai_cache_mb=64)))
+    client = werkzeug_test.Client(xai.get_plugin_apps()["/evolution"])
+    assert client.get("/evolution?run=exp1/xai&method=ig").status_code == 200
+    xai._background.submit(lambda: None).result(timeout=60)  # one worker: the preparation has run before this
+    run = xai._reader.runs(None, "")["exp1/xai"]
+    ref, full = query.attribution(run, "ig")
+    prepared = query.floors_cache(full)[("floors", aggregate.DEFAULT_K)]
+    expected = findings.bootstrap_floors(findings.as_maps(full.values, metadata.TABULAR), aggregate.DEFAULT_K)
+    for name in ("ndcg_floor", "spearman_floor"):
+        np.testing.assert_array_equal(prepared[name], expected[name])
+    # The stability view's band is those floors, not computed again, and the tag was read once.
+    assert query.noise_floor(run, "ig", k=aggregate.DEFAULT_K)["ndcg_floor"] is prepared["ndcg_floor"]
+    assert data.reads[ref.tag] == 1
+    # Once the stability view is asked for another k, the next views prepare that k too (the latest first).
+    data.list_scalars = lambda *args, **kwargs: {}
+    stability = werkzeug_test.Client(xai.get_plugin_apps()["/stability"])
+    assert stability.get("/stability?run=exp1/xai&method=ig&k=2").status_code == 200
+    assert xai._stability_ks == [aggregate.DEFAULT_K, 2]
+    query.floors_cache(full).pop(("floors", 2))
+    probe = werkzeug_test.Client(xai.get_plugin_apps()["/probe"])
+    assert probe.get("/probe?run=exp1/xai&method=ig&probe=1").status_code == 200
+    xai._background.submit(lambda: None).result(timeout=60)
+    assert set(query.floors_cache(full)) >= {("floors", 2), ("floors", aggregate.DEFAULT_K)}
+    xai._background.shutdown()
+
+
 def test_a_failed_read_reaches_every_waiter_and_the_next_read_tries_again(monkeypatch):
     data = CountingProvider("exp1/xai", tabular_summaries(2))
 

@@ -6,9 +6,12 @@ functions ``tb_xai.load`` calls, over runs read by :class:`tb_xai.plugin.run_dat
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
+import logging
 import os
+import threading
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -40,6 +43,10 @@ SIGNIFICANT_DIGITS = 6
 MAX_SCALAR_POINTS = 1000
 # Encoded answers kept per plugin: a quarter of `--xai_cache_mb`, at most this much.
 MAX_ANSWER_CACHE_BYTES = 64 * 2**20
+# Noise floors prepared in the background (`XaiPlugin._prepare`) remembered, at most, before starting afresh.
+MAX_PREPARED = 4096
+
+logger = logging.getLogger(__name__)
 
 
 def _http_errors(impl):
@@ -70,6 +77,11 @@ class XaiPlugin(base_plugin.TBPlugin):
         # The Python loader (it comes with a multiplexer) stops at a corrupt record; the Rust loader reads on.
         self._files = event_files.EventFileCheck(getattr(context, "logdir", None),
                                                  serve_from_files=getattr(context, "multiplexer", None) is not None)
+        self._prepared: set = set()
+        self._prepared_lock = threading.Lock()
+        # The k the stability view was last asked for (the dashboard's own default first), latest last.
+        self._stability_ks = [aggregate.DEFAULT_K]
+        self._background = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tb_xai-floors")
 
     def get_plugin_apps(self):
         return {
@@ -109,9 +121,44 @@ class XaiPlugin(base_plugin.TBPlugin):
                    tuple(sorted(request.args.items(multi=True))), run_version(run.index),
                    self._quality_scalar_version(request, run.name) if scalars else None)
             body = self._answers.get(key, lambda: _encode(answer(run, request.args)))
+            if answer is stability_request:
+                self._remember_k(request.args)
+            if answer in PREPARING:
+                self._prepare(run, request.args)
             return http_util.Respond(request, body, "application/json")
 
         return route
+
+    def _remember_k(self, args) -> None:
+        try:
+            k = _k(args)
+        except errors.InvalidArgumentError:
+            return
+        with self._prepared_lock:
+            if self._stability_ks[-1] != k:
+                self._stability_ks = [x for x in self._stability_ks if x != k][-1:] + [k]
+
+    def _prepare(self, run: Run, args) -> None:
+        """After a view of one method's attributions (its tag now read), that method's noise floor (the stability
+        view's band; the findings' floors of a one-input method) is computed in the background, one at a time,
+        once per run version, method, input and k: the stability view opened next finds it. At the request's k
+        if it names one, else at the last two the stability view was asked for (the server's default before)."""
+        method = args.get("method")
+        if method is None:
+            return
+        try:
+            ks = [_k(args)] if "k" in args else None
+        except errors.InvalidArgumentError:
+            return
+        with self._prepared_lock:
+            for k in ks or self._stability_ks[::-1]:
+                key = (run.name, run_version(run.index), method, args.get("input"), k)
+                if key in self._prepared:
+                    continue
+                if len(self._prepared) >= MAX_PREPARED:
+                    self._prepared.clear()
+                self._prepared.add(key)
+                self._background.submit(_prepare_noise_floor, run, method, args.get("input"), k)
 
     def _quality_scalar_version(self, request, run: str) -> str:
         ctx, eid = plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
@@ -260,7 +307,18 @@ def agreement_request(run: Run, args) -> dict:
     return agreement_impl(run, args.get("input"), k=_k(args), target=parse_target(args.get("target")))
 
 
+#: Views after which the method's noise floor is computed in the background (`XaiPlugin._prepare`).
+PREPARING = (evolution_request, probe_request)
+
+
 # ---- lookups ------------------------------------------------------------------------------------------
+
+
+def _prepare_noise_floor(run: Run, method: str, input_name: Optional[str], k: int) -> None:
+    try:
+        query.noise_floor(run, method, input_name, k=k)
+    except Exception:  # noqa: BLE001 - a request for this view reports the error; here it only costs the head start
+        logger.debug("tb_xai: noise floor of %s/%s not prepared", run.name, method, exc_info=True)
 
 
 def find_run(runs: Mapping[str, Run], name: str) -> Run:
