@@ -253,7 +253,8 @@ def test_a_failure_outside_the_methods_is_recorded_and_training_goes_on(tmp_path
             if epoch == 1:
                 def out_of_memory(*args, **kwargs):
                     raise MemoryError("out of memory predicting the probe")
-                cb._adapter.predict = out_of_memory
+                # The probe's predictions, alone or with saliency's gradients in the same call.
+                cb._adapter.predict = cb._adapter.predict_with_gradients = out_of_memory
 
     with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
         _fit(model, x, y, [BreakPredictions(), cb], epochs=3)
@@ -265,6 +266,42 @@ def test_a_failure_outside_the_methods_is_recorded_and_training_goes_on(tmp_path
         (1, "integrated_gradients"), (1, "saliency"), (2, "integrated_gradients"), (2, "saliency")]
     assert all("could not be logged: MemoryError: out of memory predicting the probe" in m for _, _, m in failures)
     assert "saliency failed at step 1" in caplog.text
+
+
+@pytest.mark.parametrize("target", ["predicted", "label"])
+def test_saliency_costs_no_model_call_beside_the_predictions(tmp_path, tabular_data, monkeypatch, target):
+    """On TensorFlow a logged step of saliency makes one compiled model call: the probe's predictions and the
+    gradients at the step's targets come out of it together, the very values of the two separate calls."""
+    import tb_xai.backend.tensorflow as tf_backend
+
+    x, y, _, _ = tabular_data
+    model = models.mlp(n_features=30, n_classes=2)
+    cb = tb_xai.AttributionCallback(str(tmp_path), x[:8], labels=y[:8], methods=["saliency"], quality=False,
+                                    target=target)
+    calls, per_step = [], []
+    original = tf_backend._call
+    monkeypatch.setattr(tf_backend, "_call", lambda fn, arrays: calls.append(fn) or original(fn, arrays))
+    log = cb._log
+
+    def counted(step):
+        before = len(calls)
+        log(step)
+        per_step.append(len(calls) - before)
+
+    cb._log = counted
+    _fit(model, x, y, [cb], epochs=3)
+    assert per_step == [1, 1, 1]
+    adapter, run = cb._adapter, tb_xai.load(str(tmp_path))
+    assert adapter._remembered is None  # forgotten after each step: the weights change before the next
+    probe, targets = adapter.probe.inputs, run.targets()[-1]
+    np.testing.assert_array_equal(run.predictions()[-1], adapter.predict(probe))
+    np.testing.assert_array_equal(run.attributions("saliency")[-1], np.abs(adapter.gradients(probe, targets)[1][0]))
+    predictions, chosen, selected, grads = adapter.predict_with_gradients(probe, np.full(8, -1, np.int32))
+    np.testing.assert_array_equal(predictions, adapter.predict(probe))
+    np.testing.assert_array_equal(chosen, predictions.argmax(axis=1))
+    expected_selected, expected_grads = adapter.gradients(probe, chosen)
+    np.testing.assert_array_equal(selected, expected_selected)
+    np.testing.assert_array_equal(grads[0], expected_grads[0])
 
 
 def test_nan_weights_are_recorded_as_failures_never_written(tmp_path, tabular_data):
