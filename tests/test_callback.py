@@ -391,3 +391,34 @@ def test_a_non_chief_worker_computes_in_step_and_writes_nothing(tmp_path, tabula
     _fit(models.mlp(n_features=30, n_classes=2), x, y, [cb], epochs=2)
     assert not os.path.exists(os.path.join(str(tmp_path), "xai"))
     assert set(cb.timings) == {"saliency"}
+
+
+def test_a_graph_the_single_threaded_executor_refuses_runs_on_the_default_one(tabular_data):
+    """The TensorFlow adapter runs its calls on the single-threaded executor; a model with control flow (lowered to
+    Switch/Merge, which that executor refuses before running a kernel) runs on the default one, same values."""
+    import tensorflow as tf
+
+    import tb_xai.backend.tensorflow as tf_backend
+    from tb_xai.backend import adapt
+    from tb_xai.probe import as_probe_set
+
+    class Branch(keras.layers.Layer):
+        def call(self, x):
+            return tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: x - 1.0)
+
+    x = tabular_data[0][:5]
+    plain = models.mlp(n_features=30, n_classes=2)
+    keras.utils.set_random_seed(0)
+    branchy = keras.Sequential([keras.Input((30,)), Branch(), keras.layers.Dense(2, activation="softmax")])
+    for model, refused in ((plain, False), (branchy, True)):
+        adapter = adapt(model, as_probe_set(x, None, None, None))
+        selected, (grads,) = adapter.gradients([x], np.ones(5, np.int32))
+        xs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            expected = model(xs)[:, 1]
+        np.testing.assert_allclose(selected, expected.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(grads, tape.gradient(expected, xs).numpy(), rtol=1e-5, atol=1e-7)
+        name = adapter._calls["gradients"]._inference_function.name
+        assert (name in tf_backend._DEFAULT_EXECUTOR) is refused
+        assert (name in tf_backend._SINGLE_THREADED_RAN) is not refused
