@@ -156,9 +156,23 @@ def demo_workload(name, model_fn, data, methods, n_pairs, log_root, epochs, batc
     timed(lambda: fit([]))  # tracing of the training step
     timed(lambda: fit([cb]))  # the callback's setup (tracing, the sanity reference) and its methods' tracing
     traced = epoch
+    own = [0.0]  # the CPU time of the logged steps themselves, in the measured fits
+    log = cb._log
+
+    def counted_log(step):
+        started = time.process_time()
+        try:
+            log(step)
+        finally:
+            own[0] += time.process_time() - started
+
+    cb._log = counted_log
     pairs = [(timed(lambda: fit([])), timed(lambda: fit([cb]))) for _ in range(n_pairs)]
     report(f"{name}, {label} ({'+'.join(m.name for m in cb.methods)})"
            f"{' ' + str(callback_kwargs) if callback_kwargs else ''}, {epochs}-epoch fits, {len(probe)} probes", pairs)
+    print(f"  the logged steps' own CPU time over the fits without: 1 + {own[0] / sum(wo[0] for wo, _ in pairs):.3f} "
+          f"(less noisy than the pairs' ratio on a shared machine; it leaves out what the steps cost training "
+          f"around them)", flush=True)
     logged = _scalars(cb.run_dir, "xai/" + cb.methods[0].name + "/total_attribution")
     logged = [s for s in logged if s >= traced]
     cpu = ", ".join(f"{k} {v:.3f}" for k, v in cb.cpu_timings.items())
@@ -237,6 +251,9 @@ def parts(n_steps: int, epochs: int, which=("tabular", "digits")) -> None:
             original_call = tf_backend._call
             tf_backend._call = timed_part("compiled calls", original_call, count=True)
             cb._adapter.predict = timed_part("predictions (compiled)", cb._adapter.predict)
+            if hasattr(cb._adapter, "predict_with_gradients"):
+                cb._adapter.predict_with_gradients = timed_part("predictions with saliency's gradients (compiled)",
+                                                                cb._adapter.predict_with_gradients)
             cb._log_probe_state = timed_part("probe state (predictions, targets, writing)", cb._log_probe_state)
             for method in cb.methods:
                 method.attribute = timed_part(f"{method.name}: attribute", method.attribute)

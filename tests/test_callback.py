@@ -280,7 +280,7 @@ def test_saliency_costs_no_model_call_beside_the_predictions(tmp_path, tabular_d
                                     target=target)
     calls, per_step = [], []
     original = tf_backend._call
-    monkeypatch.setattr(tf_backend, "_call", lambda fn, arrays: calls.append(fn) or original(fn, arrays))
+    monkeypatch.setattr(tf_backend, "_call", lambda fn, *args: calls.append(fn) or original(fn, *args))
     log = cb._log
 
     def counted(step):
