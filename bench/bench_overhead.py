@@ -156,9 +156,23 @@ def demo_workload(name, model_fn, data, methods, n_pairs, log_root, epochs, batc
     timed(lambda: fit([]))  # tracing of the training step
     timed(lambda: fit([cb]))  # the callback's setup (tracing, the sanity reference) and its methods' tracing
     traced = epoch
+    own = [0.0]  # the CPU time of the logged steps themselves, in the measured fits
+    log = cb._log
+
+    def counted_log(step):
+        started = time.process_time()
+        try:
+            log(step)
+        finally:
+            own[0] += time.process_time() - started
+
+    cb._log = counted_log
     pairs = [(timed(lambda: fit([])), timed(lambda: fit([cb]))) for _ in range(n_pairs)]
     report(f"{name}, {label} ({'+'.join(m.name for m in cb.methods)})"
            f"{' ' + str(callback_kwargs) if callback_kwargs else ''}, {epochs}-epoch fits, {len(probe)} probes", pairs)
+    print(f"  the logged steps' own CPU time over the fits without: 1 + {own[0] / sum(wo[0] for wo, _ in pairs):.3f} "
+          f"(less noisy than the pairs' ratio on a shared machine; it leaves out what the steps cost training "
+          f"around them)", flush=True)
     logged = _scalars(cb.run_dir, "xai/" + cb.methods[0].name + "/total_attribution")
     logged = [s for s in logged if s >= traced]
     cpu = ", ".join(f"{k} {v:.3f}" for k, v in cb.cpu_timings.items())
@@ -205,6 +219,73 @@ def demos(n_pairs: int, log_root: str, epochs: int, which=("tabular", "digits"),
             demo_workload(name, model_fn, data, chosen, n_pairs, log_root, epochs, batch_size, **kwargs)
 
 
+def parts(n_steps: int, epochs: int, which=("tabular", "digits")) -> None:
+    """One logged step of each demo at the callback's defaults, in parts: the process CPU time of each (mean over
+    `n_steps` steps logged one after another on the model trained `epochs` epochs, the first two steps dropped)
+    and the compiled model calls it makes (TensorFlow backend)."""
+    import tb_xai.backend.tensorflow as tf_backend
+
+    for key, name, model_fn, data, batch_size in _demo_models(which):
+        x, y, probe, labels = data
+        keras.utils.set_random_seed(0)
+        model = model_fn()
+        with tempfile.TemporaryDirectory() as run_dir:
+            cb = tb_xai.AttributionCallback(run_dir, probe, labels=labels)
+            model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[cb])
+            cb.set_model(model)
+            cb._writer = cb._new_writer()
+            spent: dict = {}
+            calls = [0]
+
+            def timed_part(part, fn, count=False):
+                def wrapper(*args, **kwargs):
+                    started = time.process_time()
+                    if count:
+                        calls[0] += 1
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:
+                        spent[part] = spent.get(part, 0.0) + time.process_time() - started
+                return wrapper
+
+            original_call = tf_backend._call
+            tf_backend._call = timed_part("compiled calls", original_call, count=True)
+            cb._adapter.predict = timed_part("predictions (compiled)", cb._adapter.predict)
+            if hasattr(cb._adapter, "predict_with_gradients"):
+                cb._adapter.predict_with_gradients = timed_part("predictions with saliency's gradients (compiled)",
+                                                                cb._adapter.predict_with_gradients)
+            cb._log_probe_state = timed_part("probe state (predictions, targets, writing)", cb._log_probe_state)
+            for method in cb.methods:
+                method.attribute = timed_part(f"{method.name}: attribute", method.attribute)
+            cb._log_method = timed_part("methods with their checks, summaries and writing", cb._log_method)
+            cb.quality.write = timed_part("quality figures (computed and written)", cb.quality.write)
+            cb._writer.flush = timed_part("flush", cb._writer.flush)
+            cb._log = timed_part("the whole step", cb._log)
+            for step in range(epochs, epochs + n_steps + 2):
+                if step == epochs + 2:
+                    spent.clear()
+                    calls[0] = 0
+                cb._log(step)
+            cb._writer.close()
+            tf_backend._call = original_call
+        print(f"{name}, defaults, one logged step in parts (CPU ms, mean of {n_steps}; compiled calls per step "
+              f"{calls[0] / n_steps:.1f}):", flush=True)
+        for part, seconds in spent.items():
+            print(f"  {part}: {seconds / n_steps * 1e3:.2f}", flush=True)
+
+
+def _demo_models(which):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "demo"))
+    import digits as digits_demo  # noqa: E402
+    import tabular as tabular_demo  # noqa: E402
+
+    if "tabular" in which:
+        x, y, probe, labels, _, _ = tabular_demo.breast_cancer(32)
+        yield "tabular", "breast-cancer MLP", tabular_demo.model, (x, y, probe, labels), 32
+    if "digits" in which:
+        yield "digits", "digits CNN", digits_demo.model, digits_demo.digits(16), 64
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
@@ -216,6 +297,9 @@ def main() -> None:
     parser.add_argument("--demo-epochs", type=int, default=15, help="epochs per demo fit (the demos' 15)")
     parser.add_argument("--demo-defaults-only", action="store_true",
                         help="the demos at the callback's defaults only (not with their methods or max_overhead)")
+    parser.add_argument("--parts", type=int, default=0, metavar="STEPS",
+                        help="only one logged step of each demo at the defaults, in parts (CPU time, compiled calls), "
+                             "mean of STEPS steps")
     parser.add_argument("--quick", action="store_true", help="5,000 images per epoch and 3 pairs (overstates the ratio)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the --max-overhead measurement")
     parser.add_argument("--max-overhead", type=float, default=None,
@@ -223,6 +307,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.pairs = 5_000, 3
+    if args.parts:
+        parts(args.parts, args.demo_epochs, args.demo or ("tabular", "digits"))
+        return
     with tempfile.TemporaryDirectory() as log_root:
         if not args.skip_defaults and not args.demos_only:
             cnn_workload(args.images, args.pairs, log_root)

@@ -293,12 +293,16 @@ class AttributionCallback(keras.callbacks.Callback):
             self._warned_overwrite = True
         self._logged_steps.add(step)
         try:
-            targets = self._log_probe_state(step)
-        except Exception as error:  # an explanation must never stop the user's training
-            self._record_failure(self.methods, step, f"the step could not be logged: {type(error).__name__}: {error}")
-            return
-        for method in self.methods:
-            self._log_method(method, targets, step)
+            try:
+                targets = self._log_probe_state(step)
+            except Exception as error:  # an explanation must never stop the user's training
+                self._record_failure(self.methods, step,
+                                     f"the step could not be logged: {type(error).__name__}: {error}")
+                return
+            for method in self.methods:
+                self._log_method(method, targets, step)
+        finally:
+            self._forget_gradients()
         if self.max_overhead is not None:
             self._write_scalar("xai/skipped_epochs", len(self._skipped), step)
             self._skipped = []
@@ -322,8 +326,7 @@ class AttributionCallback(keras.callbacks.Callback):
             if probe.labels is not None:
                 writer.write(summary.labels_pb(probe.labels), step)
             self._wrote_probe = True
-        predictions = self._adapter.predict(probe.inputs)
-        targets = resolve_targets(self.target, predictions, probe.labels)
+        predictions, targets = self._predictions_and_targets()
         # A tag's metadata is written once per event file: later steps build none.
         writer.write(summary.predictions_pb(predictions, output_name=self._adapter.output_name,
                                             class_names=probe.class_names, config=self._adapter.explained,
@@ -334,6 +337,42 @@ class AttributionCallback(keras.callbacks.Callback):
                                                                        **self._adapter.explained}), step)
         self._predictions = predictions
         return targets
+
+    def _fuses_probe_gradients(self) -> bool:
+        """Whether this step's predictions and the probe's gradients at its targets come from one model call:
+        when a method asks for those gradients (saliency), the adapter can compute both at once (TensorFlow),
+        every input is a float input explained by its own gradient, and the probe fits in one call."""
+        adapter = self._adapter
+        if not hasattr(adapter, "predict_with_gradients") or not any(m.probe_gradients for m in self.methods):
+            return False
+        inputs = adapter.probe.inputs
+        return (adapter.input_gradient_indices() == list(range(len(inputs)))
+                and all(np.issubdtype(a.dtype, np.floating) for a in inputs) and len(inputs[0]) <= adapter.batch_size)
+
+    def _predictions_and_targets(self):
+        """The probe's predictions and the targets explained at this step. Where `_fuses_probe_gradients`, the
+        call that computes the predictions also computes the gradients at the targets (the predictions' argmax,
+        found in the call, for "predicted"), which the adapter keeps for the step's saliency; predictions and
+        gradients are those the two separate calls give, bit for bit."""
+        adapter, probe = self._adapter, self.probe
+        if self._fuses_probe_gradients():
+            rows = len(adapter.probe.inputs[0])
+            if self.target.mode == "predicted":
+                given = np.full(rows, -1, dtype=np.int32)
+            else:  # a class index or the labels: known before the predictions
+                given = resolve_targets(self.target, np.zeros((rows, adapter.n_outputs), np.float32), probe.labels)
+            predictions, chosen, selected, grads = adapter.predict_with_gradients(adapter.probe.inputs, given)
+            targets = resolve_targets(self.target, predictions, probe.labels)
+            if np.array_equal(targets, chosen):  # else (NaN predictions) the saliency computes its own
+                adapter.remember_gradients(adapter.probe.inputs, targets, selected, grads)
+            return predictions, targets
+        predictions = adapter.predict(probe.inputs)
+        return predictions, resolve_targets(self.target, predictions, probe.labels)
+
+    def _forget_gradients(self) -> None:
+        forget = getattr(self._adapter, "forget_gradients", None)
+        if forget is not None:
+            forget()
 
     def _log_method(self, method: AttributionMethod, targets: np.ndarray, step: int) -> None:
         start, cpu = time.perf_counter(), time.process_time()

@@ -253,7 +253,8 @@ def test_a_failure_outside_the_methods_is_recorded_and_training_goes_on(tmp_path
             if epoch == 1:
                 def out_of_memory(*args, **kwargs):
                     raise MemoryError("out of memory predicting the probe")
-                cb._adapter.predict = out_of_memory
+                # The probe's predictions, alone or with saliency's gradients in the same call.
+                cb._adapter.predict = cb._adapter.predict_with_gradients = out_of_memory
 
     with caplog.at_level(logging.WARNING, logger="tb_xai.callback"):
         _fit(model, x, y, [BreakPredictions(), cb], epochs=3)
@@ -265,6 +266,42 @@ def test_a_failure_outside_the_methods_is_recorded_and_training_goes_on(tmp_path
         (1, "integrated_gradients"), (1, "saliency"), (2, "integrated_gradients"), (2, "saliency")]
     assert all("could not be logged: MemoryError: out of memory predicting the probe" in m for _, _, m in failures)
     assert "saliency failed at step 1" in caplog.text
+
+
+@pytest.mark.parametrize("target", ["predicted", "label"])
+def test_saliency_costs_no_model_call_beside_the_predictions(tmp_path, tabular_data, monkeypatch, target):
+    """On TensorFlow a logged step of saliency makes one compiled model call: the probe's predictions and the
+    gradients at the step's targets come out of it together, the very values of the two separate calls."""
+    import tb_xai.backend.tensorflow as tf_backend
+
+    x, y, _, _ = tabular_data
+    model = models.mlp(n_features=30, n_classes=2)
+    cb = tb_xai.AttributionCallback(str(tmp_path), x[:8], labels=y[:8], methods=["saliency"], quality=False,
+                                    target=target)
+    calls, per_step = [], []
+    original = tf_backend._call
+    monkeypatch.setattr(tf_backend, "_call", lambda fn, *args: calls.append(fn) or original(fn, *args))
+    log = cb._log
+
+    def counted(step):
+        before = len(calls)
+        log(step)
+        per_step.append(len(calls) - before)
+
+    cb._log = counted
+    _fit(model, x, y, [cb], epochs=3)
+    assert per_step == [1, 1, 1]
+    adapter, run = cb._adapter, tb_xai.load(str(tmp_path))
+    assert adapter._remembered is None  # forgotten after each step: the weights change before the next
+    probe, targets = adapter.probe.inputs, run.targets()[-1]
+    np.testing.assert_array_equal(run.predictions()[-1], adapter.predict(probe))
+    np.testing.assert_array_equal(run.attributions("saliency")[-1], np.abs(adapter.gradients(probe, targets)[1][0]))
+    predictions, chosen, selected, grads = adapter.predict_with_gradients(probe, np.full(8, -1, np.int32))
+    np.testing.assert_array_equal(predictions, adapter.predict(probe))
+    np.testing.assert_array_equal(chosen, predictions.argmax(axis=1))
+    expected_selected, expected_grads = adapter.gradients(probe, chosen)
+    np.testing.assert_array_equal(selected, expected_selected)
+    np.testing.assert_array_equal(grads[0], expected_grads[0])
 
 
 def test_nan_weights_are_recorded_as_failures_never_written(tmp_path, tabular_data):
@@ -354,3 +391,34 @@ def test_a_non_chief_worker_computes_in_step_and_writes_nothing(tmp_path, tabula
     _fit(models.mlp(n_features=30, n_classes=2), x, y, [cb], epochs=2)
     assert not os.path.exists(os.path.join(str(tmp_path), "xai"))
     assert set(cb.timings) == {"saliency"}
+
+
+def test_a_graph_the_single_threaded_executor_refuses_runs_on_the_default_one(tabular_data):
+    """The TensorFlow adapter runs its calls on the single-threaded executor; a model with control flow (lowered to
+    Switch/Merge, which that executor refuses before running a kernel) runs on the default one, same values."""
+    import tensorflow as tf
+
+    import tb_xai.backend.tensorflow as tf_backend
+    from tb_xai.backend import adapt
+    from tb_xai.probe import as_probe_set
+
+    class Branch(keras.layers.Layer):
+        def call(self, x):
+            return tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: x - 1.0)
+
+    x = tabular_data[0][:5]
+    plain = models.mlp(n_features=30, n_classes=2)
+    keras.utils.set_random_seed(0)
+    branchy = keras.Sequential([keras.Input((30,)), Branch(), keras.layers.Dense(2, activation="softmax")])
+    for model, refused in ((plain, False), (branchy, True)):
+        adapter = adapt(model, as_probe_set(x, None, None, None))
+        selected, (grads,) = adapter.gradients([x], np.ones(5, np.int32))
+        xs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            expected = model(xs)[:, 1]
+        np.testing.assert_allclose(selected, expected.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(grads, tape.gradient(expected, xs).numpy(), rtol=1e-5, atol=1e-7)
+        name = adapter._calls["gradients"]._inference_function.name
+        assert (name in tf_backend._DEFAULT_EXECUTOR) is refused
+        assert (name in tf_backend._SINGLE_THREADED_RAN) is not refused

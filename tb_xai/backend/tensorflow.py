@@ -6,6 +6,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context as _context
+from tensorflow.python.eager import record as _record  # whether a gradient tape is recording
 
 from tb_xai.backend.keras_model import Injection, KerasModel, LayerCall
 from tb_xai.batching import map_batches
@@ -38,6 +40,22 @@ class TensorFlowModel(KerasModel):
         self._embedding_fns: Dict[str, object] = {}
         self._calls: Dict[str, object] = {}  # the concrete function of each tf.function above
 
+    def _run(self, fn, arrays, rows: Optional[int] = None):
+        """`_call`, on the single-threaded executor where that is safe and pays: on a CPU-only TensorFlow, for a
+        call whose widest layer output is at most `SINGLE_THREADED_ELEMENTS` elements (that executor does not
+        forward buffers between kernels, so a large call would hold more memory; and its gain, a fixed ~0.1 ms
+        per call, is nothing next to a large call's kernels)."""
+        rows = len(arrays[0]) if rows is None else rows
+        small = rows * self.widest_activation <= SINGLE_THREADED_ELEMENTS
+        return _call(fn, arrays, small and _cpu_only())
+
+    @staticmethod
+    def _select(head, target):
+        """Row i's column `target[i]` of the head: one batched gather, whose value and gradient are
+        `KerasModel._select`'s (`keras.ops.take_along_axis`), in a graph of about 20 fewer ops (some 0.05 ms
+        less per call of a small model)."""
+        return tf.gather(head, tf.cast(target, tf.int32), batch_dims=1)
+
     # ---------------------------------------------------------------------------------- compiled calls
     def predict(self, inputs: Sequence[np.ndarray], batch_size: Optional[int] = None) -> np.ndarray:
         if self._predict_fn is None:
@@ -48,7 +66,8 @@ class TensorFlowModel(KerasModel):
             self._predict_fn = predict_fn
             self._calls["predict"] = predict_fn.get_concrete_function()
         fn = self._calls["predict"]
-        (out,) = map_batches(lambda *xs: [_call(fn, xs).numpy()], self.as_inputs(inputs), batch_size or self.batch_size)
+        (out,) = map_batches(lambda *xs: [self._run(fn, xs).numpy()], self.as_inputs(inputs),
+                             batch_size or self.batch_size)
         return out
 
     def predict_blend(self, keep, kept, removed, batch_size: Optional[int] = None) -> np.ndarray:
@@ -59,7 +78,8 @@ class TensorFlowModel(KerasModel):
                 tf.TensorSpec((None, None) + tuple(table.shape[1:]), tf.bool), table, table])
             self._calls["blend"] = self._blend_fn.get_concrete_function()
         fn = self._calls["blend"]
-        (out,) = map_batches(lambda *a: [_call(fn, a).numpy()], [keep, kept, removed], runs)
+        (out,) = map_batches(lambda *a: [self._run(fn, a, rows=a[0].shape[0] * a[0].shape[1]).numpy()],
+                             [keep, kept, removed], runs)
         return out
 
     def _trace_gradients(self):
@@ -80,10 +100,40 @@ class TensorFlowModel(KerasModel):
     def gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
         if self._gradients_fn is None:
             self.check_input_gradients()
+        known = self._recall(inputs, target)
+        if known is not None:
+            return known
         arrays = self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)]
         fn = self._calls["gradients"]
-        out = map_batches(lambda *a: [t.numpy() for t in _call(fn, a)], arrays, self.batch_size)
+        out = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
         return out[0], out[1:]
+
+    def predict_with_gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray):
+        """`predict(inputs)` and, in the same compiled call, `gradients(inputs, chosen)`: (predictions, chosen,
+        selected, grads), where row i's `chosen` class is `target[i]`, or the predictions' argmax where
+        `target[i]` is -1 (the first largest, as `np.argmax`). The gradients are those `gradients` returns at
+        these rows and classes; the predictions those `predict` returns (same graph ops on the same rows).
+        For the callback: the probe's predictions, which the "predicted" targets come from, and saliency's
+        gradients at them, in one call instead of two. Every input must be a float input with a gradient."""
+        if self._gradients_fn is None:
+            self.check_input_gradients()
+        fn = self._calls.get("state")
+        if fn is None:
+            @tf.function(input_signature=self._specs + [self._target_spec], reduce_retracing=True)
+            def state_fn(*args):
+                xs, target = list(args[:-1]), args[-1]
+                with tf.GradientTape() as tape:
+                    tape.watch(xs)
+                    head = self._forward(xs)
+                    chosen = tf.where(target < 0, tf.argmax(head, axis=1, output_type=tf.int32), target)
+                    selected = self._select(head, chosen)
+                grads = tape.gradient(selected, xs)
+                return [head, chosen, selected] + [tf.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
+
+            fn = self._calls["state"] = state_fn.get_concrete_function()
+        arrays = self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)]
+        out = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
+        return out[0], out[1], out[2], out[3:]
 
     def check_input_gradients(self) -> None:
         if self._gradients_fn is None:
@@ -119,7 +169,7 @@ class TensorFlowModel(KerasModel):
             fn = self._trace_layer_gradients(call)
             self._layer_fns[call.path] = fn
         arrays = self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)]
-        act, grads = map_batches(lambda *a: [t.numpy() for t in _call(fn, a)], arrays, self.batch_size)
+        act, grads = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
         return act, grads
 
     def _trace_layer_gradients(self, call: LayerCall):
@@ -152,7 +202,7 @@ class TensorFlowModel(KerasModel):
             fn = self._joint_fns[key] = self._trace_joint_gradients(calls)
         embeddings = self._check_embeddings(calls, inputs, embeddings)
         arrays = self.as_inputs(inputs) + embeddings + [np.asarray(target, dtype=np.int32)]
-        out = map_batches(lambda *a: [t.numpy() for t in _call(fn, a)], arrays, self.batch_size)
+        out = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
         found = dict(zip(self._joint_wrt(), out[1 + len(calls):]))
         input_grads = [found[i] if i in found else np.zeros(a.shape, np.float32) if i in self.input_gradient_indices()
                        else None for i, a in enumerate(inputs)]
@@ -194,7 +244,7 @@ class TensorFlowModel(KerasModel):
                 return tf.cast(injection.activations, tf.float32)
 
             fn = self._embedding_fns[key] = embedding_fn.get_concrete_function()
-        (out,) = map_batches(lambda *xs: [_call(fn, xs).numpy()], self.as_inputs(inputs), self.batch_size)
+        (out,) = map_batches(lambda *xs: [self._run(fn, xs).numpy()], self.as_inputs(inputs), self.batch_size)
         return out
 
     def resize(self, maps: np.ndarray, size: Tuple[int, ...]) -> np.ndarray:
@@ -224,8 +274,52 @@ def is_chief_task(resolver) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs
 
 
-def _call(fn, arrays):
-    """Calls a concrete function on numpy arrays converted here: called so, it skips binding Python arguments to
-    a tf.function's signature (0.3 ms a call on a small model, against 0.7-1.2 ms through the tf.function),
-    which IG's refinement and the callback's other small calls pay many times per step."""
-    return fn(*[tf.constant(a) for a in arrays])
+def _call(fn, arrays, single_threaded: bool = False):
+    """Calls a concrete function on numpy arrays converted here.
+
+    Called so, it skips binding Python arguments to a tf.function's signature (0.3 ms a call on a small model,
+    against 0.7-1.2 ms through the tf.function). Outside any gradient tape it goes further: it runs the function's
+    inference graph on the converted arrays and its captured variables, what `ConcreteFunction`'s own call does
+    there after checking the arguments against its signature (which these arrays, cast by `as_inputs`, always
+    match). With `single_threaded` it runs it on TensorFlow's single-threaded executor, which runs the graph's
+    kernels one after another in this thread instead of handing them to the inter-op threads (each kernel still
+    uses the intra-op threads as it would; the values are the same). Together some 0.1 ms less CPU a call on a
+    small model, which integrated gradients' refinement and the callback's other small calls pay many times per
+    step. A graph that executor refuses (lowered control flow, asynchronous kernels) is refused before any kernel
+    runs: that function then runs on the default executor, as under a tape or where TensorFlow lacks these
+    internals."""
+    tensors = [tf.constant(a) for a in arrays]
+    inference = getattr(fn, "_inference_function", None)
+    if inference is None or _record.could_possibly_record() or not tf.executing_eagerly():
+        return fn(*tensors)
+    args = tensors + fn.captured_inputs
+    name = getattr(inference, "name", None)
+    if not single_threaded or name in _DEFAULT_EXECUTOR:
+        return inference.call_preflattened(args)
+    try:
+        with _context.function_executor_type(_SINGLE_THREADED):
+            out = inference.call_preflattened(args)
+    except tf.errors.OpError:
+        if name in _SINGLE_THREADED_RAN:
+            raise  # it ran on that executor before: a real error
+        _DEFAULT_EXECUTOR.add(name)
+        return inference.call_preflattened(args)
+    _SINGLE_THREADED_RAN.add(name)
+    return out
+
+
+def _cpu_only() -> bool:
+    """Whether this TensorFlow has no GPU (the single-threaded executor runs CPU kernels only)."""
+    global _CPU_ONLY
+    if _CPU_ONLY is None:
+        _CPU_ONLY = not tf.config.list_logical_devices("GPU")
+    return _CPU_ONLY
+
+
+#: the most elements (rows x the widest layer output per row) of a call run on the single-threaded executor.
+SINGLE_THREADED_ELEMENTS = 1 << 22
+_SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
+_CPU_ONLY = None
+#: functions (by name) the single-threaded executor refused, and those it ran.
+_DEFAULT_EXECUTOR: set = set()
+_SINGLE_THREADED_RAN: set = set()

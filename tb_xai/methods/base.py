@@ -63,6 +63,9 @@ class AttributionMethod(abc.ABC):
     requires_gradients: bool = True
     #: Probe modalities the method can explain (see `ProbeSet.modality`).
     modalities: Tuple[str, ...] = metadata.MODALITIES
+    #: True for a method whose attribution asks the adapter's `gradients` at the probe itself for the step's
+    #: targets (saliency): the callback then computes those with the step's predictions, in one model call.
+    probe_gradients: bool = False
 
     def __init__(self, name: Optional[str] = None):
         self.name = metadata.check_name(name or type(self).name, "method name")

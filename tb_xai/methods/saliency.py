@@ -25,6 +25,7 @@ class Saliency(AttributionMethod):
     """
 
     name = "saliency"
+    probe_gradients = True
 
     def __init__(self, absolute: bool = True, name=None):
         super().__init__(name)
