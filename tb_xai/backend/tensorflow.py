@@ -6,8 +6,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.eager import context as _context
-from tensorflow.python.eager import record as _record  # whether a gradient tape is recording
+try:  # TensorFlow internals for the direct call path of `_call`; without them every call takes the public one
+    from tensorflow.python.eager import context as _context
+    from tensorflow.python.eager import record as _record  # whether a gradient tape is recording
+except ImportError:  # pragma: no cover - other TensorFlow versions
+    _context = _record = None
 
 from tb_xai.backend.keras_model import Injection, KerasModel, LayerCall
 from tb_xai.batching import map_batches
@@ -290,7 +293,7 @@ def _call(fn, arrays, single_threaded: bool = False):
     internals."""
     tensors = [tf.constant(a) for a in arrays]
     inference = getattr(fn, "_inference_function", None)
-    if inference is None or _record.could_possibly_record() or not tf.executing_eagerly():
+    if inference is None or _record is None or _record.could_possibly_record() or not tf.executing_eagerly():
         return fn(*tensors)
     args = tensors + fn.captured_inputs
     name = getattr(inference, "name", None)
