@@ -199,8 +199,9 @@ def test_integrated_gradients_does_not_chase_float32_noise_on_a_saturated_classi
     (attr,) = method.attribute([x], target)
     error, allowed = method.completeness_error([x], target, [attr])
     assert np.all(error <= allowed)
-    # No refinement: one call, the first pass's nodes (2 x panels + 1 per probe) and the baseline's row per target.
-    assert len(rows) == 1 and sum(rows) == 8 * (2 * method.config()["panels"] + 1) + len(np.unique(target))
+    # No refinement: one call, the first pass's nodes (2 x panels per probe: the node at the baseline has weight 0)
+    # and the baseline's row per target.
+    assert len(rows) == 1 and sum(rows) == 8 * 2 * method.config()["panels"] + len(np.unique(target))
 
 
 def test_integrated_gradients_refines_relu_paths_to_the_tolerance_and_never_makes_them_worse():
