@@ -21,16 +21,18 @@ MAX_STEPS = 2 ** 12
 #: How much a Riemann-sum refinement multiplies a probe's path points.
 REFINEMENT = 2
 #: Nodes of an adaptive refinement panel: 3-node Gauss-Lobatto, i.e. Simpson's rule (the panel's two ends and
-#: its midpoint). Every gradient call also returns the output at its rows, so f at every panel end comes with the
-#: gradients, and a panel's error is known exactly with no forward call; a split reuses its parent's three nodes
-#: and needs two new gradient rows (the quarter points).
+#: its midpoint); the panel at the baseline is a 2-node Gauss-Radau panel (a third of the way in, and its end), so
+#: alpha = 0 needs no gradient row. Every gradient call also returns the output at its rows, so f at every panel
+#: end comes with the gradients, and a panel's error is known exactly with no forward call; a split reuses its
+#: parent's nodes and needs two new gradient rows.
 PANEL_NODES = 3
 PANEL_RULE = "gauss_lobatto"
 #: A failing probe splits its worst `_ROUND_ACTIVATIONS // (the model's widest layer output)` panels per round (at
 #: least 1, at most `_SPLITS_MOST`; see `_splits_per_round`). FILL=False: one per round.
 FILL = True
 _ROUND_ACTIVATIONS = 2 ** 8
-#: The weight of a panel error of the opposite sign to its probe's total when the panels to split are ranked.
+#: A panel whose error has the opposite sign of its probe's total error ranks at this fraction of its size among
+#: the panels to split (the stopping rule is on the total: splitting it first mostly moves the total away from 0).
 _OPPOSITE = 0.5
 _SPLITS_MOST = 16
 #: Bytes of node gradient rows a refinement keeps (beyond them a node's row is recomputed when a split needs it).
@@ -107,12 +109,13 @@ class IntegratedGradients(AttributionMethod):
     Attributions of a probe sum to f(input) - f(baseline) (completeness) up to the integration error. The
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
     that probe's path is refined by adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's ends and
-    midpoint), splitting the panels with the largest error, up to `max_steps` path points, keeping its best
-    answer. A panel's error is known exactly: each gradient call also returns the output at its rows, so f at
-    every panel end, f(input) and f(baseline) included, comes with the gradients and no forward call is made.
-    The first pass is small: (`steps` - 1) // 2 panels, so at most `steps` path points (with `tolerance=None`,
-    one `steps`-node Gauss-Legendre rule over the path); only the probes that need more path points pay for
-    them. Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each
+    midpoint; at the baseline a 2-node Gauss-Radau panel), splitting the panels with the largest error (those
+    pushing the probe's total error further first), up to `max_steps` path points, keeping its best answer. A
+    panel's error is known exactly: each gradient call also returns the output at its rows, so f at every panel
+    end, f(input) and f(baseline) included, comes with the gradients and no forward call is made. The first pass
+    is small: (`steps` - 1) // 2 panels widening from the baseline (1 : 2 : 3 at the default), `steps` - 1
+    gradient rows per probe (with `tolerance=None`, one `steps`-node Gauss-Legendre rule over the path); only the
+    probes that need more path points pay for them. Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each
     step) and the callback warns once.
 
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
@@ -131,7 +134,8 @@ class IntegratedGradients(AttributionMethod):
         token_baseline: the baseline of text inputs: "padding" (every non-padding token replaced by the padding
             id), a token id (every non-padding token replaced by it: an [UNK] or [MASK] id), or "zeros" (zero
             embeddings at the non-padding positions).
-        steps: path points of the first pass (2 to 4096; with a tolerance at least 3, the nodes of one panel).
+        steps: path points of the first pass, alpha = 0 included (2 to 4096; with a tolerance at least 3, the nodes
+            of one panel, and the point at the baseline needs no gradient row).
         rule: "gausslegendre" (default: adaptive Gauss-Lobatto panels with a tolerance, one Gauss-Legendre rule
             without; far fewer steps than a Riemann sum for smooth paths) or "riemann_trapezoid" (a failing
             probe is integrated again with 2x the points).
@@ -350,19 +354,23 @@ class IntegratedGradients(AttributionMethod):
         return rows
 
     def _adaptive(self, path, target) -> List[Optional[np.ndarray]]:
-        """Adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's two ends and its midpoint).
+        """Adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's two ends and its midpoint), and a
+        2-node Gauss-Radau panel at the baseline.
 
         Every node's gradient call also returns the explained output there, so f at every panel end is known
         without a forward call: f(input) at alpha = 1, f(baseline) at alpha = 0 (one row per distinct target,
         shared by every probe, or a row per probe for text inputs, whose baseline follows the probe's masks).
         A panel's error is then exact: the integral of the directional derivative over [a, b] is
-        f(path(b)) - f(path(a)). A failing probe's panels are split in halves where their error is largest; a
-        split reuses the parent's three nodes (its ends and midpoint become the halves' ends and shared edge) and
-        needs only the two quarter points: two gradient rows and no forward row.
+        f(path(b)) - f(path(a)). A failing probe's panels are split where their error is largest, a panel whose
+        error has the opposite sign of the probe's total counting half; a Lobatto split halves the panel and
+        reuses its three nodes (its ends and midpoint become the halves' ends and shared edge), needing only the two
+        quarter points; a Radau split makes [0, h/3] (Radau again, new node h/9) and [h/3, h] (Lobatto, new
+        midpoint 2h/3): two gradient rows and no forward row either way.
 
-        The gradient of the node at alpha = 0 is taken at alpha = START, just past the baseline: at a baseline
-        of zeros with zero biases (a freshly built network) every ReLU sits exactly on its kink, where the
-        gradient is the left limit (0), not the one the path sees.
+        The first pass's panels widen linearly from the baseline (`first_pass_nodes`): on the models measured the
+        output changes fastest near the baseline. No gradient is taken at alpha = 0 itself: the Radau panel does
+        not need it (at a baseline of zeros with zero biases, a freshly built network, every ReLU sits exactly on
+        its kink there, where the gradient is the left limit, 0, not the one the path sees).
 
         Memory: the nodes' gradient rows (times the path's delta) of the failing probes, up to `_NODE_BYTES`
         (beyond it a node's row is recomputed when a split needs it), and each failing probe's attribution.
