@@ -62,7 +62,7 @@ def first_pass_nodes(panels: int):
     end, weights 3/4 and 1/4 of its width; node 0, alpha = 0, has weight 0 and needs no gradient row); the others
     are 3-node Gauss-Lobatto panels (Simpson's rule: ends and midpoint). Three panels: nodes 0, 1/9, 1/3, 1/2,
     2/3, 5/6, 1. (Panels widening from the baseline, 1 : 2 : 3, took fewer rows on the demo models and the CNN's
-    first epoch, but 4-13% more on bench_overhead's CNN after 3-10 epochs, whose output changes most near the
+    first epoch, but 4-13% more on bench_overhead's CNN after 2-10 epochs, whose output changes most near the
     probe.)"""
     ends = np.arange(panels + 1, dtype=np.float64) / panels
     nodes = np.empty(2 * panels + 1)
@@ -88,8 +88,7 @@ def _panel_coefficients(radau: np.ndarray):
 #: A split's change of its probe's attribution, as fractions of the split panel's width h, on the nodes (lo, new
 #: inner node of the left half, inner, new inner node of the right half, hi). Lobatto [a, b]: halves at the
 #: midpoint (quarter points new). Radau [0, h] (inner node h/3): a Radau panel [0, h/3] (inner node h/9, new) and a
-#: Lobatto panel [h/3, h] (midpoint 2h/3, new), so the inner node becomes an edge and the baseline's panel stays
-#: graded; two new rows either way.
+#: Lobatto panel [h/3, h] (midpoint 2h/3, new), so the inner node becomes an edge; two new rows either way.
 _SPLIT_LOBATTO = np.array([-1 / 12, 1 / 3, -1 / 2, 1 / 3, -1 / 12])
 _SPLIT_RADAU = np.array([0.0, 1 / 4, 1 / 12 + 1 / 9 - 3 / 4, 4 / 9, 1 / 9 - 1 / 4])
 #: `node_slot` of the node at alpha = 0: it has weight 0 and no gradient row (f there is the baseline's output).
