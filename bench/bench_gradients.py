@@ -258,7 +258,8 @@ def ig_rows(label, model, x, reference_steps, target=None):
     costly = np.sort(per_probe)[::-1][:max(1, len(x) // 10)].sum() / per_probe.sum()
     q = np.percentile(per_probe, [50, 90, 100])
     print(f"{label:<34}{len(x):>4} probes {len(calls):>4} calls {d['steps_mean']:6.1f} rows/probe (first pass "
-          f"{np.mean(per_probe <= first):4.0%}, p50/p90/max {q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}, top tenth {costly:4.0%}); "
+          f"{np.mean(per_probe <= first):4.0%}, p50/p90/max {q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}, "
+          f"top tenth {costly:4.0%}); "
           f"over {d['probes_over_tolerance']}, CPU {cpu * 1e3:6.0f} ms; error median {np.median(error):.4f} "
           f"max {error.max():.4f} ({reference_steps} nodes)", flush=True)
 

@@ -112,9 +112,10 @@ class IntegratedGradients(AttributionMethod):
     pushing the probe's total error further first), up to `max_steps` path points, keeping its best answer. A
     panel's error is known exactly: each gradient call also returns the output at its rows, so f at every panel
     end, f(input) and f(baseline) included, comes with the gradients and no forward call is made. The first pass
-    is small: (`steps` - 1) // 2 panels, `steps` - 1 gradient rows per probe (with `tolerance=None`, one `steps`-node Gauss-Legendre rule over the path); only the
-    probes that need more path points pay for them. Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each
-    step) and the callback warns once.
+    is small: (`steps` - 1) // 2 panels, `steps` - 1 gradient rows per probe (with `tolerance=None`, one
+    `steps`-node Gauss-Legendre rule over the path); only the probes that need more path points pay for them.
+    Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each step)
+    and the callback warns once.
 
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
     probe's path points included.
@@ -365,8 +366,9 @@ class IntegratedGradients(AttributionMethod):
         quarter points; a Radau split makes [0, h/3] (Radau again, new node h/9) and [h/3, h] (Lobatto, new
         midpoint 2h/3): two gradient rows and no forward row either way.
 
-        No gradient is taken at alpha = 0 itself (`first_pass_nodes`): the Radau panel does not need it (at a baseline of zeros with zero biases, a freshly built network, every ReLU sits exactly on
-        its kink there, where the gradient is the left limit, 0, not the one the path sees).
+        No gradient is taken at alpha = 0 itself (`first_pass_nodes`): the Radau panel does not need it (at a
+        baseline of zeros with zero biases, a freshly built network, every ReLU sits exactly on its kink there,
+        where the gradient is the left limit, 0, not the one the path sees).
 
         Memory: the nodes' gradient rows (times the path's delta) of the failing probes, up to `_NODE_BYTES`
         (beyond it a node's row is recomputed when a split needs it), and each failing probe's attribution.
