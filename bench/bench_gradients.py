@@ -12,6 +12,12 @@ Run: python bench/bench_gradients.py [--backend tensorflow|jax|torch] [--large]
    time of one training epoch.
 3. With --large: a 224x224x3 CNN of 8 convolutions at batch 256, integrated gradients on 64 probes x 50
    steps against the plain input gradient (meant for a GPU; slow on a CPU).
+4. With --ig-rows (alone: the sections above are skipped): integrated gradients at its defaults on the demo
+   models, a small residual net (conv, batch norm, skips), keras.applications MobileNetV2 and ResNet50
+   (weights=None, logits) and bench/bench_overhead.py's 32x32x3 CNN after 1, 2 and 3 epochs (--ig-images per
+   epoch): model calls, gradient rows per probe (how many probes pass at the first pass, the rows' quantiles, the
+   share of the rows the costliest tenth of the probes takes), the completeness check, CPU time, and the L1 error
+   per probe against a many-node Gauss-Legendre integral without tolerance, relative to its L1 norm.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ def _arguments():
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
                         default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     parser.add_argument("--large", action="store_true", help="also the 224x224 CNN at batch 256")
+    parser.add_argument("--ig-rows", action="store_true",
+                        help="only integrated gradients' rows, calls and error against a many-node reference")
+    parser.add_argument("--ig-images", type=int, default=20_000,
+                        help="training images per epoch of the 32x32x3 CNN in --ig-rows (bench_overhead's 20,000)")
     return parser.parse_args()
 
 
@@ -213,7 +223,101 @@ def cnn8_224():
     return keras.Sequential(layers)
 
 
+def ig_rows(label, model, x, reference_steps, target=None):
+    """Integrated gradients at its defaults on `x`: calls, gradient rows per probe, completeness, CPU time, and the
+    L1 error against a `reference_steps`-node Gauss-Legendre integral."""
+    from tb_xai.methods import IntegratedGradients
+
+    probe_set = as_probe_set(x)
+    adapter = adapt(model, probe_set)
+    target = np.argmax(adapter.predict([x]), axis=1).astype(np.int32) if target is None else target
+    reference = IntegratedGradients(steps=reference_steps, max_steps=reference_steps, tolerance=None)
+    reference.setup(adapter, probe_set)
+    (exact,) = reference.attribute([x], target)
+    method = IntegratedGradients()
+    method.setup(adapter, probe_set)
+    method.attribute([x], target)  # tracing
+    calls, per_probe = [], np.zeros(len(x))
+    gradients, evaluate = adapter.gradients, method._evaluate
+    adapter.gradients = lambda inputs, t: (calls.append(len(t)), gradients(inputs, t))[1]
+
+    def counted(path, t, probes, alphas, base_targets=None):
+        np.add.at(per_probe, probes, 1)
+        return evaluate(path, t, probes, alphas, base_targets)
+
+    method._evaluate = counted
+    cpu = time.process_time()
+    (attr,) = method.attribute([x], target)
+    cpu = time.process_time() - cpu
+    adapter.gradients = gradients
+    del method._evaluate
+    d = method.diagnostics()
+    first = 2 * method.config()["panels"]
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    error = np.abs(flat(attr) - flat(exact)).sum(axis=1) / np.maximum(np.abs(flat(exact)).sum(axis=1), 1e-30)
+    costly = np.sort(per_probe)[::-1][:max(1, len(x) // 10)].sum() / per_probe.sum()
+    q = np.percentile(per_probe, [50, 90, 100])
+    print(f"{label:<34}{len(x):>4} probes {len(calls):>4} calls {d['steps_mean']:6.1f} rows/probe (first pass "
+          f"{np.mean(per_probe <= first):4.0%}, p50/p90/max {q[0]:.0f}/{q[1]:.0f}/{q[2]:.0f}, "
+          f"top tenth {costly:4.0%}); "
+          f"over {d['probes_over_tolerance']}, CPU {cpu * 1e3:6.0f} ms; error median {np.median(error):.4f} "
+          f"max {error.max():.4f} ({reference_steps} nodes)", flush=True)
+
+
+def bench_ig_rows():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "demo"))
+    sys.path.insert(0, os.path.dirname(__file__))
+    import bench_overhead  # noqa: E402
+    import digits as digits_demo  # noqa: E402
+    import tabular as tabular_demo  # noqa: E402
+
+    print("\nIntegrated gradients at its defaults: calls, gradient rows per probe (the baseline's rows included), "
+          "error against a many-node reference")
+    x, y, probe, _, _, _ = tabular_demo.breast_cancer(32)
+    keras.utils.set_random_seed(0)
+    model = tabular_demo.model()
+    model.fit(x, y, batch_size=32, epochs=15, verbose=0)
+    ig_rows("demo MLP, 15 epochs", model, probe, 4096)
+    x, y, probe, _ = digits_demo.digits(16)
+    keras.utils.set_random_seed(0)
+    model = digits_demo.model()
+    model.fit(x, y, batch_size=64, epochs=15, verbose=0)
+    ig_rows("demo digits CNN, 15 epochs", model, probe, 4096)
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(
+        keras.layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(inputs)))
+    for _ in range(2):
+        r = keras.layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(h)
+        r = keras.layers.Conv2D(8, 3, padding="same", bias_initializer="random_normal")(
+            keras.layers.ReLU()(keras.layers.BatchNormalization()(r)))
+        h = keras.layers.ReLU()(keras.layers.Add()([h, keras.layers.BatchNormalization()(r)]))
+    model = keras.Model(inputs, keras.layers.Dense(4, bias_initializer="random_normal")(
+        keras.layers.GlobalAveragePooling2D()(h)))
+    rng = np.random.default_rng(3)
+    ig_rows("residual net 8x8x3, untrained", model, rng.normal(size=(32, 8, 8, 3)).astype(np.float32), 2048)
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None, classes=10,
+                                           classifier_activation=None)
+    ig_rows("MobileNetV2 32x32x3, weights=None", model, rng.random((16, 32, 32, 3), dtype=np.float32), 256)
+    model = keras.applications.ResNet50(input_shape=(64, 64, 3), weights=None, classes=10, classifier_activation=None)
+    ig_rows("ResNet50 64x64x3, weights=None", model, rng.random((8, 64, 64, 3), dtype=np.float32), 64)
+    rng = np.random.default_rng(0)  # bench_overhead's CNN workload: its images, labels and probes
+    x = rng.random((ARGS.ig_images, 32, 32, 3), dtype=np.float32)
+    y = (x[:, :16, :16, 0].mean(axis=(1, 2)) * 40).astype(np.int64) % 10
+    keras.utils.set_random_seed(0)
+    model = bench_overhead.cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    for epoch in (1, 2, 3):
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        ig_rows(f"32x32x3 CNN, epoch {epoch}", model, x[:64], 256)
+
+
 def main():
+    if ARGS.ig_rows:
+        bench_ig_rows()
+        return
     gradient_methods = [
         ("saliency", {}), ("gradient_x_input", {}), ("integrated_gradients", {"tolerance": None}),
         ("smoothgrad", {}),

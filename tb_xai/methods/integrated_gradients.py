@@ -21,18 +21,19 @@ MAX_STEPS = 2 ** 12
 #: How much a Riemann-sum refinement multiplies a probe's path points.
 REFINEMENT = 2
 #: Nodes of an adaptive refinement panel: 3-node Gauss-Lobatto, i.e. Simpson's rule (the panel's two ends and
-#: its midpoint). Every gradient call also returns the output at its rows, so f at every panel end comes with the
-#: gradients, and a panel's error is known exactly with no forward call; a split reuses its parent's three nodes
-#: and needs two new gradient rows (the quarter points).
+#: its midpoint); the panel at the baseline is a 2-node Gauss-Radau panel (a third of the way in, and its end), so
+#: alpha = 0 needs no gradient row. Every gradient call also returns the output at its rows, so f at every panel
+#: end comes with the gradients, and a panel's error is known exactly with no forward call; a split reuses its
+#: parent's nodes and needs two new gradient rows.
 PANEL_NODES = 3
 PANEL_RULE = "gauss_lobatto"
-#: Where the first node's gradient is taken, as a fraction of the path: just past the baseline (at a baseline of
-#: zeros with zero biases every ReLU sits on its kink, where the gradient is the left limit, 0).
-START = 2.0 ** -16
 #: A failing probe splits its worst `_ROUND_ACTIVATIONS // (the model's widest layer output)` panels per round (at
 #: least 1, at most `_SPLITS_MOST`; see `_splits_per_round`). FILL=False: one per round.
 FILL = True
 _ROUND_ACTIVATIONS = 2 ** 8
+#: A panel whose error has the opposite sign of its probe's total error ranks at this fraction of its size among
+#: the panels to split (the stopping rule is on the total: splitting it first mostly moves the total away from 0).
+_OPPOSITE = 0.5
 _SPLITS_MOST = 16
 #: Bytes of node gradient rows a refinement keeps (beyond them a node's row is recomputed when a split needs it).
 _NODE_BYTES = 64 * 2 ** 20
@@ -54,6 +55,46 @@ def integration_nodes(steps: int, rule: str):
     raise ValueError(f"rule must be 'gausslegendre' or 'riemann_trapezoid'; received: {rule!r}")
 
 
+@functools.lru_cache(maxsize=32)
+def first_pass_nodes(panels: int):
+    """The adaptive first pass's nodes in [0, 1] and their weights: `panels` equal panels, node 2k and 2k + 2 the
+    ends of panel k. Panel 0, at the baseline, is a 2-node Gauss-Radau panel (nodes at a third of it and at its
+    end, weights 3/4 and 1/4 of its width; node 0, alpha = 0, has weight 0 and needs no gradient row); the others
+    are 3-node Gauss-Lobatto panels (Simpson's rule: ends and midpoint). Three panels: nodes 0, 1/9, 1/3, 1/2,
+    2/3, 5/6, 1. (Panels widening from the baseline, 1 : 2 : 3, took fewer rows on the demo models and the CNN's
+    first epoch, but 4-13% more on bench_overhead's CNN after 2-10 epochs, whose output changes most near the
+    probe.)"""
+    ends = np.arange(panels + 1, dtype=np.float64) / panels
+    nodes = np.empty(2 * panels + 1)
+    nodes[0::2] = ends
+    nodes[1::2] = (ends[:-1] + ends[1:]) / 2
+    nodes[1] = ends[1] / 3
+    h = np.diff(ends)
+    weights = np.zeros(2 * panels + 1)
+    weights[0:-1:2] += h / 6
+    weights[2::2] += h / 6
+    weights[1::2] = 4 * h / 6
+    weights[:3] = [0.0, 3 * h[0] / 4, h[0] / 4 + (h[1] / 6 if panels > 1 else 0.0)]
+    nodes.flags.writeable = weights.flags.writeable = False
+    return nodes, weights
+
+
+def _panel_coefficients(radau: np.ndarray):
+    """Each panel's quadrature weights on its nodes (lo, inner, hi), as fractions of its width: Gauss-Radau
+    (0, 3/4, 1/4) for the panel at the baseline, Gauss-Lobatto (1/6, 4/6, 1/6) for the others."""
+    return (np.where(radau, 0.0, 1 / 6), np.where(radau, 3 / 4, 4 / 6), np.where(radau, 1 / 4, 1 / 6))
+
+
+#: A split's change of its probe's attribution, as fractions of the split panel's width h, on the nodes (lo, new
+#: inner node of the left half, inner, new inner node of the right half, hi). Lobatto [a, b]: halves at the
+#: midpoint (quarter points new). Radau [0, h] (inner node h/3): a Radau panel [0, h/3] (inner node h/9, new) and a
+#: Lobatto panel [h/3, h] (midpoint 2h/3, new), so the inner node becomes an edge; two new rows either way.
+_SPLIT_LOBATTO = np.array([-1 / 12, 1 / 3, -1 / 2, 1 / 3, -1 / 12])
+_SPLIT_RADAU = np.array([0.0, 1 / 4, 1 / 12 + 1 / 9 - 3 / 4, 4 / 9, 1 / 9 - 1 / 4])
+#: `node_slot` of the node at alpha = 0: it has weight 0 and no gradient row (f there is the baseline's output).
+_NO_ROW = -2
+
+
 def _check_steps(value, what: str) -> int:
     value = check_positive_int(value, what, minimum=2)
     if value > MAX_STEPS:
@@ -67,13 +108,14 @@ class IntegratedGradients(AttributionMethod):
     Attributions of a probe sum to f(input) - f(baseline) (completeness) up to the integration error. The
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
     that probe's path is refined by adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's ends and
-    midpoint), splitting the panels with the largest error, up to `max_steps` path points, keeping its best
-    answer. A panel's error is known exactly: each gradient call also returns the output at its rows, so f at
-    every panel end, f(input) and f(baseline) included, comes with the gradients and no forward call is made.
-    The first pass is small: (`steps` - 1) // 2 panels, so at most `steps` path points (with `tolerance=None`,
-    one `steps`-node Gauss-Legendre rule over the path); only the probes that need more path points pay for
-    them. Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each
-    step) and the callback warns once.
+    midpoint; at the baseline a 2-node Gauss-Radau panel), splitting the panels with the largest error (those
+    pushing the probe's total error further first), up to `max_steps` path points, keeping its best answer. A
+    panel's error is known exactly: each gradient call also returns the output at its rows, so f at every panel
+    end, f(input) and f(baseline) included, comes with the gradients and no forward call is made. The first pass
+    is small: (`steps` - 1) // 2 panels, `steps` - 1 gradient rows per probe (with `tolerance=None`, one
+    `steps`-node Gauss-Legendre rule over the path); only the probes that need more path points pay for them.
+    Probes still over the allowance at `max_steps` are counted in `diagnostics()` (logged as a scalar each step)
+    and the callback warns once.
 
     Memory is bounded for any parameters: no model call gets more than the adapter's `batch_size` rows, a
     probe's path points included.
@@ -91,7 +133,8 @@ class IntegratedGradients(AttributionMethod):
         token_baseline: the baseline of text inputs: "padding" (every non-padding token replaced by the padding
             id), a token id (every non-padding token replaced by it: an [UNK] or [MASK] id), or "zeros" (zero
             embeddings at the non-padding positions).
-        steps: path points of the first pass (2 to 4096; with a tolerance at least 3, the nodes of one panel).
+        steps: path points of the first pass, alpha = 0 included (2 to 4096; with a tolerance at least 3, the nodes
+            of one panel, and the point at the baseline needs no gradient row).
         rule: "gausslegendre" (default: adaptive Gauss-Lobatto panels with a tolerance, one Gauss-Legendre rule
             without; far fewer steps than a Riemann sum for smooth paths) or "riemann_trapezoid" (a failing
             probe is integrated again with 2x the points).
@@ -310,19 +353,22 @@ class IntegratedGradients(AttributionMethod):
         return rows
 
     def _adaptive(self, path, target) -> List[Optional[np.ndarray]]:
-        """Adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's two ends and its midpoint).
+        """Adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's two ends and its midpoint), and a
+        2-node Gauss-Radau panel at the baseline.
 
         Every node's gradient call also returns the explained output there, so f at every panel end is known
         without a forward call: f(input) at alpha = 1, f(baseline) at alpha = 0 (one row per distinct target,
         shared by every probe, or a row per probe for text inputs, whose baseline follows the probe's masks).
         A panel's error is then exact: the integral of the directional derivative over [a, b] is
-        f(path(b)) - f(path(a)). A failing probe's panels are split in halves where their error is largest; a
-        split reuses the parent's three nodes (its ends and midpoint become the halves' ends and shared edge) and
-        needs only the two quarter points: two gradient rows and no forward row.
+        f(path(b)) - f(path(a)). A failing probe's panels are split where their error is largest, a panel whose
+        error has the opposite sign of the probe's total counting half; a Lobatto split halves the panel and
+        reuses its three nodes (its ends and midpoint become the halves' ends and shared edge), needing only the two
+        quarter points; a Radau split makes [0, h/3] (Radau again, new node h/9) and [h/3, h] (Lobatto, new
+        midpoint 2h/3): two gradient rows and no forward row either way.
 
-        The gradient of the node at alpha = 0 is taken at alpha = START, just past the baseline: at a baseline
-        of zeros with zero biases (a freshly built network) every ReLU sits exactly on its kink, where the
-        gradient is the left limit (0), not the one the path sees.
+        No gradient is taken at alpha = 0 itself (`first_pass_nodes`): the Radau panel does not need it (at a
+        baseline of zeros with zero biases, a freshly built network, every ReLU sits exactly on its kink there,
+        where the gradient is the left limit, 0, not the one the path sees).
 
         Memory: the nodes' gradient rows (times the path's delta) of the failing probes, up to `_NODE_BYTES`
         (beyond it a node's row is recomputed when a split needs it), and each failing probe's attribution.
@@ -330,18 +376,14 @@ class IntegratedGradients(AttributionMethod):
         inputs, starts, ends = path
         m = len(target)
         live = [i for i, e in enumerate(ends) if e is not None]
-        panels = self._first_panels()
-        grid = np.arange(2 * panels + 1) / (2 * panels)  # the first pass's nodes, alpha 0 included
-        weights = np.full(2 * panels + 1, 2.0)
-        weights[1::2] = 4.0
-        weights[[0, -1]] = 1.0
-        weights /= 6 * panels  # composite Simpson
-        per_probe = len(grid) + (1 if self.space.has_text else 0)  # text: also f(baseline), per probe
+        grid, weights = first_pass_nodes(self._first_panels())  # the first pass's nodes, alpha 0 included
+        per_probe = len(grid) - 1 + (1 if self.space.has_text else 0)  # text: also f(baseline), per probe
         row_bytes = sum(int(np.prod(ends[i].shape[1:])) * 4 for i in live)
         pool = _NodePool(ends, live, _NODE_BYTES // max(1, row_bytes), m * self.max_steps)
-        # The first pass: (probe, node) rows, probe-major; text inputs add each probe's alpha = 0 row.
-        alphas = np.concatenate([[0.0] if self.space.has_text else [], [START], grid[1:]])
-        node_of = np.concatenate([[-1] if self.space.has_text else [], np.arange(len(grid))]).astype(int)
+        # The first pass: (probe, node) rows, probe-major, every node but alpha = 0's (its weight is 0); text inputs
+        # add each probe's alpha = 0 row, for f at its baseline only.
+        alphas = np.concatenate([[0.0] if self.space.has_text else [], grid[1:]])
+        node_of = np.concatenate([[-1] if self.space.has_text else [], np.arange(1, len(grid))]).astype(int)
         probes = np.repeat(np.arange(m), per_probe)
         base_targets = None if self.space.has_text else np.unique(target)
         f, s, grads, f_base = self._evaluate(path, target, probes, np.tile(alphas, m), base_targets)
@@ -353,9 +395,9 @@ class IntegratedGradients(AttributionMethod):
         else:
             f_start = f_base[np.searchsorted(base_targets, target)]
         on_path = node >= 0
-        f_nodes = f[on_path].reshape(m, len(grid))
-        f_nodes[:, 0] = f_start  # the node at alpha 0: f at the baseline itself, its gradient from START
-        s_nodes = s[on_path].reshape(m, len(grid))
+        # The node at alpha 0: f at the baseline itself; no gradient (its weight is 0).
+        f_nodes = np.concatenate([f_start[:, None], f[on_path].reshape(m, len(grid) - 1)], axis=1)
+        s_nodes = np.concatenate([np.zeros((m, 1)), s[on_path].reshape(m, len(grid) - 1)], axis=1)
         out = []
         for i, e in enumerate(ends):
             if e is None:
@@ -374,7 +416,7 @@ class IntegratedGradients(AttributionMethod):
         delta = f_input - f_start
         allowed = self.tolerance * np.abs(delta) + 1e-5 * np.maximum(np.abs(f_input), np.abs(f_start))
         error = _sum_error(out, delta)
-        spent = np.full(m, float(len(grid)))
+        spent = np.full(m, float(len(grid) - 1))
         shared = 0 if base_targets is None else len(base_targets)
         rows = np.flatnonzero(error > allowed)
         if rows.size:
@@ -383,6 +425,7 @@ class IntegratedGradients(AttributionMethod):
             failing[rows] = True
             local = np.cumsum(failing) - 1  # each failing probe's index among them
             slots = np.full((len(rows), len(grid)), -1)
+            slots[:, 0] = _NO_ROW
             flat_node = node.reshape(-1)
             for sl, chunk_grads in grads:
                 index = np.arange(sl.start, sl.stop)
@@ -442,11 +485,17 @@ class IntegratedGradients(AttributionMethod):
         while True:
             lo, hi = node_alpha[p_nodes[:, 0]], node_alpha[p_nodes[:, 2]]
             width = hi - lo
+            radau = lo == 0
             s3 = node_s[p_nodes]
-            size = np.abs(width / 6 * (s3[:, 0] + 4 * s3[:, 1] + s3[:, 2])
-                          - (node_f[p_nodes[:, 2]] - node_f[p_nodes[:, 0]]))  # each panel's exact error
-            # Each active probe's panels, worst first.
-            order = np.lexsort((-size, p_owner))
+            c0, c1, c2 = _panel_coefficients(radau)
+            signed = (width * (c0 * s3[:, 0] + c1 * s3[:, 1] + c2 * s3[:, 2])
+                      - (node_f[p_nodes[:, 2]] - node_f[p_nodes[:, 0]]))  # each panel's exact error
+            size = np.abs(signed)
+            # Each active probe's panels, worst first; a panel whose error has the opposite sign of its probe's total
+            # counts `_OPPOSITE` of its size (splitting it would mostly move the total away from 0 first).
+            total = np.bincount(p_owner, weights=signed, minlength=k_n)
+            key = np.where(np.signbit(signed) == np.signbit(total[p_owner]), size, _OPPOSITE * size)
+            order = np.lexsort((-key, p_owner))
             order = order[active[p_owner[order]]]
             owner = p_owner[order]
             group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
@@ -454,7 +503,7 @@ class IntegratedGradients(AttributionMethod):
             choose = (size[order] > floor[owner]) & (rank < splits)
             order, owner = order[choose], owner[choose]
             # The budget: two quarter points per split, and a recomputed row per node without a kept row.
-            cost = 2 + (node_slot[p_nodes[order]] < 0).sum(axis=1)
+            cost = 2 + (node_slot[p_nodes[order]] == -1).sum(axis=1)
             group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
             cum = np.cumsum(cost)
             before = np.repeat(cum[group] - cost[group], np.diff(np.r_[group, len(order)]))
@@ -464,12 +513,13 @@ class IntegratedGradients(AttributionMethod):
                 break
             tasks = p_nodes[order]  # (T, 3)
             t_n = len(order)
-            lost = np.unique(tasks[node_slot[tasks] < 0])
-            q_alpha = np.concatenate([(node_alpha[tasks[:, 0]] + node_alpha[tasks[:, 1]]) / 2,
-                                      (node_alpha[tasks[:, 1]] + node_alpha[tasks[:, 2]]) / 2])
+            lost = np.unique(tasks[node_slot[tasks] == -1])
+            split_radau = radau[order]
+            a0, a1, a2 = (node_alpha[tasks[:, j]] for j in range(3))
+            q_alpha = np.concatenate([np.where(split_radau, a0 + (a1 - a0) / 3, (a0 + a1) / 2), (a1 + a2) / 2])
             q_owner = np.concatenate([owner, owner])
             want_owner = np.concatenate([node_owner[lost], q_owner])
-            want_alpha = np.concatenate([np.maximum(node_alpha[lost], START), q_alpha])
+            want_alpha = np.concatenate([node_alpha[lost], q_alpha])
             f, s, grads, _ = self._evaluate(path, target, rows[want_owner], want_alpha)
             fresh = [np.concatenate([g[i] for _, g in grads]) for i in live]
             np.add.at(spent, rows[want_owner], 1.0)
@@ -486,19 +536,21 @@ class IntegratedGradients(AttributionMethod):
             fresh_of[lost] = np.arange(len(lost))
             fresh_of[q_index] = len(lost) + np.arange(2 * t_n)
             node_slot[lost] = kept[:len(lost)]
-            # Each split's change of its probe's attribution: its halves' Simpson sums less its own, from the nodes
-            # lo, q1, mid, q3, hi (coefficients -h/12, h/3, -h/2, h/3, -h/12 of the panel's width h).
+            # Each split's change of its probe's attribution: its halves' sums less its own, from the nodes lo, q1,
+            # mid, q3, hi (`_SPLIT_LOBATTO` or `_SPLIT_RADAU`, times the panel's width h).
             five = np.stack([tasks[:, 0], q_index[:t_n], tasks[:, 1], q_index[t_n:], tasks[:, 2]], axis=1)
             h = width[order]
-            coeff = (h[:, None] * np.array([-1 / 12, 1 / 3, -1 / 2, 1 / 3, -1 / 12])).astype(np.float32)
+            coeff = (h[:, None] * np.where(split_radau[:, None], _SPLIT_RADAU, _SPLIT_LOBATTO)).astype(np.float32)
             slot5 = node_slot[five]
             for c, x, pooled in zip(current, fresh, pool.arrays or [None] * len(current)):
                 gathered = np.empty((t_n, 5) + x.shape[1:], dtype=np.float32)
                 held = slot5 >= 0
                 if held.any():
                     gathered[held] = pooled[slot5[held]]
-                if (~held).any():
-                    gathered[~held] = x[fresh_of[five[~held]]]
+                computed = slot5 == -1
+                if computed.any():
+                    gathered[computed] = x[fresh_of[five[computed]]]
+                gathered[slot5 == _NO_ROW] = 0.0  # alpha = 0: weight 0, no row
                 change = np.einsum("tc,tc...->t...", coeff, gathered)
                 np.add.at(c, owner, change)
             # The split panels give way to their halves.
@@ -520,7 +572,7 @@ class IntegratedGradients(AttributionMethod):
             if done.any():
                 gone = done[node_owner]
                 pool.free(node_slot[gone])
-                node_slot[gone] = -1
+                node_slot[gone & (node_slot >= 0)] = -1
         return rows[best_error > allowed[rows]]
 
     def _evaluate(self, path, target, probes, alphas, base_targets=None):
