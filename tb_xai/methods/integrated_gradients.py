@@ -27,6 +27,7 @@ REFINEMENT = 2
 #: parent's nodes and needs two new gradient rows.
 PANEL_NODES = 3
 PANEL_RULE = "gauss_lobatto"
+FIRST_PANEL_RULE = "gauss_radau"  # the panel at the baseline (2 nodes, none at alpha = 0)
 #: A failing probe splits its worst `_ROUND_ACTIVATIONS // (the model's widest layer output)` panels per round (at
 #: least 1, at most `_SPLITS_MOST`; see `_splits_per_round`). FILL=False: one per round.
 FILL = True
@@ -189,7 +190,8 @@ class IntegratedGradients(AttributionMethod):
         config = {"baseline": baseline, "steps": self.steps, "rule": self.rule, "tolerance": self.tolerance,
                   "max_steps": self.max_steps, "refinement": REFINEMENT}
         if self.tolerance is not None and self.rule == "gausslegendre":
-            config.update(panel_rule=PANEL_RULE, panel_nodes=PANEL_NODES, panels=self._first_panels())
+            config.update(panel_rule=PANEL_RULE, panel_nodes=PANEL_NODES, first_panel_rule=FIRST_PANEL_RULE,
+                          panels=self._first_panels())
         if self.space is not None and self.space.has_text:
             config["token_baseline"] = self.token_baseline
         return config
