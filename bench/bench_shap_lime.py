@@ -15,6 +15,7 @@ crops of scikit-learn's bundled sample photographs.
     python bench/bench_shap_lime.py            # both setups
     python bench/bench_shap_lime.py --quick    # fewer probes and repeats, for a smoke run
     python bench/bench_shap_lime.py --images-only   # only the image tables (LIME, KernelSHAP, occlusion)
+    python bench/bench_shap_lime.py --tabular-only  # only the MLP comparison with shap and lime
 """
 
 from __future__ import annotations
@@ -326,14 +327,20 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer probes")
     parser.add_argument("--images-only", action="store_true",
                         help="only the image tables (LIME on superpixels, KernelSHAP, occlusion against the best predict rate)")
+    parser.add_argument("--tabular-only", action="store_true",
+                        help="only the MLP comparison with shap and lime (no image models)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats of the image rates (default 5, 2 quick)")
     args = parser.parse_args()
+    if args.images_only and args.tabular_only:
+        parser.error("--images-only and --tabular-only exclude each other")
     repeats = args.repeats or (2 if args.quick else 5)
     probes = ({"digits": {"lime": 8, "kernel_shap": 4, "occlusion": 32}, "cifar": {"lime": 2, "occlusion": 8}}
               if args.quick else
               {"digits": {"lime": 64, "kernel_shap": 16, "occlusion": 256}, "cifar": {"lime": 16, "occlusion": 64}})
     if not args.images_only:
         mlp_setup(16 if args.quick else 64, predict_path_probes=1)
+    if args.tabular_only:
+        return
     cnn_setup(4 if args.quick else 16)
     image_rates(probes, repeats)
 
