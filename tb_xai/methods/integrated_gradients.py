@@ -676,18 +676,18 @@ class _NodePool:
         self.capacity = int(min(capacity, most))
         self.shapes = [(i, ends[i].shape[1:]) for i in live]
         self.arrays = None
-        self.free_slots: List[int] = []
+        self.free_slots = np.zeros(0, dtype=int)  # a stack: the last freed slot is reused first
         self.used = 0
 
     def put(self, rows: List[np.ndarray]) -> np.ndarray:
         """Stores each row of `rows` (one array per input, rows first) while there is room; their slots (-1: not
         kept)."""
         n = len(rows[0])
-        reused = self.free_slots[len(self.free_slots) - min(n, len(self.free_slots)):]
-        del self.free_slots[len(self.free_slots) - len(reused):]
-        grown = min(n - len(reused), self.capacity - self.used)
-        slots = np.concatenate([np.asarray(reused, dtype=int), self.used + np.arange(grown),
-                                np.full(n - len(reused) - grown, -1)]).astype(int)
+        k = min(n, len(self.free_slots))
+        reused = self.free_slots[len(self.free_slots) - k:]
+        self.free_slots = self.free_slots[:len(self.free_slots) - k]
+        grown = min(n - k, self.capacity - self.used)
+        slots = np.concatenate([reused, self.used + np.arange(grown), np.full(n - k - grown, -1)]).astype(int)
         self.used += grown
         if self.arrays is None and self.capacity:
             self.arrays = [np.empty((self.capacity,) + shape, dtype=np.float32) for _, shape in self.shapes]
@@ -698,4 +698,5 @@ class _NodePool:
         return slots
 
     def free(self, slots: np.ndarray) -> None:
-        self.free_slots.extend(int(s) for s in np.asarray(slots) if s >= 0)
+        slots = np.asarray(slots, dtype=int)
+        self.free_slots = np.concatenate([self.free_slots, slots[slots >= 0]])
