@@ -116,8 +116,9 @@ def test_the_first_pass_takes_no_gradient_at_the_baseline_and_integrates_quadrat
 def test_a_relu_mlp_is_closer_to_a_many_node_reference_in_its_worst_probe():
     # Completeness bounds the sum of a probe's attributions, not each feature: with a Simpson panel at the baseline
     # (its gradient taken there) and splits ranked by size alone, the worst probe stopped 0.098 (L1, relative) from
-    # the 4096-node integral here; with the Radau panel and sign-aware splits, 0.044. 46 gradient rows per probe
-    # either way.
+    # the 4096-node integral here; with the Radau panel and sign-aware splits, 0.044 (46 gradient rows per probe
+    # either way, 9 model calls). With splits several levels deep on a model this small (rows cost little next to a
+    # call), 0.027 in 6 calls and 55 rows per probe.
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((8,)),
@@ -128,9 +129,11 @@ def test_a_relu_mlp_is_closer_to_a_many_node_reference_in_its_worst_probe():
     x = models.random_inputs((8,), 32, seed=1)
     target = np.zeros(32, np.int32)
     method, reference = IntegratedGradients(), IntegratedGradients(steps=4096, max_steps=4096, tolerance=None)
-    _bind(method, model, x)
+    calls = _count_calls(_bind(method, model, x))
     _bind(reference, model, x)
-    (attr,), (exact,) = method.attribute([x], target), reference.attribute([x], target)
+    (attr,) = method.attribute([x], target)
+    assert len(calls) <= 6, calls
+    (exact,) = reference.attribute([x], target)
     error = np.abs(attr - exact).sum(axis=1) / np.abs(exact).sum(axis=1)
     d = method.diagnostics()
-    assert error.max() < 0.07 and d["probes_over_tolerance"] == 0 and d["steps_mean"] < 48, (error.max(), d)
+    assert error.max() < 0.04 and d["probes_over_tolerance"] == 0 and d["steps_mean"] < 60, (error.max(), d)

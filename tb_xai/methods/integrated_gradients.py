@@ -31,11 +31,14 @@ FIRST_PANEL_RULE = "gauss_radau"  # the panel at the baseline (2 nodes, none at 
 #: A failing probe splits its worst `_ROUND_ACTIVATIONS // (the model's widest layer output)` panels per round (at
 #: least 1, at most `_SPLITS_MOST`; see `_splits_per_round`). FILL=False: one per round.
 FILL = True
-_ROUND_ACTIVATIONS = 2 ** 8
+_ROUND_ACTIVATIONS = 2 ** 13
 #: A panel whose error has the opposite sign of its probe's total error ranks at this fraction of its size among
 #: the panels to split (the stopping rule is on the total: splitting it first mostly moves the total away from 0).
 _OPPOSITE = 0.5
 _SPLITS_MOST = 16
+#: The most levels of halving one split makes in a round (2^4 panels from 30 new gradient rows).
+_DEPTH_MOST = 4
+_DEPTH_RATE = 0.5
 #: Bytes of node gradient rows a refinement keeps (beyond them a node's row is recomputed when a split needs it).
 _NODE_BYTES = 64 * 2 ** 20
 
@@ -92,6 +95,11 @@ def _panel_coefficients(radau: np.ndarray):
 #: Lobatto panel [h/3, h] (midpoint 2h/3, new), so the inner node becomes an edge; two new rows either way.
 _SPLIT_LOBATTO = np.array([-1 / 12, 1 / 3, -1 / 2, 1 / 3, -1 / 12])
 _SPLIT_RADAU = np.array([0.0, 1 / 4, 1 / 12 + 1 / 9 - 3 / 4, 4 / 9, 1 / 9 - 1 / 4])
+def _levels(rows: np.ndarray) -> np.ndarray:
+    """The most levels of halving a split can make from `rows` new gradient rows (2^(d + 1) - 2 for d levels)."""
+    return (np.floor(np.log2(np.maximum(rows, 0.0) + 2)) - 1).astype(int)
+
+
 #: `node_slot` of the node at alpha = 0: it has weight 0 and no gradient row (f there is the baseline's output).
 _NO_ROW = -2
 
@@ -447,14 +455,23 @@ class IntegratedGradients(AttributionMethod):
         return out
 
     def _splits_per_round(self) -> int:
-        """How many of its worst panels a failing probe splits per round: more on a model whose rows cost little
-        next to a call's fixed cost (a call costs about the same, ~0.3-1 ms of CPU, whatever its rows on a small
-        model), so that small models need fewer rounds. From the model's shapes only: deterministic, and the
+        """How many new gradient rows (two per level of halving) a failing probe spends per round, halved: more on
+        a model whose rows cost little next to a call's fixed cost (a call costs about the same, ~0.3-1 ms of CPU,
+        whatever its rows on a small model), so that small models need fewer rounds. `_ROUND_ACTIVATIONS` over the
+        elements of one row's outputs summed over the forward pass's layer calls (the widest one's where the adapter
+        does not list them), at least 1, at most `_SPLITS_MOST`. From the model's shapes only: deterministic, and the
         same for a probe whatever the other probes or the batch size."""
         if not FILL:
             return 1
+        return int(max(1, min(_SPLITS_MOST, _ROUND_ACTIVATIONS // self._row_activations())))
+
+    def _row_activations(self) -> int:
+        """The elements of one row's outputs over every layer call of the forward pass (the widest one's where the
+        adapter does not list its layer calls or their shapes)."""
         widest = max(1, int(getattr(self.model, "widest_activation", 1)))
-        return int(max(1, min(_SPLITS_MOST, _ROUND_ACTIVATIONS // widest)))
+        sizes = [int(np.prod(c.shape[1:], dtype=np.int64)) for c in getattr(self.model, "layer_calls", None) or ()
+                 if getattr(c, "shape", None) is not None and all(isinstance(n, int) for n in c.shape[1:])]
+        return max(widest, sum(sizes))
 
     def _refine(self, path, target, out, delta, allowed, error, spent, rows, pool, grid, f_nodes, s_nodes, slots):
         """Splits the failing probes' panels until completeness holds or `max_steps`; returns the probes still
@@ -502,64 +519,91 @@ class IntegratedGradients(AttributionMethod):
             owner = p_owner[order]
             group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
             rank = np.arange(len(order)) - np.repeat(group, np.diff(np.r_[group, len(order)]))
-            choose = (size[order] > floor[owner]) & (rank < splits)
-            order, owner = order[choose], owner[choose]
-            # The budget: two quarter points per split, and a recomputed row per node without a kept row.
-            cost = 2 + (node_slot[p_nodes[order]] == -1).sum(axis=1)
-            group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
-            cum = np.cumsum(cost)
-            before = np.repeat(cum[group] - cost[group], np.diff(np.r_[group, len(order)]))
-            fits = cum - before <= budget[owner]
-            order, owner = order[fits], owner[fits]
+            keep = (size[order] > floor[owner]) & (rank < splits)
+            order, owner, rank = order[keep], owner[keep], rank[keep]
+            lost_of = (node_slot[p_nodes[order]] == -1).sum(axis=1)  # rows to recompute: the panel's nodes without one
+            # Levels of halving per split: enough for the panel's error to fall below its share of the allowance
+            # (each level about halves it at a kink), within the round's 2 x `splits` new rows per probe (a split
+            # `depth` levels deep makes 2^depth panels from 2^(depth + 1) - 2 new rows) and the probe's `max_steps`.
+            share = allowed[rows[owner]] / np.bincount(owner, minlength=k_n)[owner]
+            want = np.clip(np.ceil(_DEPTH_RATE * np.log2(np.maximum(size[order] / share, 1.0))), 1,
+                           _DEPTH_MOST).astype(int)
+            depth = np.zeros(len(order), dtype=int)
+            room, left = np.full(k_n, 2.0 * splits), budget.copy()
+            for j in range(int(rank.max(initial=-1)) + 1):
+                at = np.flatnonzero(rank == j)
+                o = owner[at]
+                d = np.minimum(want[at], np.minimum(_levels(room[o]), _levels(left[o] - lost_of[at])))
+                d = np.maximum(d, 0)
+                depth[at] = d
+                new_rows = 2.0 ** (d + 1) - 2
+                room[o] -= new_rows
+                left[o] -= np.where(d > 0, new_rows + lost_of[at], 0)
+            chosen = depth > 0
+            order, owner, depth = order[chosen], owner[chosen], depth[chosen]
             if not order.size:
                 break
             tasks = p_nodes[order]  # (T, 3)
-            t_n = len(order)
             lost = np.unique(tasks[node_slot[tasks] == -1])
-            split_radau = radau[order]
-            a0, a1, a2 = (node_alpha[tasks[:, j]] for j in range(3))
-            q_alpha = np.concatenate([np.where(split_radau, a0 + (a1 - a0) / 3, (a0 + a1) / 2), (a1 + a2) / 2])
-            q_owner = np.concatenate([owner, owner])
-            want_owner = np.concatenate([node_owner[lost], q_owner])
-            want_alpha = np.concatenate([node_alpha[lost], q_alpha])
+            n_old = len(node_alpha)
+            # The new nodes of every level, appended (their outputs and rows come from one gradient call).
+            levels, leaves = [], []
+            t_nodes, t_owner, t_radau, t_depth = tasks, owner, radau[order], depth
+            while len(t_nodes):
+                a0, a1, a2 = (node_alpha[t_nodes[:, j]] for j in range(3))
+                t_n = len(t_nodes)
+                q_alpha = np.concatenate([np.where(t_radau, a0 + (a1 - a0) / 3, (a0 + a1) / 2), (a1 + a2) / 2])
+                q_index = len(node_alpha) + np.arange(2 * t_n)
+                node_owner = np.concatenate([node_owner, t_owner, t_owner])
+                node_alpha = np.concatenate([node_alpha, q_alpha])
+                five = np.stack([t_nodes[:, 0], q_index[:t_n], t_nodes[:, 1], q_index[t_n:], t_nodes[:, 2]], axis=1)
+                levels.append((five, a2 - a0, t_radau, t_owner))
+                deeper = t_depth > 1
+                leaves.append((five[~deeper], t_owner[~deeper]))
+                t_nodes = np.concatenate([five[deeper, 0:3], five[deeper, 2:5]])
+                t_owner = np.concatenate([t_owner[deeper], t_owner[deeper]])
+                t_radau = np.concatenate([t_radau[deeper], np.zeros(int(deeper.sum()), dtype=bool)])
+                t_depth = np.concatenate([t_depth[deeper], t_depth[deeper]]) - 1
+            q_all = np.arange(n_old, len(node_alpha))
+            want_owner = np.concatenate([node_owner[lost], node_owner[q_all]])
+            want_alpha = np.concatenate([node_alpha[lost], node_alpha[q_all]])
             f, s, grads, _ = self._evaluate(path, target, rows[want_owner], want_alpha)
             fresh = [np.concatenate([g[i] for _, g in grads]) for i in live]
             np.add.at(spent, rows[want_owner], 1.0)
             np.add.at(budget, want_owner, -1.0)
-            # The new nodes: appended; every fresh row is kept where the pool has room.
-            q_index = len(node_alpha) + np.arange(2 * t_n)
-            node_owner = np.concatenate([node_owner, q_owner])
-            node_alpha = np.concatenate([node_alpha, q_alpha])
+            # Every fresh row is kept where the pool has room.
             node_f = np.concatenate([node_f, f[len(lost):]])
             node_s = np.concatenate([node_s, s[len(lost):]])
             kept = pool.put(fresh)
             node_slot = np.concatenate([node_slot, kept[len(lost):]])
             fresh_of = np.full(len(node_alpha), -1)
             fresh_of[lost] = np.arange(len(lost))
-            fresh_of[q_index] = len(lost) + np.arange(2 * t_n)
+            fresh_of[q_all] = len(lost) + np.arange(len(q_all))
             node_slot[lost] = kept[:len(lost)]
-            # Each split's change of its probe's attribution: its halves' sums less its own, from the nodes lo, q1,
-            # mid, q3, hi (`_SPLIT_LOBATTO` or `_SPLIT_RADAU`, times the panel's width h).
-            five = np.stack([tasks[:, 0], q_index[:t_n], tasks[:, 1], q_index[t_n:], tasks[:, 2]], axis=1)
-            h = width[order]
-            coeff = (h[:, None] * np.where(split_radau[:, None], _SPLIT_RADAU, _SPLIT_LOBATTO)).astype(np.float32)
-            slot5 = node_slot[five]
-            for c, x, pooled in zip(current, fresh, pool.arrays or [None] * len(current)):
-                gathered = np.empty((t_n, 5) + x.shape[1:], dtype=np.float32)
-                held = slot5 >= 0
-                if held.any():
-                    gathered[held] = pooled[slot5[held]]
-                computed = slot5 == -1
-                if computed.any():
-                    gathered[computed] = x[fresh_of[five[computed]]]
-                gathered[slot5 == _NO_ROW] = 0.0  # alpha = 0: weight 0, no row
-                change = np.einsum("tc,tc...->t...", coeff, gathered)
-                np.add.at(c, owner, change)
-            # The split panels give way to their halves.
+            # Each split's change of its probe's attribution, level by level: its halves' sums less its own, from the
+            # nodes lo, q1, mid, q3, hi (`_SPLIT_LOBATTO` or `_SPLIT_RADAU`, times the panel's width h).
+            for five, h, split_radau, level_owner in levels:
+                t_n = len(five)
+                coeff = (h[:, None] * np.where(split_radau[:, None], _SPLIT_RADAU, _SPLIT_LOBATTO)).astype(np.float32)
+                slot5 = node_slot[five]
+                for c, x, pooled in zip(current, fresh, pool.arrays or [None] * len(current)):
+                    gathered = np.empty((t_n, 5) + x.shape[1:], dtype=np.float32)
+                    held = slot5 >= 0
+                    if held.any():
+                        gathered[held] = pooled[slot5[held]]
+                    computed = slot5 == -1
+                    if computed.any():
+                        gathered[computed] = x[fresh_of[five[computed]]]
+                    gathered[slot5 == _NO_ROW] = 0.0  # alpha = 0: weight 0, no row
+                    change = np.einsum("tc,tc...->t...", coeff, gathered)
+                    np.add.at(c, level_owner, change)
+            # The split panels give way to their halves (or, split deeper, to their halves' halves).
             keep = np.ones(len(p_owner), dtype=bool)
             keep[order] = False
-            p_owner = np.concatenate([p_owner[keep], owner, owner])
-            p_nodes = np.concatenate([p_nodes[keep], five[:, 0:3], five[:, 2:5]])
+            leaf_nodes = [five for five, _ in leaves]
+            leaf_owner = [o for _, o in leaves]
+            p_owner = np.concatenate([p_owner[keep]] + [x for o in leaf_owner for x in (o, o)])
+            p_nodes = np.concatenate([p_nodes[keep]] + [x for five in leaf_nodes for x in (five[:, 0:3], five[:, 2:5])])
             touched = np.unique(owner)
             now = _sum_error([c[touched] for c in current], delta[rows[touched]])
             better = now < best_error[touched]
