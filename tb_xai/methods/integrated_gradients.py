@@ -95,9 +95,11 @@ def _panel_coefficients(radau: np.ndarray):
 #: Lobatto panel [h/3, h] (midpoint 2h/3, new), so the inner node becomes an edge; two new rows either way.
 _SPLIT_LOBATTO = np.array([-1 / 12, 1 / 3, -1 / 2, 1 / 3, -1 / 12])
 _SPLIT_RADAU = np.array([0.0, 1 / 4, 1 / 12 + 1 / 9 - 3 / 4, 4 / 9, 1 / 9 - 1 / 4])
-def _levels(rows: np.ndarray) -> np.ndarray:
-    """The most levels of halving a split can make from `rows` new gradient rows (2^(d + 1) - 2 for d levels)."""
-    return (np.floor(np.log2(np.maximum(rows, 0.0) + 2)) - 1).astype(int)
+#: How many levels of halving a split can make from r new gradient rows (2^(d + 1) - 2 for d levels), for r up to
+#: `_LEVELS_ROWS`; and the new rows of a split d levels deep (0 for d = 0).
+_LEVELS_ROWS = 2 ** (_DEPTH_MOST + 1)
+_LEVELS = (np.floor(np.log2(np.arange(_LEVELS_ROWS + 1) + 2.0)) - 1).astype(int)
+_ROWS_OF_DEPTH = 2 ** (np.arange(_DEPTH_MOST + 1) + 1) - 2
 
 
 #: `node_slot` of the node at alpha = 0: it has weight 0 and no gradient row (f there is the baseline's output).
@@ -528,17 +530,29 @@ class IntegratedGradients(AttributionMethod):
             share = allowed[rows[owner]] / np.bincount(owner, minlength=k_n)[owner]
             want = np.clip(np.ceil(_DEPTH_RATE * np.log2(np.maximum(size[order] / share, 1.0))), 1,
                            _DEPTH_MOST).astype(int)
-            depth = np.zeros(len(order), dtype=int)
-            room, left = np.full(k_n, 2.0 * splits), budget.copy()
-            for j in range(int(rank.max(initial=-1)) + 1):
-                at = np.flatnonzero(rank == j)
-                o = owner[at]
-                d = np.minimum(want[at], np.minimum(_levels(room[o]), _levels(left[o] - lost_of[at])))
-                d = np.maximum(d, 0)
-                depth[at] = d
-                new_rows = 2.0 ** (d + 1) - 2
-                room[o] -= new_rows
-                left[o] -= np.where(d > 0, new_rows + lost_of[at], 0)
+            # Greedy in rank order, one rank at a time for every probe at once ([probes, ranks] tables).
+            ranks = int(rank.max(initial=-1)) + 1
+            table = np.full((k_n, ranks), -1)
+            table[owner, rank] = np.arange(len(order))
+            there = table >= 0
+            want_t = np.where(there, want[table], 0)
+            lost_t = np.where(there, lost_of[table], 0)
+            depth_t = np.zeros((k_n, ranks), dtype=int)
+            room = np.full(k_n, 2 * splits)
+            # (the budget is exact below the most a round takes, 2 x splits new rows and 3 recomputed ones per split;
+            # above it, it cannot bind)
+            left = np.minimum(budget, 4 * _LEVELS_ROWS).astype(int)
+            tight = bool((left < 4 * _LEVELS_ROWS).any())
+            for j in range(ranks):
+                d = np.minimum(want_t[:, j], _LEVELS[np.clip(room, 0, _LEVELS_ROWS)])
+                if tight:
+                    d = np.minimum(d, _LEVELS[np.clip(left - lost_t[:, j], 0, _LEVELS_ROWS)])
+                    left -= np.where(d > 0, _ROWS_OF_DEPTH[d] + lost_t[:, j], 0)
+                depth_t[:, j] = d
+                room -= _ROWS_OF_DEPTH[d]
+                if room.max() < 2:
+                    break
+            depth = depth_t[owner, rank]
             chosen = depth > 0
             order, owner, depth = order[chosen], owner[chosen], depth[chosen]
             if not order.size:
