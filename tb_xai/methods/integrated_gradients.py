@@ -28,8 +28,10 @@ REFINEMENT = 2
 PANEL_NODES = 3
 PANEL_RULE = "gauss_lobatto"
 FIRST_PANEL_RULE = "gauss_radau"  # the panel at the baseline (2 nodes, none at alpha = 0)
-#: A failing probe splits its worst `_ROUND_ACTIVATIONS // (the model's widest layer output)` panels per round (at
-#: least 1, at most `_SPLITS_MOST`; see `_splits_per_round`). FILL=False: one per round.
+#: A failing probe spends at most 2 x `_ROUND_ACTIVATIONS // (one row's outputs over every layer call)` new gradient
+#: rows per round (at least 2, at most 2 x `_SPLITS_MOST`; see `_splits_per_round`), on its worst panels, each split
+#: up to `_DEPTH_MOST` levels of halving deep where its error is far over its share of the allowance (levels:
+#: `_DEPTH_RATE` x log2(error / share), rounded up). FILL=False: one panel, one level, per round.
 FILL = True
 _ROUND_ACTIVATIONS = 2 ** 13
 #: A panel whose error has the opposite sign of its probe's total error ranks at this fraction of its size among
@@ -120,7 +122,8 @@ class IntegratedGradients(AttributionMethod):
     error is checked for every probe; where it exceeds `tolerance` (relative to |f(input) - f(baseline)|),
     that probe's path is refined by adaptive 3-node Gauss-Lobatto panels (Simpson's rule: each panel's ends and
     midpoint; at the baseline a 2-node Gauss-Radau panel), splitting the panels with the largest error (those
-    pushing the probe's total error further first), up to `max_steps` path points, keeping its best answer. A
+    pushing the probe's total error further first; on small models, whose rows cost little next to a call, several
+    levels of halving deep in one round), up to `max_steps` path points, keeping its best answer. A
     panel's error is known exactly: each gradient call also returns the output at its rows, so f at every panel
     end, f(input) and f(baseline) included, comes with the gradients and no forward call is made. The first pass
     is small: (`steps` - 1) // 2 panels, `steps` - 1 gradient rows per probe (with `tolerance=None`, one
@@ -596,21 +599,25 @@ class IntegratedGradients(AttributionMethod):
             node_slot[lost] = kept[:len(lost)]
             # Each split's change of its probe's attribution, level by level: its halves' sums less its own, from the
             # nodes lo, q1, mid, q3, hi (`_SPLIT_LOBATTO` or `_SPLIT_RADAU`, times the panel's width h).
-            for five, h, split_radau, level_owner in levels:
-                t_n = len(five)
-                coeff = (h[:, None] * np.where(split_radau[:, None], _SPLIT_RADAU, _SPLIT_LOBATTO)).astype(np.float32)
-                slot5 = node_slot[five]
-                for c, x, pooled in zip(current, fresh, pool.arrays or [None] * len(current)):
-                    gathered = np.empty((t_n, 5) + x.shape[1:], dtype=np.float32)
-                    held = slot5 >= 0
-                    if held.any():
-                        gathered[held] = pooled[slot5[held]]
-                    computed = slot5 == -1
-                    if computed.any():
-                        gathered[computed] = x[fresh_of[five[computed]]]
-                    gathered[slot5 == _NO_ROW] = 0.0  # alpha = 0: weight 0, no row
-                    change = np.einsum("tc,tc...->t...", coeff, gathered)
-                    np.add.at(c, level_owner, change)
+            # Every level at once (the changes are added in level order, as level by level).
+            five = np.concatenate([level[0] for level in levels])
+            h = np.concatenate([level[1] for level in levels])
+            split_radau = np.concatenate([level[2] for level in levels])
+            level_owner = np.concatenate([level[3] for level in levels])
+            t_n = len(five)
+            coeff = (h[:, None] * np.where(split_radau[:, None], _SPLIT_RADAU, _SPLIT_LOBATTO)).astype(np.float32)
+            slot5 = node_slot[five]
+            held = slot5 >= 0
+            computed = slot5 == -1
+            for c, x, pooled in zip(current, fresh, pool.arrays or [None] * len(current)):
+                gathered = np.empty((t_n, 5) + x.shape[1:], dtype=np.float32)
+                if held.any():
+                    gathered[held] = pooled[slot5[held]]
+                if computed.any():
+                    gathered[computed] = x[fresh_of[five[computed]]]
+                gathered[slot5 == _NO_ROW] = 0.0  # alpha = 0: weight 0, no row
+                change = np.einsum("tc,tc...->t...", coeff, gathered)
+                np.add.at(c, level_owner, change)
             # The split panels give way to their halves (or, split deeper, to their halves' halves).
             keep = np.ones(len(p_owner), dtype=bool)
             keep[order] = False
