@@ -364,7 +364,9 @@ def step_figures(
     if maps.ndim != 2:
         raise ValueError(f"maps must be [probes, features]; received shape {maps.shape}")
     out = _drift_figures(maps, previous, reference, k)
-    out.update(bootstrap_floor(maps, k, bootstrap_samples))
+    # The 3-D path of `bootstrap_floors` (one step): the same values as `bootstrap_floor`, with less to check.
+    floors = bootstrap_floors(maps[None], k, bootstrap_samples)
+    out.update({name: float(values[0]) for name, values in floors.items()})
     out.update(concentration(maps))
     return out
 
@@ -373,11 +375,24 @@ def _drift_figures(maps: np.ndarray, previous: Optional[np.ndarray], reference: 
     """``ndcg_previous``, ``ndcg_reference``, ``spearman_previous`` of one step (see `step_figures`)."""
     importance = maps.mean(axis=0)
     nan = float("nan")
-    return {
-        "ndcg_previous": nan if previous is None else ndcg_at_k(previous, importance, k),
-        "ndcg_reference": nan if reference is None else ndcg_at_k(reference, importance, k),
-        "spearman_previous": nan if previous is None else aggregate.spearman(previous, importance),
-    }
+    out = {"ndcg_previous": nan, "ndcg_reference": nan,
+           "spearman_previous": nan if previous is None else aggregate.spearman(previous, importance)}
+    # Both nDCGs rank the same importance: its top k once, and one `_ndcg_rows` over both references (`ndcg_at_k`'s
+    # values: each row's sums are over its last axis alone).
+    graded = [(name, r) for name, r in (("ndcg_previous", previous), ("ndcg_reference", reference)) if r is not None]
+    if graded:
+        k = _check_k(k)
+        relevance = np.abs(np.stack([np.asarray(r, dtype=np.float64).ravel() for _, r in graded]))
+        if relevance.shape[1] != importance.size:
+            raise ValueError(f"ndcg_at_k needs equal sizes; received {relevance.shape[1]} and {importance.size}")
+        finite = np.isfinite(relevance).all(axis=1) & bool(np.isfinite(importance).all())
+        if finite.any():
+            top = _top_k_rows(importance[None], min(k, importance.size))
+            values = _ndcg_rows(relevance, top, k, top)
+            for (name, _), value, ok in zip(graded, values, finite):
+                if ok:
+                    out[name] = float(value)
+    return out
 
 
 def reference_index(steps: Sequence[int], reference_step: Optional[int]) -> int:
