@@ -522,8 +522,10 @@ class IntegratedGradients(AttributionMethod):
             order = np.lexsort((-key, p_owner))
             order = order[active[p_owner[order]]]
             owner = p_owner[order]
-            group = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1] if order.size else np.zeros(0, int)
-            rank = np.arange(len(order)) - np.repeat(group, np.diff(np.r_[group, len(order)]))
+            # Each panel's rank among its probe's: its position less its probe's first position (`order` is by probe).
+            first_of = np.zeros(k_n, dtype=int)
+            np.cumsum(np.bincount(owner, minlength=k_n)[:-1], out=first_of[1:])
+            rank = np.arange(len(order)) - first_of[owner]
             keep = (size[order] > floor[owner]) & (rank < splits)
             order, owner, rank = order[keep], owner[keep], rank[keep]
             lost_of = (node_slot[p_nodes[order]] == -1).sum(axis=1)  # rows to recompute: the panel's nodes without one
@@ -531,8 +533,9 @@ class IntegratedGradients(AttributionMethod):
             # (each level about halves it at a kink), within the round's 2 x `splits` new rows per probe (a split
             # `depth` levels deep makes 2^depth panels from 2^(depth + 1) - 2 new rows) and the probe's `max_steps`.
             share = allowed[rows[owner]] / np.bincount(owner, minlength=k_n)[owner]
-            want = np.clip(np.ceil(_DEPTH_RATE * np.log2(np.maximum(size[order] / share, 1.0))), 1,
-                           _DEPTH_MOST).astype(int)
+            want = np.minimum(np.ceil(_DEPTH_RATE * np.log2(np.maximum(size[order] / share, 1.0))),
+                              _DEPTH_MOST).astype(int)
+            want = np.maximum(want, 1)
             # Greedy in rank order, one rank at a time for every probe at once ([probes, ranks] tables).
             ranks = int(rank.max(initial=-1)) + 1
             table = np.full((k_n, ranks), -1)
@@ -547,9 +550,9 @@ class IntegratedGradients(AttributionMethod):
             left = np.minimum(budget, 4 * _LEVELS_ROWS).astype(int)
             tight = bool((left < 4 * _LEVELS_ROWS).any())
             for j in range(ranks):
-                d = np.minimum(want_t[:, j], _LEVELS[np.clip(room, 0, _LEVELS_ROWS)])
+                d = np.minimum(want_t[:, j], _LEVELS[np.minimum(room, _LEVELS_ROWS)])  # room >= 0 throughout
                 if tight:
-                    d = np.minimum(d, _LEVELS[np.clip(left - lost_t[:, j], 0, _LEVELS_ROWS)])
+                    d = np.minimum(d, _LEVELS[np.minimum(np.maximum(left - lost_t[:, j], 0), _LEVELS_ROWS)])
                     left -= np.where(d > 0, _ROWS_OF_DEPTH[d] + lost_t[:, j], 0)
                 depth_t[:, j] = d
                 room -= _ROWS_OF_DEPTH[d]
@@ -586,8 +589,9 @@ class IntegratedGradients(AttributionMethod):
             want_alpha = np.concatenate([node_alpha[lost], node_alpha[q_all]])
             f, s, grads, _ = self._evaluate(path, target, rows[want_owner], want_alpha)
             fresh = [np.concatenate([g[i] for _, g in grads]) for i in live]
-            np.add.at(spent, rows[want_owner], 1.0)
-            np.add.at(budget, want_owner, -1.0)
+            counts = np.bincount(want_owner, minlength=k_n)  # rows per failing probe (integers: exact in float)
+            spent[rows] += counts
+            budget -= counts
             # Every fresh row is kept where the pool has room.
             node_f = np.concatenate([node_f, f[len(lost):]])
             node_s = np.concatenate([node_s, s[len(lost):]])
