@@ -300,10 +300,27 @@ def _ranked_floors(importance: np.ndarray, negated: np.ndarray, k: int) -> np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         spearman = np.clip(numerator / np.sqrt((reference * reference).sum(axis=-1) * (position @ position)), -1, 1)
     if tied.any():
-        rows, at = -negated[tied], np.nonzero(tied)[1]
+        at = np.nonzero(tied)[1]
         top = top.copy()
-        top[tied] = _top_k_rows(rows, k)
-        spearman[tied] = _spearman_rows(importance[at], rows, descending[tied][:, ::-1])
+        if features <= _SORT_FEATURES:  # `_top_k_rows`' indices: the first k of a stable descending sort
+            top[tied] = np.argsort(negated[tied], axis=-1, kind="stable")[:, :min(k, features)]
+        else:
+            top[tied] = _top_k_rows(-negated[tied], k)
+        # Spearman with ties: each value's centred rank is its tie group's mean centred position in the sorted row
+        # (whatever the order within the group), so again one gathered dot product of exact products.
+        group_sorted = ordered[tied]
+        t = len(group_sorted)
+        starts = np.ones((t, features), dtype=bool)
+        starts[:, 1:] = group_sorted[:, 1:] != group_sorted[:, :-1]
+        first = np.flatnonzero(starts)
+        sizes = np.diff(np.append(first, t * features))
+        mean_position = (first % features) + (sizes - 1) / 2.0
+        centred = ((features - 1) / 2.0 - np.repeat(mean_position, sizes)).reshape(t, features)
+        gathered = np.take(reference, descending[tied] + (at * features)[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spearman[tied] = np.clip((gathered * centred).sum(axis=-1)
+                                     / np.sqrt((reference[at] * reference[at]).sum(axis=-1)
+                                               * (centred * centred).sum(axis=-1)), -1.0, 1.0)
     ndcg = _ndcg_rows(importance, None, k, top)
     both = np.stack([ndcg, spearman])  # [2, samples, steps]
     floors = np.quantile(both, FLOOR_QUANTILE, axis=1)

@@ -137,3 +137,22 @@ def test_a_relu_mlp_is_closer_to_a_many_node_reference_in_its_worst_probe():
     error = np.abs(attr - exact).sum(axis=1) / np.abs(exact).sum(axis=1)
     d = method.diagnostics()
     assert error.max() < 0.04 and d["probes_over_tolerance"] == 0 and d["steps_mean"] < 60, (error.max(), d)
+
+
+def test_rows_per_round_follow_the_activations_summed_over_layer_calls(probes):
+    # 2 x S new gradient rows per probe per round, S = 8192 / (one row's outputs over every layer call), 1 to 16: a
+    # model whose rows cost little next to a call (a small MLP, the digits demo's CNN) takes fewer rounds; on the
+    # residual net (8,716 elements per row) a probe still splits one panel, one level, per round.
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    cnn = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h)))
+    splits = []
+    for model, x in [(mlp, models.random_inputs((8,), 4, seed=0)), (cnn, models.random_inputs((8, 8, 1), 4, seed=0)),
+                     (_residual_net(zero_biases=False), probes)]:
+        method = IntegratedGradients()
+        _bind(method, model, x)
+        splits.append(method._splits_per_round())
+    assert splits == [16, 3, 1], splits
