@@ -29,11 +29,8 @@ def _count_calls(adapter):
     return calls
 
 
-def test_a_small_relu_mlp_takes_few_model_calls_per_step():
-    # Each call costs a fixed ~0.3-1 ms of CPU on a model this small, whatever its rows. The forward calls and one
-    # split per probe per round took 48 calls here (f(input), f(baseline), the panels' inner edges, then a forward
-    # and a gradient call per round); the outputs of the gradient calls now give every f, and a probe of a small
-    # model splits several panels a round.
+def _small_relu_mlp():
+    """A ReLU MLP 8-16-16-2 with random biases, 32 probes and their targets (class 0)."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((8,)),
@@ -41,8 +38,15 @@ def test_a_small_relu_mlp_takes_few_model_calls_per_step():
         keras.layers.Dense(16, activation="relu", bias_initializer="random_normal"),
         keras.layers.Dense(2),
     ])
-    x = models.random_inputs((8,), 32, seed=1)
-    target = np.zeros(32, np.int32)
+    return model, models.random_inputs((8,), 32, seed=1), np.zeros(32, np.int32)
+
+
+def test_a_small_relu_mlp_takes_few_model_calls_per_step():
+    # Each call costs a fixed ~0.3-1 ms of CPU on a model this small, whatever its rows. The forward calls and one
+    # split per probe per round took 48 calls here (f(input), f(baseline), the panels' inner edges, then a forward
+    # and a gradient call per round); the outputs of the gradient calls now give every f, and a probe of a small
+    # model splits several panels a round.
+    model, x, target = _small_relu_mlp()
     method = IntegratedGradients()
     adapter = _bind(method, model, x)
     calls = _count_calls(adapter)
@@ -119,15 +123,7 @@ def test_a_relu_mlp_is_closer_to_a_many_node_reference_in_its_worst_probe():
     # the 4096-node integral here; with the Radau panel and sign-aware splits, 0.044 (46 gradient rows per probe
     # either way, 9 model calls). With splits several levels deep on a model this small (rows cost little next to a
     # call), 0.027 in 6 calls and 55 rows per probe.
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(16, activation="relu", bias_initializer="random_normal"),
-        keras.layers.Dense(16, activation="relu", bias_initializer="random_normal"),
-        keras.layers.Dense(2),
-    ])
-    x = models.random_inputs((8,), 32, seed=1)
-    target = np.zeros(32, np.int32)
+    model, x, target = _small_relu_mlp()
     method, reference = IntegratedGradients(), IntegratedGradients(steps=4096, max_steps=4096, tolerance=None)
     calls = _count_calls(_bind(method, model, x))
     _bind(reference, model, x)
