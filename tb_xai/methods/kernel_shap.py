@@ -360,8 +360,24 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
 
 
 def _gaussian_kernel(a: np.ndarray, b: np.ndarray, length: float) -> np.ndarray:
-    squared = np.sum(a ** 2, axis=1)[:, None] + np.sum(b ** 2, axis=1)[None] - 2.0 * (a @ b.T)
-    return np.exp(-np.maximum(squared, 0.0) / (2.0 * length ** 2))
+    """(n, m): exp(-|a_i - b_j|^2 / (2 length^2)), in place in the one (n, m) array of the product a b'."""
+    out = a @ b.T
+    out *= 2.0
+    out -= np.sum(a ** 2, axis=1)[:, None]
+    out -= np.sum(b ** 2, axis=1)[None]
+    np.minimum(out, 0.0, out=out)  # -|a_i - b_j|^2
+    out /= 2.0 * length ** 2
+    return np.exp(out, out=out)
+
+
+def _gaussian_gram(points: np.ndarray, length: float, block: int = 256) -> np.ndarray:
+    """(n, n): `_gaussian_kernel(points, points, length)` on and above the diagonal (below it, arbitrary):
+    the half a Cholesky factorization reads, in row blocks."""
+    n = len(points)
+    out = np.empty((n, n))
+    for start in range(0, n, block):
+        out[start:start + block, start:] = _gaussian_kernel(points[start:start + block], points[start:], length)
+    return out
 
 
 def _product_kernel_shapley(centres: np.ndarray, probe: np.ndarray, row: np.ndarray, length: float) -> np.ndarray:
@@ -372,24 +388,93 @@ def _product_kernel_shapley(centres: np.ndarray, probe: np.ndarray, row: np.ndar
     and the row's value), and the Shapley weight of a coalition of size s is the integral over t in [0, 1]
     of t^s (1 - t)^(K - 1 - s), so phi_i = (p_i - q_i) times the integral of prod over k != i of
     (q_k (1 - t) + p_k t): a polynomial of degree K - 1 in t, which Gauss-Legendre nodes integrate exactly.
+    For any centres; the surrogates' centres, model rows themselves, go through `_coalition_kernel_shapley`.
     """
     k = len(probe)
     p = np.exp(-(probe[None] - centres) ** 2 / (2.0 * length ** 2))  # (n, K)
     q = np.exp(-(row[None] - centres) ** 2 / (2.0 * length ** 2))
-    nodes, node_weights = np.polynomial.legendre.leggauss(k // 2 + 1)
-    nodes, node_weights = (nodes + 1.0) / 2.0, node_weights / 2.0
+    nodes, node_weights = _unit_legendre(k)
     factors = q[:, None, :] * (1.0 - nodes)[None, :, None] + p[:, None, :] * nodes[None, :, None]  # > 0
     inner = np.einsum("ngk,g->nk", np.prod(factors, axis=2, keepdims=True) / factors, node_weights)
     return ((p - q) * inner).T
+
+
+@functools.lru_cache(maxsize=None)
+def _unit_legendre(features: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The Gauss-Legendre nodes and weights on [0, 1] that integrate degree `features` - 1 exactly."""
+    nodes, node_weights = np.polynomial.legendre.leggauss(features // 2 + 1)
+    nodes, node_weights = (nodes + 1.0) / 2.0, node_weights / 2.0
+    nodes.flags.writeable = node_weights.flags.writeable = False
+    return nodes, node_weights
+
+
+def _coalition_kernel_shapley(masks: np.ndarray, owners: np.ndarray, probe: np.ndarray, background: np.ndarray,
+                              row_weights: np.ndarray, length: float) -> np.ndarray:
+    """(K, n): the `row_weights`-weighted sum over the background rows r of `_product_kernel_shapley(centres,
+    probe, background[r], length)`, for centres that are model rows: centre j has the probe's features on
+    masks[j] and background row owners[j]'s elsewhere.
+
+    Each of centre j's kernel factors then takes one of two values per (row, node, feature): (1 - t) q + t on
+    the mask (p = 1 there), with q the row's factor against the probe, and off it the factor against the
+    owner's value, the same for all the owner's centres. So each (centre, row, node)'s product is the
+    exponential of matrix products of the masks (and their complements) with the logs of those factors, and
+    the sums over the rows and nodes of the products over k != i, times p_i - q_i, are matrix products too:
+    no (centres, rows, nodes, K) array, where `_product_kernel_shapley` forms one per row.
+    """
+    k, n = len(probe), len(masks)
+    scale = 2.0 * length ** 2
+    used = np.flatnonzero(row_weights)
+    nodes, node_weights = _unit_legendre(k)
+    g = len(nodes)
+    pairs = len(used) * g  # (row, node) pairs, row-major
+    # The factors, as `_product_kernel_shapley` computes them: against the probe's value (rows, K) ...
+    at_probe = np.exp(-(probe[None] - background) ** 2 / scale)
+    q = at_probe[used]
+    # ... and on a mask (pairs, K), each (row, node) pair with its weight.
+    on = (q[:, None, :] * (1.0 - nodes)[None, :, None] + nodes[None, :, None]).reshape(pairs, k)
+    pair_weights = (row_weights[used][:, None] * node_weights[None]).ravel()
+    log_on = np.log(on).T  # (K, pairs)
+    spread_on = np.repeat(1.0 - q, g, axis=0) / on  # (pairs, K): (p_i - q_i) / factor_i on the mask
+    # The centres by owner, padded to the most any owner has (slot n: a centre with neither part).
+    order = np.argsort(owners, kind="stable")
+    distinct, starts, counts = np.unique(owners[order], return_index=True, return_counts=True)
+    slots = np.full((len(distinct), int(counts.max())), n)
+    slots[np.repeat(np.arange(len(distinct)), counts), np.arange(n) - np.repeat(starts, counts)] = order
+    inside = np.zeros((n + 1, k))
+    inside[:n] = masks
+    outside = 1.0 - inside
+    outside[n] = 0.0
+    out = np.empty((k, n + 1))
+    block = max(1, 2 ** 20 // (pairs * k))  # owners at a time: their factors off the masks in 8 MB
+    for first in range(0, len(distinct), block):
+        owner, slot = distinct[first:first + block], slots[first:first + block]  # (B,), (B, width)
+        # Off the masks, the factors against the owners' values: p the owner's at the probe, q the row's.
+        q_off = np.exp(-(background[used][None] - background[owner][:, None]) ** 2 / scale)  # (B, used, K)
+        p_off = at_probe[owner][:, None, None, :]
+        off = (q_off[:, :, None, :] * (1.0 - nodes)[None, None, :, None]
+               + p_off * nodes[None, None, :, None]).reshape(len(owner), pairs, k)
+        spread_off = np.repeat(p_off[:, 0] - q_off, g, axis=1) / off  # (B, pairs, K)
+        np.log(off, out=off)
+        i, o = inside[slot], outside[slot]  # (B, width, K)
+        products = i @ log_on
+        products += o @ off.transpose(0, 2, 1)
+        np.exp(products, out=products)
+        products *= pair_weights  # (B, width, pairs): w_r nu_g prod_k factor_k
+        i *= products @ spread_on
+        o *= products @ spread_off
+        i += o
+        out[:, slot.ravel()] = i.reshape(-1, k).T
+    return out[:, :n]
 
 
 def _surrogate_points(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float,
                       probe: np.ndarray, background: np.ndarray):
     """The surrogates' data: (the probe and the background rows on features scaled by their spread, the
     Gaussian kernel's length, every model row of the probe as a point (each row's coalitions row by row, then
-    the background rows, then the probe), and the model's values there)."""
+    the background rows, then the probe), the model's values there, and each point's mask (the probe's
+    features) and owner (the background row elsewhere))."""
     masks = design.masks
-    k = masks.shape[2]
+    rows, s, k = masks.shape
     scale = np.concatenate([background, probe[None]]).astype(np.float64).std(axis=0)
     scale[~(scale > 0)] = 1.0
     x = probe.astype(np.float64) / scale
@@ -397,7 +482,9 @@ def _surrogate_points(design: CoalitionDesign, values: np.ndarray, empty: np.nda
     length = _SURROGATE_LENGTH * np.sqrt(k)
     points = np.concatenate([np.where(masks, x, b[:, None]).reshape(-1, k), b, x[None]])
     target = np.concatenate([values.ravel(), empty, [full]]).astype(np.float64)
-    return x, b, length, points, target
+    point_masks = np.concatenate([masks.reshape(-1, k), np.zeros((rows, k), dtype=bool), np.ones((1, k), dtype=bool)])
+    owners = np.concatenate([np.repeat(np.arange(rows), s), np.arange(rows), [0]])
+    return x, b, length, points, target, point_masks, owners
 
 
 def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float,
@@ -409,9 +496,10 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     Every coalition value of every background row is the model at one input (the probe's features on the
     coalition, the row's elsewhere), so one kernel-ridge regression in input space (a Gaussian kernel on the
     features scaled by their spread) fits all the rows' values together, where each row's own regression sees
-    only its own. The surrogate's Shapley values per row are exact (`_product_kernel_shapley`); what it
-    leaves (the residuals) goes through each row's regression (`_regressions`), so the estimate stays exact
-    at full enumeration and efficient exactly: each row's parts sum to v(N) - v(empty).
+    only its own. The surrogate's Shapley values per row are exact (`_product_kernel_shapley`, here
+    `_coalition_kernel_shapley`); what it leaves (the residuals) goes through each row's regression
+    (`_regressions`), so the estimate stays exact at full enumeration and efficient exactly: each row's parts
+    sum to v(N) - v(empty).
 
     The variance is the jackknife's over the sampled model rows (the listed coalitions' rows are in every
     draw and count for none): a kernel-ridge fit without point j equals the fit with y_j replaced by its
@@ -420,24 +508,28 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     mean square over its own).
     """
     rows, s, k = len(design.relabel), len(design.weights), len(probe)
-    x, b, length, points, target = _surrogate_points(design, values, empty, full, probe, background)
+    x, b, length, points, target, masks, owners = _surrogate_points(design, values, empty, full, probe, background)
     sampled, total = rows * s, len(points)
     mean = target.mean()
-    gram = _gaussian_kernel(points, points, length)
-    gram[np.diag_indices(total)] += _SURROGATE_RIDGE
-    factor, info = lapack.dpotrf(gram, lower=0, overwrite_a=1)  # gram = R'R, R upper triangular
+    gram = _gaussian_gram(points, length)  # its upper half
+    gram.flat[::total + 1] += _SURROGATE_RIDGE
+    # The transpose (Fortran order, no copy) has that half below the diagonal.
+    factor, info = lapack.dpotrf(gram.T, lower=1, overwrite_a=1)  # gram = L L' (other half zeroed): R = L'
     if info != 0:
         return np.zeros(k), np.inf
-    root, info = lapack.dtrtri(np.triu(factor), lower=0)  # R^-1: G^-1 = R^-1 R^-T
+    root, info = lapack.dtrtri(factor, lower=1, overwrite_c=1)  # L^-1
     if info != 0:
         return np.zeros(k), np.inf
-    alpha = root @ (root.T @ (target - mean))
+    root = root.T  # R^-1 (upper triangular): G^-1 = R^-1 R^-T
+    basis = _coalition_kernel_shapley(masks, owners, x, b, row_weights, length)
+    # One pass for alpha = G^-1 (y - mean) and the estimate's weights on the centred targets, basis G^-1.
+    weight = np.vstack([(target - mean)[None], basis]) @ root
+    weight = weight @ root.T
+    alpha, weight = weight[0], weight[1:]
     residual = _SURROGATE_RIDGE * alpha  # target - (gram alpha + mean), since (gram + ridge) alpha = target - mean
     left, left_empty = residual[:sampled].reshape(rows, s), residual[sampled:sampled + rows]
     corrections, _ = _regressions(design, left - left_empty[:, None], residual[-1] - left_empty, np.arange(1))
-    basis = sum(w * _product_kernel_shapley(points, x, b[r], length) for r, w in enumerate(row_weights) if w)
     phi = basis @ alpha + row_weights @ corrections
-    weight = (basis @ root) @ root.T  # the estimate's weights on the centred targets, basis G^-1
     weight -= weight.sum(axis=1, keepdims=True) / total
     inverse_diagonal = np.einsum("ij,ij->i", root, root)
     # The listed coalitions are in every draw: only the sampled ones' points count.
@@ -464,53 +556,58 @@ def _nystrom_surrogate_regression(design: CoalitionDesign, values: np.ndarray, e
     j's influence is W_j times its leave-out residual r_j / (1 - h_jj), h the fit's hat matrix.
     """
     rows, s, k = len(design.relabel), len(design.weights), len(probe)
-    x, b, length, points, target = _surrogate_points(design, values, empty, full, probe, background)
+    x, b, length, points, target, masks, owners = _surrogate_points(design, values, empty, full, probe, background)
     sampled, total = rows * s, len(points)
     mean = target.mean()
+    centred = target - mean
     chosen = np.unique(np.linspace(0, sampled - 1, max(1, min(sampled, centres - rows - 1))).round().astype(np.int64))
     chosen = np.concatenate([chosen, np.arange(sampled, total)])
+    m = len(chosen)
     cross = _gaussian_kernel(points, points[chosen], length)  # (n, m)
-    inner = cross[chosen].copy()
-    inner[np.diag_indices(len(chosen))] += _NYSTROM_JITTER
-    factor, info = lapack.dpotrf(inner, lower=1, overwrite_a=1)  # K_mm = L L'
+    inner = cross[chosen].T  # a copy, in Fortran order (symmetric up to rounding)
+    inner.flat[::m + 1] += _NYSTROM_JITTER
+    lower, info = lapack.dpotrf(inner, lower=1, overwrite_a=1)  # K_mm = L L' (the other half zeroed)
     if info != 0:
         return np.zeros(k), np.inf
-    lower = np.tril(factor)
-    features = scipy.linalg.solve_triangular(lower, cross.T, lower=True).T  # Phi = K_nm L^-T: Phi Phi' ~ K
-    system = features.T @ features
-    system[np.diag_indices(len(chosen))] += _SURROGATE_RIDGE
-    upper, info = lapack.dpotrf(system, lower=0, overwrite_a=1)  # Phi'Phi + ridge = R'R
+    # Phi = K_nm L^-T (Phi Phi' ~ K), as its transpose L^-1 K_mn, solved in place of cross (Fortran order).
+    features = scipy.linalg.solve_triangular(lower, cross.T, lower=True, overwrite_b=True, check_finite=False)
+    del cross
+    system = features @ features.T  # symmetric exactly (one triangle, copied): its transpose is Fortran order
+    system.flat[::m + 1] += _SURROGATE_RIDGE
+    upper, info = lapack.dpotrf(system.T, lower=1, overwrite_a=1)  # Phi'Phi + ridge = R'R, here R' (lower)
     if info != 0:
         return np.zeros(k), np.inf
-    upper = np.triu(upper)
-    psi = scipy.linalg.solve_triangular(upper, features.T, trans="T", lower=False).T  # Phi R^-1: hat = Psi Psi'
-    fitted = psi @ (psi.T @ (target - mean))
-    residual = target - mean - fitted
-    leverage = np.einsum("ij,ij->i", psi, psi)
-    basis = sum(w * _product_kernel_shapley(points[chosen], x, b[r], length) for r, w in enumerate(row_weights) if w)
+    # Psi = Phi R^-1 (hat = Psi Psi'), as its transpose R^-T Phi', in place of features: psi_t (m, n).
+    psi_t = scipy.linalg.solve_triangular(upper, features, lower=True, overwrite_b=True, check_finite=False)
+    del features
+    leverage = np.einsum("ij,ij->j", psi_t, psi_t)
+    basis = _coalition_kernel_shapley(masks[chosen], owners[chosen], x, b, row_weights, length)
     # The surrogate's coefficients on its centres are beta = L^-T R^-1 Psi' (y - mean): its Shapley weights
     # on Psi' (y - mean) are B L^-T R^-1.
-    basis = scipy.linalg.solve_triangular(lower, basis.T, lower=True)
-    basis = scipy.linalg.solve_triangular(upper, basis, lower=False, trans="T").T
+    basis = scipy.linalg.solve_triangular(lower, basis.T, lower=True, check_finite=False)
+    basis = scipy.linalg.solve_triangular(upper, basis, lower=True, check_finite=False).T
 
+    # The weighted rows' regressions of the values at every point, as one linear map C (K, n): row r's
+    # estimate is (M (y_r - y_r(empty)) + t (y(probe) - y_r(empty)))[relabel[r]], M, t = `mapping`.
     mapping, offset = mapping
-
-    def corrections(v: np.ndarray) -> np.ndarray:  # (n, c) -> (K, c): the weighted rows' regressions of v
-        v = v.reshape(total, -1)
-        y = v[:sampled].reshape(rows, s, -1) - v[sampled:sampled + rows][:, None]
-        ends = v[-1][None] - v[sampled:sampled + rows]
-        base = np.einsum("ks,rsc->rkc", mapping, y) + offset[None, :, None] * ends[:, None]
-        return sum(w * base[r][design.relabel[r]] for r, w in enumerate(row_weights) if w)
-
-    phi = basis @ (psi.T @ (target - mean)) + corrections(residual)[:, 0]
-    # W = (B L^-T R^-1 - C Psi) Psi' + C on the sampled points (C: the weighted rows' regressions).
-    left = basis - corrections(psi)
-    weight = left @ psi[:sampled].T  # (K, rows s)
+    per_row = row_weights[:, None, None] * mapping[design.relabel]  # (rows, K, s): w_r M[relabel[r]]
+    ends = row_weights[:, None] * offset[design.relabel]  # (rows, K)
+    regressions = np.empty((k + 1, total))  # C, below the centred targets
+    regressions[0] = centred
+    regressions[1:, :sampled] = per_row.transpose(1, 0, 2).reshape(k, sampled)
+    regressions[1:, sampled:sampled + rows] = -(per_row.sum(axis=2) + ends).T
+    regressions[1:, -1] = ends.sum(axis=0)
+    projected = regressions @ psi_t.T  # (Psi' (y - mean), C Psi)
+    projection = projected[0]
+    # W = (B L^-T R^-1 - C Psi) Psi' + C on the sampled points, in one pass with the fit Psi Psi' (y - mean).
+    projected[1:] = basis - projected[1:]
+    fitted = projected @ psi_t
+    residual = centred - fitted[0]
+    phi = basis @ projection + regressions[1:] @ residual
+    weight = fitted[1:, :sampled] + regressions[1:, :sampled]
     # ... and the targets' mean, which every point moves (the rows' regressions take no constant from it).
-    weight -= (left @ psi.sum(axis=0))[:, None] / total
+    weight -= fitted[1:].sum(axis=1, keepdims=True) / total
     weight = weight.reshape(k, rows, s)
-    for r, w in enumerate(row_weights):
-        weight[:, r] += w * mapping[design.relabel[r]]
     loo = residual[:sampled] / np.maximum(1.0 - leverage[:sampled], 1e-6)
     influence = (weight * loo.reshape(rows, s)[None])[:, :, design.listed:].reshape(k, -1)
     units = influence.shape[1]
