@@ -7,11 +7,12 @@ import dataclasses
 import functools
 import itertools
 import logging
+import threading
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from tb_xai.methods.coalitions import (
     CoalitionDesign, determining_budget, probe_generator, shapley_budget, shapley_coalitions,
@@ -359,9 +360,25 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
     return phi, variance
 
 
-def _gaussian_kernel(a: np.ndarray, b: np.ndarray, length: float) -> np.ndarray:
-    """(n, m): exp(-|a_i - b_j|^2 / (2 length^2)), in place in the one (n, m) array of the product a b'."""
-    out = a @ b.T
+_SURROGATE_SCRATCH = threading.local()
+
+
+def _surrogate_scratch(name: str, shape: Tuple[int, ...]) -> np.ndarray:
+    """This thread's float64 scratch array `name` of `shape` (contents arbitrary), the same memory from probe
+    to probe while it is large enough: the surrogates' (n, n) and (n, m) arrays, whose fresh pages cost
+    more than their arithmetic here. Nothing returned may keep one."""
+    size = int(np.prod(shape))
+    arrays = _SURROGATE_SCRATCH.__dict__.setdefault("arrays", {})
+    array = arrays.get(name)
+    if array is None or array.size < size:
+        array = arrays[name] = np.empty(max(size, 1))
+    return array[:size].reshape(shape)
+
+
+def _gaussian_kernel(a: np.ndarray, b: np.ndarray, length: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """(n, m): exp(-|a_i - b_j|^2 / (2 length^2)), in place in the one (n, m) array of the product a b'
+    (`out` where given)."""
+    out = np.matmul(a, b.T, out=out)
     out *= 2.0
     out -= np.sum(a ** 2, axis=1)[:, None]
     out -= np.sum(b ** 2, axis=1)[None]
@@ -370,13 +387,12 @@ def _gaussian_kernel(a: np.ndarray, b: np.ndarray, length: float) -> np.ndarray:
     return np.exp(out, out=out)
 
 
-def _gaussian_gram(points: np.ndarray, length: float, block: int = 256) -> np.ndarray:
-    """(n, n): `_gaussian_kernel(points, points, length)` on and above the diagonal (below it, arbitrary):
-    the half a Cholesky factorization reads, in row blocks."""
+def _gaussian_gram(points: np.ndarray, length: float, out: np.ndarray, block: int = 256) -> np.ndarray:
+    """`out` (n, n) holding `_gaussian_kernel(points, points, length)` on and above the diagonal (below it,
+    arbitrary): the half a Cholesky factorization reads, in row blocks."""
     n = len(points)
-    out = np.empty((n, n))
     for start in range(0, n, block):
-        out[start:start + block, start:] = _gaussian_kernel(points[start:start + block], points[start:], length)
+        _gaussian_kernel(points[start:start + block], points[start:], length, out=out[start:start + block, start:])
     return out
 
 
@@ -450,14 +466,16 @@ def _coalition_kernel_shapley(masks: np.ndarray, owners: np.ndarray, probe: np.n
         owner, slot = distinct[first:first + block], slots[first:first + block]  # (B,), (B, width)
         # Off the masks, the factors against the owners' values: p the owner's at the probe, q the row's.
         q_off = np.exp(-(background[used][None] - background[owner][:, None]) ** 2 / scale)  # (B, used, K)
-        p_off = at_probe[owner][:, None, None, :]
-        off = (q_off[:, :, None, :] * (1.0 - nodes)[None, None, :, None]
-               + p_off * nodes[None, None, :, None]).reshape(len(owner), pairs, k)
-        spread_off = np.repeat(p_off[:, 0] - q_off, g, axis=1) / off  # (B, pairs, K)
+        p_off = at_probe[owner]
+        shape = (len(owner), len(used), g, k)
+        off = np.multiply(q_off[:, :, None, :], (1.0 - nodes)[None, None, :, None], out=_surrogate_scratch("off", shape))
+        off += p_off[:, None, None, :] * nodes[None, None, :, None]
+        spread_off = np.divide((p_off[:, None, :] - q_off)[:, :, None, :], off, out=_surrogate_scratch("spread", shape))
+        off, spread_off = off.reshape(len(owner), pairs, k), spread_off.reshape(len(owner), pairs, k)
         np.log(off, out=off)
         i, o = inside[slot], outside[slot]  # (B, width, K)
-        products = i @ log_on
-        products += o @ off.transpose(0, 2, 1)
+        products = np.matmul(i, log_on, out=_surrogate_scratch("products", slot.shape + (pairs,)))
+        products += np.matmul(o, off.transpose(0, 2, 1), out=_surrogate_scratch("products_off", products.shape))
         np.exp(products, out=products)
         products *= pair_weights  # (B, width, pairs): w_r nu_g prod_k factor_k
         i *= products @ spread_on
@@ -511,7 +529,7 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     x, b, length, points, target, masks, owners = _surrogate_points(design, values, empty, full, probe, background)
     sampled, total = rows * s, len(points)
     mean = target.mean()
-    gram = _gaussian_gram(points, length)  # its upper half
+    gram = _gaussian_gram(points, length, _surrogate_scratch("gram", (total, total)))  # its upper half
     gram.flat[::total + 1] += _SURROGATE_RIDGE
     # The transpose (Fortran order, no copy) has that half below the diagonal.
     factor, info = lapack.dpotrf(gram.T, lower=1, overwrite_a=1)  # gram = L L' (other half zeroed): R = L'
@@ -563,22 +581,24 @@ def _nystrom_surrogate_regression(design: CoalitionDesign, values: np.ndarray, e
     chosen = np.unique(np.linspace(0, sampled - 1, max(1, min(sampled, centres - rows - 1))).round().astype(np.int64))
     chosen = np.concatenate([chosen, np.arange(sampled, total)])
     m = len(chosen)
-    cross = _gaussian_kernel(points, points[chosen], length)  # (n, m)
-    inner = cross[chosen].T  # a copy, in Fortran order (symmetric up to rounding)
-    inner.flat[::m + 1] += _NYSTROM_JITTER
+    # K_mn, so that its transpose K_nm (in Fortran order) is solved in place from the right (the fastest of
+    # OpenBLAS's triangular solves here, 0.7x the left-side one).
+    cross = _gaussian_kernel(points[chosen], points, length, out=_surrogate_scratch("cross", (m, total))).T
+    inner = np.take(cross, chosen, axis=0, out=_surrogate_scratch("inner", (m, m)), mode="clip").T  # Fortran order
+    inner[np.diag_indices(m)] += _NYSTROM_JITTER
     lower, info = lapack.dpotrf(inner, lower=1, overwrite_a=1)  # K_mm = L L' (the other half zeroed)
     if info != 0:
         return np.zeros(k), np.inf
-    # Phi = K_nm L^-T (Phi Phi' ~ K), as its transpose L^-1 K_mn, solved in place of cross (Fortran order).
-    features = scipy.linalg.solve_triangular(lower, cross.T, lower=True, overwrite_b=True, check_finite=False)
+    features = blas.dtrsm(1.0, lower, cross, side=1, lower=1, trans_a=1, overwrite_b=1)  # Phi = K_nm L^-T (n, m)
     del cross
-    system = features @ features.T  # symmetric exactly (one triangle, copied): its transpose is Fortran order
+    # Phi Phi' ~ K. Phi'Phi, symmetric exactly (one triangle, copied): its transpose is in Fortran order.
+    system = np.matmul(features.T, features, out=_surrogate_scratch("system", (m, m)))
     system.flat[::m + 1] += _SURROGATE_RIDGE
     upper, info = lapack.dpotrf(system.T, lower=1, overwrite_a=1)  # Phi'Phi + ridge = R'R, here R' (lower)
     if info != 0:
         return np.zeros(k), np.inf
-    # Psi = Phi R^-1 (hat = Psi Psi'), as its transpose R^-T Phi', in place of features: psi_t (m, n).
-    psi_t = scipy.linalg.solve_triangular(upper, features, lower=True, overwrite_b=True, check_finite=False)
+    # Psi = Phi R^-1 (hat = Psi Psi'), in place of features; psi_t = Psi' (m, n).
+    psi_t = blas.dtrsm(1.0, upper, features, side=1, lower=1, trans_a=1, overwrite_b=1).T
     del features
     leverage = np.einsum("ij,ij->j", psi_t, psi_t)
     basis = _coalition_kernel_shapley(masks[chosen], owners[chosen], x, b, row_weights, length)
