@@ -53,6 +53,8 @@ _SURROGATE_RIDGE = 1e-3
 _NYSTROM_MAX_POINTS = 4096
 _NYSTROM_CENTRES = 512
 _NYSTROM_JITTER = 1e-6
+#: The most factors (owners x rows x nodes x K) `_coalition_kernel_shapley` holds at once (8 MB each array).
+_SHAPLEY_BLOCK = 2 ** 20
 
 
 class KernelShap(LocalSurrogate):
@@ -461,7 +463,7 @@ def _coalition_kernel_shapley(masks: np.ndarray, owners: np.ndarray, probe: np.n
     outside = 1.0 - inside
     outside[n] = 0.0
     out = np.empty((k, n + 1))
-    block = max(1, 2 ** 20 // (pairs * k))  # owners at a time: their factors off the masks in 8 MB
+    block = max(1, _SHAPLEY_BLOCK // (pairs * k))  # owners at a time
     for first in range(0, len(distinct), block):
         owner, slot = distinct[first:first + block], slots[first:first + block]  # (B,), (B, width)
         # Off the masks, the factors against the owners' values: p the owner's at the probe, q the row's.
