@@ -53,8 +53,8 @@ _SURROGATE_RIDGE = 1e-3
 _NYSTROM_MAX_POINTS = 4096
 _NYSTROM_CENTRES = 512
 _NYSTROM_JITTER = 1e-6
-#: The most factors (owners x rows x nodes x K) `_coalition_kernel_shapley` holds at once (8 MB each array).
-_SHAPLEY_BLOCK = 2 ** 20
+#: The most factors (owners x rows x nodes x K) `_coalition_kernel_shapley` holds at once (2 MB each array).
+_SHAPLEY_BLOCK = 2 ** 18
 
 
 class KernelShap(LocalSurrogate):
