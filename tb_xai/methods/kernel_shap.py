@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import threading
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -204,7 +205,11 @@ class KernelShap(LocalSurrogate):
         # written as each model call is built; chunks of them bound the host memory of the sample indices.
         longest = max(self._budget(k, scale) for k in set(counts))  # no design is longer than its budget
         per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (longest + 1)))
-        blocks = [np.arange(start, min(p, start + per_chunk)) for start in range(0, p, per_chunk)]
+        # The first chunk is the first model call's probes, so that the model starts after drawing only their
+        # designs; the later chunks' are drawn on the second thread meanwhile.
+        first = min(per_chunk, max(1, self.rows_per_call(k_max, blended=True) // max(1, b * (longest + 1))))
+        starts = [0] + list(range(first, p, per_chunk))
+        blocks = [np.arange(start, min(p, end)) for start, end in zip(starts, starts[1:] + [p])]
 
         def draw(c):
             for i in c:
@@ -343,7 +348,8 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
         estimates, row_variance, mapping = _regressions_and_map(design, values - empty[:, None], full - empty,
                                                                 spread_rows)
     else:
-        estimates, row_variance = _regressions(design, values - empty[:, None], full - empty, spread_rows)
+        y = np.subtract(values, empty[:, None], out=_scratch("y", values.shape, np.float64))
+        estimates, row_variance = _regressions(design, y, full - empty, spread_rows)
     phi = row_weights @ estimates
     # The rows' variances are alike in expectation: those of a few rows stand for all.
     variance = float((row_weights[spread_rows] ** 2) @ row_variance
@@ -583,45 +589,89 @@ def _linear_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarra
     Returns:
         (attributions (rows, K), the variances of the `spread_rows` rows' attributions summed over features).
     """
-    a = design.base.astype(np.float64)
+    # The (S, K) arrays are per-thread scratch reused from probe to probe: fresh ones of this size cost more in
+    # page faults (the allocator returning them to the system and taking them back) than the products here.
+    a = _scratch("a", design.base.shape, np.float64)
+    np.copyto(a, design.base)
     w = design.weights
     k = a.shape[1]
+    aw = np.multiply(w[:, None], a, out=_scratch("aw", a.shape, np.float64))
     kkt = np.zeros((k + 1, k + 1))
-    kkt[:k, :k] = a.T @ (w[:, None] * a)
+    kkt[:k, :k] = a.T @ aw
     kkt[:k, k] = kkt[k, :k] = 1.0
-    inverse = np.linalg.pinv(kkt, rcond=1e-10, hermitian=True)
+    inverse = _symmetric_pinv(kkt, 1e-10)
     q = inverse[:k, :k]
-    solution = q @ (a.T @ (w[:, None] * y.T)) + inverse[:k, k:] * total[None, :]  # (K, rows), base labels
+    solution = q @ (y @ aw).T + inverse[:k, k:] * total[None, :]  # (K, rows), base labels
     estimates = solution.T[np.arange(len(y))[:, None], design.relabel]
     n = design.pairs
     if n == 0:
         return estimates, np.zeros(len(spread_rows))
     y, solution = y[spread_rows], solution[:, spread_rows]
     residual = y - (a @ solution).T
-    first = design.listed + np.arange(n)
-    a_first, w_pair = a[first], w[first]
+    listed = design.listed
+    a_first, w_pair = a[listed:listed + n], w[listed:listed + n]
+    r_first, r_second = residual[:, listed:listed + n], residual[:, listed + n:listed + 2 * n]
     # u_j = alpha_j 1 + beta_j a_j, since a pair's complement is 1 - a_j
-    alpha = w_pair * residual[:, first + n]
-    beta = w_pair * (residual[:, first] - residual[:, first + n])
+    alpha = w_pair * r_second
+    beta = w_pair * (r_first - r_second)
     m = q.T @ q  # u^T m u is the summed variance a pair's u adds
     m1 = m.sum(axis=1)
     m11 = m1.sum()
     m1a = a_first @ m1
     maa = np.einsum("nk,nk->n", a_first @ m, a_first)
     quadratic = alpha ** 2 * m11 + 2 * alpha * beta * m1a + beta ** 2 * maa
-    out = np.zeros(len(y))
-    for size, share in design.class_share.items():
-        members = np.flatnonzero(design.pair_class == size)
-        count = len(members)
-        part = quadratic[:, members].sum(axis=1)
-        if count > 1:  # centred on the class's mean u
-            mean_alpha = alpha[:, members].mean(axis=1)
-            mean_beta_a = beta[:, members] @ a_first[members] / count
-            part -= count * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
-                             + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
-            part *= count / (count - 1)
-        out += (1 - share) * part
-    return estimates, out * n / max(n - (k - 1), 1)
+    runs = _class_runs(design)
+    if runs is None:
+        out = np.zeros(len(y))
+        for size, share in design.class_share.items():
+            members = np.flatnonzero(design.pair_class == size)
+            count = len(members)
+            part = quadratic[:, members].sum(axis=1)
+            if count > 1:  # centred on the class's mean u
+                mean_alpha = alpha[:, members].mean(axis=1)
+                mean_beta_a = beta[:, members] @ a_first[members] / count
+                part -= count * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
+                                 + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
+                part *= count / (count - 1)
+            out += (1 - share) * part
+        return estimates, out * n / max(n - (k - 1), 1)
+    # The same per class, every class at once: each class's pairs are one run of the sampled ones.
+    starts, counts, keep_share = runs
+    part = np.add.reduceat(quadratic, starts, axis=1)  # (spread rows, classes)
+    mean_alpha = np.add.reduceat(alpha, starts, axis=1) / counts
+    mean_beta_a = np.stack([beta[:, a:a + c] @ a_first[a:a + c] for a, c in zip(starts, counts)], axis=1)
+    mean_beta_a /= counts[None, :, None]
+    centre = counts * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
+                       + np.einsum("rck,rck->rc", mean_beta_a @ m, mean_beta_a))
+    several = counts > 1  # centred on the class's mean u
+    part[:, several] = (part[:, several] - centre[:, several]) * (counts[several] / (counts[several] - 1))
+    # Sums of squares, >= 0 but for rounding (a linear model's residuals are rounding alone).
+    return estimates, np.maximum(part @ keep_share, 0.0) * n / max(n - (k - 1), 1)
+
+
+def _symmetric_pinv(matrix: np.ndarray, rcond: float) -> np.ndarray:
+    """`np.linalg.pinv(matrix, rcond, hermitian=True)` of a real symmetric matrix, from the same eigen-
+    decomposition without its sorting and wrappers (a third of its time on a 21 x 21 matrix)."""
+    values, vectors = np.linalg.eigh(matrix)
+    size = np.abs(values)
+    large = size > rcond * size.max(initial=0.0)
+    inverse = np.zeros_like(values)
+    np.divide(1.0, values, out=inverse, where=large)
+    return (vectors * inverse) @ vectors.T
+
+
+def _class_runs(design: CoalitionDesign) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(first pair, pairs, 1 - share) of each size class of `class_share`, in its order, where each class's
+    sampled pairs are one run of them in that order (as `shapley_coalitions` draws them); else None."""
+    classes = design.pair_class
+    if len(classes) == 0:
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], classes[1:] != classes[:-1]]))
+    order = np.fromiter(design.class_share, dtype=np.int64, count=len(design.class_share))
+    if len(starts) != len(order) or np.any(classes[starts] != order):
+        return None
+    counts = np.diff(np.append(starts, len(classes)))
+    return starts, counts, 1.0 - np.fromiter(design.class_share.values(), dtype=np.float64, count=len(order))
 
 
 @functools.lru_cache(maxsize=32)
@@ -772,6 +822,20 @@ def _cubic_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray
             part = np.sum(u ** 2, axis=(1, 2))
         out += (1 - share) * part
     return estimates, out
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
+    """This thread's scratch array `name` of `shape` and `dtype` (its contents arbitrary), the same memory from
+    call to call while it is large enough: for temporaries that nothing returned may keep."""
+    size = int(np.prod(shape))
+    arrays = _SCRATCH.__dict__.setdefault("arrays", {})
+    array = arrays.get(name)
+    if array is None or array.dtype != np.dtype(dtype) or array.size < size:
+        array = arrays[name] = np.empty(max(size, 1), dtype=dtype)
+    return array[:size].reshape(shape)
 
 
 def _relative(variance: np.ndarray, phi: np.ndarray) -> np.ndarray:
