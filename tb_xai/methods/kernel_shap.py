@@ -220,6 +220,9 @@ class KernelShap(LocalSurrogate):
             for j, i in enumerate(c):
                 d, k = designs[i], counts[i]
                 part = values[j * b:(j + 1) * b]
+                if part.dtype != np.float64:  # float32 model outputs, exactly
+                    part = _scratch("values", part.shape, np.float64)
+                    np.copyto(part, values[j * b:(j + 1) * b])
                 tabular = groups is None and segments is None
                 phi[i, :k], variance[i] = _estimate(
                     d, part[:, :len(d.weights)], part[:, -1], full[i], spread_rows, row_weights,
@@ -259,7 +262,7 @@ class KernelShap(LocalSurrogate):
                     fill = fill.reshape((v, 1) + replacement.shape[2:])
                     values, chunk_calls = self.coalition_calls(
                         x[rows], masks, valid, None if groups is None else groups[rows], fill, np.ones(1),
-                        target[rows], probes=probes[rows], buffers=buffers)
+                        target[rows], probes=probes[rows], buffers=buffers, exact_float32=True)
                     if not chunk_calls:
                         solved.append(solver.submit(solve, c, values))
                     solved_probes = 0
