@@ -105,6 +105,7 @@ class KernelShap(LocalSurrogate):
             raise ValueError(f"tolerance must be a number in (0, 1) (0.05 = 5%); received: {tolerance!r}")
         self.tolerance = float(tolerance)
         self._warned_budget = False
+        self._buffers: Optional[CallBuffers] = None
         self._errors: List[np.ndarray] = []
         self._budgets: List[np.ndarray] = []
 
@@ -195,8 +196,12 @@ class KernelShap(LocalSurrogate):
         row_weights = np.asarray(row_weights, dtype=np.float64) / np.sum(row_weights)
         generator_keys = () if scale == 1 else (scale,)
         p, k_max = len(x), max(counts)
-        full = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool), groups,
-                                     replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
+        full = np.zeros(p)  # f(probe): the stream's first call, while the first chunk's masks are written
+
+        def evaluate_full(_):
+            full[:] = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool),
+                                            groups, replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
+
         phi = np.zeros((p, k_max))
         variance = np.zeros(p)
         designs: List[Optional[CoalitionDesign]] = [None] * p
@@ -205,10 +210,11 @@ class KernelShap(LocalSurrogate):
         # written as each model call is built; chunks of them bound the host memory of the sample indices.
         longest = max(self._budget(k, scale) for k in set(counts))  # no design is longer than its budget
         per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (longest + 1)))
-        # The first chunk is the first model call's probes, so that the model starts after drawing only their
-        # designs; the later chunks' are drawn on the second thread meanwhile.
+        # The first chunk is one probe and the second fills a model call with it, so that the model starts after
+        # drawing and writing one probe's coalitions (the stream sets the second call up before the first
+        # runs); the later chunks' designs are drawn on the second thread meanwhile.
         first = min(per_chunk, max(1, self.rows_per_call(k_max, blended=True) // max(1, b * (longest + 1))))
-        starts = [0] + list(range(first, p, per_chunk))
+        starts = sorted({0, min(p, 1), min(p, first)} - {p}) + list(range(first, p, per_chunk))[1:]
         blocks = [np.arange(start, min(p, end)) for start, end in zip(starts, starts[1:] + [p])]
 
         def draw(c):
@@ -232,9 +238,13 @@ class KernelShap(LocalSurrogate):
         # of this one runs); on a second thread, the later chunks' designs are drawn while the first is
         # evaluated, and each probe's regressions run as soon as its values are in (numpy releases the GIL).
         with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(max_workers=1) as solver:
-            draw(blocks[0])
             drawn = [None] + [solver.submit(draw, c) for c in blocks[1:]]
-            solved, buffers = [], CallBuffers()
+            # The model calls' input buffers are kept from call to call (two calls' masks, 17 MB at the default
+            # call size): fresh ones cost their page faults at every step, the first of them before the model
+            # can start (15-20 ms of this machine's CPU each).
+            if self._buffers is None:
+                self._buffers = CallBuffers()
+            solved, buffers = [], self._buffers
 
             def then_solve(evaluate, c, values, since, until):
                 def run(built):
@@ -243,17 +253,23 @@ class KernelShap(LocalSurrogate):
                         solved.append(solver.submit(solve, c[since:until], values[since * b:until * b]))
                 return run
 
-            def calls():
+            def calls():  # advanced on the stream's second thread
+                yield (lambda: None), evaluate_full
                 for c, ready in zip(blocks, drawn):
-                    if ready is not None:
+                    if ready is None:
+                        draw(c)
+                    else:
                         ready.result()
                     s_max = max(len(designs[i].weights) for i in c)
                     v = len(c) * b
                     masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
-                    valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
-                    for j, i in enumerate(c):
-                        valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
-                    valid[:, s_max] = True
+                    if all(len(designs[i].weights) == s_max for i in c):  # no padding: nothing to write
+                        valid = np.broadcast_to(np.True_, (v, s_max + 1))
+                    else:
+                        valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
+                        for j, i in enumerate(c):
+                            valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
+                        valid[:, s_max] = True
                     rows = np.repeat(c, b)
                     if replacement.shape[0] == 1:
                         fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])

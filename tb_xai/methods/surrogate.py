@@ -630,7 +630,7 @@ class LocalSurrogate(AttributionMethod):
         # Tabular rows of one replacement each, every sample evaluated: blended inside the compiled call, from
         # the masks and each probe's row and replacement (`predict_blend`), in calls of whole probes.
         if (groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
-                and s_count <= self.rows_per_call(flat_x.shape[1], blended=True) and valid.all()):
+                and s_count <= self.rows_per_call(flat_x.shape[1], blended=True) and _all_true(valid)):
             return self._blended_values(flat_x, masks, flat_r[:, 0], replacement_weights[0], target,
                                         CallBuffers() if buffers is None else buffers, exact_float32)
         probe_of, sample_of = np.nonzero(valid)
@@ -800,19 +800,24 @@ def streamed(calls: Iterable[Tuple[Callable[[], Any], Callable[[Any], None]]]) -
     Perturbed inputs are built by numpy while the model runs in TensorFlow; both release the GIL, so the
     host work overlaps the model's and costs little of its throughput. A call's build starts only after the
     call before the one before it was evaluated, so two alternating buffers suffice. `calls` may be a
-    generator: it is advanced one call ahead, on this thread, while the next input is built.
+    generator: it is advanced one call ahead on the second thread, just before that call's build, so that
+    what it does between calls (setting up a block) also runs beside the model, not between its calls.
     """
+    upcoming = iter(calls)
+
+    def advance():
+        call = next(upcoming, None)
+        return None if call is None else (call[1], call[0]())
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = iter(calls)
-        current = next(upcoming, None)
-        pending = None if current is None else pool.submit(current[0])
-        while current is not None:
-            following = next(upcoming, None)
-            built = pending.result()
-            if following is not None:
-                pending = pool.submit(following[0])
-            current[1](built)
-            current = following
+        pending = pool.submit(advance)
+        while True:
+            ready = pending.result()
+            if ready is None:
+                break
+            pending = pool.submit(advance)
+            evaluate, built = ready
+            evaluate(built)
 
 
 def pipelined(build, evaluate, count: int) -> None:
@@ -827,6 +832,13 @@ def padded(arrays: List[np.ndarray], shape: Tuple[int, ...], value=0) -> np.ndar
     for i, a in enumerate(arrays):
         out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
     return out
+
+
+def _all_true(array: np.ndarray) -> bool:
+    """`array.all()`, at once for one value broadcast (every stride 0: what callers pass for no padding)."""
+    if array.size and not any(array.strides):
+        return bool(array.flat[0])
+    return bool(array.all())
 
 
 def _is_number(value) -> bool:
