@@ -20,6 +20,7 @@ from tb_xai.methods.coalitions import (
 from tb_xai.methods.surrogate import (CallBuffers, CoalitionSource, LocalSurrogate, segment_groups,
                                      single_threaded_blas, streamed)
 from tb_xai.methods.reference_engines import ShapKernelEngine
+from tb_xai.modalities import TABULAR
 
 
 logger = logging.getLogger(__name__)
@@ -222,13 +223,19 @@ class KernelShap(LocalSurrogate):
                 designs[i] = shapley_coalitions(counts[i], self._budget(counts[i], scale),
                                                 probe_generator(self.seed, index[i], *generator_keys), rows=b)
 
-        def solve(c, values):  # the regressions of probes c, from their pairs' values
+        def solve(c, values, halves=None):  # the regressions of probes c, from their pairs' values
             for j, i in enumerate(c):
                 d, k = designs[i], counts[i]
-                part = values[j * b:(j + 1) * b]
+                if halves is not None:  # each pair's two runs (`_HalfRowCoalitions`), back in the design's order
+                    part = _scratch("values", (b, len(d.weights) + 1), np.float64)
+                    halves.unfold(values[2 * j * b:(2 * j + 1) * b], values[(2 * j + 1) * b:(2 * j + 2) * b], part)
+                    values_i = part
+                else:
+                    values_i = values[j * b:(j + 1) * b]
+                part = values_i
                 if part.dtype != np.float64:  # float32 model outputs, exactly
                     part = _scratch("values", part.shape, np.float64)
-                    np.copyto(part, values[j * b:(j + 1) * b])
+                    np.copyto(part, values_i)
                 tabular = groups is None and segments is None
                 phi[i, :k], variance[i] = _estimate(
                     d, part[:, :len(d.weights)], part[:, -1], full[i], spread_rows, row_weights,
@@ -246,11 +253,12 @@ class KernelShap(LocalSurrogate):
                 self._buffers = CallBuffers()
             solved, buffers = [], self._buffers
 
-            def then_solve(evaluate, c, values, since, until):
+            def then_solve(evaluate, c, values, since, until, halves):
                 def run(built):
                     evaluate(built)
                     if until > since:
-                        solved.append(solver.submit(solve, c[since:until], values[since * b:until * b]))
+                        per = b if halves is None else 2 * b
+                        solved.append(solver.submit(solve, c[since:until], values[since * per:until * per], halves))
                 return run
 
             def calls():  # advanced on the stream's second thread
@@ -262,6 +270,34 @@ class KernelShap(LocalSurrogate):
                         ready.result()
                     s_max = max(len(designs[i].weights) for i in c)
                     v = len(c) * b
+                    halves = None
+                    if (groups is None and segments is None and self.modality == TABULAR and len(self.inputs) == 1
+                            and replacement.shape[0] == 1):
+                        halves = _HalfRowCoalitions.of([designs[i] for i in c], b, k_max)
+                    if halves is not None:
+                        # Each pair as two runs of half its coalitions: the listed ones without their complements
+                        # and the pairs' first members, then the empty one; once blending the probe into its
+                        # background row, once the row into the probe (the complements, and f(probe) last).
+                        rows = np.repeat(c, 2 * b)
+                        probe_rows = x[c].reshape(len(c), 1, -1)
+                        background_rows = replacement[0].reshape(1, b, -1)
+                        pair_x = np.concatenate([np.broadcast_to(probe_rows, (len(c), b, probe_rows.shape[2])),
+                                                 np.broadcast_to(background_rows, (len(c), b, probe_rows.shape[2]))],
+                                                axis=1).reshape(2 * v, -1)
+                        pair_fill = np.concatenate([np.broadcast_to(background_rows, (len(c), b, probe_rows.shape[2])),
+                                                    np.broadcast_to(probe_rows, (len(c), b, probe_rows.shape[2]))],
+                                                   axis=1).reshape(2 * v, 1, -1)
+                        values, chunk_calls = self.coalition_calls(
+                            pair_x.reshape((2 * v,) + x.shape[1:]), halves,
+                            np.broadcast_to(np.True_, halves.shape[:2]), None,
+                            pair_fill.reshape((2 * v, 1) + x.shape[1:]), np.ones(1), target[rows],
+                            probes=probes[rows], buffers=buffers, exact_float32=True)
+                        solved_probes = 0
+                        for build, evaluate, complete in chunk_calls:
+                            whole = complete // (2 * b)
+                            yield build, then_solve(evaluate, c, values, solved_probes, whole, halves)
+                            solved_probes = max(solved_probes, whole)
+                        continue
                     masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
                     if all(len(designs[i].weights) == s_max for i in c):  # no padding: nothing to write
                         valid = np.broadcast_to(np.True_, (v, s_max + 1))
@@ -284,7 +320,7 @@ class KernelShap(LocalSurrogate):
                     solved_probes = 0
                     for build, evaluate, complete in chunk_calls:
                         whole = complete // b  # probes whose every (probe, row) pair is in
-                        yield build, then_solve(evaluate, c, values, solved_probes, whole)
+                        yield build, then_solve(evaluate, c, values, solved_probes, whole, None)
                         solved_probes = max(solved_probes, whole)
 
             streamed(calls())
@@ -339,6 +375,100 @@ class _RowCoalitions(CoalitionSource):
             part[:, m:] = False  # padding samples, then the empty coalition
             done += count
         return out
+
+
+class _HalfRowCoalitions(CoalitionSource):
+    """`_RowCoalitions` with each (probe, background row) pair as two runs of half its coalitions, for tabular
+    probes: run 2 j rows + r holds row r of design j's "first half" (the listed coalitions without their
+    complements, then the sampled pairs' first members), then the empty coalition; run (2 j + 1) rows + r the
+    same masks, evaluated with the probe and the background row swapped, which gives the complements (the
+    select is exact: where(mask, row, probe) = where(~mask, probe, row)), and f(probe) for the empty one. Half the
+    masks to write by relabelling: the second run's are a copy of the first's."""
+
+    def __init__(self, designs: List[CoalitionDesign], rows: int, first_listed: np.ndarray,
+                 second_listed: np.ndarray):
+        d = designs[0]
+        self.designs, self.rows = designs, rows
+        self.first_listed, self.second_listed = first_listed, second_listed
+        self.listed, self.pairs = d.listed, d.pairs
+        self.half = np.concatenate([first_listed, np.arange(d.listed, d.listed + d.pairs)])
+        self.shape = (2 * len(designs) * rows, len(self.half) + 1, d.base.shape[1])
+        self._transposed = (None, None)
+
+    @classmethod
+    def of(cls, designs: List[CoalitionDesign], rows: int, k_max: int) -> Optional["_HalfRowCoalitions"]:
+        """The layout for these designs, or None where it does not apply (features over 62, designs of other
+        shapes or listed coalitions, a listed coalition whose complement is not listed)."""
+        d = designs[0]
+        listed, k = d.listed, d.base.shape[1]
+        if k != k_max or k > 62 or len(d.weights) != listed + 2 * d.pairs or any(
+                e.listed != listed or e.pairs != d.pairs or e.base.shape != d.base.shape
+                or not np.array_equal(e.base[:listed], d.base[:listed]) for e in designs[1:]):
+            return None
+        base = d.base[:listed]
+        codes = base.astype(np.int64) @ (np.int64(1) << np.arange(k, dtype=np.int64))
+        order = np.argsort(codes)
+        complements = ((np.int64(1) << k) - 1) ^ codes
+        found = np.searchsorted(codes[order], complements)
+        if listed and (np.any(found >= listed) or np.any(codes[order][np.minimum(found, listed - 1)] != complements)):
+            return None
+        partner = order[np.minimum(found, max(listed - 1, 0))]
+        size = base.sum(axis=1)
+        first = np.flatnonzero((2 * size < k) | ((2 * size == k) & base[:, 0])) if listed else np.zeros(0, np.int64)
+        second = partner[first]
+        if not np.array_equal(np.sort(np.concatenate([first, second])), np.arange(listed)):
+            return None
+        return cls(designs, rows, first, second)
+
+    def _halves(self, d: CoalitionDesign) -> np.ndarray:
+        if self._transposed[0] is not d:
+            self._transposed = (d, np.ascontiguousarray(d.base[self.half].T))
+        return self._transposed[1]
+
+    def gather(self, pairs: np.ndarray, samples: np.ndarray, out: np.ndarray) -> np.ndarray:
+        h = len(self.half)
+        starts = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
+        for a, e in zip(starts, np.append(starts[1:], len(pairs))):
+            design, within = divmod(int(pairs[a]), 2 * self.rows)
+            d = self.designs[design]
+            s = samples[a:e]
+            m = int(np.searchsorted(s, h))  # the coalitions first, the empty one last
+            chosen = np.take(d.base, self.half[s[:m]], axis=0)
+            np.take(chosen, d.relabel[within % self.rows], axis=1, out=out[a:a + m])
+            out[a + m:e] = False
+        return out
+
+    def block(self, probes: slice, out: np.ndarray) -> np.ndarray:
+        start = range(self.shape[0])[probes].start
+        h = len(self.half)
+        written = {}  # (design, first row, rows) -> where the first run's masks are in `out`
+        done = 0
+        while done < len(out):
+            design, within = divmod(start + done, 2 * self.rows)
+            second, row = divmod(within, self.rows)
+            count = min(self.rows - row, len(out) - done)
+            part = out[done:done + count]
+            copy = written.get((design, row, count)) if second else None
+            if copy is not None:  # the same masks as the pair's first run
+                np.copyto(part, out[copy:copy + count])
+            else:
+                d = self.designs[design]
+                part[:, :h] = np.take(self._halves(d), d.relabel[row:row + count], axis=0).transpose(0, 2, 1)
+                part[:, h:] = False
+                if not second:
+                    written[(design, row, count)] = done
+            done += count
+        return out
+
+    def unfold(self, first: np.ndarray, second: np.ndarray, out: np.ndarray) -> None:
+        """One probe's values in the design's order ((rows, S + 1), the empty coalition last) from its pairs'
+        two runs ((rows, half + 1) each)."""
+        listed, pairs, own = self.listed, self.pairs, len(self.first_listed)
+        out[:, self.first_listed] = first[:, :own]
+        out[:, self.second_listed] = second[:, :own]
+        out[:, listed:listed + pairs] = first[:, own:own + pairs]
+        out[:, listed + pairs:listed + 2 * pairs] = second[:, own:own + pairs]
+        out[:, -1] = first[:, -1]
 
 
 def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float, spread_rows: np.ndarray,
