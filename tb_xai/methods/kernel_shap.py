@@ -75,7 +75,8 @@ class KernelShap(LocalSurrogate):
     (`_nystrom_surrogate_regression`).
 
     Cost: (coalitions + 1) x background rows + 1 model evaluations per probe (2088 coalitions x 50 rows =
-    104k rows for 20 features), all forward passes.
+    104k rows for 20 features; a tabular probe one more per background row, see `_HalfRowCoalitions`), all
+    forward passes.
 
     The standard error of each probe's attributions is estimated from the sampled pairs' residuals (a
     linearized, stratified estimate; no extra model call); `standard_errors()` gives each probe's relative to
