@@ -121,6 +121,36 @@ def test_each_background_row_gets_its_own_relabelled_coalitions():
     assert listed[0] == listed[1] == listed[2] and first == 24
 
 
+def test_the_shortcuts_to_the_same_numbers_give_the_same_numbers(mlp12, monkeypatch):
+    # The size classes' draws at once (`_sparse_subsets`) against one by one: the same coalitions.
+    from tb_xai.methods import coalitions, kernel_shap
+    for features, samples in ((20, 2088), (12, 300), (16, 1000), (10, 60)):
+        fast = shapley_coalitions(features, samples, np.random.default_rng(features), rows=4)
+        with monkeypatch.context() as patched:
+            patched.setattr(coalitions, "_sparse_subsets", lambda *args: None)
+            slow = shapley_coalitions(features, samples, np.random.default_rng(features), rows=4)
+        np.testing.assert_array_equal(fast.base, slow.base)
+        np.testing.assert_array_equal(fast.relabel, slow.relabel)
+    # Every size class's variance at once (`_class_runs`) against class by class: equal to rounding.
+    design = shapley_coalitions(20, 2088, np.random.default_rng(1), rows=8)
+    y, total = np.random.default_rng(2).normal(size=(8, 2088)), np.ones(8)
+    assert kernel_shap._class_runs(design) is not None
+    estimates, variance = kernel_shap._linear_regressions(design, y, total, np.arange(8))
+    with monkeypatch.context() as patched:
+        patched.setattr(kernel_shap, "_class_runs", lambda design: None)
+        loop_estimates, loop_variance = kernel_shap._linear_regressions(design, y, total, np.arange(8))
+    np.testing.assert_allclose(estimates, loop_estimates, rtol=1e-12)
+    np.testing.assert_allclose(variance, loop_variance, rtol=1e-12)
+    # A second call takes the model's values as float32 (what they are): the same attributions and errors.
+    adapter, probe, x, background, target, _ = mlp12
+    method = KernelShap(samples=100, background=background)
+    first = _attribute(method, adapter, probe, x, target)
+    errors = method.standard_errors()
+    assert method._float32_outputs
+    np.testing.assert_array_equal(method.attribute([x], target)[0], first)
+    np.testing.assert_allclose(method.standard_errors(), errors, rtol=1e-12)
+
+
 def test_the_standard_error_is_calibrated_against_the_real_error(mlp12):
     adapter, probe, x, background, target, exact = mlp12
     real, estimated = [], []

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import itertools
 import zlib
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from scipy.special import comb
@@ -158,10 +158,15 @@ def shapley_coalitions(features: int, samples, rng: np.random.Generator, rows: i
         classes = sorted({int(min(s, features - s)) for s in open_sizes})
         # Distinct complement pairs a class holds: a middle size (s = K - s) pairs its coalitions among themselves.
         capacity = [comb(features, s, exact=True) // (2 if 2 * s == features else 1) for s in classes]
-        for s, k, cap in zip(classes, _equal_shares(left // 2, capacity), capacity):
+        shares = _equal_shares(left // 2, capacity)
+        drawn = _sparse_subsets(features, [(s, k) for s, k in zip(classes, shares) if k], rng)
+        if drawn is not None:
+            firsts.append(drawn)
+        for s, k, cap in zip(classes, shares, capacity):
             if k == 0:
                 continue
-            firsts.append(_distinct_subsets(features, s, k, rng, canonical=2 * s == features))
+            if drawn is None:
+                firsts.append(_distinct_subsets(features, s, k, rng, canonical=2 * s == features))
             # Each size's kernel weight shared equally by its coalitions here (its exact weights when complete).
             parts_w.append(np.full(k, mass[s - 1] / (2 * k if 2 * s == features else k)))
             classes_of.append(np.full(k, s, dtype=np.int64))
@@ -189,6 +194,40 @@ def _equal_shares(total: int, capacity) -> list:
             if total == 0:
                 break
     return shares
+
+
+def _sparse_subsets(features: int, wanted, rng: np.random.Generator) -> Optional[np.ndarray]:
+    """`_distinct_subsets` of every (size, count) in `wanted`, in turn, concatenated, with the same draws from
+    `rng`, in a few numpy calls for all sizes at once: where every size is sparse (`_distinct_subsets` draws
+    2 x count keys once and keeps the first `count` distinct subsets) and each size's first draw holds enough
+    distinct ones. Else None, `rng` as it was (the sizes are then drawn one by one)."""
+    if not wanted or features > 48:  # a size class's index goes above the subsets' codes (48 bits at most)
+        return None
+    sizes = np.array([s for s, _ in wanted], dtype=np.int64)
+    counts = np.array([k for _, k in wanted], dtype=np.int64)
+    totals = np.array([comb(features, int(s), exact=True) // (2 if 2 * s == features else 1) for s in sizes])
+    if np.any(counts * 2 > totals):  # a dense size lists its subsets: drawn one by one
+        return None
+    state = rng.bit_generator.state
+    rows = 2 * counts
+    keys = rng.random((int(rows.sum()), features))
+    row_class = np.repeat(np.arange(len(sizes)), rows)
+    # The size-th smallest key of each row (what np.partition finds), then the same comparison.
+    threshold = np.take_along_axis(np.sort(keys, axis=1), (sizes[row_class] - 1)[:, None], axis=1)
+    drawn = keys <= threshold
+    canonical = (2 * sizes == features)[row_class]
+    if canonical.any():  # the member of each pair that holds feature 0
+        flip = canonical & ~drawn[:, 0]
+        drawn[flip] = ~drawn[flip]
+    codes = _row_codes(drawn) | (row_class.astype(np.uint64) << np.uint64(48))
+    _, first = np.unique(codes, return_index=True)
+    first = np.sort(first)  # each size's first occurrences, in draw order, sizes in turn
+    cls = row_class[first]
+    rank = np.arange(len(first)) - np.searchsorted(cls, cls)
+    if np.any(np.bincount(cls, minlength=len(sizes)) < counts):
+        rng.bit_generator.state = state
+        return None
+    return drawn[first[rank < counts[cls]]]
 
 
 def _distinct_subsets(features: int, size: int, count: int, rng: np.random.Generator,

@@ -20,6 +20,7 @@ from tb_xai.methods.coalitions import (
 from tb_xai.methods.surrogate import (CallBuffers, CoalitionSource, LocalSurrogate, segment_groups,
                                      single_threaded_blas, streamed)
 from tb_xai.methods.reference_engines import ShapKernelEngine
+from tb_xai.modalities import TABULAR
 
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ class KernelShap(LocalSurrogate):
     (`_nystrom_surrogate_regression`).
 
     Cost: (coalitions + 1) x background rows + 1 model evaluations per probe (2088 coalitions x 50 rows =
-    104k rows for 20 features), all forward passes.
+    104k rows for 20 features; a tabular probe one more per background row, see `_HalfRowCoalitions`), all
+    forward passes.
 
     The standard error of each probe's attributions is estimated from the sampled pairs' residuals (a
     linearized, stratified estimate; no extra model call); `standard_errors()` gives each probe's relative to
@@ -107,6 +109,7 @@ class KernelShap(LocalSurrogate):
             raise ValueError(f"tolerance must be a number in (0, 1) (0.05 = 5%); received: {tolerance!r}")
         self.tolerance = float(tolerance)
         self._warned_budget = False
+        self._buffers: Optional[CallBuffers] = None
         self._errors: List[np.ndarray] = []
         self._budgets: List[np.ndarray] = []
 
@@ -197,8 +200,12 @@ class KernelShap(LocalSurrogate):
         row_weights = np.asarray(row_weights, dtype=np.float64) / np.sum(row_weights)
         generator_keys = () if scale == 1 else (scale,)
         p, k_max = len(x), max(counts)
-        full = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool), groups,
-                                     replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
+        full = np.zeros(p)  # f(probe): the stream's first call, while the first chunk's masks are written
+
+        def evaluate_full(_):
+            full[:] = self.coalition_values(x, np.ones((p, 1, k_max), dtype=bool), np.ones((p, 1), dtype=bool),
+                                            groups, replacement[:, :1], np.ones(1), target, probes=probes)[:, 0]
+
         phi = np.zeros((p, k_max))
         variance = np.zeros(p)
         designs: List[Optional[CoalitionDesign]] = [None] * p
@@ -207,17 +214,31 @@ class KernelShap(LocalSurrogate):
         # written as each model call is built; chunks of them bound the host memory of the sample indices.
         longest = max(self._budget(k, scale) for k in set(counts))  # no design is longer than its budget
         per_chunk = max(1, _SAMPLES_PER_CHUNK // max(1, b * (longest + 1)))
-        blocks = [np.arange(start, min(p, start + per_chunk)) for start in range(0, p, per_chunk)]
+        # The first chunk is one probe and the second fills a model call with it, so that the model starts after
+        # drawing and writing one probe's coalitions (the stream sets the second call up before the first
+        # runs); the later chunks' designs are drawn on the second thread meanwhile.
+        first = min(per_chunk, max(1, self.rows_per_call(k_max, blended=True) // max(1, b * (longest + 1))))
+        starts = sorted({0, min(p, 1), min(p, first)} - {p}) + list(range(first, p, per_chunk))[1:]
+        blocks = [np.arange(start, min(p, end)) for start, end in zip(starts, starts[1:] + [p])]
 
         def draw(c):
             for i in c:
                 designs[i] = shapley_coalitions(counts[i], self._budget(counts[i], scale),
                                                 probe_generator(self.seed, index[i], *generator_keys), rows=b)
 
-        def solve(c, values):  # the regressions of probes c, from their pairs' values
+        def solve(c, values, halves=None):  # the regressions of probes c, from their pairs' values
             for j, i in enumerate(c):
                 d, k = designs[i], counts[i]
-                part = values[j * b:(j + 1) * b]
+                if halves is not None:  # each pair's two runs (`_HalfRowCoalitions`), back in the design's order
+                    part = _scratch("values", (b, len(d.weights) + 1), np.float64)
+                    halves.unfold(values[2 * j * b:(2 * j + 1) * b], values[(2 * j + 1) * b:(2 * j + 2) * b], part)
+                    values_i = part
+                else:
+                    values_i = values[j * b:(j + 1) * b]
+                part = values_i
+                if part.dtype != np.float64:  # float32 model outputs, exactly
+                    part = _scratch("values", part.shape, np.float64)
+                    np.copyto(part, values_i)
                 tabular = groups is None and segments is None
                 phi[i, :k], variance[i] = _estimate(
                     d, part[:, :len(d.weights)], part[:, -1], full[i], spread_rows, row_weights,
@@ -227,28 +248,67 @@ class KernelShap(LocalSurrogate):
         # of this one runs); on a second thread, the later chunks' designs are drawn while the first is
         # evaluated, and each probe's regressions run as soon as its values are in (numpy releases the GIL).
         with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(max_workers=1) as solver:
-            draw(blocks[0])
             drawn = [None] + [solver.submit(draw, c) for c in blocks[1:]]
-            solved, buffers = [], CallBuffers()
+            # The model calls' input buffers are kept from call to call (two calls' masks, 17 MB at the default
+            # call size): fresh ones cost their page faults at every step, the first of them before the model
+            # can start (15-20 ms of this machine's CPU each).
+            if self._buffers is None:
+                self._buffers = CallBuffers()
+            solved, buffers = [], self._buffers
 
-            def then_solve(evaluate, c, values, since, until):
+            def then_solve(evaluate, c, values, since, until, halves):
                 def run(built):
                     evaluate(built)
                     if until > since:
-                        solved.append(solver.submit(solve, c[since:until], values[since * b:until * b]))
+                        per = b if halves is None else 2 * b
+                        solved.append(solver.submit(solve, c[since:until], values[since * per:until * per], halves))
                 return run
 
-            def calls():
+            def calls():  # advanced on the stream's second thread
+                yield (lambda: None), evaluate_full
                 for c, ready in zip(blocks, drawn):
-                    if ready is not None:
+                    if ready is None:
+                        draw(c)
+                    else:
                         ready.result()
                     s_max = max(len(designs[i].weights) for i in c)
                     v = len(c) * b
+                    halves = None
+                    if (groups is None and segments is None and self.modality == TABULAR and len(self.inputs) == 1
+                            and replacement.shape[0] == 1):
+                        halves = _HalfRowCoalitions.of([designs[i] for i in c], b, k_max)
+                    if halves is not None:
+                        # Each pair as two runs of half its coalitions: the listed ones without their complements
+                        # and the pairs' first members, then the empty one; once blending the probe into its
+                        # background row, once the row into the probe (the complements, and f(probe) last).
+                        rows = np.repeat(c, 2 * b)
+                        probe_rows = x[c].reshape(len(c), 1, -1)
+                        background_rows = replacement[0].reshape(1, b, -1)
+                        pair_x = np.concatenate([np.broadcast_to(probe_rows, (len(c), b, probe_rows.shape[2])),
+                                                 np.broadcast_to(background_rows, (len(c), b, probe_rows.shape[2]))],
+                                                axis=1).reshape(2 * v, -1)
+                        pair_fill = np.concatenate([np.broadcast_to(background_rows, (len(c), b, probe_rows.shape[2])),
+                                                    np.broadcast_to(probe_rows, (len(c), b, probe_rows.shape[2]))],
+                                                   axis=1).reshape(2 * v, 1, -1)
+                        values, chunk_calls = self.coalition_calls(
+                            pair_x.reshape((2 * v,) + x.shape[1:]), halves,
+                            np.broadcast_to(np.True_, halves.shape[:2]), None,
+                            pair_fill.reshape((2 * v, 1) + x.shape[1:]), np.ones(1), target[rows],
+                            probes=probes[rows], buffers=buffers, exact_float32=True)
+                        solved_probes = 0
+                        for build, evaluate, complete in chunk_calls:
+                            whole = complete // (2 * b)
+                            yield build, then_solve(evaluate, c, values, solved_probes, whole, halves)
+                            solved_probes = max(solved_probes, whole)
+                        continue
                     masks = _RowCoalitions([designs[i] for i in c], b, s_max, k_max)
-                    valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
-                    for j, i in enumerate(c):
-                        valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
-                    valid[:, s_max] = True
+                    if all(len(designs[i].weights) == s_max for i in c):  # no padding: nothing to write
+                        valid = np.broadcast_to(np.True_, (v, s_max + 1))
+                    else:
+                        valid = np.zeros((v, s_max + 1), dtype=bool)  # the coalitions, then the empty one
+                        for j, i in enumerate(c):
+                            valid[j * b:(j + 1) * b, :len(designs[i].weights)] = True
+                        valid[:, s_max] = True
                     rows = np.repeat(c, b)
                     if replacement.shape[0] == 1:
                         fill = np.broadcast_to(replacement[0][None], (len(c),) + replacement.shape[1:])
@@ -257,13 +317,13 @@ class KernelShap(LocalSurrogate):
                     fill = fill.reshape((v, 1) + replacement.shape[2:])
                     values, chunk_calls = self.coalition_calls(
                         x[rows], masks, valid, None if groups is None else groups[rows], fill, np.ones(1),
-                        target[rows], probes=probes[rows], buffers=buffers)
+                        target[rows], probes=probes[rows], buffers=buffers, exact_float32=True)
                     if not chunk_calls:
                         solved.append(solver.submit(solve, c, values))
                     solved_probes = 0
                     for build, evaluate, complete in chunk_calls:
                         whole = complete // b  # probes whose every (probe, row) pair is in
-                        yield build, then_solve(evaluate, c, values, solved_probes, whole)
+                        yield build, then_solve(evaluate, c, values, solved_probes, whole, None)
                         solved_probes = max(solved_probes, whole)
 
             streamed(calls())
@@ -320,6 +380,100 @@ class _RowCoalitions(CoalitionSource):
         return out
 
 
+class _HalfRowCoalitions(CoalitionSource):
+    """`_RowCoalitions` with each (probe, background row) pair as two runs of half its coalitions, for tabular
+    probes: run 2 j rows + r holds row r of design j's "first half" (the listed coalitions without their
+    complements, then the sampled pairs' first members), then the empty coalition; run (2 j + 1) rows + r the
+    same masks, evaluated with the probe and the background row swapped, which gives the complements (the
+    select is exact: where(mask, row, probe) = where(~mask, probe, row)), and f(probe) for the empty one. Half the
+    masks to write by relabelling: the second run's are a copy of the first's."""
+
+    def __init__(self, designs: List[CoalitionDesign], rows: int, first_listed: np.ndarray,
+                 second_listed: np.ndarray):
+        d = designs[0]
+        self.designs, self.rows = designs, rows
+        self.first_listed, self.second_listed = first_listed, second_listed
+        self.listed, self.pairs = d.listed, d.pairs
+        self.half = np.concatenate([first_listed, np.arange(d.listed, d.listed + d.pairs)])
+        self.shape = (2 * len(designs) * rows, len(self.half) + 1, d.base.shape[1])
+        self._transposed = (None, None)
+
+    @classmethod
+    def of(cls, designs: List[CoalitionDesign], rows: int, k_max: int) -> Optional["_HalfRowCoalitions"]:
+        """The layout for these designs, or None where it does not apply (features over 62, designs of other
+        shapes or listed coalitions, a listed coalition whose complement is not listed)."""
+        d = designs[0]
+        listed, k = d.listed, d.base.shape[1]
+        if k != k_max or k > 62 or len(d.weights) != listed + 2 * d.pairs or any(
+                e.listed != listed or e.pairs != d.pairs or e.base.shape != d.base.shape
+                or not np.array_equal(e.base[:listed], d.base[:listed]) for e in designs[1:]):
+            return None
+        base = d.base[:listed]
+        codes = base.astype(np.int64) @ (np.int64(1) << np.arange(k, dtype=np.int64))
+        order = np.argsort(codes)
+        complements = ((np.int64(1) << k) - 1) ^ codes
+        found = np.searchsorted(codes[order], complements)
+        if listed and (np.any(found >= listed) or np.any(codes[order][np.minimum(found, listed - 1)] != complements)):
+            return None
+        partner = order[np.minimum(found, max(listed - 1, 0))]
+        size = base.sum(axis=1)
+        first = np.flatnonzero((2 * size < k) | ((2 * size == k) & base[:, 0])) if listed else np.zeros(0, np.int64)
+        second = partner[first]
+        if not np.array_equal(np.sort(np.concatenate([first, second])), np.arange(listed)):
+            return None
+        return cls(designs, rows, first, second)
+
+    def _halves(self, d: CoalitionDesign) -> np.ndarray:
+        if self._transposed[0] is not d:
+            self._transposed = (d, np.ascontiguousarray(d.base[self.half].T))
+        return self._transposed[1]
+
+    def gather(self, pairs: np.ndarray, samples: np.ndarray, out: np.ndarray) -> np.ndarray:
+        h = len(self.half)
+        starts = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
+        for a, e in zip(starts, np.append(starts[1:], len(pairs))):
+            design, within = divmod(int(pairs[a]), 2 * self.rows)
+            d = self.designs[design]
+            s = samples[a:e]
+            m = int(np.searchsorted(s, h))  # the coalitions first, the empty one last
+            chosen = np.take(d.base, self.half[s[:m]], axis=0)
+            np.take(chosen, d.relabel[within % self.rows], axis=1, out=out[a:a + m])
+            out[a + m:e] = False
+        return out
+
+    def block(self, probes: slice, out: np.ndarray) -> np.ndarray:
+        start = range(self.shape[0])[probes].start
+        h = len(self.half)
+        written = {}  # (design, first row, rows) -> where the first run's masks are in `out`
+        done = 0
+        while done < len(out):
+            design, within = divmod(start + done, 2 * self.rows)
+            second, row = divmod(within, self.rows)
+            count = min(self.rows - row, len(out) - done)
+            part = out[done:done + count]
+            copy = written.get((design, row, count)) if second else None
+            if copy is not None:  # the same masks as the pair's first run
+                np.copyto(part, out[copy:copy + count])
+            else:
+                d = self.designs[design]
+                part[:, :h] = np.take(self._halves(d), d.relabel[row:row + count], axis=0).transpose(0, 2, 1)
+                part[:, h:] = False
+                if not second:
+                    written[(design, row, count)] = done
+            done += count
+        return out
+
+    def unfold(self, first: np.ndarray, second: np.ndarray, out: np.ndarray) -> None:
+        """One probe's values in the design's order ((rows, S + 1), the empty coalition last) from its pairs'
+        two runs ((rows, half + 1) each)."""
+        listed, pairs, own = self.listed, self.pairs, len(self.first_listed)
+        out[:, self.first_listed] = first[:, :own]
+        out[:, self.second_listed] = second[:, :own]
+        out[:, listed:listed + pairs] = first[:, own:own + pairs]
+        out[:, listed + pairs:listed + 2 * pairs] = second[:, own:own + pairs]
+        out[:, -1] = first[:, -1]
+
+
 def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, full: float, spread_rows: np.ndarray,
               row_weights: np.ndarray, probe: Optional[np.ndarray] = None,
               background: Optional[np.ndarray] = None) -> Tuple[np.ndarray, float]:
@@ -346,7 +500,8 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
         estimates, row_variance, mapping = _regressions_and_map(design, values - empty[:, None], full - empty,
                                                                 spread_rows)
     else:
-        estimates, row_variance = _regressions(design, values - empty[:, None], full - empty, spread_rows)
+        y = np.subtract(values, empty[:, None], out=_scratch("y", values.shape, np.float64))
+        estimates, row_variance = _regressions(design, y, full - empty, spread_rows)
     phi = row_weights @ estimates
     # The rows' variances are alike in expectation: those of a few rows stand for all.
     variance = float((row_weights[spread_rows] ** 2) @ row_variance
@@ -702,45 +857,89 @@ def _linear_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarra
     Returns:
         (attributions (rows, K), the variances of the `spread_rows` rows' attributions summed over features).
     """
-    a = design.base.astype(np.float64)
+    # The (S, K) arrays are per-thread scratch reused from probe to probe: fresh ones of this size cost more in
+    # page faults (the allocator returning them to the system and taking them back) than the products here.
+    a = _scratch("a", design.base.shape, np.float64)
+    np.copyto(a, design.base)
     w = design.weights
     k = a.shape[1]
+    aw = np.multiply(w[:, None], a, out=_scratch("aw", a.shape, np.float64))
     kkt = np.zeros((k + 1, k + 1))
-    kkt[:k, :k] = a.T @ (w[:, None] * a)
+    kkt[:k, :k] = a.T @ aw
     kkt[:k, k] = kkt[k, :k] = 1.0
-    inverse = np.linalg.pinv(kkt, rcond=1e-10, hermitian=True)
+    inverse = _symmetric_pinv(kkt, 1e-10)
     q = inverse[:k, :k]
-    solution = q @ (a.T @ (w[:, None] * y.T)) + inverse[:k, k:] * total[None, :]  # (K, rows), base labels
+    solution = q @ (y @ aw).T + inverse[:k, k:] * total[None, :]  # (K, rows), base labels
     estimates = solution.T[np.arange(len(y))[:, None], design.relabel]
     n = design.pairs
     if n == 0:
         return estimates, np.zeros(len(spread_rows))
     y, solution = y[spread_rows], solution[:, spread_rows]
     residual = y - (a @ solution).T
-    first = design.listed + np.arange(n)
-    a_first, w_pair = a[first], w[first]
+    listed = design.listed
+    a_first, w_pair = a[listed:listed + n], w[listed:listed + n]
+    r_first, r_second = residual[:, listed:listed + n], residual[:, listed + n:listed + 2 * n]
     # u_j = alpha_j 1 + beta_j a_j, since a pair's complement is 1 - a_j
-    alpha = w_pair * residual[:, first + n]
-    beta = w_pair * (residual[:, first] - residual[:, first + n])
+    alpha = w_pair * r_second
+    beta = w_pair * (r_first - r_second)
     m = q.T @ q  # u^T m u is the summed variance a pair's u adds
     m1 = m.sum(axis=1)
     m11 = m1.sum()
     m1a = a_first @ m1
     maa = np.einsum("nk,nk->n", a_first @ m, a_first)
     quadratic = alpha ** 2 * m11 + 2 * alpha * beta * m1a + beta ** 2 * maa
-    out = np.zeros(len(y))
-    for size, share in design.class_share.items():
-        members = np.flatnonzero(design.pair_class == size)
-        count = len(members)
-        part = quadratic[:, members].sum(axis=1)
-        if count > 1:  # centred on the class's mean u
-            mean_alpha = alpha[:, members].mean(axis=1)
-            mean_beta_a = beta[:, members] @ a_first[members] / count
-            part -= count * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
-                             + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
-            part *= count / (count - 1)
-        out += (1 - share) * part
-    return estimates, out * n / max(n - (k - 1), 1)
+    runs = _class_runs(design)
+    if runs is None:
+        out = np.zeros(len(y))
+        for size, share in design.class_share.items():
+            members = np.flatnonzero(design.pair_class == size)
+            count = len(members)
+            part = quadratic[:, members].sum(axis=1)
+            if count > 1:  # centred on the class's mean u
+                mean_alpha = alpha[:, members].mean(axis=1)
+                mean_beta_a = beta[:, members] @ a_first[members] / count
+                part -= count * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
+                                 + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
+                part *= count / (count - 1)
+            out += (1 - share) * part
+        return estimates, out * n / max(n - (k - 1), 1)
+    # The same per class, every class at once: each class's pairs are one run of the sampled ones.
+    starts, counts, keep_share = runs
+    part = np.add.reduceat(quadratic, starts, axis=1)  # (spread rows, classes)
+    mean_alpha = np.add.reduceat(alpha, starts, axis=1) / counts
+    mean_beta_a = np.stack([beta[:, a:a + c] @ a_first[a:a + c] for a, c in zip(starts, counts)], axis=1)
+    mean_beta_a /= counts[None, :, None]
+    centre = counts * (mean_alpha ** 2 * m11 + 2 * mean_alpha * (mean_beta_a @ m1)
+                       + np.einsum("rck,rck->rc", mean_beta_a @ m, mean_beta_a))
+    several = counts > 1  # centred on the class's mean u
+    part[:, several] = (part[:, several] - centre[:, several]) * (counts[several] / (counts[several] - 1))
+    # Sums of squares, >= 0 but for rounding (a linear model's residuals are rounding alone).
+    return estimates, np.maximum(part @ keep_share, 0.0) * n / max(n - (k - 1), 1)
+
+
+def _symmetric_pinv(matrix: np.ndarray, rcond: float) -> np.ndarray:
+    """`np.linalg.pinv(matrix, rcond, hermitian=True)` of a real symmetric matrix, from the same eigen-
+    decomposition without its sorting and wrappers (a third of its time on a 21 x 21 matrix)."""
+    values, vectors = np.linalg.eigh(matrix)
+    size = np.abs(values)
+    large = size > rcond * size.max(initial=0.0)
+    inverse = np.zeros_like(values)
+    np.divide(1.0, values, out=inverse, where=large)
+    return (vectors * inverse) @ vectors.T
+
+
+def _class_runs(design: CoalitionDesign) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(first pair, pairs, 1 - share) of each size class of `class_share`, in its order, where each class's
+    sampled pairs are one run of them in that order (as `shapley_coalitions` draws them); else None."""
+    classes = design.pair_class
+    if len(classes) == 0:
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], classes[1:] != classes[:-1]]))
+    order = np.fromiter(design.class_share, dtype=np.int64, count=len(design.class_share))
+    if len(starts) != len(order) or np.any(classes[starts] != order):
+        return None
+    counts = np.diff(np.append(starts, len(classes)))
+    return starts, counts, 1.0 - np.fromiter(design.class_share.values(), dtype=np.float64, count=len(order))
 
 
 @functools.lru_cache(maxsize=32)
@@ -891,6 +1090,20 @@ def _cubic_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarray
             part = np.sum(u ** 2, axis=(1, 2))
         out += (1 - share) * part
     return estimates, out
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
+    """This thread's scratch array `name` of `shape` and `dtype` (its contents arbitrary), the same memory from
+    call to call while it is large enough: for temporaries that nothing returned may keep."""
+    size = int(np.prod(shape))
+    arrays = _SCRATCH.__dict__.setdefault("arrays", {})
+    array = arrays.get(name)
+    if array is None or array.dtype != np.dtype(dtype) or array.size < size:
+        array = arrays[name] = np.empty(max(size, 1), dtype=dtype)
+    return array[:size].reshape(shape)
 
 
 def _relative(variance: np.ndarray, phi: np.ndarray) -> np.ndarray:

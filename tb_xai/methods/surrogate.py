@@ -393,6 +393,7 @@ class LocalSurrogate(AttributionMethod):
 
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
+        self._float32_outputs = False  # seen from the blended calls: the model's outputs are float32
         spec = self.background_spec
         if isinstance(spec, Mapping):
             unknown = sorted(set(map(str, spec)) - set(probe.names))
@@ -590,6 +591,7 @@ class LocalSurrogate(AttributionMethod):
         target: np.ndarray,
         probes: Optional[np.ndarray] = None,
         buffers: Optional["CallBuffers"] = None,
+        exact_float32: bool = False,
     ) -> Tuple[np.ndarray, List[Tuple[Callable[[], Any], Callable[[Any], None], int]]]:
         """The model's `target` output with each coalition's features kept, averaged over replacement rows,
         as the values array and the model calls that fill it: (build, evaluate, complete) triples, each
@@ -610,6 +612,9 @@ class LocalSurrogate(AttributionMethod):
             probes: (P,) which probe of the current block each of `x` is (a multi-input model's other
                 inputs take its values); by default x is the block.
             buffers: the input buffers of the stream these calls join (their own by default).
+            exact_float32: the values may come as float32 where they are the model's outputs unchanged:
+                tabular rows of one replacement of weight 1, once an earlier call saw float32 outputs (half
+                the memory the model calls write).
 
         Returns:
             (P, S) values, 0 where not valid, filled as the calls run; the calls.
@@ -625,9 +630,9 @@ class LocalSurrogate(AttributionMethod):
         # Tabular rows of one replacement each, every sample evaluated: blended inside the compiled call, from
         # the masks and each probe's row and replacement (`predict_blend`), in calls of whole probes.
         if (groups is None and rows_b == 1 and len(self.inputs) == 1 and self.modality == TABULAR
-                and s_count <= self.rows_per_call(flat_x.shape[1], blended=True) and valid.all()):
+                and s_count <= self.rows_per_call(flat_x.shape[1], blended=True) and _all_true(valid)):
             return self._blended_values(flat_x, masks, flat_r[:, 0], replacement_weights[0], target,
-                                        CallBuffers() if buffers is None else buffers)
+                                        CallBuffers() if buffers is None else buffers, exact_float32)
         probe_of, sample_of = np.nonzero(valid)
         values = np.zeros((p_count, s_count))
         # Where each evaluated (probe, sample) lands in `values`: consecutive when every sample exists.
@@ -694,7 +699,7 @@ class LocalSurrogate(AttributionMethod):
                         for j in range(len(pieces))]
 
     def _blended_values(self, flat_x: np.ndarray, masks, removed: np.ndarray, weight: float,
-                        target: np.ndarray, buffers: "CallBuffers"):
+                        target: np.ndarray, buffers: "CallBuffers", exact_float32: bool = False):
         """`coalition_calls` of tabular probes with one replacement row each (removed: (1 or P, K)), every
         sample evaluated: the rows are blended inside the compiled call (`predict_blend`) from the masks and
         each probe's row and replacement, in calls of whole probes, the next call's masks written on a second
@@ -703,7 +708,10 @@ class LocalSurrogate(AttributionMethod):
         per_call = max(1, self.rows_per_call(flat_x.shape[1], blended=True) // s_count)
         pieces = list(chunks(p_count, per_call))
         removed = np.broadcast_to(removed, flat_x.shape)
-        values = np.zeros((p_count, s_count))
+        # Every entry is written; float32 where asked and the outputs are float32 with nothing to weigh (the
+        # model calls write these pages first: half the page faults, on the thread that waits for the model).
+        narrow = exact_float32 and weight == 1 and getattr(self, "_float32_outputs", False)
+        values = np.empty((p_count, s_count), dtype=np.float32 if narrow else np.float64)
         lazy = not isinstance(masks, np.ndarray)
         first_call = buffers.reserve(len(pieces))
 
@@ -716,8 +724,25 @@ class LocalSurrogate(AttributionMethod):
         def evaluate(j: int, keep: np.ndarray) -> None:
             sl = pieces[j]
             predicted = self.model.predict_blend(keep, flat_x[sl], removed[sl], batch_size=keep.shape[0] * s_count)
-            chosen = np.take_along_axis(predicted.reshape(keep.shape[0], s_count, -1), target[sl, None, None], axis=2)
-            values[sl] = chosen[..., 0].astype(np.float64) * weight
+            predicted = predicted.reshape(keep.shape[0], s_count, -1)
+            # Each probe's target column, one strided copy per class present (take_along_axis builds index
+            # arrays for every row: 1 ms a call here, while the model waits for the next call).
+            if predicted.dtype != np.float32:
+                self._float32_outputs = False
+                if narrow:
+                    raise TypeError(f"{self.name}: the model's outputs changed from float32 to {predicted.dtype}")
+            elif not narrow:
+                self._float32_outputs = True
+            part, classes = values[sl], target[sl]
+            first = classes[0]
+            if np.all(classes == first):
+                part[:] = predicted[:, :, first]
+            else:
+                for c in np.unique(classes):
+                    chosen = np.flatnonzero(classes == c)
+                    part[chosen] = predicted[chosen, :, c]
+            if weight != 1:
+                part *= weight
 
         return values, [(functools.partial(build, j), functools.partial(evaluate, j), pieces[j].stop)
                         for j in range(len(pieces))]
@@ -775,19 +800,24 @@ def streamed(calls: Iterable[Tuple[Callable[[], Any], Callable[[Any], None]]]) -
     Perturbed inputs are built by numpy while the model runs in TensorFlow; both release the GIL, so the
     host work overlaps the model's and costs little of its throughput. A call's build starts only after the
     call before the one before it was evaluated, so two alternating buffers suffice. `calls` may be a
-    generator: it is advanced one call ahead, on this thread, while the next input is built.
+    generator: it is advanced one call ahead on the second thread, just before that call's build, so that
+    what it does between calls (setting up a block) also runs beside the model, not between its calls.
     """
+    upcoming = iter(calls)
+
+    def advance():
+        call = next(upcoming, None)
+        return None if call is None else (call[1], call[0]())
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = iter(calls)
-        current = next(upcoming, None)
-        pending = None if current is None else pool.submit(current[0])
-        while current is not None:
-            following = next(upcoming, None)
-            built = pending.result()
-            if following is not None:
-                pending = pool.submit(following[0])
-            current[1](built)
-            current = following
+        pending = pool.submit(advance)
+        while True:
+            ready = pending.result()
+            if ready is None:
+                break
+            pending = pool.submit(advance)
+            evaluate, built = ready
+            evaluate(built)
 
 
 def pipelined(build, evaluate, count: int) -> None:
@@ -802,6 +832,13 @@ def padded(arrays: List[np.ndarray], shape: Tuple[int, ...], value=0) -> np.ndar
     for i, a in enumerate(arrays):
         out[(i,) + tuple(slice(0, n) for n in a.shape)] = a
     return out
+
+
+def _all_true(array: np.ndarray) -> bool:
+    """`array.all()`, at once for one value broadcast (every stride 0: what callers pass for no padding)."""
+    if array.size and not any(array.strides):
+        return bool(array.flat[0])
+    return bool(array.all())
 
 
 def _is_number(value) -> bool:
