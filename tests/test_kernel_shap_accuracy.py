@@ -217,6 +217,22 @@ def test_a_linear_model_is_exact_at_twice_the_determining_budget_and_warned_belo
     np.testing.assert_allclose(phi.sum(axis=1), exact.sum(axis=1), rtol=1e-4, atol=1e-5)  # still efficient
 
 
+def test_too_few_pairs_claim_no_certainty(mlp12):
+    # 8 pairs cannot determine 12 features: the rows' regressions interpolate their pairs, and no residual is
+    # left to measure their error (it used to come out 0). With 8 background rows the kernel-ridge surrogate,
+    # which estimates its own error, takes over; with more rows than its centres allow, the error is unknown.
+    adapter, probe, x, background, target, exact = mlp12
+    few = KernelShap(samples=16, background=background)
+    phi = _attribute(few, adapter, probe, x, target)
+    errors = few.standard_errors()
+    assert np.all(np.isfinite(errors)) and np.all(errors > 0.05), errors
+    assert np.linalg.norm(phi - exact) / np.linalg.norm(exact) < 0.2  # 0.10; the minimum-norm solution: 0.38
+    many = np.random.default_rng(2).normal(size=(300, 12)).astype(np.float32)
+    unknown = KernelShap(samples=16, background=many)
+    _attribute(unknown, adapter, probe, x, target)
+    assert np.all(np.isinf(unknown.standard_errors())) and unknown.diagnostics()["standard_error_max"] == np.inf
+
+
 def _game_shapley(values: np.ndarray, d: int) -> np.ndarray:
     """Exact Shapley values of the game with `values[code]` (a coalition's bit code), by enumeration."""
     codes = np.arange(2 ** d)

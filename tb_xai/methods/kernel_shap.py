@@ -187,8 +187,10 @@ class KernelShap(LocalSurrogate):
             self._warned_budget = True
             logger.warning(
                 "tb_xai: %s: samples=%s coalitions cannot determine %d features (%d are needed: each "
-                "complement pair adds one equation); the attributions are the minimum-norm solution and may be "
-                "far from the Shapley values. Use samples >= %d.",
+                "complement pair adds one equation); the background rows' regressions are the minimum-norm "
+                "solution, may be far from the Shapley values and leave no residual to estimate their error "
+                "(standard error logged as inf; a tabular probe with few model rows takes the kernel-ridge "
+                "surrogate's estimate and error instead). Use samples >= %d.",
                 self.name, self.samples, k, determining_budget(k), determining_budget(k))
 
     def _shapley(self, x, counts: List[int], target, index, groups, segments, probes, scale: int = 1):
@@ -504,8 +506,9 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
         estimates, row_variance = _regressions(design, y, full - empty, spread_rows)
     phi = row_weights @ estimates
     # The rows' variances are alike in expectation: those of a few rows stand for all.
-    variance = float((row_weights[spread_rows] ** 2) @ row_variance
-                     * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
+    variance = (float((row_weights[spread_rows] ** 2) @ row_variance
+                      * np.sum(row_weights ** 2) / np.sum(row_weights[spread_rows] ** 2))
+                if np.all(np.isfinite(row_variance)) else np.inf)  # unknown: too few pairs to measure it
     surrogate = None
     if tabular and values.size <= _SURROGATE_MAX_POINTS:
         surrogate = _surrogate_regression(design, values, empty, full, row_weights, probe, background)
@@ -874,6 +877,8 @@ def _linear_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarra
     n = design.pairs
     if n == 0:
         return estimates, np.zeros(len(spread_rows))
+    if n <= k - 1:  # the fit takes every degree of freedom its pairs give: no residual measures its error
+        return estimates, np.full(len(spread_rows), np.inf)
     y, solution = y[spread_rows], solution[:, spread_rows]
     residual = y - (a @ solution).T
     listed = design.listed
@@ -902,7 +907,7 @@ def _linear_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarra
                                  + np.einsum("rk,rk->r", mean_beta_a @ m, mean_beta_a))
                 part *= count / (count - 1)
             out += (1 - share) * part
-        return estimates, out * n / max(n - (k - 1), 1)
+        return estimates, out * n / (n - (k - 1))
     # The same per class, every class at once: each class's pairs are one run of the sampled ones.
     starts, counts, keep_share = runs
     part = np.add.reduceat(quadratic, starts, axis=1)  # (spread rows, classes)
@@ -914,7 +919,7 @@ def _linear_regressions(design: CoalitionDesign, y: np.ndarray, total: np.ndarra
     several = counts > 1  # centred on the class's mean u
     part[:, several] = (part[:, several] - centre[:, several]) * (counts[several] / (counts[several] - 1))
     # Sums of squares, >= 0 but for rounding (a linear model's residuals are rounding alone).
-    return estimates, np.maximum(part @ keep_share, 0.0) * n / max(n - (k - 1), 1)
+    return estimates, np.maximum(part @ keep_share, 0.0) * n / (n - (k - 1))
 
 
 def _symmetric_pinv(matrix: np.ndarray, rcond: float) -> np.ndarray:
