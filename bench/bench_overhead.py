@@ -330,8 +330,8 @@ def alternate(blocks: int, steps: int, epochs: int, which=("tabular", "digits"))
             del adapter.fuses_first_pass
             before, after = statistics.median(spent[False]), statistics.median(spent[True])
             print(f"{name}, defaults, one logged step: CPU {after * 1e3:.2f} ms ({per_step[True]:.1f} compiled calls) "
-                  f"against {before * 1e3:.2f} ms ({per_step[False]:.1f}) with the two savings off: {after / before:.3f} "
-                  f"(medians of {2 * blocks} blocks of {steps} steps each way)", flush=True)
+                  f"against {before * 1e3:.2f} ms ({per_step[False]:.1f}) with the two savings off: "
+                  f"{after / before:.3f} (medians of {2 * blocks} blocks of {steps} steps each way)", flush=True)
     finally:
         tf_backend._call = original_call
         quality_lib.QualityMonitor._floors = together
