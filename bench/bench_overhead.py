@@ -1,7 +1,7 @@
 """What the callback adds to training: epoch CPU time with the callback over without, at its defaults.
 
 Run: python bench/bench_overhead.py [--pairs 5] [--images 20000] [--skip-demos | --demos-only] [--demo tabular]
-     [--demo-epochs 15] [--demo-defaults-only] [--max-overhead 0.05] [--quick]
+     [--demo-epochs 15] [--demo-defaults-only] [--max-overhead 0.05] [--quick] [--parts 40 | --alternate 10]
 (CPU; prints ratios measured in this one run; about 12 epochs of 20,000 images, 4-5 minutes on an idle 2-core
 machine; `--quick`: 5,000 images and 3 pairs, whose ratio overstates the full one, since the callback's cost per
 logged epoch is the same over an epoch a quarter as long; `--demos-only`: the demo models alone, about 5 minutes)
@@ -274,6 +274,69 @@ def parts(n_steps: int, epochs: int, which=("tabular", "digits")) -> None:
             print(f"  {part}: {seconds / n_steps * 1e3:.2f}", flush=True)
 
 
+def alternate(blocks: int, steps: int, epochs: int, which=("tabular", "digits")) -> None:
+    """One logged step of each demo at the defaults, in one process, with and without two of its savings toggled
+    step block by step block (the same values logged either way): integrated gradients' first pass in the call of
+    the probe's predictions (off: its own call, `fuses_first_pass`) and the bootstrap floors of a step's methods
+    resampled together (off: each method its own). Prints the median CPU time per step of each and the compiled
+    calls per step; less noisy on a shared machine than comparing two processes."""
+    import tb_xai.backend.tensorflow as tf_backend
+    from tb_xai import quality as quality_lib
+
+    together = quality_lib.QualityMonitor._floors
+    calls = [0]
+    original_call = tf_backend._call
+
+    def counted_call(*args, **kwargs):
+        calls[0] += 1
+        return original_call(*args, **kwargs)
+
+    tf_backend._call = counted_call
+    try:
+        for key, name, model_fn, data, batch_size in _demo_models(which):
+            x, y, probe, labels = data
+            keras.utils.set_random_seed(0)
+            model = model_fn()
+            with tempfile.TemporaryDirectory() as run_dir:
+                cb = tb_xai.AttributionCallback(run_dir, probe, labels=labels)
+                model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[cb])
+                cb.set_model(model)
+                cb._writer = cb._new_writer()
+                adapter = cb._adapter
+                spent = {False: [], True: []}
+                per_step = {}
+                step = epochs
+
+                def mode(on):
+                    adapter.fuses_first_pass = on
+                    quality_lib.QualityMonitor._floors = together if on else (lambda self, observed: {})
+
+                for on in (False, True, False, True):  # warm-up: the fused function's tracing
+                    mode(on)
+                    cb._log(step)
+                    step += 1
+                for block in range(2 * blocks):
+                    for on in ((False, True) if block % 2 == 0 else (True, False)):
+                        mode(on)
+                        calls[0] = 0
+                        started = time.process_time()
+                        for _ in range(steps):
+                            cb._log(step)
+                            step += 1
+                        spent[on].append((time.process_time() - started) / steps)
+                        per_step[on] = calls[0] / steps
+                cb._writer.close()
+            mode(True)
+            del adapter.fuses_first_pass
+            before, after = statistics.median(spent[False]), statistics.median(spent[True])
+            print(f"{name}, defaults, one logged step: CPU {after * 1e3:.2f} ms ({per_step[True]:.1f} compiled calls) "
+                  f"against {before * 1e3:.2f} ms ({per_step[False]:.1f}) with the two savings off: "
+                  f"{after / before:.3f} (medians of {2 * blocks} blocks of {steps} steps each way)", flush=True)
+    finally:
+        tf_backend._call = original_call
+        quality_lib.QualityMonitor._floors = together
+
+
 def _demo_models(which):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "demo"))
     import digits as digits_demo  # noqa: E402
@@ -300,6 +363,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=0, metavar="STEPS",
                         help="only one logged step of each demo at the defaults, in parts (CPU time, compiled calls), "
                              "mean of STEPS steps")
+    parser.add_argument("--alternate", type=int, default=0, metavar="STEPS",
+                        help="only one logged step of each demo at the defaults, with its first-pass fusion and shared "
+                             "floors on and off in alternating blocks of STEPS steps, in one process")
     parser.add_argument("--quick", action="store_true", help="5,000 images per epoch and 3 pairs (overstates the ratio)")
     parser.add_argument("--skip-defaults", action="store_true", help="only the --max-overhead measurement")
     parser.add_argument("--max-overhead", type=float, default=None,
@@ -309,6 +375,9 @@ def main() -> None:
         args.images, args.pairs = 5_000, 3
     if args.parts:
         parts(args.parts, args.demo_epochs, args.demo or ("tabular", "digits"))
+        return
+    if args.alternate:
+        alternate(6, args.alternate, args.demo_epochs, args.demo or ("tabular", "digits"))
         return
     with tempfile.TemporaryDirectory() as log_root:
         if not args.skip_defaults and not args.demos_only:

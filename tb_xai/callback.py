@@ -361,18 +361,49 @@ class AttributionCallback(keras.callbacks.Callback):
                 given = np.full(rows, -1, dtype=np.int32)
             else:  # a class index or the labels: known before the predictions
                 given = resolve_targets(self.target, np.zeros((rows, adapter.n_outputs), np.float32), probe.labels)
-            predictions, chosen, selected, grads = adapter.predict_with_gradients(adapter.probe.inputs, given)
+            primed, path = self._first_pass_request()
+            if path is None:
+                predictions, chosen, selected, grads = adapter.predict_with_gradients(adapter.probe.inputs, given)
+            else:
+                predictions, chosen, selected, grads, (path_selected, path_grads, base_outputs) = \
+                    adapter.predict_with_gradients(adapter.probe.inputs, given, path=path)
             targets = resolve_targets(self.target, predictions, probe.labels)
-            if np.array_equal(targets, chosen):  # else (NaN predictions) the saliency computes its own
+            if np.array_equal(targets, chosen):  # else (NaN predictions) the methods compute their own
                 adapter.remember_gradients(adapter.probe.inputs, targets, selected, grads)
+                if path is not None:
+                    primed.prime_first_pass(adapter.probe.inputs, targets, path_selected, path_grads,
+                                            base_outputs[0])
             return predictions, targets
         predictions = adapter.predict(probe.inputs)
         return predictions, resolve_targets(self.target, predictions, probe.labels)
+
+    def _first_pass_request(self):
+        """(the method, its rows) of the first method whose first pass (integrated gradients') the fused call of
+        `_predictions_and_targets` also computes, when the adapter can and the rows fit in that call with the
+        probe's; else (None, None)."""
+        adapter = self._adapter
+        if not getattr(adapter, "fuses_first_pass", False):
+            return None, None
+        for method in self.methods:
+            request = getattr(method, "first_pass_points", None)
+            if request is None or getattr(method, "model", None) is not adapter:
+                continue
+            path = request(adapter.probe.inputs)
+            if path is None:
+                continue
+            if len(adapter.probe.inputs[0]) + len(path[0][0]) + len(path[2][0]) > adapter.batch_size:
+                return None, None
+            return method, path
+        return None, None
 
     def _forget_gradients(self) -> None:
         forget = getattr(self._adapter, "forget_gradients", None)
         if forget is not None:
             forget()
+        for method in self.methods:
+            forget = getattr(method, "forget_first_pass", None)
+            if forget is not None:
+                forget()
 
     def _log_method(self, method: AttributionMethod, targets: np.ndarray, step: int) -> None:
         start, cpu = time.perf_counter(), time.process_time()

@@ -39,12 +39,14 @@ def masked(crc: np.ndarray) -> np.ndarray:
 
 def tf_records(datas) -> bytes:
     """TFRecords of the bytes objects in `datas`, each: length, masked CRC-32C of the length, data, masked CRC-32C
-    of the data."""
+    of the data (`masked`'s values, on Python ints: a few microseconds less per record than numpy's)."""
     out = []
+    value, pack = google_crc32c.value, struct.pack
     for data in datas:
-        header = struct.pack("<Q", len(data))
-        crcs = masked([google_crc32c.value(header), google_crc32c.value(data)])
-        out += [header, struct.pack("<I", crcs[0]), data, struct.pack("<I", crcs[1])]
+        header = pack("<Q", len(data))
+        a, b = value(header), value(data)
+        out += [header, pack("<I", (((a >> 15) | (a << 17)) + _MASK_DELTA) & 0xFFFFFFFF), data,
+                pack("<I", (((b >> 15) | (b << 17)) + _MASK_DELTA) & 0xFFFFFFFF)]
     return b"".join(out)
 
 

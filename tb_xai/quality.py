@@ -510,9 +510,10 @@ class QualityMonitor:
         if not self.quality.figures or self.adapter is None:
             return
         logs: Dict[str, float] = {}
+        floors = self._floors(observed)
         for method, attributions, targets in observed:
             try:
-                values = self._figures(method, attributions, targets, step)
+                values = self._figures(method, attributions, targets, step, floors.get(method.name))
             except Exception as error:  # never break training
                 self._warn(method.name, "every", error)
                 continue
@@ -531,11 +532,38 @@ class QualityMonitor:
         return dict(self._logs.get(step, {}))
 
     # ------------------------------------------------------------------------------------------ figures
-    def _figures(self, method, attributions, targets, step) -> Dict[str, float]:
+    def _floors(self, observed) -> Dict[str, tuple]:
+        """method -> (its |maps|, its bootstrap floors, the seconds they took) of this step's observed methods, the
+        floors of every method whose maps have one shape computed together (`findings.bootstrap_floors` of many steps
+        at once: each one's values as alone); {} where drift is not computed or that fails (then each method computes
+        its own)."""
+        if "drift" not in self.quality.figures or len(observed) < 2:
+            return {}
+        start = time.perf_counter()
+        try:
+            maps = {method.name: flat_maps(attributions, self._modalities) for method, attributions, _ in observed}
+            by_shape: Dict[tuple, List[str]] = {}
+            for name, m in maps.items():
+                by_shape.setdefault(m.shape, []).append(name)
+            out = {}
+            for names in by_shape.values():
+                floors = findings_lib.bootstrap_floors(np.stack([maps[n] for n in names]), self.quality.k,
+                                                       self.quality.bootstrap_samples)
+                for i, n in enumerate(names):
+                    out[n] = (maps[n], {name: float(values[i]) for name, values in floors.items()})
+        except Exception:  # each method computes its own, and warns there if it fails again
+            return {}
+        seconds = (time.perf_counter() - start) / len(out)
+        return {n: (m, f, seconds) for n, (m, f) in out.items()}
+
+    def _figures(self, method, attributions, targets, step, floors=None) -> Dict[str, float]:
+        """`floors`: `_floors`' (maps, bootstrap floors, seconds) of the method, when computed with other methods'."""
         q, out = self.quality, {}
-        maps = flat_maps(attributions, self._modalities)
+        maps = flat_maps(attributions, self._modalities) if floors is None else floors[0]
         if "drift" in q.figures:
-            out.update(self._timed("drift", method.name, lambda: self._drift(method.name, maps, step)))
+            out.update(self._timed("drift", method.name,
+                                   lambda: self._drift(method.name, maps, step, None if floors is None else floors[1]),
+                                   0.0 if floors is None else floors[2]))
         if "faithfulness" in q.figures:
             out.update(self._timed("faithfulness", method.name,
                                    lambda: self._faithfulness(method.name, attributions, targets, step)))
@@ -546,7 +574,8 @@ class QualityMonitor:
             out.update(self._timed("sanity", method.name, lambda: self._sanity(method.name, maps, targets)))
         return out
 
-    def _timed(self, group, method, compute) -> Dict[str, float]:
+    def _timed(self, group, method, compute, spent: float = 0.0) -> Dict[str, float]:
+        """`compute()`, its seconds (plus `spent`, computed for it before) kept in `timings`; {} if it fails."""
         start = time.perf_counter()
         try:
             return compute()
@@ -554,15 +583,15 @@ class QualityMonitor:
             self._warn(method, group, error)
             return {}
         finally:
-            self.timings.setdefault(method, {})[group] = time.perf_counter() - start
+            self.timings.setdefault(method, {})[group] = time.perf_counter() - start + spent
 
-    def _drift(self, name: str, maps: np.ndarray, step: int) -> Dict[str, float]:
+    def _drift(self, name: str, maps: np.ndarray, step: int, floors=None) -> Dict[str, float]:
         importance = maps.mean(axis=0)
         q = self.quality
         if name not in self._drift_reference and (q.reference_step is None or step == q.reference_step):
             self._drift_reference[name] = importance
         values = findings_lib.step_figures(maps, self._previous.get(name), self._drift_reference.get(name), q.k,
-                                           q.bootstrap_samples)
+                                           q.bootstrap_samples, floors=floors)
         self._previous[name] = importance
         return values
 

@@ -327,3 +327,33 @@ def test_rank_stability_of_every_step_at_once_equals_each_pair_alone_exactly():
     }
     for name, values in expected.items():
         np.testing.assert_array_equal(out[name], values, err_msg=name)
+
+
+def test_the_floor_quantile_is_numpys_linear_quantile_exactly():
+    """`_low_quantile` (two order statistics) gives np.quantile's values bit for bit: ties, NaN, inf, one sample."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        samples, steps = int(rng.integers(1, 260)), int(rng.integers(1, 4))
+        both = rng.random((2, samples, steps))
+        if trial % 3 == 0:
+            both = np.round(both * 4) / 4
+        if trial % 7 == 0:
+            both[0, rng.integers(0, samples), 0] = np.nan
+        if trial % 11 == 0:
+            both[1, :, -1] = np.inf
+        np.testing.assert_array_equal(F._low_quantile(both), np.quantile(both, F.FLOOR_QUANTILE, axis=1))
+
+
+def test_step_figures_with_floors_computed_together_equal_each_step_alone():
+    """The callback computes the floors of a step's methods in one `bootstrap_floors` call and hands them to
+    `step_figures`: the same figures as `step_figures` computing its own."""
+    rng = np.random.default_rng(4)
+    maps = np.abs(rng.normal(size=(2, 12, 9)))
+    maps[1, :, :3] = 0.5  # tied values
+    together = F.bootstrap_floors(maps, 5)
+    previous, reference = maps[0].mean(axis=0)[::-1].copy(), maps[1].mean(axis=0)
+    for i in range(2):
+        floors = {name: float(values[i]) for name, values in together.items()}
+        given = F.step_figures(maps[i], previous, reference, 5, floors=floors)
+        alone = F.step_figures(maps[i], previous, reference, 5)
+        assert list(given) == list(alone) and given == alone

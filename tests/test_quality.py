@@ -437,3 +437,31 @@ def test_faithfulness_and_sanity_on_a_subclassed_cnn_built_by_its_first_batch(tm
             assert np.isfinite(seen[0][f"xai_{method}_{figure}"]), (method, figure)
     assert -1 <= seen[0]["xai_saliency_sanity_spearman"] < 1
     assert set(callback.quality._reference) >= {"saliency"}
+
+
+def test_a_steps_methods_share_one_bootstrap_of_their_floors(tmp_path, tabular_data, monkeypatch):
+    """At the defaults (saliency, integrated gradients) a logged step resamples the floors of both methods in one
+    `findings.bootstrap_floors` call (the code before: one per method), and logs each method's floors as computed
+    from its own logged maps alone."""
+    import keras
+    import tb_xai
+    from tb_xai import findings, metadata
+
+    x, y, _, _ = tabular_data
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    calls = []
+    original = findings.bootstrap_floors
+    monkeypatch.setattr(findings, "bootstrap_floors", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[tb_xai.AttributionCallback(str(tmp_path), x[:6])])
+    assert len(calls) == 2  # two logged steps
+    run = tb_xai.load(str(tmp_path))
+    for method in ("saliency", "integrated_gradients"):
+        maps = findings.as_maps(run.attributions(method), metadata.TABULAR)
+        logged = run.metrics(method)
+        for step in range(2):
+            alone = findings.bootstrap_floor(maps[step], 10)
+            assert logged["ndcg_floor"][step] == pytest.approx(alone["ndcg_floor"], rel=1e-6, abs=1e-7)
+            assert logged["spearman_floor"][step] == pytest.approx(alone["spearman_floor"], rel=1e-6, abs=1e-7)

@@ -111,7 +111,10 @@ class TensorFlowModel(KerasModel):
         out = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
         return out[0], out[1:]
 
-    def predict_with_gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray):
+    #: `predict_with_gradients` takes `path=` (integrated gradients' first pass in the same call).
+    fuses_first_pass = True
+
+    def predict_with_gradients(self, inputs: Sequence[np.ndarray], target: np.ndarray, path=None):
         """`predict(inputs)` and, in the same compiled call, `gradients(inputs, chosen)`: (predictions, chosen,
         selected, grads), where row i's `chosen` class is `target[i]`, or the predictions' argmax where
         `target[i]` is -1 (the first largest, as `np.argmax`). The gradients are those `gradients` returns at
@@ -120,6 +123,8 @@ class TensorFlowModel(KerasModel):
         gradients at them, in one call instead of two. Every input must be a float input with a gradient."""
         if self._gradients_fn is None:
             self.check_input_gradients()
+        if path is not None:
+            return self._predict_with_path(inputs, target, path)
         fn = self._calls.get("state")
         if fn is None:
             @tf.function(input_signature=self._specs + [self._target_spec], reduce_retracing=True)
@@ -137,6 +142,53 @@ class TensorFlowModel(KerasModel):
         arrays = self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)]
         out = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
         return out[0], out[1], out[2], out[3:]
+
+    def _predict_with_path(self, inputs, target, path):
+        """`predict_with_gradients`, and in the same compiled call the gradients at more rows: `path` is (rows, one
+        array per input; each row's probe, whose chosen class it is explained at; extra rows, one array per input,
+        whose outputs alone are wanted). Returns (predictions, chosen, selected, grads, (the rows' selected, the
+        rows' grads, the extra rows' outputs)). The probe's part is computed as `predict_with_gradients` computes it
+        (the same ops on the same rows, its own forward pass and tape); the rows and the extra rows go through one
+        forward pass of their own. For integrated gradients' first pass (`IntegratedGradients.first_pass_points`):
+        one call for the probe's predictions, saliency's gradients and that pass. Everything must fit in one call
+        (`batch_size` rows in all)."""
+        rows, owner, extra = path
+        n = len(self._specs)
+        fn = self._calls.get("state_path")
+        if fn is None:
+            owner_spec = tf.TensorSpec((None,), tf.int32)
+
+            @tf.function(input_signature=self._specs + [self._target_spec] + self._specs + [owner_spec] + self._specs,
+                         reduce_retracing=True)
+            def state_path_fn(*args):
+                xs, target = list(args[:n]), args[n]
+                ps, owner = list(args[n + 1:2 * n + 1]), args[2 * n + 1]
+                es = list(args[2 * n + 2:])
+                with tf.GradientTape() as tape:
+                    tape.watch(xs)
+                    head = self._forward(xs)
+                    chosen = tf.where(target < 0, tf.argmax(head, axis=1, output_type=tf.int32), target)
+                    selected = self._select(head, chosen)
+                grads = tape.gradient(selected, xs)
+                k = tf.shape(ps[0])[0]
+                both = [tf.concat([p, e], axis=0) for p, e in zip(ps, es)]
+                with tf.GradientTape() as path_tape:
+                    path_tape.watch(both)
+                    path_head = self._forward(both)
+                    path_selected = self._select(path_head[:k], tf.gather(chosen, owner))
+                path_grads = path_tape.gradient(path_selected, both)
+                return ([head, chosen, selected] + [tf.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
+                        + [path_selected, path_head[k:]]
+                        + [tf.zeros_like(p) if g is None else g[:k] for p, g in zip(ps, path_grads)])
+
+            fn = self._calls["state_path"] = state_path_fn.get_concrete_function()
+        arrays = (self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)] + self.as_inputs(rows)
+                  + [np.asarray(owner, dtype=np.int32)] + self.as_inputs(extra))
+        total = len(arrays[0]) + len(rows[0]) + len(extra[0])
+        if total > self.batch_size:
+            raise ValueError(f"predict_with_gradients: {total} rows in all, over batch_size {self.batch_size}")
+        out = [t.numpy() for t in self._run(fn, arrays, rows=total)]
+        return out[0], out[1], out[2], out[3:3 + n], (out[3 + n], out[5 + n:], out[4 + n])
 
     def check_input_gradients(self) -> None:
         if self._gradients_fn is None:
