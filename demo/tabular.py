@@ -43,7 +43,9 @@ def methods(x_train, quick: bool = False, seed: int = 0):
     return [
         "saliency",
         IntegratedGradients(steps=32),
-        KernelShap(samples=256 if quick else "auto", background=background),
+        # --quick: 512, past the rows up to which a tabular probe gets the kernel-ridge surrogate (10 rows x 257
+        # coalitions would), which costs this MLP more than its model calls.
+        KernelShap(samples=512 if quick else "auto", background=background),
         Lime(samples=500 if quick else 2000, background=background),
     ]
 
