@@ -520,21 +520,6 @@ def _estimate(design: CoalitionDesign, values: np.ndarray, empty: np.ndarray, fu
     return phi, variance
 
 
-_SURROGATE_SCRATCH = threading.local()
-
-
-def _surrogate_scratch(name: str, shape: Tuple[int, ...]) -> np.ndarray:
-    """This thread's float64 scratch array `name` of `shape` (contents arbitrary), the same memory from probe
-    to probe while it is large enough: the surrogates' (n, n) and (n, m) arrays, whose fresh pages cost
-    more than their arithmetic here. Nothing returned may keep one."""
-    size = int(np.prod(shape))
-    arrays = _SURROGATE_SCRATCH.__dict__.setdefault("arrays", {})
-    array = arrays.get(name)
-    if array is None or array.size < size:
-        array = arrays[name] = np.empty(max(size, 1))
-    return array[:size].reshape(shape)
-
-
 def _gaussian_kernel(a: np.ndarray, b: np.ndarray, length: float, out: Optional[np.ndarray] = None) -> np.ndarray:
     """(n, m): exp(-|a_i - b_j|^2 / (2 length^2)), in place in the one (n, m) array of the product a b'
     (`out` where given)."""
@@ -628,14 +613,16 @@ def _coalition_kernel_shapley(masks: np.ndarray, owners: np.ndarray, probe: np.n
         q_off = np.exp(-(background[used][None] - background[owner][:, None]) ** 2 / scale)  # (B, used, K)
         p_off = at_probe[owner]
         shape = (len(owner), len(used), g, k)
-        off = np.multiply(q_off[:, :, None, :], (1.0 - nodes)[None, None, :, None], out=_surrogate_scratch("off", shape))
+        off = np.multiply(q_off[:, :, None, :], (1.0 - nodes)[None, None, :, None],
+                          out=_scratch("off", shape, np.float64))
         off += p_off[:, None, None, :] * nodes[None, None, :, None]
-        spread_off = np.divide((p_off[:, None, :] - q_off)[:, :, None, :], off, out=_surrogate_scratch("spread", shape))
+        spread_off = np.divide((p_off[:, None, :] - q_off)[:, :, None, :], off,
+                               out=_scratch("spread", shape, np.float64))
         off, spread_off = off.reshape(len(owner), pairs, k), spread_off.reshape(len(owner), pairs, k)
         np.log(off, out=off)
         i, o = inside[slot], outside[slot]  # (B, width, K)
-        products = np.matmul(i, log_on, out=_surrogate_scratch("products", slot.shape + (pairs,)))
-        products += np.matmul(o, off.transpose(0, 2, 1), out=_surrogate_scratch("products_off", products.shape))
+        products = np.matmul(i, log_on, out=_scratch("products", slot.shape + (pairs,), np.float64))
+        products += np.matmul(o, off.transpose(0, 2, 1), out=_scratch("products_off", products.shape, np.float64))
         np.exp(products, out=products)
         products *= pair_weights  # (B, width, pairs): w_r nu_g prod_k factor_k
         i *= products @ spread_on
@@ -689,7 +676,7 @@ def _surrogate_regression(design: CoalitionDesign, values: np.ndarray, empty: np
     x, b, length, points, target, masks, owners = _surrogate_points(design, values, empty, full, probe, background)
     sampled, total = rows * s, len(points)
     mean = target.mean()
-    gram = _gaussian_gram(points, length, _surrogate_scratch("gram", (total, total)))  # its upper half
+    gram = _gaussian_gram(points, length, _scratch("gram", (total, total), np.float64))  # its upper half
     gram.flat[::total + 1] += _SURROGATE_RIDGE
     # The transpose (Fortran order, no copy) has that half below the diagonal.
     factor, info = lapack.dpotrf(gram.T, lower=1, overwrite_a=1)  # gram = L L' (other half zeroed): R = L'
@@ -743,8 +730,8 @@ def _nystrom_surrogate_regression(design: CoalitionDesign, values: np.ndarray, e
     m = len(chosen)
     # K_mn, so that its transpose K_nm (in Fortran order) is solved in place from the right (the fastest of
     # OpenBLAS's triangular solves here, 0.7x the left-side one).
-    cross = _gaussian_kernel(points[chosen], points, length, out=_surrogate_scratch("cross", (m, total))).T
-    inner = np.take(cross, chosen, axis=0, out=_surrogate_scratch("inner", (m, m)), mode="clip").T  # Fortran order
+    cross = _gaussian_kernel(points[chosen], points, length, out=_scratch("cross", (m, total), np.float64)).T
+    inner = np.take(cross, chosen, axis=0, out=_scratch("inner", (m, m), np.float64), mode="clip").T  # Fortran order
     inner[np.diag_indices(m)] += _NYSTROM_JITTER
     lower, info = lapack.dpotrf(inner, lower=1, overwrite_a=1)  # K_mm = L L' (the other half zeroed)
     if info != 0:
@@ -752,7 +739,7 @@ def _nystrom_surrogate_regression(design: CoalitionDesign, values: np.ndarray, e
     features = blas.dtrsm(1.0, lower, cross, side=1, lower=1, trans_a=1, overwrite_b=1)  # Phi = K_nm L^-T (n, m)
     del cross
     # Phi Phi' ~ K. Phi'Phi, symmetric exactly (one triangle, copied): its transpose is in Fortran order.
-    system = np.matmul(features.T, features, out=_surrogate_scratch("system", (m, m)))
+    system = np.matmul(features.T, features, out=_scratch("system", (m, m), np.float64))
     system.flat[::m + 1] += _SURROGATE_RIDGE
     upper, info = lapack.dpotrf(system.T, lower=1, overwrite_a=1)  # Phi'Phi + ridge = R'R, here R' (lower)
     if info != 0:
@@ -1102,7 +1089,8 @@ _SCRATCH = threading.local()
 
 def _scratch(name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
     """This thread's scratch array `name` of `shape` and `dtype` (its contents arbitrary), the same memory from
-    call to call while it is large enough: for temporaries that nothing returned may keep."""
+    call to call while it is large enough: for temporaries that nothing returned may keep (the regressions' and
+    the surrogates' large arrays, whose fresh pages cost more than their arithmetic here)."""
     size = int(np.prod(shape))
     arrays = _SCRATCH.__dict__.setdefault("arrays", {})
     array = arrays.get(name)
