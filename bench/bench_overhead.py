@@ -226,14 +226,8 @@ def parts(n_steps: int, epochs: int, which=("tabular", "digits")) -> None:
     import tb_xai.backend.tensorflow as tf_backend
 
     for key, name, model_fn, data, batch_size in _demo_models(which):
-        x, y, probe, labels = data
-        keras.utils.set_random_seed(0)
-        model = model_fn()
         with tempfile.TemporaryDirectory() as run_dir:
-            cb = tb_xai.AttributionCallback(run_dir, probe, labels=labels)
-            model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[cb])
-            cb.set_model(model)
-            cb._writer = cb._new_writer()
+            cb = _trained_at_defaults(run_dir, model_fn, data, batch_size, epochs)
             spent: dict = {}
             calls = [0]
 
@@ -294,14 +288,8 @@ def alternate(blocks: int, steps: int, epochs: int, which=("tabular", "digits"))
     tf_backend._call = counted_call
     try:
         for key, name, model_fn, data, batch_size in _demo_models(which):
-            x, y, probe, labels = data
-            keras.utils.set_random_seed(0)
-            model = model_fn()
             with tempfile.TemporaryDirectory() as run_dir:
-                cb = tb_xai.AttributionCallback(run_dir, probe, labels=labels)
-                model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[cb])
-                cb.set_model(model)
-                cb._writer = cb._new_writer()
+                cb = _trained_at_defaults(run_dir, model_fn, data, batch_size, epochs)
                 adapter = cb._adapter
                 spent = {False: [], True: []}
                 per_step = {}
@@ -335,6 +323,19 @@ def alternate(blocks: int, steps: int, epochs: int, which=("tabular", "digits"))
     finally:
         tf_backend._call = original_call
         quality_lib.QualityMonitor._floors = together
+
+
+def _trained_at_defaults(run_dir, model_fn, data, batch_size, epochs):
+    """A fresh demo model trained `epochs` epochs with the callback at its defaults, logging to `run_dir`; the
+    callback returned holds the model and an open writer, ready to log more steps by hand."""
+    x, y, probe, labels = data
+    keras.utils.set_random_seed(0)
+    model = model_fn()
+    cb = tb_xai.AttributionCallback(run_dir, probe, labels=labels)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[cb])
+    cb.set_model(model)
+    cb._writer = cb._new_writer()
+    return cb
 
 
 def _demo_models(which):
