@@ -129,19 +129,23 @@ class TensorFlowModel(KerasModel):
         if fn is None:
             @tf.function(input_signature=self._specs + [self._target_spec], reduce_retracing=True)
             def state_fn(*args):
-                xs, target = list(args[:-1]), args[-1]
-                with tf.GradientTape() as tape:
-                    tape.watch(xs)
-                    head = self._forward(xs)
-                    chosen = tf.where(target < 0, tf.argmax(head, axis=1, output_type=tf.int32), target)
-                    selected = self._select(head, chosen)
-                grads = tape.gradient(selected, xs)
-                return [head, chosen, selected] + [tf.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
+                return self._state(list(args[:-1]), args[-1])
 
             fn = self._calls["state"] = state_fn.get_concrete_function()
         arrays = self.as_inputs(inputs) + [np.asarray(target, dtype=np.int32)]
         out = map_batches(lambda *a: [t.numpy() for t in self._run(fn, a)], arrays, self.batch_size)
         return out[0], out[1], out[2], out[3:]
+
+    def _state(self, xs, target):
+        """Inside a compiled call: [predictions, chosen class, its output, the input gradients of that output],
+        row i's class `target[i]`, or the predictions' argmax where it is -1."""
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            head = self._forward(xs)
+            chosen = tf.where(target < 0, tf.argmax(head, axis=1, output_type=tf.int32), target)
+            selected = self._select(head, chosen)
+        grads = tape.gradient(selected, xs)
+        return [head, chosen, selected] + [tf.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
 
     def _predict_with_path(self, inputs, target, path):
         """`predict_with_gradients`, and in the same compiled call the gradients at more rows: `path` is (rows, one
@@ -164,12 +168,8 @@ class TensorFlowModel(KerasModel):
                 xs, target = list(args[:n]), args[n]
                 ps, owner = list(args[n + 1:2 * n + 1]), args[2 * n + 1]
                 es = list(args[2 * n + 2:])
-                with tf.GradientTape() as tape:
-                    tape.watch(xs)
-                    head = self._forward(xs)
-                    chosen = tf.where(target < 0, tf.argmax(head, axis=1, output_type=tf.int32), target)
-                    selected = self._select(head, chosen)
-                grads = tape.gradient(selected, xs)
+                state = self._state(xs, target)
+                chosen = state[1]
                 k = tf.shape(ps[0])[0]
                 both = [tf.concat([p, e], axis=0) for p, e in zip(ps, es)]
                 with tf.GradientTape() as path_tape:
@@ -177,8 +177,7 @@ class TensorFlowModel(KerasModel):
                     path_head = self._forward(both)
                     path_selected = self._select(path_head[:k], tf.gather(chosen, owner))
                 path_grads = path_tape.gradient(path_selected, both)
-                return ([head, chosen, selected] + [tf.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
-                        + [path_selected, path_head[k:]]
+                return (state + [path_selected, path_head[k:]]
                         + [tf.zeros_like(p) if g is None else g[:k] for p, g in zip(ps, path_grads)])
 
             fn = self._calls["state_path"] = state_path_fn.get_concrete_function()
