@@ -2,6 +2,11 @@
 
 `Server(logdir, load_fast)` starts it (`--load_fast true` is the Rust data server, `false` the Python loader);
 `get` sends a path as is (no client-side normalization of '..') and answers ``(status, body)``.
+
+Where TensorFlow is installed (as tb_xai's users have it) TensorBoard imports it at start, some 5 s of CPU per
+server here. Only the Python loader reads event files through it; the Rust data server reads them itself. So a
+`true` server starts without it by default (`tensorflow=True` keeps it), TensorBoard running as it does where
+TensorFlow is not installed (its own stub, chosen through `tensorboard.compat.notf`).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ ROUTE = "/data/plugin/tb_xai/"
 
 _SERVER = """
 import sys
+if sys.argv[3] == "without_tensorflow":
+    import types
+    sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
 from tensorboard import program
 tb = program.TensorBoard()
 tb.configure(argv=[None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", "0", "--load_fast", sys.argv[2],
-                   *sys.argv[3:]])
+                   *sys.argv[4:]])
 print(tb.launch(), flush=True)
 sys.stdin.read()
 """
@@ -29,8 +37,10 @@ sys.stdin.read()
 class Server:
     """A TensorBoard server in its own process; stop it with :meth:`stop` (or use it as a context manager)."""
 
-    def __init__(self, logdir: str, load_fast: str, *flags: str, stderr=subprocess.DEVNULL):
-        self.process = subprocess.Popen([sys.executable, "-c", _SERVER, logdir, load_fast, *flags],
+    def __init__(self, logdir: str, load_fast: str, *flags: str, stderr=subprocess.DEVNULL, tensorflow=None):
+        tensorflow = load_fast != "true" if tensorflow is None else tensorflow
+        mode = "with_tensorflow" if tensorflow else "without_tensorflow"
+        self.process = subprocess.Popen([sys.executable, "-c", _SERVER, logdir, load_fast, mode, *flags],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
         url = urllib.parse.urlsplit(self.process.stdout.readline().strip())
         if not url.port:

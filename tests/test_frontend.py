@@ -10,18 +10,15 @@ to a temporary directory; to regenerate the README's, run
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 
 from browser_session import assert_check, check_prerequisites, run_session, screenshot_dir
+from tensorboard_server import Server
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
@@ -31,16 +28,6 @@ def browser_prerequisites():
     check_prerequisites()
 
 
-# TensorBoard's default reload interval (5 s): with a reload every second, one run of the suite saw the default
-# run's evolution miss its 20 s deadline.
-SERVER = """
-import sys
-from tensorboard import program
-board = program.TensorBoard()
-board.configure(argv=[None, "--logdir", sys.argv[1], "--host", "127.0.0.1", "--port", "0"])
-print(board.launch(), flush=True)
-sys.stdin.read()
-"""
 
 
 @pytest.fixture(scope="module")
@@ -213,25 +200,12 @@ def failing_url(failing_logdir):
 
 
 def serve(logdir, expected):
-    """Starts TensorBoard over `logdir`, yields its URL once each run lists its expected prediction steps."""
-    process = subprocess.Popen([sys.executable, "-c", SERVER, str(logdir)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), f"TensorBoard did not start: {url!r}"
-        deadline = time.time() + 120
-        while True:
-            with urllib.request.urlopen(url + "data/plugin/tb_xai/runs", timeout=30) as response:
-                runs = {r["run"]: len(r["prediction_steps"]) for r in json.load(response)["runs"]}
-            if all(runs.get(name, 0) >= n for name, n in expected.items()):
-                break
-            assert time.time() < deadline, f"runs not loaded: {runs}"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.stdin.close()
-        process.terminate()
-        process.wait(timeout=30)
+    """TensorBoard over `logdir` (the Rust data server, at TensorBoard's default reload interval of 5 s: with a
+    reload every second one run of the suite saw the default run's evolution miss its 20 s deadline); yields its
+    URL once each run lists its expected prediction steps."""
+    with Server(str(logdir), "true") as server:
+        server.wait_for(expected)
+        yield server.url + "/"
 
 
 @pytest.fixture(scope="module")

@@ -495,7 +495,9 @@ def test_the_dashboard_and_tb_xai_load_give_the_same_answers(served_logdir, name
 
 @pytest.fixture(scope="module", params=["true", "false"], ids=lambda mode: f"load_fast={mode}")
 def server(request, served_logdir):
-    server = Server(served_logdir, request.param)
+    # TensorBoard as users run it, TensorFlow imported, on both loaders here (the other files' `true` servers
+    # start without it: tests/tensorboard_server.py).
+    server = Server(served_logdir, request.param, tensorflow=True)
     try:
         server.runs = server.wait_for({"long/xai": 150, "tabular/xai": 20, "digits/xai": 20, "img/xai": 3})
         yield server
