@@ -339,29 +339,30 @@ class AttributionCallback(keras.callbacks.Callback):
         return targets
 
     def _fuses_probe_gradients(self) -> bool:
-        """Whether this step's predictions and the probe's gradients at its targets come from one model call:
-        when a method asks for those gradients (saliency), the adapter can compute both at once (TensorFlow),
-        every input is a float input explained by its own gradient, and the probe fits in one call."""
+        """Whether this step's predictions and the probe's gradients at its targets can come from one model call:
+        the adapter can compute both at once (TensorFlow), every input is a float input explained by its own
+        gradient, and the probe fits in one call."""
         adapter = self._adapter
-        if not hasattr(adapter, "predict_with_gradients") or not any(m.probe_gradients for m in self.methods):
+        if not hasattr(adapter, "predict_with_gradients"):
             return False
         inputs = adapter.probe.inputs
         return (adapter.input_gradient_indices() == list(range(len(inputs)))
                 and all(np.issubdtype(a.dtype, np.floating) for a in inputs) and len(inputs[0]) <= adapter.batch_size)
 
     def _predictions_and_targets(self):
-        """The probe's predictions and the targets explained at this step. Where `_fuses_probe_gradients`, the
-        call that computes the predictions also computes the gradients at the targets (the predictions' argmax,
-        found in the call, for "predicted"), which the adapter keeps for the step's saliency; predictions and
-        gradients are those the two separate calls give, bit for bit."""
+        """The probe's predictions and the targets explained at this step. Where `_fuses_probe_gradients` and a
+        method asks for the probe's gradients (saliency) or for its first pass (integrated gradients'), the call
+        that computes the predictions also computes those gradients at the targets (the predictions' argmax,
+        found in the call, for "predicted"), which the adapter keeps for the step's saliency, and that first
+        pass; predictions and gradients are those the separate calls give, bit for bit."""
         adapter, probe = self._adapter, self.probe
-        if self._fuses_probe_gradients():
+        primed, path = self._first_pass_request() if self._fuses_probe_gradients() else (None, None)
+        if path is not None or (any(m.probe_gradients for m in self.methods) and self._fuses_probe_gradients()):
             rows = len(adapter.probe.inputs[0])
             if self.target.mode == "predicted":
                 given = np.full(rows, -1, dtype=np.int32)
             else:  # a class index or the labels: known before the predictions
                 given = resolve_targets(self.target, np.zeros((rows, adapter.n_outputs), np.float32), probe.labels)
-            primed, path = self._first_pass_request()
             if path is None:
                 predictions, chosen, selected, grads = adapter.predict_with_gradients(adapter.probe.inputs, given)
             else:

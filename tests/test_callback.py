@@ -305,22 +305,26 @@ def test_saliency_costs_no_model_call_beside_the_predictions(tmp_path, tabular_d
 
 
 @pytest.mark.parametrize("target", ["predicted", "label"])
-def test_integrated_gradients_first_pass_comes_with_the_predictions(tmp_path, tabular_data, monkeypatch, target):
-    """At the defaults on TensorFlow, the call that computes the probe's predictions and saliency's gradients also
-    computes integrated gradients' first pass: a logged step makes one compiled call beside the refinement's, and
-    the attributions are those of integrated gradients computing its first pass itself."""
+@pytest.mark.parametrize("methods", [("saliency", "integrated_gradients"), ("integrated_gradients",)],
+                         ids=["defaults", "integrated_gradients_alone"])
+def test_integrated_gradients_first_pass_comes_with_the_predictions(tmp_path, tabular_data, monkeypatch, target,
+                                                                     methods):
+    """On TensorFlow, the call that computes the probe's predictions (and saliency's gradients, at the defaults)
+    also computes integrated gradients' first pass: a logged step makes one compiled call beside the
+    refinement's, and the attributions are those of integrated gradients computing its first pass itself."""
     import tb_xai.backend.tensorflow as tf_backend
 
     x, y, _, _ = tabular_data
     model = models.mlp(n_features=30, n_classes=2)
-    cb = tb_xai.AttributionCallback(str(tmp_path), x[:8], labels=y[:8], quality=False, target=target)
+    cb = tb_xai.AttributionCallback(str(tmp_path), x[:8], labels=y[:8], quality=False, target=target,
+                                    methods=list(methods))
     calls, per_step, refined = [], [], []
     original = tf_backend._call
     monkeypatch.setattr(tf_backend, "_call", lambda fn, *args: calls.append(fn) or original(fn, *args))
     log = cb._log
 
     def counted(step):
-        ig = cb.methods[1]
+        ig = cb.methods[-1]
         refine = ig._refine
         inside = []
 
@@ -343,7 +347,7 @@ def test_integrated_gradients_first_pass_comes_with_the_predictions(tmp_path, ta
     cb._log = counted
     _fit(model, x, y, [cb], epochs=3)
     assert [c - r for c, r in zip(per_step, refined)] == [1, 1, 1]  # the old code: 2 (the first pass's own)
-    ig, run = cb.methods[1], tb_xai.load(str(tmp_path))
+    ig, run = cb.methods[-1], tb_xai.load(str(tmp_path))
     assert ig._primed is None  # forgotten after each step
     probe, targets = cb._adapter.probe.inputs, run.targets()[-1]
     np.testing.assert_allclose(run.attributions("integrated_gradients")[-1], ig.attribute(probe, targets)[0],
