@@ -77,7 +77,7 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(logdir):
-    with Server(str(logdir), "true") as s:
+    with Server(str(logdir), "true", tensorflow=True) as s:
         s.wait_for({SHORTCUT: 6, QUIET: 4}, timeout=60)
         yield s
 

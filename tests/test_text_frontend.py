@@ -90,7 +90,7 @@ def report(tmp_path_factory):
     vocabulary_b = [w if w not in ("loved", "acting") else "[UNK]" for w in VOCABULARY]
     write_text_run(str(logdir / "text_b" / "xai"), vocabulary_b, 1)
     screenshots = screenshot_dir(tmp_path_factory)
-    with Server(str(logdir), "true") as server:
+    with Server(str(logdir), "true", tensorflow=True) as server:
         server.wait_for({"text/xai": STEPS, "text_b/xai": STEPS})
         config = {
             "url": server.url + "/",
