@@ -356,8 +356,9 @@ class AttributionCallback(keras.callbacks.Callback):
         found in the call, for "predicted"), which the adapter keeps for the step's saliency, and that first
         pass; predictions and gradients are those the separate calls give, bit for bit."""
         adapter, probe = self._adapter, self.probe
-        primed, path = self._first_pass_request() if self._fuses_probe_gradients() else (None, None)
-        if path is not None or (any(m.probe_gradients for m in self.methods) and self._fuses_probe_gradients()):
+        fuses = self._fuses_probe_gradients()
+        primed, path = self._first_pass_request() if fuses else (None, None)
+        if path is not None or (fuses and any(m.probe_gradients for m in self.methods)):
             rows = len(adapter.probe.inputs[0])
             if self.target.mode == "predicted":
                 given = np.full(rows, -1, dtype=np.int32)
