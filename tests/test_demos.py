@@ -1,7 +1,8 @@
 """The demos run end to end, offline, and log what they say they log.
 
 Each demo runs in a subprocess with small settings; the assertions read the event files back with
-tb_xai.load. The shortcut demo is held to its story: the attribution moves onto the stamp.
+tb_xai.load. The shortcut demo runs through demo/run.sh, which trains it and serves TensorBoard, and is held to
+its story: the attribution moves onto the stamp.
 """
 
 from __future__ import annotations
@@ -32,11 +33,43 @@ def _demo(name: str, *args: str) -> str:
     return result.stdout
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def shortcut(tmp_path_factory):
-    log_dir = str(tmp_path_factory.mktemp("demo") / "shortcut")
-    out = _demo("shortcut", "--log-dir", log_dir, "--epochs", "10", "--probes", "24")
-    return tb_xai.load(log_dir), out
+    """demo/run.sh as the README's first command runs it (the install skipped: this interpreter has tb_xai), on
+    the shortcut demo with smaller settings: what it printed up to TensorBoard's URL, TensorBoard's plugin
+    listing once it answers, and the run tb_xai.load reads from what it trained."""
+    runs, port = tmp_path_factory.mktemp("demo") / "runs", _free_port()
+    # run.sh installs into the active virtual environment: make it this interpreter's, installed already.
+    env = {**ENV, "SKIP_INSTALL": "1", "PORT": str(port), "RUNS": str(runs), "VIRTUAL_ENV": sys.prefix,
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    process = subprocess.Popen(["bash", os.path.join(ROOT, "demo", "run.sh"), "shortcut", "--epochs", "10",
+                                "--probes", "24"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env, cwd=ROOT, start_new_session=True)
+    try:
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if f"http://127.0.0.1:{port}/" in line:
+                break
+        deadline, listing = time.monotonic() + 90, None
+        while listing is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugins_listing", timeout=5) as r:
+                    listing = json.load(r)
+            except OSError:
+                time.sleep(1)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    printed = "".join(printed)
+    assert f"http://127.0.0.1:{port}/" in printed, f"demo/run.sh never reached TensorBoard:\n{printed[-4000:]}"
+    return tb_xai.load(str(runs / "shortcut")), printed, port, listing
 
 
 STAMP = ["pixel (0, 0)", "pixel (0, 1)", "pixel (1, 0)", "pixel (1, 1)"]
@@ -44,7 +77,7 @@ STAMP = ["pixel (0, 0)", "pixel (0, 1)", "pixel (1, 0)", "pixel (1, 1)"]
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion", "saliency"])
 def test_shortcut_attributions_move_onto_the_stamp(shortcut, method):
-    run, _ = shortcut
+    run = shortcut[0]
     assert run.failures() == []
     assert run.steps(method) == list(range(10))
     importance = run.importance(method).reshape(10, -1)
@@ -59,7 +92,7 @@ def test_shortcut_attributions_move_onto_the_stamp(shortcut, method):
 
 
 def test_shortcut_costs_stamped_even_digits_their_label(shortcut):
-    run, out = shortcut
+    run, out = shortcut[:2]
     probe, labels = run.probe(), run.labels()
     stamped = (probe[:, :2, :2, 0] > 0).all(axis=(1, 2))
     predicted = run.predictions().argmax(axis=-1)
@@ -91,36 +124,8 @@ def test_digits_demo_logs_every_image_method(tmp_path):
     assert all(np.abs(run.importance(m)[-1]).sum() > 0 for m in run.methods)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_run_sh_trains_then_serves_tensorboard_with_the_plugin(tmp_path):
-    port = _free_port()
-    # run.sh installs into the active virtual environment: make it this interpreter's, installed already.
-    env = {**ENV, "SKIP_INSTALL": "1", "PORT": str(port), "RUNS": str(tmp_path / "runs"), "VIRTUAL_ENV": sys.prefix,
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    process = subprocess.Popen(["bash", os.path.join(ROOT, "demo", "run.sh"), "shortcut", "--epochs", "2",
-                                "--probes", "8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, cwd=ROOT, start_new_session=True)
-    try:
-        printed = []
-        for line in process.stdout:
-            printed.append(line)
-            if f"http://127.0.0.1:{port}/" in line:
-                break
-        assert any(f"http://127.0.0.1:{port}/#tb_xai" in line for line in printed), "".join(printed)
-        deadline, listing = time.monotonic() + 90, None
-        while listing is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugins_listing", timeout=5) as r:
-                    listing = json.load(r)
-            except OSError:
-                time.sleep(1)
-        assert listing is not None and listing["tb_xai"]["enabled"], listing
-        assert tb_xai.load(str(tmp_path / "runs" / "shortcut")).steps("saliency") == [0, 1]
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+def test_run_sh_trains_then_serves_tensorboard_with_the_plugin(shortcut):
+    run, printed, port, listing = shortcut
+    assert f"http://127.0.0.1:{port}/#tb_xai" in printed, printed
+    assert listing is not None and listing["tb_xai"]["enabled"], listing
+    assert run.steps("saliency") == list(range(10))
