@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 
 import numpy as np
@@ -69,7 +70,7 @@ def shortcut(tmp_path_factory):
         process.wait(timeout=30)
     printed = "".join(printed)
     assert f"http://127.0.0.1:{port}/" in printed, f"demo/run.sh never reached TensorBoard:\n{printed[-4000:]}"
-    return tb_xai.load(str(runs / "shortcut")), printed, port, listing
+    return types.SimpleNamespace(run=tb_xai.load(str(runs / "shortcut")), printed=printed, port=port, listing=listing)
 
 
 STAMP = ["pixel (0, 0)", "pixel (0, 1)", "pixel (1, 0)", "pixel (1, 1)"]
@@ -77,7 +78,7 @@ STAMP = ["pixel (0, 0)", "pixel (0, 1)", "pixel (1, 0)", "pixel (1, 1)"]
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion", "saliency"])
 def test_shortcut_attributions_move_onto_the_stamp(shortcut, method):
-    run = shortcut[0]
+    run = shortcut.run
     assert run.failures() == []
     assert run.steps(method) == list(range(10))
     importance = run.importance(method).reshape(10, -1)
@@ -92,7 +93,7 @@ def test_shortcut_attributions_move_onto_the_stamp(shortcut, method):
 
 
 def test_shortcut_costs_stamped_even_digits_their_label(shortcut):
-    run, out = shortcut[:2]
+    run, out = shortcut.run, shortcut.printed
     probe, labels = run.probe(), run.labels()
     stamped = (probe[:, :2, :2, 0] > 0).all(axis=(1, 2))
     predicted = run.predictions().argmax(axis=-1)
@@ -125,7 +126,6 @@ def test_digits_demo_logs_every_image_method(tmp_path):
 
 
 def test_run_sh_trains_then_serves_tensorboard_with_the_plugin(shortcut):
-    run, printed, port, listing = shortcut
-    assert f"http://127.0.0.1:{port}/#tb_xai" in printed, printed
-    assert listing is not None and listing["tb_xai"]["enabled"], listing
-    assert run.steps("saliency") == list(range(10))
+    assert f"http://127.0.0.1:{shortcut.port}/#tb_xai" in shortcut.printed, shortcut.printed
+    assert shortcut.listing is not None and shortcut.listing["tb_xai"]["enabled"], shortcut.listing
+    assert shortcut.run.steps("saliency") == list(range(10))
