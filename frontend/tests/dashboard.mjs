@@ -510,9 +510,12 @@ try {
     const withData = runs.filter((r) => r.methods.some((m) => m.inputs.length));
     const latest = withData.reduce((a, b) => ((b.last_written ?? 0) > (a.last_written ?? 0) ? b : a));
     assert(latest.run !== runs[0].run, `the fixture's latest run ${latest.run} is also the first by name`);
-    await drawn(frame, 'evolution', `${latest.run}|`);
+    // Whichever run it opened, once drawn (a first draw under the suite's load has taken over 20 s): a wrong
+    // default fails on its name, not on a timeout.
+    await frame.waitForSelector('#evolution[data-drawn]:not([aria-busy])', { timeout: 60000 });
     const shown = await frame.inputValue('select[name=run]');
     assert(shown === latest.run, `opened ${shown}, the most recently written run with data is ${latest.run}`);
+    await drawn(frame, 'evolution', `${latest.run}|`);
     return { shown, first_by_name: runs[0].run, newest: newest.run };
   });
 
