@@ -6,8 +6,8 @@
 Where TensorFlow is installed (as tb_xai's users have it) TensorBoard imports it at start, some 5 s of CPU per
 server here. Only the Python loader reads event files through it; the Rust data server reads them itself. So a
 `true` server starts without it by default (`tensorflow=True` keeps it), TensorBoard running as it does where
-TensorFlow is not installed (its own stub, chosen through `tensorboard.compat.notf`). The browser tests keep it:
-one of six runs of tests/test_frontend.py without it saw the default run's evolution miss its 20 s deadline.
+TensorFlow is not installed (its own stub, chosen through `tensorboard.compat.notf`). The browser tests keep it,
+as users run it.
 """
 
 from __future__ import annotations

@@ -202,8 +202,7 @@ def failing_url(failing_logdir):
 def serve(logdir, expected):
     """TensorBoard over `logdir` as users run it (TensorFlow imported; the Rust data server, at TensorBoard's
     default reload interval of 5 s: with a reload every second one run of the suite saw the default run's
-    evolution miss its 20 s deadline, and so did one of six runs of this file without TensorFlow); yields its
-    URL once each run lists its expected prediction steps."""
+    evolution miss its deadline); yields its URL once each run lists its expected prediction steps."""
     with Server(str(logdir), "true", tensorflow=True) as server:
         server.wait_for(expected)
         yield server.url + "/"
