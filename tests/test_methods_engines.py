@@ -113,6 +113,81 @@ def test_model_calls_are_bounded_by_host_bytes_and_by_the_widest_layer():
     assert sizes[4096] == (surrogate._ACTIVATIONS_PER_CALL // 4096,) * 2
 
 
+def test_the_call_size_is_the_largest_within_a_margin_of_the_best_measured_rate():
+    from tb_xai.batching import call_size_ladder, fastest_call_size
+
+    assert call_size_ladder(419_430, 1024, 4) == [419_430, 262_144, 131_072, 65_536, 32_768]
+    assert call_size_ladder(3_000, 1024, 4) == [3_000, 2_048, 1_024]
+    assert call_size_ladder(1_024, 1024, 4) == [1_024]
+    assert call_size_ladder(65_536, 1024, 2) == [65_536, 32_768, 16_384]
+    rates = {4096: 2.0, 2048: 3.1, 1024: 3.3, 512: 3.4}
+    assert fastest_call_size(rates, 4096) == 2048  # 3.1 is within 10% of 3.4; 2.0 is not
+    assert fastest_call_size(rates, 4096, margin=0.05) == 1024
+    assert fastest_call_size(rates, 1500) == 1024  # the sizes up to the bound only
+    assert fastest_call_size(rates, 8192) == 8192  # nothing measured at the bound: the bound
+    assert fastest_call_size({}, 4096) == 4096
+
+
+def test_a_large_call_measures_the_models_predict_rates_once_and_its_answers_do_not_depend_on_the_size(monkeypatch):
+    import keras
+
+    from tb_xai.batching import call_size_ladder
+
+    # Calls of 2^16 // 20 = 3276 rows at most (blended), so that a test-sized call fills more than 8 of them.
+    monkeypatch.setattr(surrogate, "_ELEMENTS_PER_CALL", 2 ** 14)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 20)).astype(np.float32)
+    background = rng.normal(size=(50, 20)).astype(np.float32)
+    probe = as_probe_set(x)
+    adapter = adapt(model, probe)
+    target = adapter.predict([x]).argmax(axis=1)
+    measured = []
+    original = adapter.predict_rates
+
+    def predict_rates(inputs, largest):
+        predict, calls = adapter.predict, []
+        adapter.predict = lambda *a, **k: calls.append(k["batch_size"]) or predict(*a, **k)
+        try:
+            rates = original(inputs, largest)
+        finally:
+            adapter.predict = predict
+        measured.append((largest, calls))
+        return rates
+
+    adapter.predict_rates = predict_rates
+    method = KernelShap(samples=62, background=background)
+    method.setup(adapter, probe)
+    largest = method.largest_call(20, blended=True)
+    assert largest == 2 ** 16 // 20 and 12 * 64 * 50 >= surrogate._MEASURED_CALLS * largest
+    first = method.attribute([x], target)[0]
+    second = method.attribute([x], target)[0]
+    # Measured once, at every size of the ladder, then cached; the next call reuses it.
+    ladder = call_size_ladder(largest, adapter.batch_size, 4)
+    assert [m[0] for m in measured] == [largest, largest]
+    assert sorted(set(measured[0][1])) == sorted(ladder) and measured[1][1] == []
+    rates = method._rates
+    assert sorted(rates) == sorted(ladder) and all(np.isfinite(r) and r > 0 for r in rates.values())
+    size = method.rows_per_call(20, blended=True)
+    best = max(rates.values())
+    assert size in ladder and rates[size] >= 0.9 * best
+    assert all(rates[s] < 0.9 * best for s in ladder if s > size)
+    # The same attributions at the bound's size, unmeasured (rows are independent: the call size changes nothing).
+    fixed = KernelShap(samples=62, background=background, batch_size=largest)
+    fixed.setup(adapter, probe)
+    np.testing.assert_array_equal(fixed.attribute([x], target)[0], first)
+    np.testing.assert_array_equal(second, first)
+    assert len(measured) == 2  # batch_size given: nothing measured
+    # A call too small to fill 8 of the largest calls measures nothing and takes the bound.
+    small = KernelShap(samples=62, background=background)
+    small.setup(adapt(model, probe), probe)
+    small.model.predict_rates = lambda *a: pytest.fail("a small call measured the predict rates")
+    small.attribute([x[:2]], target[:2])
+    assert small.rows_per_call(20, blended=True) == largest
+
+
 def test_row_coalitions_write_whole_blocks_as_their_masks_gathered_one_by_one():
     # Designs of different lengths and feature counts; blocks that start and end inside a design's rows.
     from tb_xai.methods.coalitions import probe_generator, shapley_coalitions

@@ -122,6 +122,11 @@ class KernelShap(LocalSurrogate):
     def samples_per_probe(self, features: int) -> int:
         return self._budget(features, 1 << _AUTO_DOUBLINGS if self.samples == "auto" else 1) + 2
 
+    def model_rows_per_probe(self, spec, features: int) -> int:
+        # Every coalition is evaluated against every background row.
+        rows = 1 if spec.background is None else len(spec.background.data)
+        return self.samples_per_probe(features) * rows
+
     def _budget(self, features: int, scale: int) -> int:
         if self.samples == "auto":
             return shapley_budget(features, (2 * features + 2048) * scale)

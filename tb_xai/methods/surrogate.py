@@ -24,7 +24,7 @@ import numpy as np
 from tb_xai.modalities import IMAGE, SEQUENCE, TABULAR, TEXT
 from tb_xai.methods.background import Background, BackgroundLike, as_background
 from tb_xai.methods.base import AttributionMethod, check_positive_int, perturbation_map_shape
-from tb_xai.batching import chunks, map_batches
+from tb_xai.batching import chunks, fastest_call_size, map_batches
 from tb_xai.methods.coalitions import joint_probe_keys
 from tb_xai.methods.segmentation import (  # segment_groups is re-exported for the methods
     Segmentation, as_segmentation, features_to_map, segment_groups, segment_means,
@@ -38,6 +38,9 @@ _ELEMENTS_PER_CALL = 2 ** 21
 #: Elements of the widest layer output one model call may hold (256 MB of float32): what bounds the rows of a
 #: call when the input is small and a layer wide.
 _ACTIVATIONS_PER_CALL = 2 ** 26
+#: A call whose rows would fill at least this many model calls of the largest size first measures which call size
+#: is fastest (`LocalSurrogate._measure_call_sizes`; the measurement costs about 5 of those calls, once per model).
+_MEASURED_CALLS = 8
 #: Host elements (masks, sampled rows) held for one block of probes.
 _ELEMENTS_PER_BLOCK = 2 ** 24
 _SUPERPIXELS_PER_IMAGE = 256
@@ -346,6 +349,7 @@ class LocalSurrogate(AttributionMethod):
         self.inputs: List[ExplainedInput] = []
         self._input: Optional[ExplainedInput] = None  # the input being explained
         self._held: List[np.ndarray] = []  # the current block of probes, every input
+        self._rates: Dict[int, float] = {}  # the model's predict rates by call size (see _measure_call_sizes)
 
     # --------------------------------------------------------------------- the input being explained
     @property
@@ -394,6 +398,7 @@ class LocalSurrogate(AttributionMethod):
     def setup(self, model, probe) -> None:
         super().setup(model, probe)
         self._float32_outputs = False  # seen from the blended calls: the model's outputs are float32
+        self._rates = {}
         spec = self.background_spec
         if isinstance(spec, Mapping):
             unknown = sorted(set(map(str, spec)) - set(probe.names))
@@ -456,17 +461,41 @@ class LocalSurrogate(AttributionMethod):
         """Perturbations evaluated for a probe with `features` interpretable features."""
 
     def rows_per_call(self, row_elements: int, blended: bool = False) -> int:
-        """Model rows per call: `batch_size` when given; else about 8 MB of input built on the host (float32
-        rows, or one byte per element for rows `predict_blend` makes from their masks), at most
-        `_ACTIVATIONS_PER_CALL` elements in the model's widest layer output, and at least the adapter's
-        batch size."""
+        """Model rows per call: `batch_size` when given; else the call size the model was measured fastest at
+        (`_measure_call_sizes`) up to the memory bound `largest_call`, or that bound where nothing was
+        measured."""
         if self.batch_size is not None:
             return self.batch_size
+        return fastest_call_size(self._rates, self.largest_call(row_elements, blended))
+
+    def largest_call(self, row_elements: int, blended: bool = False) -> int:
+        """The most rows a model call may take: about 8 MB of input built on the host (float32 rows, or one
+        byte per element for rows `predict_blend` makes from their masks), at most `_ACTIVATIONS_PER_CALL`
+        elements in the model's widest layer output, and at least the adapter's batch size."""
         # A row of the explained input travels with the held rows of every other input.
         held = sum(int(np.prod(s.shape)) for s in self.inputs if s is not self._input)
         host = _ELEMENTS_PER_CALL * (4 if blended else 1) // max(1, row_elements + held)
         device = _ACTIVATIONS_PER_CALL // max(1, self.model.widest_activation)
         return max(self.model.batch_size, min(host, device))
+
+    def model_rows_per_probe(self, spec: "ExplainedInput", features: int) -> int:
+        """Model rows one probe of `spec` costs: its samples (a method evaluating each against several
+        replacement rows counts them too)."""
+        return self.samples_per_probe(features)
+
+    def _measure_call_sizes(self, arrays: List[np.ndarray], spec: "ExplainedInput", probes: int) -> None:
+        """Where this call will make at least `_MEASURED_CALLS` model calls of the largest size, the model's
+        predict rates at that size and below (`predict_rates`, measured once per model and cached), so that
+        `rows_per_call` takes the fastest: on a small model the largest call can run a third slower than one
+        a quarter its size (the layer outputs outgrow the caches)."""
+        self._rates = {}
+        if self.batch_size is not None:
+            return
+        largest = self.largest_call(int(np.prod(spec.shape)), blended=spec.modality == TABULAR)
+        if largest < 2 * self.model.batch_size:  # no smaller size to take
+            return
+        if probes * self.model_rows_per_probe(spec, self.feature_count(spec)) >= _MEASURED_CALLS * largest:
+            self._rates = self.model.predict_rates(arrays, largest)
 
     # ------------------------------------------------------------------------------------------- driving
     def attribute(self, inputs, target) -> List[np.ndarray]:
@@ -483,6 +512,7 @@ class LocalSurrogate(AttributionMethod):
                     out.append(None)
                     continue
                 self._input = spec
+                self._measure_call_sizes(arrays[:len(self.inputs)], spec, len(arrays[0]))
                 # Host memory per probe: its samples times its interpretable features (tabular columns, time
                 # windows, or a generous count of superpixels).
                 width = self.feature_count(spec)
