@@ -65,14 +65,14 @@ def call_size_ladder(largest: int, smallest: int, halvings: int) -> List[int]:
     return [s for s in ladder if s == largest or (s >= smallest and s < largest)]
 
 
-def fastest_call_size(rates: Dict[int, float], largest: int, margin: float = 0.1) -> int:
+def fastest_call_size(rates: Dict[int, float], largest: int, margin: float = 0.05) -> int:
     """The call size of at most `largest` rows to use, given measured `rates` (call size -> rows per second) that
     reach up to `largest`: the largest size whose rate is within `margin` of the best one (fewer calls: each also
     has its fixed costs on the host, which a rate measured on ready rows leaves out). `largest` itself where the
     rates do not reach it (nothing measured there).
 
     Example:
-        >>> fastest_call_size({4096: 2.0, 2048: 3.0, 1024: 3.2}, 4096)
+        >>> fastest_call_size({4096: 2.0, 2048: 3.1, 1024: 3.2}, 4096)
         2048
         >>> fastest_call_size({4096: 2.0, 2048: 3.0}, 8192)
         8192

@@ -121,8 +121,8 @@ def test_the_call_size_is_the_largest_within_a_margin_of_the_best_measured_rate(
     assert call_size_ladder(1_024, 1024, 4) == [1_024]
     assert call_size_ladder(65_536, 1024, 2) == [65_536, 32_768, 16_384]
     rates = {4096: 2.0, 2048: 3.1, 1024: 3.3, 512: 3.4}
-    assert fastest_call_size(rates, 4096) == 2048  # 3.1 is within 10% of 3.4; 2.0 is not
-    assert fastest_call_size(rates, 4096, margin=0.05) == 1024
+    assert fastest_call_size(rates, 4096) == 1024  # 3.3 is within 5% of 3.4; 3.1 is not
+    assert fastest_call_size(rates, 4096, margin=0.1) == 2048
     assert fastest_call_size(rates, 1500) == 1024  # the sizes up to the bound only
     assert fastest_call_size(rates, 8192) == 8192  # nothing measured at the bound: the bound
     assert fastest_call_size({}, 4096) == 4096
@@ -172,8 +172,8 @@ def test_a_large_call_measures_the_models_predict_rates_once_and_its_answers_do_
     assert sorted(rates) == sorted(ladder) and all(np.isfinite(r) and r > 0 for r in rates.values())
     size = method.rows_per_call(20, blended=True)
     best = max(rates.values())
-    assert size in ladder and rates[size] >= 0.9 * best
-    assert all(rates[s] < 0.9 * best for s in ladder if s > size)
+    assert size in ladder and rates[size] >= 0.95 * best
+    assert all(rates[s] < 0.95 * best for s in ladder if s > size)
     # The same attributions at the bound's size, unmeasured (rows are independent: the call size changes nothing).
     fixed = KernelShap(samples=62, background=background, batch_size=largest)
     fixed.setup(adapter, probe)
