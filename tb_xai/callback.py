@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import time
 from typing import Dict, List, Optional, Sequence, Union
@@ -19,6 +20,11 @@ from tb_xai.saturation import vanishing_reason, vanishing_rows
 from tb_xai.targets import TargetLike, check_target, parse_target, resolve_targets
 
 logger = logging.getLogger(__name__)
+
+#: The scalar each logged step writes: the callback's CPU time in the fit so far over the training epochs'.
+OVERHEAD_TAG = "xai/overhead"
+#: Without `max_overhead`, the callback warns once when its logged steps' share is over this after 3 of them.
+OVERHEAD_WARNING = 0.1
 
 MethodLike = Union[str, AttributionMethod]
 
@@ -52,7 +58,10 @@ class AttributionCallback(keras.callbacks.Callback):
             step (each priced at the last logged step's cost), else skipped. The first and the last epoch of
             each fit are always logged, so a fit too short to pay for those two costs more than the budget.
             The budget is in each method's logged config, and the epochs skipped before each logged step in
-            the scalar `xai/skipped_epochs`.
+            the scalar `xai/skipped_epochs`. Budget or not, each logged step writes the scalar `xai/overhead`:
+            the callback's CPU time in this fit so far (setup and logged steps, that one included) over the
+            training epochs'; without a budget, the callback warns once when, after 3 logged steps, the
+            steps alone have cost more than `OVERHEAD_WARNING` (0.1) of the epochs.
         batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
@@ -154,6 +163,11 @@ class AttributionCallback(keras.callbacks.Callback):
         self._epoch_started = 0.0
         self._credit = 0.0  # CPU seconds the overhead budget still allows (max_overhead)
         self._step_cost = 0.0  # CPU seconds the last logged step took (the price of the next one)
+        # CPU seconds of this fit: the callback's (setup and steps), its logged steps', the training epochs'.
+        self._spent = self._stepped = self._trained = 0.0
+        self._step_started = self._step_setup = 0.0
+        self._fit_steps = self._epochs = 0  # steps logged and epochs ended in this fit
+        self._warned_overhead = False
         self._skipped: List[int] = []  # scheduled epochs skipped since the last logged step
         self._warned_completeness: set = set()
 
@@ -175,11 +189,13 @@ class AttributionCallback(keras.callbacks.Callback):
         self._last_epoch = self._last_logged = None
         self._warned_overwrite = False
         self._credit, self._skipped = 0.0, []
+        self._spent = self._stepped = self._trained = 0.0
+        self._fit_steps = self._epochs = 0
         # A model that was never called is only built by its first training batch: set up at the next one.
         self._awaiting_build = not self.model.built
         if not self._awaiting_build:
             self._setup()
-        self._credit -= time.process_time() - started  # the setup is the callback's time too (max_overhead)
+        self._charge(time.process_time() - started)  # the setup is the callback's time too
 
     def on_train_batch_begin(self, batch, logs=None):
         # A begin hook, not an end hook: Keras hands batch-end hooks every batch's logs and, on JAX and
@@ -189,7 +205,7 @@ class AttributionCallback(keras.callbacks.Callback):
             self._awaiting_build = False
             self._setup()
             spent = time.process_time() - started
-            self._credit -= spent  # the callback's time, not the epoch's: charged, and left out of the epoch
+            self._charge(spent)  # the callback's time, not the epoch's: charged, and left out of the epoch
             self._epoch_started += spent
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -197,8 +213,11 @@ class AttributionCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_epoch = epoch
+        trained = max(0.0, time.process_time() - self._epoch_started)
+        self._trained += trained
+        self._epochs += 1
         if self.max_overhead is not None:
-            self._credit += self.max_overhead * max(0.0, time.process_time() - self._epoch_started)
+            self._credit += self.max_overhead * trained
         if epoch % self.every_n_epochs != 0 and not self._is_last(epoch):
             return
         if not self._affordable(epoch):
@@ -267,18 +286,49 @@ class AttributionCallback(keras.callbacks.Callback):
         self.run_dir = writer.run_dir  # a sibling when another training holds it (run_lock)
         return writer
 
+    def _charge(self, seconds: float) -> None:
+        """Counts `seconds` of CPU time as the callback's (against `max_overhead`'s credit too)."""
+        self._spent += seconds
+        self._credit -= seconds
+
+    def overhead(self) -> float:
+        """The callback's CPU time in this fit so far over the training epochs' (what `xai/overhead` logs);
+        inf before an epoch has ended."""
+        return self._spent / self._trained if self._trained > 0 else math.inf
+
     def _log(self, step: int) -> None:
-        started = time.process_time()
+        started = self._step_started = time.process_time()
+        self._step_setup = 0.0  # a setup inside the step (a model built during the epoch)
         try:
             self._log_step(step)
         finally:
             self._step_cost = time.process_time() - started
-            self._credit -= self._step_cost
+            self._charge(self._step_cost)
+            self._stepped += self._step_cost - self._step_setup
+            self._fit_steps += 1
+            self._warn_overhead()
+
+    def _warn_overhead(self) -> None:
+        """Once, without a budget: after 3 logged steps, the steps have cost more than `OVERHEAD_WARNING` of the
+        training epochs' CPU time (the setup, paid once, is left out: fewer logged epochs would not save it)."""
+        if (self.max_overhead is not None or self._warned_overhead or self._fit_steps < 3
+                or not self._trained > 0 or not self._stepped / self._trained > OVERHEAD_WARNING):
+            return
+        self._warned_overhead = True
+        logger.warning(
+            "tb_xai: logging attributions has added %.0f%% to this training's CPU time so far (%d logged steps of "
+            "%.1f ms on average; epochs of %.1f ms). Pass max_overhead=0.05 to log fewer epochs and keep the "
+            "callback near 5%% (the first and last epochs are always logged), or every_n_epochs=N. The scalar "
+            "xai/overhead logs the callback's share at each logged step.",
+            100 * self._stepped / self._trained, self._fit_steps, 1e3 * self._stepped / self._fit_steps,
+            1e3 * self._trained / max(1, self._epochs))
 
     def _log_step(self, step: int) -> None:
         self._awaiting_build = False
         if self._adapter is None or self._adapter.model is not self.model:
+            started = time.process_time()
             self._setup()
+            self._step_setup = time.process_time() - started
         self._last_logged = step
         if step in self._logged_steps and not self._warned_overwrite:
             logger.warning(
@@ -307,6 +357,9 @@ class AttributionCallback(keras.callbacks.Callback):
             self._write_scalar("xai/skipped_epochs", len(self._skipped), step)
             self._skipped = []
         self.quality.write(step, self._writer)
+        if self._trained > 0:  # this step's cost so far counted (its flush is not)
+            self._write_scalar(OVERHEAD_TAG, (self._spent + time.process_time() - self._step_started) / self._trained,
+                               step)
         try:
             self._writer.flush()
         except Exception as error:

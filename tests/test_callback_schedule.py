@@ -106,3 +106,55 @@ def test_max_overhead_charges_the_setup_and_each_step_before_it_is_taken(tmp_pat
     cb.on_train_end()
     assert steps == logged
     assert sorted(cb._logged_steps) == logged
+
+
+def _priced_fit(tmp_path, monkeypatch, model, step_cost, setup_cost=0.5, epochs=5, **kwargs):
+    """A 1 s-per-epoch fit on the test's clock, each logged step costing `step_cost`; returns the callback and
+    the `xai/overhead` scalars by step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tb_xai import callback as callback_module
+
+    clock = _Clock()
+    monkeypatch.setattr(callback_module.time, "process_time", clock)
+    probe = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    cb = tb_xai.AttributionCallback(str(tmp_path), probe, methods=[_PricedSaliency(clock, setup_cost, step_cost)],
+                                    quality=False, **kwargs)
+    cb.set_model(model)
+    cb.set_params({"epochs": epochs, "verbose": 0})
+    cb.on_train_begin()
+    for epoch in range(epochs):
+        cb.on_epoch_begin(epoch)
+        clock.now += 1.0
+        cb.on_epoch_end(epoch, {})
+    cb.on_train_end()
+    events = EventAccumulator(str(tmp_path / "xai")).Reload()
+    return cb, {e.step: e.tensor_proto.float_val[0] for e in events.Tensors(callback_module.OVERHEAD_TAG)}
+
+
+def test_each_logged_step_logs_the_callbacks_share_of_training_so_far(tmp_path, monkeypatch, tiny_model, caplog):
+    cb, overhead = _priced_fit(tmp_path, monkeypatch, tiny_model, step_cost=0.25)
+    # After epoch e: the 0.5 s setup and e + 1 steps of 0.25 s, over e + 1 seconds of training.
+    assert sorted(overhead) == [0, 1, 2, 3, 4]
+    for epoch, value in overhead.items():
+        assert value == pytest.approx((0.5 + 0.25 * (epoch + 1)) / (epoch + 1))
+    assert cb.overhead() == pytest.approx((0.5 + 5 * 0.25) / 5)
+    # The steps alone over 10% after 3 of them (0.25): one warning that says how much and what to pass.
+    warnings = [r.getMessage() for r in caplog.records if "added" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "added 25% to this training's CPU time so far (3 logged steps of 250.0 ms" in warnings[0]
+    assert "epochs of 1000.0 ms" in warnings[0]
+    assert "max_overhead=0.05" in warnings[0] and "every_n_epochs=N" in warnings[0]
+
+
+@pytest.mark.parametrize("step_cost, setup_cost, kwargs", [
+    (0.09, 0.0, {}),  # under 10%
+    (0.05, 3.0, {}),  # an expensive setup, paid once, is not what the advice would save
+    (0.25, 0.5, {"max_overhead": 10.0}),  # a budget was chosen: no advice
+])
+def test_no_overhead_warning_under_the_threshold_or_with_a_budget(tmp_path, monkeypatch, tiny_model, caplog,
+                                                                   step_cost, setup_cost, kwargs):
+    cb, overhead = _priced_fit(tmp_path, monkeypatch, tiny_model, step_cost, setup_cost, **kwargs)
+    assert sorted(overhead) == [0, 1, 2, 3, 4]
+    assert overhead[4] == pytest.approx((setup_cost + 5 * step_cost) / 5)
+    assert not [r for r in caplog.records if "added" in r.getMessage()]
