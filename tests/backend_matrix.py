@@ -162,6 +162,8 @@ def explain(directory: str) -> None:
             results["tabular/predict_blend"] = adapter.predict_blend(keep, x, removed, batch_size=16)
             rows = np.where(keep, x[:, None], removed[:, None]).reshape((-1,) + x.shape[1:])
             results["tabular/predict_blend_host"] = adapter.predict([rows])
+            # The compiled predict's measured rate by call size (what KernelSHAP and LIME pick their call size by).
+            results["tabular/predict_rates"] = np.array(sorted(adapter.predict_rates(probe.inputs, 4096).items()))
         modality = probe.modality(0)
         for method_name, config in METHODS.items():
             cls = methods_lib.REGISTRY[method_name]

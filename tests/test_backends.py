@@ -23,6 +23,8 @@ BACKENDS = ("tensorflow", "jax", "torch", "tf_keras")
 # Gradient methods within 1e-4 of the largest attribution; seeded sampling methods draw the same samples on
 # every backend, so they differ by float error only and are held to the same bound.
 RELATIVE = 1e-4
+#: Results that measure the machine, not the model: compared with nothing across backends.
+MACHINE_FIGURES = ("tabular/predict_rates",)
 
 
 def _start(backend: str, mode: str, directory: str) -> subprocess.Popen:
@@ -80,12 +82,21 @@ def test_same_attributions_as_tensorflow(matrix, backend):
     results, _ = matrix
     reference = results["tensorflow"]
     for key, want in reference.items():
+        if key in MACHINE_FIGURES:
+            continue
         got = results[backend][key]
         assert got.shape == want.shape, key
         scale = float(np.abs(want).max())
         assert scale > 0, f"{key}: the TensorFlow attributions are all zero, so the comparison would be empty"
         error = float(np.abs(got - want).max())
         assert error <= RELATIVE * scale, f"{backend} {key}: max difference {error:.3g} over max |value| {scale:.3g}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_predict_rate_is_measured_at_each_call_size_on_every_backend(matrix, backend):
+    rates = matrix[0][backend]["tabular/predict_rates"]
+    assert rates[:, 0].tolist() == [1024, 2048, 4096]  # the adapter's batch size up to the largest asked
+    assert np.isfinite(rates[:, 1]).all() and (rates[:, 1] > 0).all(), rates
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
