@@ -229,7 +229,8 @@ class KerasModel:
 
         Process CPU time, all threads: what a training process pays. Where a small model's rate peaks depends
         on the machine (its caches): the MLP 20-64-64-2 peaked at 65,536 rows per call on one 2-core machine and
-        at 262,144 on another, and ran a fifth to a third slower at 4-8x the first machine's peak."""
+        ran a quarter to over a third slower at 4-8x that size; another machine measured 10.5 M rows/s for it
+        at 262,144."""
         arrays = [np.asarray(a) for a in inputs]
         key = (int(largest),) + tuple((a.shape[1:], a.dtype.str) for a in arrays)
         if key not in self._rates:

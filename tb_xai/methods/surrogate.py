@@ -487,7 +487,7 @@ class LocalSurrogate(AttributionMethod):
         """Where this call will make at least `_MEASURED_CALLS` model calls of the largest size, the model's
         predict rates at that size and below (`predict_rates`, measured once per model and cached), so that
         `rows_per_call` takes the fastest: on a small model the largest call can run a third slower than one
-        a quarter its size (the layer outputs outgrow the caches)."""
+        a sixth its size (the layer outputs outgrow the caches)."""
         self._rates = {}
         if self.batch_size is not None:
             return
