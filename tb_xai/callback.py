@@ -22,7 +22,7 @@ from tb_xai.targets import TargetLike, check_target, parse_target, resolve_targe
 logger = logging.getLogger(__name__)
 
 #: The scalar each logged step writes: the callback's CPU time in the fit so far over the training epochs'.
-OVERHEAD_TAG = "xai/overhead"
+OVERHEAD_TAG = quality_lib.OVERHEAD_TAG
 #: Without `max_overhead`, the callback warns once when its logged steps' share is over this after 3 of them.
 OVERHEAD_WARNING = 0.1
 
@@ -354,7 +354,7 @@ class AttributionCallback(keras.callbacks.Callback):
         finally:
             self._forget_gradients()
         if self.max_overhead is not None:
-            self._write_scalar("xai/skipped_epochs", len(self._skipped), step)
+            self._write_scalar(quality_lib.SKIPPED_EPOCHS_TAG, len(self._skipped), step)
             self._skipped = []
         self.quality.write(step, self._writer)
         if self._trained > 0:  # this step's cost so far counted (its flush is not)

@@ -96,6 +96,10 @@ def figure_labels(k: int) -> Dict[str, str]:
 
 #: Prefix of the scalar tags and of the keys added to Keras's epoch logs.
 TAG_PREFIX, LOGS_PREFIX = "xai/", "xai_"
+#: The callback's scalars of its own cost, at each logged step: its CPU time in the fit so far over the training
+#: epochs', and (with a `max_overhead` budget) the scheduled epochs skipped since the step before.
+OVERHEAD_TAG = TAG_PREFIX + "overhead"
+SKIPPED_EPOCHS_TAG = TAG_PREFIX + "skipped_epochs"
 #: The second seed of a sampling method is its own seed plus this.
 SEED_OFFSET = 1
 #: Input bytes of one faithfulness batch of perturbed rows (rows go to the adapter's predict in its batch size).

@@ -407,6 +407,23 @@ def agreement(
 # ---- figures and findings (tb_xai.findings, tb_xai.quality) -------------------------------------------
 
 
+def overhead(run: Run) -> dict:
+    """What the callback cost the training: ``steps`` (the logged steps, int64), ``overhead`` (its CPU time in the
+    fit so far over the training epochs', at each) and ``skipped_epochs`` (with a `max_overhead` budget, the
+    scheduled epochs skipped before each; NaN where not logged). Empty arrays for a run that logged neither."""
+    scalars = run.scalars()
+    series = {name: scalars.get(tag) for name, tag in (("overhead", quality_lib.OVERHEAD_TAG),
+                                                       ("skipped_epochs", quality_lib.SKIPPED_EPOCHS_TAG))}
+    steps = np.unique(np.concatenate([np.zeros(0, np.int64)] + [s[0] for s in series.values() if s is not None]))
+    out = {"steps": steps.astype(np.int64)}
+    for name, s in series.items():
+        values = np.full(len(steps), np.nan)
+        if s is not None:
+            values[np.searchsorted(steps, s[0])] = s[1]
+        out[name] = values
+    return out
+
+
 def logged_figures(run: Run) -> dict:
     """method -> figure -> ``(steps, values)`` of the quality figures the callback logged as scalars."""
     out: dict = {}

@@ -317,6 +317,18 @@ class Run:
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------ figures and findings (tb_xai.query, tb_xai.findings)
+    def overhead(self) -> Dict[str, np.ndarray]:
+        """What the callback cost the training, at each logged step: ``steps``, ``overhead`` (the callback's CPU
+        time in the fit so far, setup included, over the training epochs') and ``skipped_epochs`` (with
+        `max_overhead`, the scheduled epochs skipped before the step; NaN without a budget).
+
+        Example:
+            >>> run = tb_xai.load("runs/exp1")
+            >>> float(run.overhead()["overhead"][-1])  # the callback added 4% to training's CPU time
+            0.04
+        """
+        return query.overhead(self._run)
+
     def metrics(self, method: str, *, k: int = aggregate.DEFAULT_K, reference_step: Optional[int] = None,
                 ) -> Dict[str, np.ndarray]:
         """The per-step figures of a method: drift, noise floor, concentration, and the callback's quality figures.

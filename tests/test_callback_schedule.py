@@ -42,6 +42,11 @@ def test_max_overhead_spaces_out_logged_epochs_keeping_the_first_and_last(tmp_pa
     skipped = {e.step: int(e.tensor_proto.float_val[0]) for e in events.Tensors("xai/skipped_epochs")}
     assert sorted(skipped) == steps
     assert sum(skipped.values()) == 12 - len(steps)  # every epoch is either logged or counted as skipped
+    # tb_xai.load reads the same: the skipped epochs, and the callback's share at each logged step.
+    cost = run.overhead()
+    assert cost["steps"].tolist() == steps
+    assert cost["skipped_epochs"].tolist() == [skipped[s] for s in steps]
+    assert np.isfinite(cost["overhead"]).all() and (cost["overhead"] > 0).all()
 
 
 class _Clock:
@@ -139,6 +144,10 @@ def test_each_logged_step_logs_the_callbacks_share_of_training_so_far(tmp_path, 
     for epoch, value in overhead.items():
         assert value == pytest.approx((0.5 + 0.25 * (epoch + 1)) / (epoch + 1))
     assert cb.overhead() == pytest.approx((0.5 + 5 * 0.25) / 5)
+    cost = tb_xai.load(str(tmp_path)).overhead()
+    assert cost["steps"].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(cost["overhead"], [overhead[s] for s in range(5)], rtol=1e-6)
+    assert np.isnan(cost["skipped_epochs"]).all()  # no budget: nothing skipped is logged
     # The steps alone over 10% after 3 of them (0.25): one warning that says how much and what to pass.
     warnings = [r.getMessage() for r in caplog.records if "added" in r.getMessage()]
     assert len(warnings) == 1
