@@ -129,15 +129,11 @@ def test_the_call_size_is_the_largest_within_a_margin_of_the_best_measured_rate(
 
 
 def test_a_large_call_measures_the_models_predict_rates_once_and_its_answers_do_not_depend_on_the_size(monkeypatch):
-    import keras
-
     from tb_xai.batching import call_size_ladder
 
     # Calls of 2^16 // 20 = 3276 rows at most (blended), so that a test-sized call fills more than 8 of them.
     monkeypatch.setattr(surrogate, "_ELEMENTS_PER_CALL", 2 ** 14)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model = models.mlp(n_features=20, n_classes=2, activation="relu")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 20)).astype(np.float32)
     background = rng.normal(size=(50, 20)).astype(np.float32)
