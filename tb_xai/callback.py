@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import keras
 import numpy as np
 
-from tb_xai import metadata, methods as methods_lib, quality as quality_lib, summary, text as text_lib
+from tb_xai import metadata, methods as methods_lib, quality as quality_lib, schedule as schedule_lib, summary
+from tb_xai import text as text_lib
 from tb_xai.backend import adapt
 from tb_xai.methods.base import AttributionMethod, check_positive_int
 from tb_xai.probe import ProbeLike, as_probe_set
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 #: The scalar each logged step writes: the callback's CPU time in the fit so far over the training epochs'.
 OVERHEAD_TAG = quality_lib.OVERHEAD_TAG
+#: The default `max_overhead`: the callback's logged steps cost at most 5% of the training epochs' CPU time.
+DEFAULT_MAX_OVERHEAD = 0.05
 #: Without `max_overhead`, the callback warns once when its logged steps' share is over this after 3 of them.
 OVERHEAD_WARNING = 0.1
 
@@ -51,17 +54,19 @@ class AttributionCallback(keras.callbacks.Callback):
             layer that produces it, or a final `Activation`/`Softmax` layer), which a saturated softmax does
             not flatten to zero gradients. A model whose output layer has no such activation is refused.
         every_n_epochs: log at epochs 0, N, 2N, ... and at the last epoch.
-        max_overhead: None (log at every scheduled epoch), or the most CPU time the callback may add to
-            training, as a fraction of it (0.05: 5%). The callback's own CPU time (its setup, with the sanity
-            reference, and every logged step) is charged against this share of the training epochs' CPU time
-            so far; a scheduled epoch is logged only when what is left pays for it and for the last epoch's
-            step (each priced at the last logged step's cost), else skipped. The first and the last epoch of
-            each fit are always logged, so a fit too short to pay for those two costs more than the budget.
-            The budget is in each method's logged config, and the epochs skipped before each logged step in
-            the scalar `xai/skipped_epochs`. Budget or not, each logged step writes the scalar `xai/overhead`:
-            the callback's CPU time in this fit so far (setup and logged steps, that one included) over the
-            training epochs'; without a budget, the callback warns once when, after 3 logged steps, the
-            steps alone have cost more than `OVERHEAD_WARNING` (0.1) of the epochs.
+        max_overhead: the most CPU time the callback's logged steps may add to training, as a fraction of the
+            training epochs' (0.05, the default: 5%), or None to log every scheduled epoch. Under the budget,
+            logged epochs are multiples of a stride, `every_n_epochs` times the smallest power of two at which
+            a step (priced at the last one's CPU time) costs at most that share of the epochs it spans, and a
+            scheduled epoch is logged only while the fit's budget still pays for it and for its last epoch's
+            step (`tb_xai.schedule`). Runs of one configuration log the same epochs, and a costlier run a
+            subset of a cheaper one's. The first and the last epoch of each fit are always logged; the setup
+            and the first logged step (which traces the methods) are not charged, since nothing would save
+            them. The budget is in each method's logged config, and the epochs skipped before each logged step
+            in the scalar `xai/skipped_epochs`. Budget or not, each logged step writes the scalar
+            `xai/overhead`: the callback's CPU time in this fit so far (setup and logged steps, that one
+            included) over the training epochs'; with None, the callback warns once when, after 3 logged
+            steps, the steps alone have cost more than `OVERHEAD_WARNING` (0.1) of the epochs.
         batch_size: the most rows the gradient methods and occlusion put through the model at once (bounds
             memory). kernel_shap and lime call the model with about 8 MB of input at a time, at least
             `batch_size` rows, unless given a `batch_size` of their own.
@@ -96,7 +101,7 @@ class AttributionCallback(keras.callbacks.Callback):
         class_names: Optional[Sequence[str]] = None,
         target: TargetLike = "predicted",
         every_n_epochs: int = 1,
-        max_overhead: Optional[float] = None,
+        max_overhead: Optional[float] = DEFAULT_MAX_OVERHEAD,
         batch_size: int = 1024,
         subdir: str = metadata.DEFAULT_SUBDIR,
         logits: bool = False,
@@ -161,14 +166,12 @@ class AttributionCallback(keras.callbacks.Callback):
 
         self._awaiting_build = False
         self._epoch_started = 0.0
-        self._credit = 0.0  # CPU seconds the overhead budget still allows (max_overhead)
-        self._step_cost = 0.0  # CPU seconds the last logged step took (the price of the next one)
+        self.schedule = schedule_lib.Schedule(every_n_epochs, self.max_overhead)
         # CPU seconds of this fit: the callback's (setup and steps), its logged steps', the training epochs'.
         self._spent = self._stepped = self._trained = 0.0
         self._step_started = self._step_setup = 0.0
         self._fit_steps = self._epochs = 0  # steps logged and epochs ended in this fit
         self._warned_overhead = False
-        self._skipped: List[int] = []  # scheduled epochs skipped since the last logged step
         self._warned_completeness: set = set()
 
     # tf_keras (Keras 2) asks each callback which batch hooks it implements, to skip calling the others;
@@ -188,7 +191,7 @@ class AttributionCallback(keras.callbacks.Callback):
         started = time.process_time()
         self._last_epoch = self._last_logged = None
         self._warned_overwrite = False
-        self._credit, self._skipped = 0.0, []
+        self.schedule.start_fit()
         self._spent = self._stepped = self._trained = 0.0
         self._fit_steps = self._epochs = 0
         # A model that was never called is only built by its first training batch: set up at the next one.
@@ -216,12 +219,10 @@ class AttributionCallback(keras.callbacks.Callback):
         trained = max(0.0, time.process_time() - self._epoch_started)
         self._trained += trained
         self._epochs += 1
-        if self.max_overhead is not None:
-            self._credit += self.max_overhead * trained
-        if epoch % self.every_n_epochs != 0 and not self._is_last(epoch):
-            return
-        if not self._affordable(epoch):
-            self._skipped.append(epoch)
+        self.schedule.epoch_ended(trained)
+        epochs = (self.params or {}).get("epochs")
+        left = epochs - epoch - 1 if isinstance(epochs, int) else 0
+        if not self.schedule.should_log(epoch, self._is_last(epoch), max(0, left)):
             return
         self._log(epoch)
         if logs is not None:  # for EarlyStopping, CSVLogger, TensorBoard placed after this callback
@@ -229,8 +230,9 @@ class AttributionCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._last_epoch is not None and self._last_logged != self._last_epoch:
-            if self._skipped and self._skipped[-1] == self._last_epoch:
-                self._skipped.pop()  # the last epoch is always logged
+            skipped = self.schedule.skipped
+            if skipped and skipped[-1] == self._last_epoch:
+                skipped.pop()  # the last epoch is always logged
             self._log(self._last_epoch)
         if self._writer is not None:
             self._writer.close()
@@ -241,13 +243,6 @@ class AttributionCallback(keras.callbacks.Callback):
         """Whether `epoch` is the last of this fit (as its `epochs` says; EarlyStopping may end it sooner)."""
         epochs = (self.params or {}).get("epochs")
         return isinstance(epochs, int) and epoch >= epochs - 1
-
-    def _affordable(self, epoch: int) -> bool:
-        """Whether the overhead budget lets this scheduled epoch be logged: always without a budget, at the
-        first and the last epoch; else when the credit pays for this step and keeps the last epoch's."""
-        if self.max_overhead is None or self._last_logged is None or self._is_last(epoch):
-            return True
-        return self._credit >= 2 * self._step_cost
 
     def _setup(self) -> None:
         if self._adapter is not None and self._adapter.model is self.model:
@@ -287,9 +282,8 @@ class AttributionCallback(keras.callbacks.Callback):
         return writer
 
     def _charge(self, seconds: float) -> None:
-        """Counts `seconds` of CPU time as the callback's (against `max_overhead`'s credit too)."""
+        """Counts `seconds` of CPU time as the callback's (what `xai/overhead` reports)."""
         self._spent += seconds
-        self._credit -= seconds
 
     def overhead(self) -> float:
         """The callback's CPU time in this fit so far over the training epochs' (what `xai/overhead` logs);
@@ -302,9 +296,10 @@ class AttributionCallback(keras.callbacks.Callback):
         try:
             self._log_step(step)
         finally:
-            self._step_cost = time.process_time() - started
-            self._charge(self._step_cost)
-            self._stepped += self._step_cost - self._step_setup
+            cost = time.process_time() - started
+            self._charge(cost)
+            self._stepped += cost - self._step_setup
+            self.schedule.step_logged(cost - self._step_setup)
             self._fit_steps += 1
             self._warn_overhead()
 
@@ -317,8 +312,9 @@ class AttributionCallback(keras.callbacks.Callback):
         self._warned_overhead = True
         logger.warning(
             "tb_xai: logging attributions has added %.0f%% to this training's CPU time so far (%d logged steps of "
-            "%.1f ms on average; epochs of %.1f ms). Pass max_overhead=0.05 to log fewer epochs and keep the "
-            "callback near 5%% (the first and last epochs are always logged), or every_n_epochs=N. The scalar "
+            "%.1f ms on average; epochs of %.1f ms). Leave max_overhead at its default (0.05) to log fewer epochs "
+            "and keep the callback near 5%% (the first and last epochs are always logged), or pass "
+            "every_n_epochs=N. The scalar "
             "xai/overhead logs the callback's share at each logged step.",
             100 * self._stepped / self._trained, self._fit_steps, 1e3 * self._stepped / self._fit_steps,
             1e3 * self._trained / max(1, self._epochs))
@@ -354,8 +350,7 @@ class AttributionCallback(keras.callbacks.Callback):
         finally:
             self._forget_gradients()
         if self.max_overhead is not None:
-            self._write_scalar(quality_lib.SKIPPED_EPOCHS_TAG, len(self._skipped), step)
-            self._skipped = []
+            self._write_scalar(quality_lib.SKIPPED_EPOCHS_TAG, len(self.schedule.skipped), step)
         self.quality.write(step, self._writer)
         if self._trained > 0:  # this step's cost so far counted (its flush is not)
             self._write_scalar(OVERHEAD_TAG, (self._spent + time.process_time() - self._step_started) / self._trained,

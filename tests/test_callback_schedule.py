@@ -80,17 +80,9 @@ def tiny_model():
     return models.mlp(n_features=6, n_classes=3)
 
 
-@pytest.mark.parametrize("setup_cost, logged", [
-    # 1 s epochs, 1 s steps, max_overhead=0.5: 0.5 s of credit per epoch. Epoch 0 is logged (credit -0.5), then
-    # an epoch only once the credit pays for its step and keeps one for the last epoch's (>= 2 s): 5 and 7,
-    # and the last, 9. 4 s spent, within the 5 s allowed (the old rule, "log while the credit is >= 0", logged
-    # 0, 1, 3, 5, 7 and 9: 6 s).
-    (0.0, [0, 5, 7, 9]),
-    # The setup's 3 s are the callback's too: the credit starts at -3, and only the first and last are logged.
-    (3.0, [0, 9]),
-])
-def test_max_overhead_charges_the_setup_and_each_step_before_it_is_taken(tmp_path, monkeypatch, tiny_model,
-                                                                          setup_cost, logged):
+@pytest.mark.parametrize("setup_cost", [0.0, 3.0])
+def test_max_overhead_charges_each_warm_step_and_spaces_them_on_a_stride(tmp_path, monkeypatch, tiny_model,
+                                                                         setup_cost):
     from tb_xai import callback as callback_module
 
     clock = _Clock()
@@ -109,8 +101,25 @@ def test_max_overhead_charges_the_setup_and_each_step_before_it_is_taken(tmp_pat
         clock.now += 1.0  # the epoch's training
         cb.on_epoch_end(epoch, {})
     cb.on_train_end()
-    assert steps == logged
-    assert sorted(cb._logged_steps) == logged
+    # 1 s epochs, 1 s steps, max_overhead=0.5. Epoch 0 traces the methods and epoch 1 prices a warm step (1 s):
+    # neither is skipped. A step then spans 2 epochs (stride 2), and 2, 4 and 6 are logged while the epochs left
+    # pay for the last one's; 8 is not (the credit would not keep epoch 9's), and the last, 9, always is. The
+    # setup is never charged, whatever it costs: the same epochs are logged.
+    assert steps == [0, 1, 2, 4, 6, 9]
+    assert sorted(cb._logged_steps) == steps
+    assert cb.schedule.stride() == 2
+    assert cb.schedule.credit == pytest.approx(0.0)  # 5 charged steps of 1 s, 10 epochs of 0.5 s of budget
+    assert cb.overhead() == pytest.approx((setup_cost + 6.0) / 10)  # xai/overhead reports everything
+
+
+def test_the_budget_is_the_default_and_none_logs_every_epoch(tmp_path, monkeypatch, tiny_model):
+    assert tb_xai.AttributionCallback("unused", np.zeros((2, 6), np.float32)).max_overhead == 0.05
+    for budget, logged in ((tb_xai.callback.DEFAULT_MAX_OVERHEAD, [0, 1, 4, 8, 12, 19]), (None, list(range(20)))):
+        # 1 s epochs and 0.19 s steps: at 5%, a step spans 4 epochs (0.19 / 0.05 is over 2). Epoch 16 is skipped:
+        # the credit would not keep the last epoch's step. 5 charged steps: 0.95 s of the fit's 1 s budget.
+        cb, overhead = _priced_fit(tmp_path / str(budget), monkeypatch, tiny_model, step_cost=0.19, epochs=20,
+                                   max_overhead=budget)
+        assert sorted(overhead) == logged
 
 
 def _priced_fit(tmp_path, monkeypatch, model, step_cost, setup_cost=0.5, epochs=5, **kwargs):
@@ -133,12 +142,12 @@ def _priced_fit(tmp_path, monkeypatch, model, step_cost, setup_cost=0.5, epochs=
         clock.now += 1.0
         cb.on_epoch_end(epoch, {})
     cb.on_train_end()
-    events = EventAccumulator(str(tmp_path / "xai")).Reload()
+    events = EventAccumulator(str(tmp_path / "xai"), size_guidance={"tensors": 0}).Reload()
     return cb, {e.step: e.tensor_proto.float_val[0] for e in events.Tensors(callback_module.OVERHEAD_TAG)}
 
 
 def test_each_logged_step_logs_the_callbacks_share_of_training_so_far(tmp_path, monkeypatch, tiny_model, caplog):
-    cb, overhead = _priced_fit(tmp_path, monkeypatch, tiny_model, step_cost=0.25)
+    cb, overhead = _priced_fit(tmp_path, monkeypatch, tiny_model, step_cost=0.25, max_overhead=None)
     # After epoch e: the 0.5 s setup and e + 1 steps of 0.25 s, over e + 1 seconds of training.
     assert sorted(overhead) == [0, 1, 2, 3, 4]
     for epoch, value in overhead.items():
@@ -153,13 +162,13 @@ def test_each_logged_step_logs_the_callbacks_share_of_training_so_far(tmp_path, 
     assert len(warnings) == 1
     assert "added 25% to this training's CPU time so far (3 logged steps of 250.0 ms" in warnings[0]
     assert "epochs of 1000.0 ms" in warnings[0]
-    assert "max_overhead=0.05" in warnings[0] and "every_n_epochs=N" in warnings[0]
+    assert "max_overhead at its default (0.05)" in warnings[0] and "every_n_epochs=N" in warnings[0]
 
 
 @pytest.mark.parametrize("step_cost, setup_cost, kwargs", [
-    (0.09, 0.0, {}),  # under 10%
-    (0.05, 3.0, {}),  # an expensive setup, paid once, is not what the advice would save
-    (0.25, 0.5, {"max_overhead": 10.0}),  # a budget was chosen: no advice
+    (0.09, 0.0, {"max_overhead": None}),  # under 10%
+    (0.05, 3.0, {"max_overhead": None}),  # an expensive setup, paid once, is not what the advice would save
+    (0.25, 0.5, {"max_overhead": 10.0}),  # a budget: no advice
 ])
 def test_no_overhead_warning_under_the_threshold_or_with_a_budget(tmp_path, monkeypatch, tiny_model, caplog,
                                                                    step_cost, setup_cost, kwargs):

@@ -27,7 +27,8 @@ def shortcut_run(tmp_path_factory):
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     log_dir = str(tmp_path_factory.mktemp("shortcut"))
     callback = tb_xai.AttributionCallback(log_dir, probe, labels=labels, class_names=shortcut.CLASS_NAMES,
-                                          methods=[IntegratedGradients(steps=16)], quality=["drift"])
+                                          methods=[IntegratedGradients(steps=16)], quality=["drift"],
+                                          max_overhead=None)
     model.fit(x_train, y_train, epochs=6, batch_size=64, verbose=0, callbacks=[callback])
     return tb_xai.load(log_dir), labels, stamped, shortcut.STAMP_PIXELS
 
@@ -108,7 +109,8 @@ def test_a_converged_model_trained_further_with_sampling_methods_raises_no_top_k
     # Small budgets: the estimators' own noise is large, which is what must not be reported.
     methods = [KernelShap(samples=256), Lime(samples=500), SmoothGrad(samples=8), ExpectedGradients(samples=20)]
     callback = tb_xai.AttributionCallback(str(tmp_path), x[:24], labels=y[:24], feature_names=feature_names,
-                                          methods=methods, quality=Quality(["drift", "seeds"], seed_probes=6))
+                                          methods=methods, quality=Quality(["drift", "seeds"], seed_probes=6),
+                                          max_overhead=None)
     model.fit(x, y, epochs=8, batch_size=64, verbose=0, callbacks=[callback])
     run = tb_xai.load(str(tmp_path))
     moved = 0

@@ -70,7 +70,7 @@ def logdir(tmp_path_factory):
     callback = tb_xai.AttributionCallback(
         str(root / "shortcut"), probe, labels=labels, class_names=shortcut.CLASS_NAMES,
         methods=[IntegratedGradients(steps=16), "saliency"],
-        quality=Quality(["drift", "faithfulness", "sanity"], points=8))
+        quality=Quality(["drift", "faithfulness", "sanity"], points=8), max_overhead=None)
     model.fit(x_train, y_train, epochs=6, batch_size=64, verbose=0, callbacks=[callback])
     return root
 

@@ -46,7 +46,7 @@ def xss_run(tmp_path_factory):
     callback = tb_xai.AttributionCallback(
         log_dir, x[:8], labels=y[:8], methods=["saliency"],
         feature_names=[XSS_NAME, '=HYPERLINK("x")', "a, \"quoted\" name"],
-        class_names=["<b>no</b>", "<script>alert(2)</script>"],
+        class_names=["<b>no</b>", "<script>alert(2)</script>"], max_overhead=None,
     )
     model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[callback])
     return log_dir
@@ -121,7 +121,8 @@ def train(log_dir, model, x, y, epochs, methods, seed, **options):
     import tb_xai
 
     keras.utils.set_random_seed(seed)
-    callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], methods=methods, **options)
+    callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], methods=methods,
+                                          **{"max_overhead": None, **options})
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[callback])
     return log_dir
 

@@ -259,7 +259,8 @@ def test_a_regression_probe_is_titled_with_its_value_not_a_class(tmp_path):
     y = (x @ np.array([1.5, -1.0, 0.5]) + 0.3).astype(np.float32)
     model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
-    callback = tb_xai.AttributionCallback(str(tmp_path), x[:6], labels=y[:6], methods=["saliency"])
+    callback = tb_xai.AttributionCallback(str(tmp_path), x[:6], labels=y[:6], methods=["saliency"],
+                                          max_overhead=None)
     model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[callback])
     fig = plot.probe_filmstrip(str(tmp_path), "saliency", 2)
     assert f"(label {float(y[2]):.4g})" in fig.axes[0].get_title()

@@ -28,7 +28,7 @@ def run(tmp_path_factory, tabular_data):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], feature_names=feature_names,
                                           class_names=class_names, methods=["saliency", SmoothGrad(samples=8)],
-                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8))
+                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8), max_overhead=None)
     model.fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[callback])
     return tb_xai.load(log_dir)
 

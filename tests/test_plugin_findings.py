@@ -31,7 +31,7 @@ def callback_run(tmp_path_factory, tabular_data):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], feature_names=feature_names,
                                           class_names=CLASS_NAMES, methods=["saliency", SmoothGrad(samples=8)],
-                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8))
+                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8), max_overhead=None)
     model.fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[callback])
     return log_dir, tb_xai.load(log_dir)
 

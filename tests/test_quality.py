@@ -139,7 +139,7 @@ def quality_run(tmp_path_factory, tabular_data):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     callback = tb_xai.AttributionCallback(log_dir, x[:16], labels=y[:16], feature_names=feature_names,
                                           methods=["saliency", SmoothGrad(samples=8)],
-                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8))
+                                          quality=Q.Quality(Q.GROUPS, seed_probes=4, points=8), max_overhead=None)
     csv_path = os.path.join(log_dir, "log.csv")
     stopper = keras.callbacks.EarlyStopping(monitor="xai_saliency_deletion_auc", mode="min", patience=10)
     seen = []

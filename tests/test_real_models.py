@@ -250,7 +250,8 @@ def test_logits_explain_a_saturated_softmax_and_vanishing_gradients_warn(tmp_pat
             assert "the softmax of layer 'head' is saturated" in warnings[0] and "Pass logits=True" in warnings[0]
     run = tb_xai.load(str(tmp_path / "logits"))
     assert np.abs(run.attributions("saliency")).max() > 1e-3
-    assert run.config("saliency") == {"absolute": True, "explains": "logits", "stripped": "softmax"}
+    assert run.config("saliency") == {"absolute": True, "max_overhead": 0.05, "explains": "logits",
+                                      "stripped": "softmax"}
 
 
 def test_logits_strip_activation_layers_and_refuse_what_cannot_be_stripped():

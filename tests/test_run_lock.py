@@ -51,7 +51,7 @@ TRAIN = textwrap.dedent("""
     inputs = keras.Input((5,))
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(8, activation="relu")(inputs)))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    callback = tb_xai.AttributionCallback(log_dir, x[:6], methods=["saliency"])
+    callback = tb_xai.AttributionCallback(log_dir, x[:6], methods=["saliency"], max_overhead=None)
     if role == "second":
         wait(first_started)
     model.fit(x, y, epochs=%d, batch_size=32, verbose=0, callbacks=[callback, Overlap()])
